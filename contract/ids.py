@@ -1,0 +1,59 @@
+"""Identifiers and timestamps shared by every payload.
+
+Times are RFC 3339 UTC with milliseconds (`2026-11-23T08:15:02.250Z`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, PlainSerializer, StringConstraints
+
+NODE_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+_NODE_ID_RE: Final = re.compile(NODE_ID_PATTERN)
+
+#: A gateway or gate controller id; trucks are known by their gateway's node id.
+NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
+#: Ids chosen by the server or a device for commands, passages, locks, trips.
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def is_node_id(value: str) -> bool:
+    """True when `value` may be used as a node id (and so in a topic)."""
+    return bool(_NODE_ID_RE.match(value))
+
+
+def format_ts(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a `Z`, the only form on the wire."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an RFC 3339 time with an explicit offset into an aware UTC datetime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone (append Z for UTC)")
+    return moment.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone, e.g. 2026-11-23T08:15:02.250Z")
+    return moment.astimezone(UTC)
+
+
+#: A timestamp field: accepts RFC 3339 with any offset, stores UTC, writes `…Z` with ms.
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]

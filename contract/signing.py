@@ -1,0 +1,181 @@
+"""Ed25519 signing and verification of server→edge commands.
+
+The signature covers the canonical JSON (`contract.canonical`) of the payload
+without its `signature` field, and is carried base64-encoded. Devices hold the
+server's public key; a command is refused unless its signature verifies, it is
+addressed to this device, it has not expired, and its nonce was never seen.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from contract.canonical import canonical_json
+from contract.ids import utc_now
+from contract.payloads import CommandOutcome, PayloadError, SignedCommand, decode
+
+C = TypeVar("C", bound=SignedCommand)
+
+#: Clocks of devices and server may differ this much before `issued_at` counts as "future".
+DEFAULT_CLOCK_SKEW = timedelta(seconds=30)
+
+
+class KeyFileError(ValueError):
+    """A key file or string that is not an Ed25519 key."""
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_to_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as err:
+        raise KeyFileError(f"{path}: not a PEM private key ({err})") from err
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except ValueError as err:
+        raise KeyFileError(f"{path}: not a PEM public key ({err})") from err
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_command_id() -> str:
+    return str(uuid.uuid4())
+
+
+def signing_bytes(payload: dict[str, Any]) -> bytes:
+    """What the signature covers: the canonical JSON of everything but `signature`."""
+    return canonical_json({k: v for k, v in payload.items() if k != "signature"})
+
+
+def sign(command: C, key: Ed25519PrivateKey) -> C:
+    """Return `command` with its `signature` set."""
+    unsigned = command.model_dump(mode="json", exclude_none=True, exclude={"signature"})
+    signature = base64.b64encode(key.sign(signing_bytes(unsigned))).decode("ascii")
+    return command.model_copy(update={"signature": signature})
+
+
+def signature_valid(payload: dict[str, Any], key: Ed25519PublicKey) -> bool:
+    """Check the signature of a received payload exactly as it arrived."""
+    text = payload.get("signature")
+    if not isinstance(text, str):
+        return False
+    try:
+        raw = base64.b64decode(text, validate=True)
+        key.verify(raw, signing_bytes(payload))
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True
+
+
+class NonceStore(Protocol):
+    """Remembers nonces until their command expires. Durable in devices."""
+
+    def claim(self, nonce: str, expires_at: datetime) -> bool:
+        """Record `nonce`; False when it was already recorded."""
+        ...
+
+
+class MemoryNonceStore:
+    """A nonce store for tests and the server side; forgets on restart."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, datetime] = {}
+
+    def claim(self, nonce: str, expires_at: datetime) -> bool:
+        now = utc_now()
+        for old in [n for n, exp in self._seen.items() if exp < now]:
+            del self._seen[old]
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = expires_at
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of checking a command. `command` is set when it parsed."""
+
+    ok: bool
+    result: CommandOutcome | None
+    detail: str
+    command: SignedCommand | None = None
+
+
+class CommandVerifier:
+    """Checks commands for one device: signature, addressee, expiry, nonce."""
+
+    def __init__(
+        self,
+        public_key: Ed25519PublicKey,
+        node_id: str,
+        nonces: NonceStore,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    ) -> None:
+        self._key = public_key
+        self._node_id = node_id
+        self._nonces = nonces
+        self._skew = clock_skew
+
+    def verify(
+        self, model: type[SignedCommand], raw: bytes | str, now: datetime | None = None
+    ) -> Verification:
+        """Parse and check `raw`. The nonce is claimed only when all else passed."""
+        now = now or utc_now()
+        try:
+            command = decode(model, raw)
+        except PayloadError as err:
+            return Verification(False, "refused", f"malformed command: {err}")
+        # Verify over the payload as received, not as re-serialised.
+        if not signature_valid(json.loads(raw), self._key):
+            return Verification(False, "bad_signature", "signature does not verify", command)
+        if command.node_id != self._node_id:
+            return Verification(
+                False, "refused", f"command is for {command.node_id}, not {self._node_id}", command
+            )
+        if command.issued_at > now + self._skew:
+            return Verification(False, "refused", "issued_at is in the future", command)
+        if command.expires_at <= now:
+            return Verification(False, "expired", f"expired at {command.expires_at}", command)
+        if not self._nonces.claim(command.nonce, command.expires_at):
+            return Verification(False, "refused", "nonce already used (replay)", command)
+        return Verification(True, None, "verified", command)

@@ -1,0 +1,108 @@
+"""Every MQTT topic of the contract is built and parsed here; nobody formats one by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from contract.ids import is_node_id
+from contract.version import TOPIC_PREFIX
+
+Kind = Literal["truck", "gate"]
+Channel = Literal[
+    "availability", "position", "lock", "health", "passage", "command", "command/result"
+]
+
+KINDS: Final[tuple[str, ...]] = get_args(Kind)
+#: Which channels each kind of node publishes (edge→server).
+EDGE_CHANNELS: Final[dict[str, tuple[str, ...]]] = {
+    "truck": ("availability", "position", "lock", "health", "command/result"),
+    "gate": ("availability", "health", "passage", "command/result"),
+}
+
+
+class TopicError(ValueError):
+    """A topic that is not part of the contract."""
+
+
+def _check(kind: str, node_id: str) -> None:
+    if kind not in KINDS:
+        raise TopicError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if not is_node_id(node_id):
+        raise TopicError(f"node id {node_id!r} must match [A-Za-z0-9_-]{{1,64}}")
+
+
+def build(kind: Kind, node_id: str, channel: Channel) -> str:
+    _check(kind, node_id)
+    return f"{TOPIC_PREFIX}/{kind}/{node_id}/{channel}"
+
+
+def availability(kind: Kind, node_id: str) -> str:
+    return build(kind, node_id, "availability")
+
+
+def health(kind: Kind, node_id: str) -> str:
+    return build(kind, node_id, "health")
+
+
+def position(node_id: str) -> str:
+    return build("truck", node_id, "position")
+
+
+def lock(node_id: str) -> str:
+    return build("truck", node_id, "lock")
+
+
+def passage(node_id: str) -> str:
+    return build("gate", node_id, "passage")
+
+
+def command(kind: Kind, node_id: str) -> str:
+    return build(kind, node_id, "command")
+
+
+def command_result(kind: Kind, node_id: str) -> str:
+    return build(kind, node_id, "command/result")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    kind: Kind
+    node_id: str
+    channel: Channel
+
+
+def parse(topic: str) -> TopicInfo:
+    """Split a contract topic into kind, node id and channel, or raise `TopicError`."""
+    prefix = TOPIC_PREFIX + "/"
+    if not topic.startswith(prefix):
+        raise TopicError(f"topic {topic!r} does not start with {prefix!r}")
+    parts = topic[len(prefix) :].split("/", 2)
+    if len(parts) != 3:
+        raise TopicError(f"topic {topic!r} is not {prefix}<kind>/<node_id>/<channel>")
+    kind, node_id, channel = parts
+    _check(kind, node_id)
+    if channel not in get_args(Channel):
+        raise TopicError(f"topic {topic!r} has unknown channel {channel!r}")
+    return TopicInfo(kind=kind, node_id=node_id, channel=channel)  # type: ignore[arg-type]
+
+
+def server_subscriptions(share_group: str | None = None) -> list[str]:
+    """The filters a server worker subscribes to (edge→server channels).
+
+    With `share_group`, the filters are MQTT 5 shared subscriptions
+    (`$share/<group>/…`) so several workers split the load.
+    """
+    filters = [
+        f"{TOPIC_PREFIX}/+/+/availability",
+        f"{TOPIC_PREFIX}/+/+/health",
+        f"{TOPIC_PREFIX}/truck/+/position",
+        f"{TOPIC_PREFIX}/truck/+/lock",
+        f"{TOPIC_PREFIX}/gate/+/passage",
+        f"{TOPIC_PREFIX}/+/+/command/result",
+    ]
+    if share_group is None:
+        return filters
+    if not is_node_id(share_group):
+        raise TopicError(f"share group {share_group!r} must match [A-Za-z0-9_-]{{1,64}}")
+    return [f"$share/{share_group}/{f}" for f in filters]

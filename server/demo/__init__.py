@@ -1,0 +1,1 @@
+"""`bondwatch-demo`: the whole system on one machine, and the broker launcher tests share."""

@@ -1,0 +1,43 @@
+"""Session-wide fixtures: a real Mosquitto broker on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-world data folder (`../shared/data`); fails saying where it is expected."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"real-world test data not found at {SHARED_DATA}: check out shared/ beside the repo")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """A Mosquitto broker for the whole session, with the production settings."""
+    if find_mosquitto() is None:
+        pytest.fail(INSTALL_HINT)
+    with MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker for one test, which the test may stop, kill and restart."""
+    if find_mosquitto() is None:
+        pytest.fail(INSTALL_HINT)
+    running = MosquittoBroker(tmp_path / "mosquitto")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

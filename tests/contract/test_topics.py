@@ -1,0 +1,47 @@
+import pytest
+
+from contract import topics
+
+
+def test_builders_and_parse_round_trip():
+    for kind, node, channel in [
+        ("truck", "T-001", "position"),
+        ("truck", "T_9", "lock"),
+        ("gate", "G1", "passage"),
+        ("gate", "G1", "command/result"),
+        ("truck", "a" * 64, "availability"),
+    ]:
+        topic = topics.build(kind, node, channel)
+        info = topics.parse(topic)
+        assert (info.kind, info.node_id, info.channel) == (kind, node, channel)
+    assert topics.position("T1") == "bondwatch/v1/truck/T1/position"
+    assert topics.command("gate", "G7") == "bondwatch/v1/gate/G7/command"
+    assert topics.command_result("truck", "T1") == "bondwatch/v1/truck/T1/command/result"
+
+
+@pytest.mark.parametrize("node", ["", "a" * 65, "T/1", "T+1", "T#", "粤B12345", "T 1"])
+def test_bad_node_ids_rejected(node):
+    with pytest.raises(topics.TopicError, match="node id"):
+        topics.position(node)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "bondwatch/v2/truck/T1/position",
+        "bondwatch/v1/ship/T1/position",
+        "bondwatch/v1/truck/T1/speed",
+        "bondwatch/v1/truck/T1",
+        "bondwatch/v1/truck/T+/position",
+    ],
+)
+def test_foreign_topics_rejected(topic):
+    with pytest.raises(topics.TopicError):
+        topics.parse(topic)
+
+
+def test_shared_subscriptions():
+    plain = topics.server_subscriptions()
+    shared = topics.server_subscriptions("workers")
+    assert "bondwatch/v1/truck/+/position" in plain
+    assert shared == [f"$share/workers/{f}" for f in plain]
