@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import termios
 import tty
@@ -33,10 +34,8 @@ class VirtualPort:
 
     def close(self) -> None:
         for fd in (self.master_fd, self._slave_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def announce(self) -> None:
         """Print the port path then `READY`, the line tests and the demo wait for."""

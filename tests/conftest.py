@@ -17,7 +17,9 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 def shared_data() -> Path:
     """The real-world data folder (`../shared/data`); fails saying where it is expected."""
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"real-world test data not found at {SHARED_DATA}: check out shared/ beside the repo")
+        pytest.fail(
+            f"real-world test data not found at {SHARED_DATA}: check out shared/ beside the repo"
+        )
     return SHARED_DATA
 
 

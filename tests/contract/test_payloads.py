@@ -98,8 +98,15 @@ def test_not_json_objects_rejected(raw):
 def test_lock_and_passage_models():
     lock = decode(
         LockReport,
-        {"node_id": "T1", "seq": 3, "ts": POSITION["ts"], "lock_id": "L1", "state": "sealed",
-         "event": "rope_cut", "battery_pct": 80},
+        {
+            "node_id": "T1",
+            "seq": 3,
+            "ts": POSITION["ts"],
+            "lock_id": "L1",
+            "state": "sealed",
+            "event": "rope_cut",
+            "battery_pct": 80,
+        },
     )
     assert lock.event == "rope_cut"
     with pytest.raises(PayloadError) as info:
@@ -107,10 +114,25 @@ def test_lock_and_passage_models():
     assert info.value.field == "event"
     passage = decode(
         Passage,
-        {"node_id": "G1", "seq": 1, "ts": POSITION["ts"], "passage_id": "p1", "lane": "1",
-         "direction": "in", "plate": {"text": "粤B12345", "confidence": 0.93, "needs_review": False},
-         "containers": [{"number": "CSQU3054383", "confidence": 0.97, "check_digit_ok": True,
-                         "needs_review": False, "iso_type": "22G1"}], "images": ["img/1.jpg"]},
+        {
+            "node_id": "G1",
+            "seq": 1,
+            "ts": POSITION["ts"],
+            "passage_id": "p1",
+            "lane": "1",
+            "direction": "in",
+            "plate": {"text": "粤B12345", "confidence": 0.93, "needs_review": False},
+            "containers": [
+                {
+                    "number": "CSQU3054383",
+                    "confidence": 0.97,
+                    "check_digit_ok": True,
+                    "needs_review": False,
+                    "iso_type": "22G1",
+                }
+            ],
+            "images": ["img/1.jpg"],
+        },
     )
     assert passage.plate is not None and passage.plate.text == "粤B12345"
     assert json.loads(passage.to_json())["plate"]["text"] == "粤B12345"
@@ -121,7 +143,12 @@ def test_lock_and_passage_models():
 
 def test_every_edge_channel_has_a_model():
     assert set(EDGE_PAYLOADS) == {
-        "availability", "position", "lock", "health", "passage", "command/result"
+        "availability",
+        "position",
+        "lock",
+        "health",
+        "passage",
+        "command/result",
     }
     with pytest.raises(PayloadError, match="channel"):
         decode_edge("command", b"{}")

@@ -96,7 +96,9 @@ def test_missing_or_garbage_signature(key):
 
 def test_expired_command_rejected(key):
     past = utc_now() - timedelta(minutes=5)
-    wire = sign(gate_command(issued_at=past, expires_at=past + timedelta(seconds=30)), key).to_json()
+    wire = sign(
+        gate_command(issued_at=past, expires_at=past + timedelta(seconds=30)), key
+    ).to_json()
     outcome = verifier(key).verify(GateCommand, wire)
     assert outcome.result == "expired"
 
@@ -133,5 +135,5 @@ def test_pem_round_trip(tmp_path, key):
     check = CommandVerifier(load_public_key(tmp_path / "k.pub"), "G1", MemoryNonceStore())
     assert check.verify(GateCommand, wire).ok
     (tmp_path / "bad.pem").write_text("hello")
-    with pytest.raises(ValueError, match="bad.pem"):
+    with pytest.raises(ValueError, match=r"bad\.pem"):
         load_public_key(tmp_path / "bad.pem")

@@ -11,7 +11,7 @@ def test_builders_and_parse_round_trip():
         ("gate", "G1", "command/result"),
         ("truck", "a" * 64, "availability"),
     ]:
-        topic = topics.build(kind, node, channel)
+        topic = topics.build(kind, node, channel)  # type: ignore[arg-type]
         info = topics.parse(topic)
         assert (info.kind, info.node_id, info.channel) == (kind, node, channel)
     assert topics.position("T1") == "bondwatch/v1/truck/T1/position"

@@ -1,0 +1,68 @@
+# BondWatch — every target sets itself up: a virtual environment, the project and its
+# pinned dependencies, and a Mosquitto broker binary from the distribution's packages.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-install when the dependency pins change.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+RAPIDOCR := rapidocr-onnxruntime==1.4.4
+PYTEST_ARGS ?=
+
+.PHONY: setup venv broker demo test hil lint bench format clean
+
+setup: venv broker
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or 3.12"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else 1)' || \
+	  { echo "error: BondWatch needs Python 3.11 or 3.12 (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { echo "error: the venv module is missing (Debian: apt-get install python3-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[truck,gate,server,demo,dev]"
+	@# rapidocr requires the GUI build of OpenCV; the headless build is already installed.
+	$(PY) -m pip install --quiet --no-deps $(RAPIDOCR)
+	$(PY) -c 'import cv2, rapidocr_onnxruntime, aiomqtt, fastapi, shapely' || { echo "error: the environment is incomplete"; exit 1; }
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Mosquitto: install the distribution's package when it is missing and we are root.
+broker:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing mosquitto from the distribution's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+	  echo "error: Mosquitto is not installed. Install it with: sudo apt-get install mosquitto (Debian/Ubuntu)"; \
+	  echo "       or: sudo dnf install mosquitto (Fedora/RHEL), then run make again"; exit 1; \
+	fi
+
+# The demo falls back to an embedded broker when Mosquitto cannot be had.
+demo: venv
+	@$(MAKE) --no-print-directory broker || echo "note: no Mosquitto; the demo uses its embedded broker"
+	$(VENV)/bin/bondwatch-demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+hil: setup
+	$(PY) -m pytest tests/hil $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

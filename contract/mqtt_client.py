@@ -1,0 +1,73 @@
+"""Build an aiomqtt client from `BrokerSettings` — the one place edge and server connect.
+
+aiomqtt 2.x wraps paho-mqtt 2.x and leaves reconnecting to the caller (TRAPS.md).
+Sessions are persistent: MQTT 5 with clean start off and a session expiry (3.1.1: clean
+session off), so QoS 1 messages queued while a client is away are kept by the broker.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from contract.broker import BrokerSettings
+
+#: How long the broker keeps a disconnected client's session and queued messages.
+SESSION_EXPIRY_S = 30 * 24 * 3600
+
+
+def make_client(
+    settings: BrokerSettings,
+    identifier: str,
+    *,
+    will: aiomqtt.Will | None = None,
+    receive_maximum: int | None = None,
+    **extra: Any,
+) -> aiomqtt.Client:
+    """A client with a persistent session named `identifier` (unless settings override it)."""
+    tls_context = None
+    if settings.tls:
+        tls_context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
+        if settings.cert_file is not None:
+            tls_context.load_cert_chain(
+                str(settings.cert_file), str(settings.key_file) if settings.key_file else None
+            )
+    client_id = settings.client_id or identifier
+    if settings.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        if receive_maximum is not None:
+            props.ReceiveMaximum = receive_maximum
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password(),
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            keepalive=settings.keepalive_s,
+            will=will,
+            tls_context=tls_context,
+            **extra,
+        )
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=settings.password(),
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=False,
+        keepalive=settings.keepalive_s,
+        will=will,
+        tls_context=tls_context,
+        **extra,
+    )

@@ -1,0 +1,1 @@
+"""The truck agent: GNSS and e-lock drivers → reporting policy → outbox → MQTT."""

@@ -1,0 +1,1 @@
+"""The BondWatch server: ingest, trips, geography, rules, alarms, gates, storage, REST, console."""

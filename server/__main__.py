@@ -1,0 +1,43 @@
+"""`bondwatch-server --config FILE` — loads the configuration and starts the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from contract.config_file import ConfigError, load_model
+from server.config import ServerConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bondwatch-server", description=__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="server YAML file")
+    parser.add_argument(
+        "--validate-config", action="store_true", help="check the file, print every error, exit"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_model(args.config, ServerConfig)
+    except ConfigError as err:
+        print(f"{err.path}: {len(err.errors)} error(s)", file=sys.stderr)
+        for line in err.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    if args.validate_config:
+        print(f"{args.config}: OK")
+        return 0
+    from server.app import serve
+
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

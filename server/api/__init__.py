@@ -1,0 +1,1 @@
+"""The REST API (FastAPI), its error shape, and the console's static files."""

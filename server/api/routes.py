@@ -1,0 +1,132 @@
+"""REST endpoints of the foundation: declarations, trips, vehicles, geography, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from contract.ids import utc_now
+from server.api.errors import ApiError
+from server.api.models import DeclarationIn, TripOut, VehiclePosition, trip_out
+from server.services import Services
+from server.store.database import TRIP_STATUSES
+
+router = APIRouter(prefix="/api/v1")
+health_router = APIRouter()
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+@router.post("/declarations", status_code=201, response_model=TripOut, tags=["declarations"])
+async def register_declaration(body: DeclarationIn, request: Request) -> TripOut:
+    """Register a transit declaration; its trip starts in status `declared`."""
+    svc = services(request)
+    if body.route_id not in svc.layers.route_ids:
+        raise ApiError(422, "invalid", f"unknown route {body.route_id!r}", "route_id")
+    for name in ("origin_gate", "destination_gate"):
+        gate = getattr(body, name)
+        if gate not in svc.layers.gate_ids:
+            raise ApiError(422, "invalid", f"unknown gate {gate!r}", name)
+    row = await asyncio.to_thread(
+        svc.store.create_declaration, body.model_dump(mode="json"), utc_now()
+    )
+    return trip_out(row)
+
+
+@router.get("/trips", response_model=list[TripOut], tags=["trips"])
+async def list_trips(
+    request: Request, status: Annotated[str | None, Query(description="filter by status")] = None
+) -> list[TripOut]:
+    if status is not None and status not in TRIP_STATUSES:
+        raise ApiError(
+            422, "invalid", f"status must be one of {', '.join(TRIP_STATUSES)}", "status"
+        )
+    rows = await asyncio.to_thread(services(request).store.list_trips, status)
+    return [trip_out(r) for r in rows]
+
+
+@router.get("/trips/{trip_id}", response_model=TripOut, tags=["trips"])
+async def get_trip(
+    trip_id: str,
+    request: Request,
+    track: Annotated[int, Query(ge=0, le=1, description="1 to include the track")] = 0,
+) -> TripOut:
+    store = services(request).store
+    row = await asyncio.to_thread(store.get_trip, trip_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no trip {trip_id!r}", "trip_id")
+    points = None
+    if track and row["started_at"] is not None:
+        points = await asyncio.to_thread(
+            store.track, row["vehicle_id"], row["started_at"], row["ended_at"]
+        )
+    elif track:
+        points = []
+    return trip_out(row, points)
+
+
+@router.get("/vehicles/positions", response_model=list[VehiclePosition], tags=["trips"])
+async def vehicle_positions(request: Request) -> list[VehiclePosition]:
+    """The newest fix of every vehicle with its open trip, for the live map."""
+    store = services(request).store
+
+    def collect() -> list[VehiclePosition]:
+        out = []
+        for pos in store.latest_positions():
+            trip = store.open_trip_for_vehicle(pos["node_id"])
+            out.append(
+                VehiclePosition(
+                    vehicle_id=pos["node_id"],
+                    seq=pos["seq"],
+                    ts=pos["ts"],
+                    lat=pos["lat"],
+                    lon=pos["lon"],
+                    speed_kmh=pos["speed_kmh"],
+                    course_deg=pos["course_deg"],
+                    trip_id=trip["trip_id"] if trip else None,
+                    route_id=trip["route_id"] if trip else None,
+                )
+            )
+        return out
+
+    return await asyncio.to_thread(collect)
+
+
+@router.get("/routes", tags=["geography"])
+async def routes(request: Request) -> dict[str, Any]:
+    """Route lines (with `corridor_m`) and sites, GeoJSON."""
+    layers = services(request).layers
+    return layers.collection(layers.routes)
+
+
+@router.get("/zones", tags=["geography"])
+async def zones(request: Request) -> dict[str, Any]:
+    layers = services(request).layers
+    return layers.collection(layers.zones)
+
+
+@router.get("/gates", tags=["geography"])
+async def gates(request: Request) -> dict[str, Any]:
+    layers = services(request).layers
+    return layers.collection(layers.gates)
+
+
+@router.get("/healthz", tags=["operations"])
+@health_router.get("/healthz", include_in_schema=False)
+async def healthz(request: Request) -> dict[str, Any]:
+    """Liveness, and whether the ingest is connected to the broker."""
+    svc = services(request)
+    return {"status": "ok", "broker_connected": svc.ingest_connected()}
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+@health_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
+async def metrics(request: Request) -> str:
+    """Prometheus metrics."""
+    return services(request).metrics.render()

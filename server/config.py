@@ -1,0 +1,80 @@
+"""The server's configuration file (YAML), validated with every error reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contract.broker import BrokerSettings
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address the REST API and console bind to")
+    port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 = any free port)")
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default="sqlite:///var/bondwatch.db",
+        description="SQLAlchemy URL: sqlite:///FILE (embedded) or "
+        "postgresql+psycopg://USER@HOST/DB (production); a password comes from password_env",
+    )
+    password_env: str | None = Field(
+        default=None, description="environment variable holding the database password"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
+            raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB")
+        return url
+
+
+class GeographySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[Path] = Field(
+        default_factory=list, description="route GeoJSON files (line, sites, gates), one per route"
+    )
+    zones: list[Path] = Field(
+        default_factory=list, description="zone GeoJSON files (forbidden, stop, tunnel, urban)"
+    )
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    share_group: str | None = Field(
+        default=None,
+        description="MQTT shared-subscription group; set it when several workers share the load",
+    )
+    batch_max: int = Field(default=2000, ge=1, le=100_000, description="rows per store write")
+    batch_wait_ms: int = Field(
+        default=20, ge=0, le=5000, description="longest wait to fill a batch"
+    )
+
+
+class ServerConfig(BaseModel):
+    """`bondwatch-server --config FILE`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    broker: BrokerSettings = Field(
+        default_factory=lambda: BrokerSettings(client_id="bondwatch-server-1"),
+        description="the MQTT broker the server subscribes to",
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings, description="REST API and console")
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="the store")
+    geography: GeographySettings = Field(
+        default_factory=GeographySettings, description="routes and zones"
+    )
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="MQTT ingest")
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
+    )

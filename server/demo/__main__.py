@@ -1,0 +1,241 @@
+"""`bondwatch-demo` — the whole system on one machine, with simulated trucks.
+
+A broker (Mosquitto when installed, the embedded amqtt otherwise), the server with
+SQLite, one simulated GNSS receiver per truck on a virtual serial port, and one truck
+agent per truck. Every part runs as its own process, as it would in the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contract.config_file import load_model
+from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
+from server.demo.broker import PROJECT_ROOT, MosquittoBroker, find_mosquitto, free_port
+from server.demo.processes import Child
+from server.demo.scenario import Scenario
+
+log = logging.getLogger("bondwatch.demo")
+DEMO_CONFIG = PROJECT_ROOT / "config" / "demo"
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as res:
+                if res.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as res:
+            return res.status, json.loads(res.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+class Demo:
+    def __init__(self, run_dir: Path, http_port: int, scenario: Scenario) -> None:
+        self.run_dir = run_dir
+        self.http_port = http_port
+        self.scenario = scenario
+        self.children: list[Child] = []
+        self.broker: MosquittoBroker | None = None
+
+    def start(self) -> str:
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True)
+        broker_host, broker_port, protocol = self._start_broker(logs)
+        key = generate_private_key()
+        keys = self.run_dir / "keys"
+        keys.mkdir()
+        (keys / "server.pem").write_bytes(private_key_to_pem(key))
+        (keys / "server.pub").write_bytes(public_key_to_pem(key.public_key()))
+        broker = {"host": broker_host, "port": broker_port, "protocol": protocol}
+        server_cfg = self.run_dir / "server.yaml"
+        server_cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "broker": {**broker, "client_id": "bondwatch-server-1"},
+                    "http": {"host": "127.0.0.1", "port": self.http_port},
+                    "storage": {"url": f"sqlite:///{self.run_dir / 'bondwatch.db'}"},
+                    "geography": {
+                        "routes": sorted(
+                            str(p) for p in (DEMO_CONFIG / "routes").glob("*.geojson")
+                        ),
+                        "zones": [str(DEMO_CONFIG / "zones.geojson")],
+                    },
+                    "signing_key_file": str(keys / "server.pem"),
+                },
+                allow_unicode=True,
+            )
+        )
+        base = f"http://127.0.0.1:{self.http_port}"
+        self._spawn(Child.python("server", ["-m", "server", "--config", str(server_cfg)], logs))
+        _wait_http(f"{base}/healthz", 30)
+        start_time = time.time()
+        for truck in self.scenario.trucks:
+            declaration = {
+                **truck.declaration,
+                "vehicle_id": truck.node_id,
+                "plate": truck.plate,
+                "route_id": truck.route_id,
+            }
+            status, body = _post(f"{base}/api/v1/declarations", declaration)
+            if status != 201:
+                raise RuntimeError(f"declaration for {truck.node_id} refused: {status} {body}")
+            stub = Child.python(
+                f"gnss-{truck.node_id}",
+                [
+                    "-m",
+                    "firmware_stubs.gnss",
+                    "--route",
+                    str(DEMO_CONFIG / truck.playback),
+                    "--zones",
+                    str(DEMO_CONFIG / "zones.geojson"),
+                    "--speed-kmh",
+                    str(truck.speed_kmh),
+                    "--stops",
+                    truck.stops,
+                    "--time-scale",
+                    str(self.scenario.time_scale),
+                    "--start-time",
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_time)),
+                    "--loop",
+                ],
+                logs,
+            )
+            self._spawn(stub, ready="READY")
+            port = next(line for line in stub.lines if line.startswith("/"))
+            agent_cfg = self.run_dir / f"truck-{truck.node_id}.yaml"
+            agent_cfg.write_text(
+                yaml.safe_dump(
+                    {
+                        "node_id": truck.node_id,
+                        "broker": broker,
+                        "state_dir": str(self.run_dir / "state" / truck.node_id),
+                        "server_public_key": str(keys / "server.pub"),
+                        "gnss": {"type": "nmea", "port": port, "baudrate": 9600},
+                        "reporting": {"interval_s": 10, "min_interval_s": 1, "distance_m": 100},
+                    }
+                )
+            )
+            self._spawn(
+                Child.python(
+                    f"truck-{truck.node_id}",
+                    ["-m", "edge", "truck", "--config", str(agent_cfg)],
+                    logs,
+                )
+            )
+        return base
+
+    def _spawn(self, child: Child, ready: str | None = None) -> None:
+        self.children.append(child)
+        child.start(ready=ready)
+
+    def _start_broker(self, logs: Path) -> tuple[str, int, str]:
+        if find_mosquitto() is not None:
+            self.broker = MosquittoBroker(self.run_dir / "mosquitto")
+            self.broker.start()
+            print(f"broker: Mosquitto on 127.0.0.1:{self.broker.port}", flush=True)
+            return self.broker.host, self.broker.port, "5"
+        port = free_port()
+        conf = self.run_dir / "amqtt.yaml"
+        conf.write_text(
+            yaml.safe_dump(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                    "plugins": {
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                            "allow_anonymous": True
+                        }
+                    },
+                }
+            )
+        )
+        amqtt = shutil.which("amqtt") or str(Path(sys.executable).parent / "amqtt")
+        self._spawn(Child("broker-amqtt", [amqtt, "-c", str(conf)], logs))
+        deadline = time.monotonic() + 15
+        while _port_free(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(
+            f"broker: embedded amqtt (MQTT 3.1.1) on 127.0.0.1:{port} — "
+            "install mosquitto for production parity",
+            flush=True,
+        )
+        return "127.0.0.1", port, "3.1.1"
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bondwatch-demo", description=__doc__)
+    parser.add_argument("--port", type=int, default=8080, help="console port (next free if taken)")
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / "var" / "demo")
+    parser.add_argument("--scenario", type=Path, default=DEMO_CONFIG / "scenario.yaml")
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after N seconds (0 = run until Ctrl-C)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    scenario = load_model(args.scenario, Scenario)
+    port = args.port if _port_free(args.port) else free_port()
+    demo = Demo(args.run_dir, port, scenario)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        base = demo.start()
+        print(f"\nBondWatch demo running — console: {base}/", flush=True)
+        print(f"  REST API: {base}/api/v1/trips   OpenAPI: {base}/docs", flush=True)
+        print(f"  logs: {args.run_dir / 'logs'}   stop with Ctrl-C\n", flush=True)
+        stop.wait(args.duration or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping the demo…", flush=True)
+        demo.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""MQTT ingest: validate every edge message, store each (node, seq) once, then hand on.
+
+A message is acknowledged to the broker (QoS 1 PUBACK) only after the store has
+committed it, so a crash of the server loses nothing: the broker redelivers what was
+not acknowledged, and the store's (node, seq) key absorbs the repeat. aiomqtt 2.x
+does not expose manual acknowledgement, so it is switched on in the paho client it
+wraps (`manual_ack_set`, paho-mqtt 2.x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import aiomqtt
+
+from contract import topics
+from contract.broker import BrokerSettings
+from contract.ids import utc_now
+from contract.mqtt_client import make_client
+from contract.payloads import PayloadError, decode_edge
+from server.config import IngestSettings
+from server.metrics import Metrics
+from server.store import Store
+from server.store.database import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+FreshHandler = Callable[[Sequence[IncomingMessage]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+def validate(topic: str, payload: bytes) -> IncomingMessage | Rejection:
+    """Turn one MQTT message into an `IncomingMessage`, or say why it is rejected."""
+    try:
+        info = topics.parse(topic)
+    except topics.TopicError as err:
+        return Rejection("bad_topic", str(err))
+    if info.channel == "command":
+        return Rejection("bad_topic", f"{topic} is a server→edge topic")
+    try:
+        message = decode_edge(info.channel, payload)
+    except PayloadError as err:
+        return Rejection("bad_payload", str(err))
+    if message.node_id != info.node_id:
+        return Rejection(
+            "node_mismatch", f"payload node_id {message.node_id!r} published on {topic}"
+        )
+    return IncomingMessage(
+        channel=info.channel,
+        message=message,
+        raw=payload.decode("utf-8"),
+        received_at=utc_now(),
+    )
+
+
+class Ingest:
+    """Subscribes, validates, stores in batches, acknowledges, and calls the handlers."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        settings: IngestSettings,
+        store: Store,
+        metrics: Metrics,
+        handlers: Sequence[FreshHandler] = (),
+        client_id: str = "bondwatch-server-1",
+    ) -> None:
+        self._broker = broker
+        self._settings = settings
+        self._store = store
+        self._metrics = metrics
+        self._handlers = list(handlers)
+        self._client_id = client_id
+        self._queue: asyncio.Queue[tuple[IncomingMessage | None, int, int]] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._logged_rejects: dict[str, float] = {}
+        metrics.describe("bondwatch_ingest_messages_total", "edge messages by outcome")
+
+    async def run(self) -> None:
+        """Connect, reconnecting with backoff, until cancelled."""
+        delay = self._broker.reconnect_min_s
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as err:
+                if self.connected.is_set():
+                    log.warning(
+                        "ingest lost the broker %s:%d: %s",
+                        self._broker.host,
+                        self._broker.port,
+                        err,
+                    )
+                else:
+                    log.debug("ingest cannot reach the broker: %s", err)
+                self.connected.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._broker.reconnect_max_s)
+                continue
+            delay = self._broker.reconnect_min_s
+
+    async def _session(self) -> None:
+        client = make_client(
+            self._broker,
+            self._client_id,
+            receive_maximum=max(self._settings.batch_max, 100),
+        )
+        async with client:
+            paho = client._client
+            paho.manual_ack_set(True)
+            for filt in topics.server_subscriptions(self._settings.share_group):
+                await client.subscribe(filt, qos=1)
+            self.connected.set()
+            log.info("ingest subscribed at %s:%d", self._broker.host, self._broker.port)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write_loop(paho), name="ingest-writer")
+                async for message in client.messages:
+                    self._accept(message)
+
+    def _accept(self, message: aiomqtt.Message) -> None:
+        payload = (
+            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        )
+        outcome = validate(message.topic.value, payload)
+        if isinstance(outcome, Rejection):
+            self._metrics.inc(
+                "bondwatch_ingest_messages_total", outcome="rejected", reason=outcome.reason
+            )
+            self._log_reject(message.topic.value, outcome)
+            self._queue.put_nowait((None, message.mid, message.qos))
+            return
+        self._queue.put_nowait((outcome, message.mid, message.qos))
+
+    def _log_reject(self, topic: str, rejection: Rejection) -> None:
+        """Log each kind of rejection per topic at most once a minute."""
+        key = f"{topic}|{rejection.reason}"
+        now = time.monotonic()
+        if now - self._logged_rejects.get(key, -1e9) >= 60:
+            self._logged_rejects[key] = now
+            log.warning(
+                "rejected message on %s (%s): %s", topic, rejection.reason, rejection.detail
+            )
+
+    async def _write_loop(self, paho: object) -> None:
+        wait = self._settings.batch_wait_ms / 1000
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = time.monotonic() + wait
+            while len(batch) < self._settings.batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    await asyncio.sleep(min(remaining, 0.005))
+            valid = [item for item, _, _ in batch if item is not None]
+            fresh = await asyncio.to_thread(self._store.store_messages, valid)
+            for _, mid, qos in batch:
+                paho.ack(mid, qos)  # type: ignore[attr-defined]
+            self._metrics.inc("bondwatch_ingest_messages_total", len(fresh), outcome="stored")
+            self._metrics.inc(
+                "bondwatch_ingest_messages_total", len(valid) - len(fresh), outcome="duplicate"
+            )
+            for handler in self._handlers:
+                try:
+                    await handler(fresh)
+                except Exception:
+                    log.exception("ingest handler %s failed on a batch of %d", handler, len(fresh))

@@ -1,0 +1,5 @@
+"""Storage behind one interface: SQLite (embedded default) and PostgreSQL (production)."""
+
+from server.store.database import Store, StoreError
+
+__all__ = ["Store", "StoreError"]

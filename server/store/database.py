@@ -1,0 +1,264 @@
+"""The store: one interface over SQLite and PostgreSQL (SQLAlchemy Core, synchronous).
+
+The ingest path calls it from a worker thread; the REST API from FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from contract.payloads import EdgeMessage, Position
+from server.store import schema
+from server.store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+TRIP_STATUSES = ("declared", "in_transit", "arrived", "released", "held", "closed")
+OPEN_TRIP_STATUSES = ("declared", "in_transit", "arrived")
+
+
+class StoreError(RuntimeError):
+    """The store refused a change; `code` is the REST error code to report."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A validated edge message on its way into the store."""
+
+    channel: str
+    message: EdgeMessage
+    raw: str
+    received_at: datetime
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str, password: str | None = None) -> Store:
+        parsed = make_url(url)
+        if password is not None:
+            parsed = parsed.set(password=password)
+        if parsed.drivername.startswith("sqlite"):
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=8)
+        migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # ---- ingest -------------------------------------------------------------------
+
+    def store_messages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
+        """Store each (node, seq) once; return the messages that were new, in batch order."""
+        if not batch:
+            return []
+        unique: dict[tuple[str, int], IncomingMessage] = {}
+        for item in batch:
+            unique.setdefault((item.message.node_id, item.message.seq), item)
+        rows = [
+            {
+                "node_id": m.message.node_id,
+                "seq": m.message.seq,
+                "channel": m.channel,
+                "ts": m.message.ts,
+                "received_at": m.received_at,
+                "payload": m.raw,
+            }
+            for m in unique.values()
+        ]
+        with self.engine.begin() as conn:
+            stmt = (
+                self._insert(schema.edge_messages)
+                .on_conflict_do_nothing(index_elements=["node_id", "seq"])
+                .returning(schema.edge_messages.c.node_id, schema.edge_messages.c.seq)
+            )
+            inserted = {(r.node_id, r.seq) for r in conn.execute(stmt, rows)}
+            fresh = [m for key, m in unique.items() if key in inserted]
+            position_rows = [_position_row(m.message) for m in fresh if m.channel == "position"]
+            if position_rows:
+                conn.execute(schema.positions.insert(), position_rows)
+        return fresh
+
+    def message_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(schema.edge_messages)).scalar_one()
+            )
+
+    # ---- declarations and trips ----------------------------------------------------
+
+    def create_declaration(self, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """Register a transit declaration and its trip (status `declared`)."""
+        declaration_id = body["declaration_id"]
+        trip = {
+            "trip_id": declaration_id,
+            "declaration_id": declaration_id,
+            "vehicle_id": body["vehicle_id"],
+            "route_id": body["route_id"],
+            "status": "declared",
+            "created_at": now,
+            "started_at": None,
+            "ended_at": None,
+            "time_limit_min": body["time_limit_min"],
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    schema.declarations.insert().values(
+                        declaration_id=declaration_id,
+                        vehicle_id=body["vehicle_id"],
+                        body=body,
+                        created_at=now,
+                    )
+                )
+                conn.execute(schema.trips.insert().values(**trip))
+        except IntegrityError as err:
+            raise StoreError(
+                "conflict",
+                f"declaration {declaration_id} is already registered",
+                "declaration_id",
+            ) from err
+        return self.get_trip(declaration_id) or trip
+
+    def open_trip_for_vehicle(self, vehicle_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(schema.trips)
+                .where(schema.trips.c.vehicle_id == vehicle_id)
+                .where(schema.trips.c.status.in_(OPEN_TRIP_STATUSES))
+                .order_by(schema.trips.c.created_at.desc())
+                .limit(1)
+            ).first()
+        return _trip(row._mapping) if row else None
+
+    def start_trip(self, trip_id: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(schema.trips)
+                .where(schema.trips.c.trip_id == trip_id)
+                .where(schema.trips.c.status == "declared")
+                .values(status="in_transit", started_at=at)
+            )
+
+    def get_trip(self, trip_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(schema.trips).where(schema.trips.c.trip_id == trip_id)
+            ).first()
+        return _trip(row._mapping) if row else None
+
+    def list_trips(self, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        query = select(schema.trips).order_by(schema.trips.c.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(schema.trips.c.status == status)
+        with self.engine.connect() as conn:
+            return [_trip(r._mapping) for r in conn.execute(query)]
+
+    def track(
+        self, vehicle_id: str, since: datetime | None, until: datetime | None
+    ) -> list[dict[str, Any]]:
+        """Positions of a vehicle in fix-time order (late replays in their place)."""
+        p = schema.positions.c
+        query = select(schema.positions).where(p.node_id == vehicle_id).where(p.fix != "none")
+        if since is not None:
+            query = query.where(p.ts >= since)
+        if until is not None:
+            query = query.where(p.ts <= until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(p.ts, p.seq)).all()
+        return [_position(r._mapping) for r in rows]
+
+    def latest_positions(self) -> list[dict[str, Any]]:
+        """The newest fix of every vehicle."""
+        p = schema.positions.c
+        newest = (
+            select(p.node_id, func.max(p.ts).label("ts"))
+            .where(p.fix != "none")
+            .group_by(p.node_id)
+            .subquery()
+        )
+        query = (
+            select(schema.positions)
+            .join(newest, (p.node_id == newest.c.node_id) & (p.ts == newest.c.ts))
+            .order_by(p.node_id, p.seq.desc())
+        )
+        result: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                result.setdefault(row.node_id, _position(row._mapping))
+        return list(result.values())
+
+
+def _position_row(message: EdgeMessage) -> dict[str, Any]:
+    assert isinstance(message, Position)
+    return {
+        "node_id": message.node_id,
+        "seq": message.seq,
+        "ts": message.ts,
+        "lat": message.lat,
+        "lon": message.lon,
+        "alt_m": message.alt_m,
+        "speed_kmh": message.speed_kmh,
+        "course_deg": message.course_deg,
+        "fix": message.fix,
+        "sats": message.sats,
+        "hdop": message.hdop,
+        "replayed": message.replayed,
+    }
+
+
+def _position(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["ts"] = as_utc(out["ts"])
+    return out
+
+
+def _trip(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("created_at", "started_at", "ended_at"):
+        out[key] = as_utc(out[key])
+    return out

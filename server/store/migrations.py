@@ -1,0 +1,76 @@
+"""Versioned schema migrations, applied in order, each in its own transaction.
+
+A migration is never edited once released: a change of schema is a new migration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, inspect, select
+
+from contract.ids import utc_now
+from server.store import schema
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _create(*tables: object) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for table in tables:
+            table.create(conn)  # type: ignore[attr-defined]
+
+    return apply
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "edge messages, positions, declarations, trips",
+        _create(schema.edge_messages, schema.positions, schema.declarations, schema.trips),
+    ),
+]
+
+
+def current_version(engine: Engine) -> int:
+    if not inspect(engine).has_table("schema_migrations"):
+        return 0
+    with engine.connect() as conn:
+        rows = conn.execute(select(schema.schema_migrations.c.version)).scalars().all()
+    return max(rows, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Apply every pending migration; return the schema version now in force."""
+    with engine.begin() as conn:
+        if not inspect(conn).has_table("schema_migrations"):
+            schema.schema_migrations.create(conn)
+    version = current_version(engine)
+    known = max((m.version for m in MIGRATIONS), default=0)
+    if version > known:
+        raise RuntimeError(
+            f"the database is at schema version {version}, newer than this server knows "
+            f"({known}): upgrade the server"
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        with engine.begin() as conn:
+            migration.apply(conn)
+            conn.execute(
+                schema.schema_migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=utc_now()
+                )
+            )
+        log.info("applied schema migration %d: %s", migration.version, migration.name)
+        version = migration.version
+    return version

@@ -1,0 +1,123 @@
+"""Ingest against a real Mosquitto: validation, exactly-once storage, trip start."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import aiomqtt
+
+from contract import topics
+from contract.broker import BrokerSettings
+from server.config import IngestSettings
+from server.ingest import Ingest, Rejection, validate
+from server.metrics import Metrics
+from server.trips import TripTracker
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def position(seq, node="TRK-1", **over):
+    body = {
+        "node_id": node,
+        "seq": seq,
+        "ts": (T0 + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z"),
+        "lat": 23.09,
+        "lon": 113.5,
+        "fix": "3d",
+        "sats": 12,
+        "hdop": 0.8,
+    }
+    body.update(over)
+    return json.dumps(body).encode()
+
+
+def reason(topic: str, payload: bytes) -> str:
+    outcome = validate(topic, payload)
+    return outcome.reason if isinstance(outcome, Rejection) else "accepted"
+
+
+def test_validate_rejects_with_reasons():
+    assert reason(topics.position("TRK-1"), position(1)) == "accepted"
+    assert reason("bondwatch/v1/truck/TRK-1/speed", b"{}") == "bad_topic"
+    assert reason(topics.command("truck", "TRK-1"), b"{}") == "bad_topic"
+    assert reason(topics.position("TRK-1"), b"{oops") == "bad_payload"
+    assert reason(topics.position("TRK-1"), position(1, lat=99)) == "bad_payload"
+    assert reason(topics.position("TRK-2"), position(1)) == "node_mismatch"
+
+
+async def test_ingest_stores_each_message_once_and_starts_trip(broker, services):
+    from tests.server.conftest import declaration
+
+    services.store.create_declaration(declaration(), T0 - timedelta(hours=1))
+    metrics = Metrics()
+    settings = BrokerSettings(host=broker.host, port=broker.port)
+    ingest = Ingest(
+        settings,
+        IngestSettings(batch_wait_ms=5),
+        services.store,
+        metrics,
+        handlers=[TripTracker(services.store).on_messages],
+        client_id="test-ingest-1",
+    )
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.connected.wait(), 10)
+        async with aiomqtt.Client(broker.host, broker.port, identifier="test-pub-1") as pub:
+            for seq in range(1, 51):
+                await pub.publish(topics.position("TRK-1"), position(seq), qos=1)
+            for seq in (10, 20, 30):  # repeats after a reconnect
+                await pub.publish(topics.position("TRK-1"), position(seq), qos=1)
+            await pub.publish(topics.position("TRK-1"), b"garbage", qos=1)
+            await pub.publish(topics.position("TRK-1"), position(51, lat=123), qos=1)
+        for _ in range(200):
+            if (
+                metrics.value("bondwatch_ingest_messages_total", outcome="stored") >= 50
+                and metrics.value(
+                    "bondwatch_ingest_messages_total", outcome="rejected", reason="bad_payload"
+                )
+                >= 2
+            ):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert services.store.message_count() == 50
+    assert metrics.value("bondwatch_ingest_messages_total", outcome="stored") == 50
+    assert metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") == 3
+    assert (
+        metrics.value("bondwatch_ingest_messages_total", outcome="rejected", reason="bad_payload")
+        == 2
+    )
+    trip = services.store.get_trip("D-0001")
+    assert trip["status"] == "in_transit" and trip["started_at"] == T0 + timedelta(seconds=1)
+    assert [p["seq"] for p in services.store.track("TRK-1", None, None)] == list(range(1, 51))
+
+
+async def test_unacknowledged_messages_survive_a_server_restart(broker, services):
+    """The broker keeps what the server had not acknowledged (persistent session)."""
+    settings = BrokerSettings(host=broker.host, port=broker.port)
+    metrics = Metrics()
+    ingest = Ingest(settings, IngestSettings(), services.store, metrics, client_id="test-ingest-2")
+    task = asyncio.create_task(ingest.run())
+    await asyncio.wait_for(ingest.connected.wait(), 10)
+    task.cancel()
+    await asyncio.sleep(0.2)
+    async with aiomqtt.Client(broker.host, broker.port, identifier="test-pub-2") as pub:
+        for seq in range(1, 21):
+            await pub.publish(topics.position("TRK-7"), position(seq, node="TRK-7"), qos=1)
+    ingest2 = Ingest(
+        settings,
+        IngestSettings(batch_wait_ms=5),
+        services.store,
+        metrics,
+        client_id="test-ingest-2",
+    )
+    task2 = asyncio.create_task(ingest2.run())
+    try:
+        for _ in range(200):
+            if metrics.value("bondwatch_ingest_messages_total", outcome="stored") >= 20:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task2.cancel()
+    assert [p["seq"] for p in services.store.track("TRK-7", None, None)] == list(range(1, 21))

@@ -1,0 +1,72 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contract.payloads import Health, Position
+from server.store import Store, StoreError
+from server.store.database import IncomingMessage
+from server.store.migrations import MIGRATIONS, current_version
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def pos(seq: int, node: str = "T1", second: int | None = None, fix: str = "3d") -> IncomingMessage:
+    ts = T0 + timedelta(seconds=seq if second is None else second)
+    coords = {"lat": 23.0 + seq * 1e-4, "lon": 113.0} if fix != "none" else {}
+    msg = Position(node_id=node, seq=seq, ts=ts, fix=fix, **coords)
+    return IncomingMessage("position", msg, msg.to_json().decode(), T0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    yield s
+    s.close()
+
+
+def test_migrations_recorded_and_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    Store.open(url).close()
+    again = Store.open(url)
+    assert current_version(again.engine) == max(m.version for m in MIGRATIONS)
+    again.close()
+
+
+def test_each_node_seq_stored_once(store):
+    first = store.store_messages([pos(1), pos(2), pos(2)])
+    assert [m.message.seq for m in first] == [1, 2]
+    second = store.store_messages([pos(2), pos(3), pos(1, node="T2")])
+    assert [(m.message.node_id, m.message.seq) for m in second] == [("T1", 3), ("T2", 1)]
+    assert store.message_count() == 4
+
+
+def test_other_channels_share_the_seq_space(store):
+    health = Health(node_id="T1", seq=5, ts=T0, device="gnss", status="ok")
+    item = IncomingMessage("health", health, health.to_json().decode(), T0)
+    assert len(store.store_messages([item])) == 1
+    assert store.store_messages([pos(5)]) == []  # same (node, seq): a repeat, not new
+
+
+def test_track_in_fix_time_order_with_late_replays(store):
+    store.store_messages([pos(1, second=10), pos(2, second=30)])
+    store.store_messages([pos(3, second=20)])  # arrived late (outbox replay)
+    store.store_messages([pos(4, second=40, fix="none")])
+    track = store.track("T1", None, None)
+    assert [p["seq"] for p in track] == [1, 3, 2]
+    assert track[0]["ts"].tzinfo is not None
+
+
+def test_latest_positions(store):
+    store.store_messages([pos(1), pos(2), pos(1, node="T2", second=99), pos(3, fix="none")])
+    latest = {p["node_id"]: p["seq"] for p in store.latest_positions()}
+    assert latest == {"T1": 2, "T2": 1}
+
+
+def test_declaration_conflict_changes_nothing(store):
+    body = {"declaration_id": "D1", "vehicle_id": "T1", "route_id": "R1", "time_limit_min": 60}
+    store.create_declaration(body, T0)
+    with pytest.raises(StoreError) as info:
+        store.create_declaration({**body, "vehicle_id": "T9"}, T0)
+    assert info.value.code == "conflict" and info.value.field == "declaration_id"
+    trip = store.get_trip("D1")
+    assert trip is not None and trip["vehicle_id"] == "T1" and trip["status"] == "declared"
