@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
 PYTEST_ARGS ?=
 
-.PHONY: setup venv broker demo test hil lint bench format clean
+.PHONY: setup venv broker test-services demo test hil lint bench format clean
 
-setup: venv broker
+setup: venv broker test-services
 
 venv: $(STAMP)
 
@@ -39,6 +39,19 @@ broker:
 	else \
 	  echo "error: Mosquitto is not installed. Install it with: sudo apt-get install mosquitto (Debian/Ubuntu)"; \
 	  echo "       or: sudo dnf install mosquitto (Fedora/RHEL), then run make again"; exit 1; \
+	fi
+
+# The storage tests start their own PostgreSQL from the distribution's server package
+# (or use BONDWATCH_TEST_POSTGRES_URL).
+test-services:
+	@if [ -n "$$BONDWATCH_TEST_POSTGRES_URL" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || command -v initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing the PostgreSQL server from the distribution's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+	  echo "error: PostgreSQL server binaries are missing. Install them: sudo apt-get install postgresql"; \
+	  echo "       or point the tests at a server: BONDWATCH_TEST_POSTGRES_URL=postgresql+psycopg://user@host/db"; exit 1; \
 	fi
 
 # The demo falls back to an embedded broker when Mosquitto cannot be had.

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import os
+
 import pytest
 
-from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
+from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto, free_port
+from tests.postgres import TempPostgres, fresh_database
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -43,3 +46,29 @@ def own_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server: BONDWATCH_TEST_POSTGRES_URL, or one started for the session."""
+    named = os.environ.get("BONDWATCH_TEST_POSTGRES_URL")
+    if named:
+        yield named
+        return
+    try:
+        server = TempPostgres(free_port())
+        url = server.start()
+    except (RuntimeError, OSError) as err:
+        pytest.fail(str(err))
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same storage tests run against SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return fresh_database(request.getfixturevalue("postgres_server"))

@@ -18,16 +18,15 @@ def pos(seq: int, node: str = "T1", second: int | None = None, fix: str = "3d") 
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def store(store_url):
+    s = Store.open(store_url)
     yield s
     s.close()
 
 
-def test_migrations_recorded_and_idempotent(tmp_path):
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    Store.open(url).close()
-    again = Store.open(url)
+def test_migrations_recorded_and_idempotent(store_url):
+    Store.open(store_url).close()
+    again = Store.open(store_url)
     assert current_version(again.engine) == max(m.version for m in MIGRATIONS)
     again.close()
 
