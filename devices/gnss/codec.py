@@ -316,7 +316,8 @@ class NmeaStreamDecoder:
         mode = to_int(fld(f, 1))
         if mode in (1, 2, 3):
             epoch.gsa_mode = max(mode, epoch.gsa_mode or 0)
-        system_id = to_int(fld(f, 17))
+        id_text = fld(f, 17)  # NMEA 4.10 system id; some receivers put a float here
+        system_id = int(id_text, 16) if len(id_text) == 1 and id_text.isalnum() else None
         system = SYSTEM_IDS.get(system_id) if system_id is not None else None
         if system is None:
             system = TALKER_SYSTEMS.get(s.talker)
