@@ -111,8 +111,6 @@ def _cycle_key(sentence: Sentence) -> tuple[str, str] | None:
     return (sentence.talker, sentence.kind)
 
 
-
-
 class NmeaStreamDecoder:
     """Streaming NMEA 0183 decoder: `feed(bytes)` → fixes of the epochs that ended."""
 
@@ -412,7 +410,9 @@ class NmeaStreamDecoder:
         if self._last_tod is not None and tod < self._last_tod:
             # Time of day went backwards: past midnight if it was a big step back.
             last = self._last_tod
-            back = (last[0] * 3600 + last[1] * 60 + last[2]) - (tod[0] * 3600 + tod[1] * 60 + tod[2])
+            back = (last[0] * 3600 + last[1] * 60 + last[2]) - (
+                tod[0] * 3600 + tod[1] * 60 + tod[2]
+            )
             if back > 12 * 3600:
                 self._day = self._day + timedelta(days=1)
         self._last_tod = tod

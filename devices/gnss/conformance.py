@@ -82,8 +82,10 @@ def reference_fixes(chk_lines: Iterable[str]) -> list[RefFix]:
         if "time" in report:
             key = time_key(datetime.fromisoformat(report["time"].replace("Z", "+00:00")))
         last = refs[-1] if refs else None
-        if last is not None and last.time_key == key and (
-            key is not None or _near(last.positions[-1], position)
+        if (
+            last is not None
+            and last.time_key == key
+            and (key is not None or _near(last.positions[-1], position))
         ):
             if position not in last.positions:
                 last.positions.append(position)
@@ -97,7 +99,8 @@ def _near(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def _matches(fix: GnssFix, ref: RefFix) -> bool:
-    assert fix.lat is not None and fix.lon is not None
+    assert fix.lat is not None
+    assert fix.lon is not None
     if ref.time_key is not None and fix.time is not None and time_key(fix.time) != ref.time_key:
         return False
     if ref.time_key is not None and fix.time is None:
@@ -118,7 +121,7 @@ def compare(fixes: list[GnssFix], refs: list[RefFix]) -> tuple[int, int]:
         candidates = by_time.get(ref.time_key, []) if ref.time_key is not None else ours
         if ref.time_key is not None:
             candidates = candidates + timeless_ours
-        if any(_near((f.lat, f.lon), p) for f in candidates for p in ref.positions if f.lat):
+        if any(_matches(f, ref) for f in candidates):
             matched += 1
     refs_by_time: dict[int | None, list[RefFix]] = {}
     for ref in refs:
@@ -158,6 +161,8 @@ def table(results: list[LogResult]) -> str:
     total_matched = sum(r.matched for r in results)
     total_extra = sum(r.extra for r in results)
     pct = 100.0 if total_ref == 0 else 100.0 * total_matched / total_ref
-    lines.append(f"| **all {len(results)} logs** | {total_ref} | {total_matched} | "
-                 f"{total_extra} | {pct:.2f} |")
+    lines.append(
+        f"| **all {len(results)} logs** | {total_ref} | {total_matched} | "
+        f"{total_extra} | {pct:.2f} |"
+    )
     return "\n".join(lines)

@@ -39,7 +39,7 @@ class NmeaGnssConfig(BaseModel):
     baudrate: int = Field(default=9600, gt=0, description="Line speed in bit/s.")
     bytesize: Literal[5, 6, 7, 8] = Field(default=8, description="Data bits per character.")
     parity: Literal["N", "E", "O", "M", "S"] = Field(default="N", description="Parity.")
-    stopbits: Literal[1, 1.5, 2] = Field(default=1, description="Stop bits.")
+    stopbits: float = Field(default=1, description="Stop bits: 1, 1.5 or 2.")
     no_data_timeout_s: float = Field(
         default=5.0, gt=0, description="No decodable sentence for this long means `down`."
     )

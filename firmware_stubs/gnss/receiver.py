@@ -110,10 +110,9 @@ class SimulatedReceiver:
             return
         if self.sim_s < self.faults.baud_until:
             data = bytes((b * 7 + 0x80 | (b >> 3)) & 0xFF for b in data[: len(data) // 2])
-        try:
+        # Nobody reading: a real receiver's bytes are lost too.
+        with contextlib.suppress(BlockingIOError, OSError):
             os.write(self.port.master_fd, data)
-        except (BlockingIOError, OSError):
-            pass  # nobody reading: a real receiver's bytes are lost too
 
     async def unplug(self, seconds: float) -> None:
         self.port.close()
@@ -190,7 +189,8 @@ class SimulatedReceiver:
         self.write(bytes(out))
 
     def _state(self) -> EpochState:
-        assert self.route is not None and self.motion is not None
+        assert self.route is not None
+        assert self.motion is not None
         s = self.settings
         x, y, course = self.route.at(self.motion.distance_m)
         zone_kinds = {z.kind for z in self.zones if z.contains(x, y)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import sys
@@ -34,10 +35,24 @@ async def start_stub(tmp_path: Path, *extra: str) -> tuple[asyncio.subprocess.Pr
     route.write_text(json.dumps(ROUTE))
     link = tmp_path / "gnss0"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "firmware_stubs.gnss", "--route", str(route),
-        "--time-scale", "20", "--start-time", "2026-11-23T08:00:00Z", "--seed", "3",
-        "--speed-kmh", "72", "--link", str(link), *extra,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "firmware_stubs.gnss",
+        "--route",
+        str(route),
+        "--time-scale",
+        "20",
+        "--start-time",
+        "2026-11-23T08:00:00Z",
+        "--seed",
+        "3",
+        "--speed-kmh",
+        "72",
+        "--link",
+        str(link),
+        *extra,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     lines = []
@@ -75,20 +90,25 @@ async def test_driver_reads_stub_and_survives_unplug(tmp_path: Path) -> None:
         health.append(status)
 
     config = NmeaGnssConfig(
-        type="nmea", port=str(link), no_data_timeout_s=1.0, reconnect_min_s=0.1,
+        type="nmea",
+        port=str(link),
+        no_data_timeout_s=1.0,
+        reconnect_min_s=0.1,
         reconnect_max_s=0.3,
     )
     driver = GnssDriver(config)
     task = asyncio.create_task(driver.run(on_fix, on_health))
     try:
-        async def wait_for(pred, timeout: float = 10.0) -> None:
-            async with asyncio.timeout(timeout):
-                while not pred():
+
+        async def wait_for(pred) -> None:
+            async with asyncio.timeout(10.0):
+                while not pred():  # noqa: ASYNC110 - polling the callbacks' lists
                     await asyncio.sleep(0.02)
 
         await wait_for(lambda: len(fixes) >= 5)
         assert health[0] == "ok"
         assert all(f.mode == 3 and f.time is not None for f in fixes[:5])
+        assert fixes[1].time is not None
         assert fixes[1].time.year == 2026
         assert set(fixes[0].systems) == {"GPS", "BDS"}
         # jamming: receiver keeps talking but has no fix → degraded
@@ -126,20 +146,24 @@ async def test_points_stay_within_noise_of_route(tmp_path: Path) -> None:
     task = asyncio.create_task(driver.run(on_fix, on_health))
     try:
         async with asyncio.timeout(10):
-            while len(fixes) < 40:
+            while len(fixes) < 40:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     finally:
         task.cancel()
         await stop(proc)
     distances = []
     for fix in fixes:
-        assert fix.lat is not None and fix.lon is not None
+        assert fix.lat is not None
+        assert fix.lon is not None
         x, y = route.frame.to_xy(fix.lon, fix.lat)
         distances.append(route.distance_to_line(x, y))
     assert max(distances) <= 5.0 + 0.05
     assert sum(distances) / len(distances) > 0.1  # there is noise at all
     # 5 Hz epochs, 0.2 s apart in simulated time
-    steps = {round((b.time - a.time).total_seconds(), 3) for a, b in zip(fixes, fixes[1:])}
+    times = [f.time for f in fixes if f.time is not None]
+    assert len(times) == len(fixes)
+    steps = {round((b - a).total_seconds(), 3) for a, b in itertools.pairwise(times)}
     assert steps == {0.2}
     speeds = [f.speed_mps for f in fixes if f.speed_mps is not None]
-    assert max(speeds) <= 20.0 + 1e-6 and not math.isnan(speeds[0])
+    assert max(speeds) <= 20.0 + 1e-6
+    assert not math.isnan(speeds[0])
