@@ -177,7 +177,7 @@ class SimulatedReceiver:
     def _emit(self, sentences: list[str]) -> None:
         out = bytearray()
         for text in sentences:
-            data = text.encode("ascii")
+            data = text.encode("latin-1")
             if self.faults.checksum_left > 0:
                 self.faults.checksum_left -= 1
                 bad = (int(data[-4:-2], 16) ^ 0x5A) & 0xFF
@@ -279,7 +279,7 @@ def _line_seconds(line: bytes) -> float | None:
 async def read_stdin_commands(receiver: SimulatedReceiver) -> None:
     loop = asyncio.get_running_loop()
     mode = os.fstat(sys.stdin.fileno()).st_mode
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or sys.stdin.isatty()):
         return  # a regular file or /dev/null cannot be watched by the event loop
     reader = asyncio.StreamReader()
     try:

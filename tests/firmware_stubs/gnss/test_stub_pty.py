@@ -167,3 +167,36 @@ async def test_points_stay_within_noise_of_route(tmp_path: Path) -> None:
     speeds = [f.speed_mps for f in fixes if f.speed_mps is not None]
     assert max(speeds) <= 20.0 + 1e-6
     assert not math.isnan(speeds[0])
+
+
+async def test_replay_of_a_real_log_through_the_pty(tmp_path: Path) -> None:
+    log = Path("/work/shared/data/nmea/gpsd/ublox-8.log")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "firmware_stubs.gnss", "--replay", str(log),
+        "--time-scale", "10", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    path = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+    assert (await proc.stdout.readline()).decode().strip() == "READY"
+    fixes: list[GnssFix] = []
+
+    async def on_fix(fix: GnssFix) -> None:
+        fixes.append(fix)
+
+    async def on_health(status: str, detail: str) -> None:
+        return None
+
+    task = asyncio.create_task(GnssDriver(NmeaGnssConfig(type="nmea", port=path)).run(
+        on_fix, on_health))  # fmt: skip
+    try:
+        async with asyncio.timeout(10):
+            while len(fixes) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await stop(proc)
+    first = fixes[0]
+    assert first.time is not None
+    assert first.time.year == 2017
+    assert first.lat is not None
+    assert abs(first.lat - 44.0689) < 0.001
