@@ -1,0 +1,136 @@
+"""Async GNSS receiver driver: reads NMEA from a serial URL, reports fixes and health.
+
+Health (reported only when it changes, with a detail string):
+- `ok`: fixes with a position are arriving;
+- `degraded`: the receiver talks but has no fix (tunnel, jamming, cold start);
+- `down`: the port cannot be opened, was lost (unplugged), or sends nothing decodable
+  for `no_data_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from devices.errors import TransportError
+from devices.gnss.codec import GnssFix, NmeaStreamDecoder
+from devices.serial_port import open_serial
+
+logger = logging.getLogger(__name__)
+
+OnFix = Callable[[GnssFix], Awaitable[None]]
+OnHealth = Callable[[str, str], Awaitable[None]]
+
+
+class NmeaGnssConfig(BaseModel):
+    """A GNSS receiver speaking NMEA 0183 on a serial port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["nmea"] = Field(description="Driver selector: an NMEA 0183 receiver.")
+    port: str = Field(
+        description="pyserial URL: /dev/ttyUSB0, a stub's pty or link path, socket://host:port"
+    )
+    baudrate: int = Field(default=9600, gt=0, description="Line speed in bit/s.")
+    bytesize: Literal[5, 6, 7, 8] = Field(default=8, description="Data bits per character.")
+    parity: Literal["N", "E", "O", "M", "S"] = Field(default="N", description="Parity.")
+    stopbits: float = Field(default=1, description="Stop bits: 1, 1.5 or 2.")
+    no_data_timeout_s: float = Field(
+        default=5.0, gt=0, description="No decodable sentence for this long means `down`."
+    )
+    reconnect_min_s: float = Field(
+        default=0.5, gt=0, description="First wait before reopening a lost port."
+    )
+    reconnect_max_s: float = Field(
+        default=10.0, gt=0, description="Longest wait between reopen attempts (doubling)."
+    )
+
+
+class GnssDriver:
+    """Runs one receiver until cancelled; survives unplug/replug with the same URL."""
+
+    def __init__(self, config: NmeaGnssConfig) -> None:
+        self.config = config
+        self.decoder = NmeaStreamDecoder()
+        self.health: tuple[str, str] | None = None
+        self._on_health: OnHealth | None = None
+
+    async def run(self, on_fix: OnFix, on_health: OnHealth) -> None:
+        self._on_health = on_health
+        port = self.config.port
+        backoff = self.config.reconnect_min_s
+        lost = False
+        while True:
+            try:
+                reader, writer = await open_serial(
+                    port,
+                    baudrate=self.config.baudrate,
+                    bytesize=self.config.bytesize,
+                    parity=self.config.parity,
+                    stopbits=self.config.stopbits,
+                )
+            except TransportError as err:
+                if not lost:
+                    logger.warning("gnss %s: device lost: %s", port, err)
+                    lost = True
+                await self._set_health("down", f"cannot open {port}: {err}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                continue
+            if lost:
+                logger.info("gnss %s: device back", port)
+                lost = False
+            backoff = self.config.reconnect_min_s
+            try:
+                reason = await self._read(reader, on_fix)
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            logger.warning("gnss %s: device lost: %s", port, reason)
+            lost = True
+            await self._set_health("down", f"{port}: {reason}")
+            self.decoder = NmeaStreamDecoder()
+            await asyncio.sleep(backoff)
+
+    async def _read(self, reader: asyncio.StreamReader, on_fix: OnFix) -> str:
+        """Read until the port goes away; return why."""
+        timeout = self.config.no_data_timeout_s
+        loop = asyncio.get_running_loop()
+        last_sentence = loop.time()
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(4096), timeout=timeout)
+            except TimeoutError:
+                data = None
+            except (OSError, TransportError) as err:
+                return f"read failed: {err}"
+            if data == b"":
+                return "port closed (hangup)"
+            before = self.decoder.stats.sentences
+            fixes = self.decoder.feed(data) if data else []
+            now = loop.time()
+            if self.decoder.stats.sentences > before:
+                last_sentence = now
+            elif now - last_sentence >= timeout:
+                await self._set_health("down", f"no NMEA data for {timeout:g} s")
+            for fix in fixes:
+                if fix.mode >= 2:
+                    await self._set_health("ok", f"{fix.mode}D fix, {fix.sats_used} sats")
+                else:
+                    await self._set_health("degraded", "receiver sends data but has no fix")
+                await on_fix(fix)
+
+    async def _set_health(self, status: str, detail: str) -> None:
+        if self.health is not None and self.health[0] == status:
+            self.health = (status, self.health[1])
+            return
+        self.health = (status, detail)
+        logger.info("gnss %s: health %s (%s)", self.config.port, status, detail)
+        if self._on_health is not None:
+            await self._on_health(status, detail)

@@ -1,0 +1,1 @@
+"""Simulated GNSS receiver (GPS + BeiDou NMEA) on a virtual serial port."""

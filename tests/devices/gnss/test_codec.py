@@ -1,0 +1,167 @@
+"""NMEA codec: checksums, talkers, empty fields, binary skipping, epochs, round trips."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices.gnss.codec import GnssFix, NmeaStreamDecoder, encode_sentence
+
+
+def decode(data: bytes) -> tuple[list[GnssFix], NmeaStreamDecoder]:
+    dec = NmeaStreamDecoder()
+    fixes = dec.feed(data) + dec.flush()
+    return fixes, dec
+
+
+EPOCH = (
+    encode_sentence("GNRMC,081502.25,A,2232.1234,N,11403.5678,E,10.0,90.0,231126,,,A,V")
+    + encode_sentence("GNGGA,081502.25,2232.1234,N,11403.5678,E,1,14,0.9,35.2,M,-3.0,M,,")
+    + encode_sentence("GNGSA,A,3,01,02,03,04,05,,,,,,,,1.5,0.9,1.2,1")
+    + encode_sentence("GNGSA,A,3,201,202,203,,,,,,,,,,1.5,0.9,1.2,4")
+    + encode_sentence("BDGSV,1,1,03,01,40,120,40,02,30,200,35,03,10,300,30")
+).encode()
+
+
+def test_epoch_merges_into_one_fix() -> None:
+    fixes, dec = decode(EPOCH)
+    assert len(fixes) == 1
+    fix = fixes[0]
+    assert fix.lat is not None
+    assert fix.lon is not None
+    assert fix.speed_mps is not None
+    assert fix.time == datetime(2026, 11, 23, 8, 15, 2, 250000, tzinfo=UTC)
+    assert abs(fix.lat - (22 + 32.1234 / 60)) < 1e-9
+    assert abs(fix.lon - (114 + 3.5678 / 60)) < 1e-9
+    assert fix.alt_m == 35.2
+    assert fix.mode == 3
+    assert fix.sats_used == 14
+    assert fix.hdop == 0.9
+    assert abs(fix.speed_mps - 10 * 1852 / 3600) < 1e-9
+    assert fix.course_deg == 90.0
+    assert fix.sats_by_system == {"GPS": 5, "BDS": 3}
+    assert fix.systems == ("GPS", "BDS")
+    assert dec.stats.sentences == 5
+
+
+def test_chunked_feed_gives_the_same_fixes() -> None:
+    data = EPOCH * 1 + EPOCH.replace(b"081502.25", b"081503.25")
+    # checksums change with the time; re-encode the second epoch properly
+    second = b"".join(
+        encode_sentence(line[1:-3].decode().replace("081502.25", "081503.25")).encode()
+        for line in EPOCH.splitlines()
+    )
+    data = EPOCH + second
+    whole, _ = decode(data)
+    dec = NmeaStreamDecoder()
+    pieces = []
+    for i in range(len(data)):
+        pieces += dec.feed(data[i : i + 1])
+    pieces += dec.flush()
+    assert whole == pieces
+    assert len(whole) == 2
+
+
+def test_missing_and_bad_checksums_are_rejected_and_counted() -> None:
+    good = encode_sentence("GPGGA,120000,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+    no_sum = good[: good.index("*")] + "\r\n"
+    bad = good[:-4] + ("00" if good[-4:-2] != "00" else "01") + "\r\n"
+    fixes, dec = decode((no_sum + bad).encode())
+    assert fixes == []
+    assert dec.stats.missing_checksum == 1
+    assert dec.stats.bad_checksum == 1
+
+
+def test_empty_fields_without_fix() -> None:
+    data = (
+        encode_sentence("GPRMC,074150.799,V,,,,,,,250215,,,N")
+        + encode_sentence("GPGGA,074150.799,,,,,0,00,,,M,0.0,M,,0000")
+    ).encode()
+    fixes, _ = decode(data)
+    assert len(fixes) == 1
+    assert fixes[0].mode == 1
+    assert fixes[0].lat is None
+    assert fixes[0].time == datetime(2015, 2, 25, 7, 41, 50, 799000, tzinfo=UTC)
+
+
+def test_binary_between_sentences_is_skipped() -> None:
+    ubx = bytes([0xB5, 0x62, 0x01, 0x07, 0x5C, 0x00]) + bytes(range(256)) + b"$\x00\x01"
+    fixes, dec = decode(ubx + EPOCH + ubx)
+    assert len(fixes) == 1
+    assert fixes[0].lat is not None
+    # bytes 0x24.. of the packet look like the start of a sentence: rejected, not fixes
+    assert dec.stats.binary_bytes_skipped > 200
+    assert dec.stats.sentences == 5
+
+
+def test_long_sentence_and_other_talkers() -> None:
+    long_body = "GAGSA,A,3," + ",".join(str(301 + i) for i in range(30)) + ",1.0,0.8,0.6,3"
+    assert len(long_body) > 82
+    data = (
+        encode_sentence("GLGNS,101010.00,5957.0062,N,01100.6429,E,NAN,08,1.3,168.9,39.5,,,V")
+        + encode_sentence(long_body)
+        + encode_sentence("GIGLL,5957.0062,N,01100.6429,E,101010.00,A,A")
+        + encode_sentence("GQZDA,101010.00,31,07,2022,00,00")
+    ).encode()
+    fixes, dec = decode(data)
+    assert dec.stats.malformed == 0
+    assert len(fixes) == 1
+    fix = fixes[0]
+    assert fix.mode == 3
+    assert fix.sats_by_system["Galileo"] == 12
+    assert fix.time == datetime(2022, 7, 31, 10, 10, 10, tzinfo=UTC)
+    assert {"GLONASS", "Galileo", "NavIC"} <= set(fix.systems)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.integers(min_value=1, max_value=64))
+def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
+    dec = NmeaStreamDecoder()
+    for i in range(0, len(data), chunk):
+        dec.feed(data[i : i + chunk])
+    dec.flush()
+    assert dec.stats.sentences >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=200))
+def test_noise_around_an_epoch_keeps_the_fix(before: bytes, after: bytes) -> None:
+    fixes, _ = decode(before + b"\r\n" + EPOCH + b"\r\n" + after + b"\r\n")
+    good = [f for f in fixes if f.mode == 3 and f.alt_m == 35.2]
+    assert len(good) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lat=st.floats(min_value=-89.99, max_value=89.99),
+    lon=st.floats(min_value=-179.99, max_value=179.99),
+    alt=st.floats(min_value=-400, max_value=9000),
+    knots=st.floats(min_value=0, max_value=200),
+    course=st.floats(min_value=0, max_value=359.9),
+    stamp=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2079, 12, 31)),
+    talker=st.sampled_from(["GP", "BD", "GB", "GN", "GL", "GA", "GQ", "GI"]),
+)
+def test_round_trip_with_the_stub_encoder(lat, lon, alt, knots, course, stamp, talker) -> None:
+    from firmware_stubs.gnss.sentences_out import _lat, _lon
+
+    la, ns = _lat(lat)
+    lo, ew = _lon(lon)
+    hms = stamp.strftime("%H%M%S.") + f"{stamp.microsecond // 10000:02d}"
+    data = (
+        encode_sentence(
+            f"{talker}RMC,{hms},A,{la},{ns},{lo},{ew},{knots:.3f},{course:.2f},{stamp:%d%m%y},,,A"
+        )
+        + encode_sentence(f"{talker}GGA,{hms},{la},{ns},{lo},{ew},1,10,1.0,{alt:.1f},M,0,M,,")
+    ).encode()
+    fixes, _ = decode(data)
+    assert len(fixes) == 1
+    fix = fixes[0]
+    assert abs(fix.lat - lat) < 1e-8
+    assert abs(fix.lon - lon) < 1e-8
+    assert abs(fix.alt_m - alt) <= 0.05 + 1e-9
+    assert abs(fix.speed_mps - knots * 1852 / 3600) <= 0.0005 * 1852 / 3600 + 1e-9
+    assert abs(fix.course_deg - course) <= 0.005 + 1e-9
+    expected = stamp.replace(microsecond=stamp.microsecond // 10000 * 10000, tzinfo=UTC)
+    assert fix.time == expected
