@@ -25,6 +25,7 @@ from devices.barrier.registers import (
 N_COILS = 8
 N_INPUTS = 8
 FIRMWARE_VERSION = 0x0102
+_EPSILON = 1e-9  # summing time steps leaves float dust short of the end stops
 LimitOverride = Literal["on", "off"] | None
 
 
@@ -104,9 +105,9 @@ class BarrierPlant:
             if self.jammed and self.motion > 0 and self.position >= self.jam_position:
                 self.position = self.jam_position
                 self.motion = 0
-            if self.position >= 1.0:
+            if self.position >= 1.0 - _EPSILON:
                 self.position, self.motion = 1.0, 0
-            elif self.position <= 0.0:
+            elif self.position <= _EPSILON:
                 self.position, self.motion = 0.0, 0
         if self._auto_close_at is not None and now >= self._auto_close_at:
             self._auto_close_at = None

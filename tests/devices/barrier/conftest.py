@@ -55,7 +55,8 @@ class BarrierStub:
         return ModbusBarrierConfig.model_validate(values)
 
 
-async def start_stub(*args: str) -> BarrierStub:
+def start_stub(*args: str) -> BarrierStub:
+    """Start the stub and read its three announcement lines (blocking, bounded by the stub)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "firmware_stubs.barrier", "--unit-id", "1", *args],
         cwd=PROJECT_ROOT,
@@ -63,10 +64,7 @@ async def start_stub(*args: str) -> BarrierStub:
         text=True,
     )
     assert process.stdout is not None
-    lines = await asyncio.wait_for(
-        asyncio.to_thread(lambda: [process.stdout.readline().strip() for _ in range(3)]),  # type: ignore[union-attr]
-        timeout=15,
-    )
+    lines = [process.stdout.readline().strip() for _ in range(3)]
     path, ready, control = lines
     assert path.startswith("/dev/"), lines
     assert ready == "READY", lines
@@ -86,7 +84,7 @@ def stop_stub(stub: BarrierStub) -> None:
 @pytest.fixture
 async def stub() -> AsyncIterator[BarrierStub]:
     """The stub with a quick arm (1 s travel) so that the suite stays fast."""
-    running = await start_stub("--travel-s", "1.0")
+    running = start_stub("--travel-s", "1.0")
     try:
         yield running
     finally:

@@ -67,7 +67,7 @@ def test_decode_status_default_profile() -> None:
 def test_decode_status_from_a_real_frame_through_pymodbus() -> None:
     # Unit 1, FC 0x02, 1 byte: 0b00001000 (closed limit only), as the stub sends it.
     framer = FramerRTU(DecodePDU(False))
-    used, pdu = framer.handleFrame(bytes.fromhex("01020108a04e"), 1, 0)
+    _used, pdu = framer.handleFrame(bytes.fromhex("01020108a04e"), 1, 0)
     assert isinstance(pdu, ReadDiscreteInputsResponse)
     status = decode_status(pdu.bits, 0, DEFAULT, None)
     assert status.barrier == "closed"
@@ -135,9 +135,10 @@ def test_command_plans() -> None:
 @given(st.sampled_from(["open", "close"]), st.sampled_from(["pulse", "hold"]))
 def test_every_plan_ends_with_no_relay_of_the_other_action_on(action, mode) -> None:
     plan = command_plan(action, DEFAULT, mode, 0.2)
-    final = {}
+    final: dict[int, bool] = {}
     for write in plan:
         final[write.address] = write.on
+    assert DEFAULT.close_coil is not None
     if action == "close":
         assert final[DEFAULT.open_coil] is False  # a close always releases OPEN
     else:

@@ -11,8 +11,11 @@ from devices.barrier.registers import BarrierRegisterMap
 
 def test_defaults_are_the_documented_profile() -> None:
     config = ModbusBarrierConfig(type="modbus_rtu", port="/dev/ttyUSB0", unit_id=1)
-    assert config.baudrate == 9600 and config.parity == "N" and config.stopbits == 1
-    assert config.registers.open_coil == 0 and config.registers.close_coil == 1
+    assert config.baudrate == 9600
+    assert config.parity == "N"
+    assert config.stopbits == 1
+    assert config.registers.open_coil == 0
+    assert config.registers.close_coil == 1
     assert config.registers.input_span() == (0, 5)
 
 
@@ -27,9 +30,14 @@ def test_inputs_too_far_apart_for_one_read() -> None:
 
 
 def test_pulse_mode_needs_a_close_coil() -> None:
-    with pytest.raises(ValidationError, match="needs registers.close_coil"):
+    with pytest.raises(ValidationError, match=r"needs registers\.close_coil"):
         ModbusBarrierConfig.model_validate(
-            {"type": "modbus_rtu", "port": "/dev/x", "unit_id": 1, "registers": {"close_coil": None}}
+            {
+                "type": "modbus_rtu",
+                "port": "/dev/x",
+                "unit_id": 1,
+                "registers": {"close_coil": None},
+            }
         )
     hold = ModbusBarrierConfig.model_validate(
         {
@@ -53,7 +61,7 @@ def test_pulse_mode_needs_a_close_coil() -> None:
         {"surprise": 1},
     ],
 )
-def test_bad_values_are_refused(bad: dict) -> None:
+def test_bad_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ModbusBarrierConfig.model_validate(
             {"type": "modbus_rtu", "port": "/dev/x", "unit_id": 1} | bad

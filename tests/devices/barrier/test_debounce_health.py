@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -36,7 +38,7 @@ def test_reported_states_alternate_and_match_stable(samples) -> None:
         now += gap
         if (event := d.feed(sample, now)) is not None:
             reported.append(event)
-    for a, b in zip(reported, reported[1:], strict=False):
+    for a, b in itertools.pairwise(reported):
         assert a != b
     if reported:
         assert reported[-1] == d.stable
@@ -55,13 +57,17 @@ def test_health_sequence() -> None:
     assert h.feed(PollOutcome(status=OK)) == ("ok", "controller answering, barrier without fault")
     assert h.feed(PollOutcome(status=OK)) is None
     change = h.feed(PollOutcome(status=OK, retries=1, crc_errors=1))
-    assert change is not None and change[0] == "degraded" and "1 replies with a CRC error" in change[1]
+    assert change is not None
+    assert change[0] == "degraded"
+    assert "1 replies with a CRC error" in change[1]
     assert h.feed(PollOutcome(error="timeout")) is None  # still degraded: not news
     assert h.feed(PollOutcome(error="timeout")) is None
     assert h.feed(PollOutcome(error="timeout")) == ("down", "no valid reply for 3 polls: timeout")
     assert h.feed(PollOutcome(error="timeout")) is None
     change = h.feed(PollOutcome(status=OK))
-    assert change is not None and change[0] == "degraded" and "polls failed" in change[1]
+    assert change is not None
+    assert change[0] == "degraded"
+    assert "polls failed" in change[1]
     for _ in range(2):
         assert h.feed(PollOutcome(status=OK)) is None
     assert h.feed(PollOutcome(status=OK)) == ("ok", "controller answering, barrier without fault")
@@ -77,5 +83,5 @@ def test_health_reports_only_changes(answered: list[bool]) -> None:
         for ok in answered
         if (change := h.feed(PollOutcome(status=OK) if ok else PollOutcome(error="x")))
     ]
-    for a, b in zip(reported, reported[1:], strict=False):
+    for a, b in itertools.pairwise(reported):
         assert a != b

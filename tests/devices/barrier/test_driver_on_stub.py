@@ -29,8 +29,8 @@ class Events:
         self.health.append((status, detail))
         self._changed.set()
 
-    async def until(self, what: Callable[[], bool], timeout: float = 8.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, what: Callable[[], bool], within: float = 8.0) -> None:
+        async with asyncio.timeout(within):
             while not what():
                 self._changed.clear()
                 await self._changed.wait()
@@ -75,7 +75,8 @@ async def test_open_reaches_open_then_close_reaches_closed(stub: BarrierStub) ->
     try:
         before = await driver.status()
         assert before.barrier == "closed"
-        assert before.closed_limit and not before.open_limit
+        assert before.closed_limit
+        assert not before.open_limit
         result = await driver.open_barrier()
         assert result.ok, result
         assert result.barrier == "open"
@@ -84,7 +85,8 @@ async def test_open_reaches_open_then_close_reaches_closed(stub: BarrierStub) ->
         assert state["open_limit"] is True
         assert state["commands"] == ["open"]
         closed = await driver.close_barrier()
-        assert closed.ok and closed.barrier == "closed", closed
+        assert closed.ok, closed
+        assert closed.barrier == "closed"
         assert (await stub.control("state"))["commands"] == ["open", "close"]
     finally:
         driver.close()
@@ -117,10 +119,12 @@ async def test_stuck_limit_switch_is_a_fault_and_open_is_refused(stub: BarrierSt
     try:
         status = await driver.status()
         assert status.barrier == "fault"
-        assert status.reason is not None and "both limit switches" in status.reason
+        assert status.reason is not None
+        assert "both limit switches" in status.reason
         result = await driver.open_barrier()
         assert not result.ok
-        assert result.reason is not None and result.reason.startswith("refused, both limit")
+        assert result.reason is not None
+        assert result.reason.startswith("refused, both limit")
         state = await stub.control("state")
         assert "open" not in state["commands"]
     finally:
@@ -133,7 +137,8 @@ async def test_closed_limit_stuck_on_during_open_fails_safe(stub: BarrierStub) -
     try:
         result = await driver.open_barrier()
         assert not result.ok
-        assert result.reason is not None and "fault while going open" in result.reason
+        assert result.reason is not None
+        assert "fault while going open" in result.reason
         state = await stub.control("state")
         assert state["commands"][:2] == ["open", "close"]
     finally:
@@ -148,7 +153,8 @@ async def test_controller_fault_input_refuses_open_and_degrades_health(stub: Bar
         await events.until(lambda: events.statuses == ["ok", "degraded"])
         assert "barrier controller fault input" in events.health[-1][1]
         result = await driver.open_barrier()
-        assert not result.ok and result.barrier == "fault"
+        assert not result.ok
+        assert result.barrier == "fault"
         await stub.control("fault off")
         await events.until(lambda: events.statuses == ["ok", "degraded", "ok"])
 
@@ -164,10 +170,11 @@ async def test_silent_controller_goes_down_then_recovers(stub: BarrierStub) -> N
         with pytest.raises(DeviceError):
             await driver.status()
         opened = await driver.open_barrier()
-        assert not opened.ok and opened.reason is not None
+        assert not opened.ok
+        assert opened.reason is not None
         assert opened.reason.startswith("controller not answering")
         await stub.control("silent off")
-        await events.until(lambda: events.statuses[-1] == "ok", timeout=10)
+        await events.until(lambda: events.statuses[-1] == "ok", within=10)
         # down is reported once, however many polls failed; recovery passes through degraded.
         assert events.statuses.count("down") == 1
         assert events.statuses[-3:] == ["down", "degraded", "ok"]
@@ -191,7 +198,7 @@ async def test_crc_errors_are_retried_and_reported(stub: BarrierStub) -> None:
         await stub.control("crc 1")  # every reply corrupted: nothing gets through
         await events.until(lambda: "down" in events.statuses)
         await stub.control("crc 0")
-        await events.until(lambda: events.statuses[-1] == "ok", timeout=10)
+        await events.until(lambda: events.statuses[-1] == "ok", within=10)
         assert (await driver.close_barrier()).ok
 
 
@@ -229,7 +236,7 @@ async def test_missing_port_is_a_transport_error_and_health_down(tmp_path) -> No
 @pytest.mark.slow
 async def test_realistic_timing_auto_close_after_truck_leaves() -> None:
     """Default 3 s travel; the controller closes by itself 1 s after the loop clears."""
-    stub = await start_stub("--auto-close-s", "1.0")
+    stub = start_stub("--auto-close-s", "1.0")
     driver = BarrierDriver(stub.config(open_timeout_s=6.0, close_timeout_s=6.0))
     try:
         async with running(driver) as events:
@@ -242,7 +249,7 @@ async def test_realistic_timing_auto_close_after_truck_leaves() -> None:
             await stub.control("leave")
             await events.until(lambda: events.presence[-1] is False)
             async with asyncio.timeout(8):
-                while (await stub.control("state"))["closed_limit"] is not True:
+                while (await stub.control("state"))["closed_limit"] is not True:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
             assert (await stub.control("state"))["commands"] == ["open", "auto_close"]
     finally:
@@ -251,7 +258,7 @@ async def test_realistic_timing_auto_close_after_truck_leaves() -> None:
 
 
 async def test_hold_mode_open_and_close() -> None:
-    stub = await start_stub("--travel-s", "0.6", "--mode", "hold")
+    stub = start_stub("--travel-s", "0.6", "--mode", "hold")
     driver = BarrierDriver(stub.config(command_mode="hold"))
     try:
         opened = await driver.open_barrier()
