@@ -46,13 +46,13 @@ def check_deviation(st: DeviationState, obs: Observation) -> tuple[DeviationStat
     if inside:
         since = st.inside_since or ts
         if (ts - since).total_seconds() >= p.deviation_clear_s:
-            effect = clear(
+            cleared = clear(
                 "ROUTE_DEVIATION",
                 ts,
                 back_inside_since=since.isoformat(),
                 max_distance_beyond_corridor_m=round(st.max_excess_m, 1),
             )
-            return DeviationState(), [effect]
+            return DeviationState(), [cleared]
         return replace(st, inside_since=since), []
     if outside:
         return replace(st, inside_since=None, max_excess_m=max(st.max_excess_m, excess)), []

@@ -35,8 +35,10 @@ def check_gnss_gap(
         if ctx.started_at is None or heard_at < ctx.started_at:
             return replace(st, last_valid_at=heard_at), []
         st = replace(st, last_valid_at=ctx.started_at)
-    assert st.last_valid_at is not None
-    gap = (heard_at - st.last_valid_at).total_seconds()
+    last_valid_at = st.last_valid_at
+    if last_valid_at is None:
+        return st, []
+    gap = (heard_at - last_valid_at).total_seconds()
     p = ctx.profile
     if gap <= p.gnss_loss_s:
         return st, []
@@ -53,7 +55,7 @@ def check_gnss_gap(
         "GNSS_LOST",
         heard_at,
         st.last_valid_pos,
-        last_valid_fix_at=st.last_valid_at.isoformat(),
+        last_valid_fix_at=last_valid_at.isoformat(),
         lost_s=round(gap),
         allowance_s=allowance,
         near_tunnel=near_tunnel,

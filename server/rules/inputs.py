@@ -49,7 +49,8 @@ class Fix:
 
     @property
     def lonlat(self) -> tuple[float, float]:
-        assert self.lon is not None and self.lat is not None
+        if self.lon is None or self.lat is None:
+            raise ValueError(f"fix at {self.ts} has no position")
         return (self.lon, self.lat)
 
 

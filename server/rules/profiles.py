@@ -208,7 +208,8 @@ def profiles_from_mapping(data: Any, source: str = "profiles") -> dict[CreditCla
     for credit, fields in given.items():
         if credit not in CREDIT_CLASSES:
             errors.append(
-                f"{source}: profiles.{credit}: unknown credit class; use one of {list(CREDIT_CLASSES)}"
+                f"{source}: profiles.{credit}: unknown credit class; "
+                f"use one of {list(CREDIT_CLASSES)}"
             )
             continue
         if not isinstance(fields, dict):

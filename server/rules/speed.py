@@ -53,6 +53,6 @@ def check_speed(st: SpeedState, obs: Observation) -> tuple[SpeedState, list[Effe
         return replace(st, under_since=None, max_kmh=max(st.max_kmh, speed)), []
     since = st.under_since or ts
     if (ts - since).total_seconds() >= p.speed_clear_s:
-        effect = clear("OVERSPEED", ts, max_speed_kmh=round(st.max_kmh, 1))
-        return SpeedState(last_ts=ts), [effect]
+        cleared = clear("OVERSPEED", ts, max_speed_kmh=round(st.max_kmh, 1))
+        return SpeedState(last_ts=ts), [cleared]
     return replace(st, under_since=since), []
