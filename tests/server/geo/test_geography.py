@@ -63,7 +63,9 @@ def test_zone_site_lookups(geo: Geography) -> None:
     assert [z.zone_id for z in geo.zones_near(*to_lonlat(*point_at(7_800.0)), 300.0, kind="tunnel")] == ["Z-TUN"]
     route = geo.route("R-SZ-DG")
     assert (route.origin_site_id, route.destination_site_id) == ("S-ORIG", "S-DEST")
-    assert route.length_m == pytest.approx(40_000.0 * 1.02, rel=0.03)
+    pts = [point_at(c) for c in np.arange(0.0, 40_001.0, 200.0)]
+    expected = sum(math.dist(a, b) for a, b in zip(pts, pts[1:], strict=False))
+    assert route.length_m == pytest.approx(expected, rel=1e-4)
 
 
 def test_geojson_export_is_json_and_has_corridor(geo: Geography) -> None:
