@@ -82,8 +82,18 @@ def run() -> dict[str, dict[str, Any]]:
         state, _ = evaluate(state, fix, ctx)
     rate = len(fixes) / (time.perf_counter() - t)
     return {
-        "server.geo_checks_per_s": {"value": rate, "unit": "1/s", "target": None, "better": "higher"},
-        "server.geo_index_build_s": {"value": build_s, "unit": "s", "target": None, "better": "lower"},
+        "server.geo_checks_per_s": {
+            "value": rate,
+            "unit": "1/s",
+            "target": None,
+            "better": "higher",
+        },
+        "server.geo_index_build_s": {
+            "value": build_s,
+            "unit": "s",
+            "target": None,
+            "better": "lower",
+        },
     }
 
 

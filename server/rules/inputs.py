@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 
 from contract.payloads import FixKind, Position
 from server.geo import Geography, Route, Zone
@@ -71,9 +70,10 @@ class TripContext:
     started_at: datetime | None = None
     time_limit_s: float | None = None
 
-    @cached_property
-    def route(self) -> Route:
-        return self.geography.route(self.route_id)
+    route: Route = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "route", self.geography.route(self.route_id))
 
     @property
     def deadline(self) -> datetime | None:
@@ -99,7 +99,23 @@ def fix_usable(fix: Fix, profile: CreditProfile) -> bool:
 
 
 class Observation:
-    """An accepted fix with the geography around it, each part computed once on demand."""
+    """An accepted fix with the geography around it, each part computed once on demand.
+
+    (Plain lazy attributes: `functools.cached_property` takes a lock on every first
+    access in Python 3.11, which costs more than the look-ups themselves.)
+    """
+
+    __slots__ = (
+        "_distance",
+        "_end_site",
+        "_zones",
+        "ctx",
+        "fix",
+        "lat",
+        "lon",
+        "uncertainty_m",
+        "usable",
+    )
 
     def __init__(self, fix: Fix, ctx: TripContext) -> None:
         self.fix = fix
@@ -107,25 +123,34 @@ class Observation:
         self.lon, self.lat = fix.lonlat
         self.usable = fix_usable(fix, ctx.profile)
         self.uncertainty_m = fix_uncertainty_m(fix, ctx.profile)
+        self._distance: float | None = None
+        self._zones: list[Zone] | None = None
+        self._end_site: bool | None = None
 
-    @cached_property
+    @property
     def corridor_m(self) -> float:
         return self.ctx.route.corridor_m * self.ctx.profile.corridor_factor
 
-    @cached_property
+    @property
     def distance_m(self) -> float:
         """Metres from the route line."""
-        return self.ctx.route.distance_m(self.lon, self.lat)
+        if self._distance is None:
+            self._distance = self.ctx.route.distance_m(self.lon, self.lat)
+        return self._distance
 
-    @cached_property
+    @property
     def zones(self) -> list[Zone]:
-        return self.ctx.geography.zones_at(self.lon, self.lat)
+        if self._zones is None:
+            self._zones = self.ctx.geography.zones_at(self.lon, self.lat)
+        return self._zones
 
-    @cached_property
+    @property
     def in_end_site(self) -> bool:
         """Inside the route's origin or destination site."""
-        route, geo = self.ctx.route, self.ctx.geography
-        return any(
-            sid is not None and geo.inside_site(sid, self.lon, self.lat)
-            for sid in (route.origin_site_id, route.destination_site_id)
-        )
+        if self._end_site is None:
+            route, geo = self.ctx.route, self.ctx.geography
+            self._end_site = any(
+                sid is not None and geo.inside_site(sid, self.lon, self.lat)
+                for sid in (route.origin_site_id, route.destination_site_id)
+            )
+        return self._end_site

@@ -27,13 +27,14 @@ def check_speed(st: SpeedState, obs: Observation) -> tuple[SpeedState, list[Effe
     p = obs.ctx.profile
     ts = obs.fix.ts
     if st.last_ts is not None and (ts - st.last_ts).total_seconds() > p.speed_max_gap_s:
-        st = replace(st, over_since=None, under_since=None)
-    st = replace(st, last_ts=ts)
+        st = SpeedState(None, None, ts, st.active, st.max_kmh)
+    else:
+        st = SpeedState(st.over_since, st.under_since, ts, st.active, st.max_kmh)
     limit = speed_limit_kmh(obs)
     over = speed > limit + p.speed_tolerance_kmh
     if not st.active:
         if not over:
-            return replace(st, over_since=None, max_kmh=0.0), []
+            return (st if st.over_since is None else SpeedState(last_ts=ts)), []
         since = st.over_since or ts
         top = max(st.max_kmh, speed)
         if (ts - since).total_seconds() >= p.speed_persistence_s:

@@ -36,7 +36,11 @@ def test_distance_to_route_matches_true_offset(geo: Geography) -> None:
 
 
 def test_batch_forms_agree_with_scalar(geo: Geography) -> None:
-    pts = [to_lonlat(*point_at(s, off)) for s in (500.0, 10_000.0, 30_000.0) for off in (0.0, 300.0, 1_500.0)]
+    pts = [
+        to_lonlat(*point_at(s, off))
+        for s in (500.0, 10_000.0, 30_000.0)
+        for off in (0.0, 300.0, 1_500.0)
+    ]
     lons, lats = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
     batch = geo.distances_to_route_m("R-SZ-DG", lons, lats)
     scalar = [geo.distance_to_route_m("R-SZ-DG", lo, la) for lo, la in pts]
@@ -60,7 +64,9 @@ def test_zone_site_lookups(geo: Geography) -> None:
     assert not geo.inside_site("S-ORIG", *near)
     assert geo.inside_site("S-ORIG", *near, margin_m=50.0)
     assert geo.zone("Z-TUN").depth_m(lon, lat) == pytest.approx(60.0, abs=1.0)
-    assert [z.zone_id for z in geo.zones_near(*to_lonlat(*point_at(7_800.0)), 300.0, kind="tunnel")] == ["Z-TUN"]
+    assert [
+        z.zone_id for z in geo.zones_near(*to_lonlat(*point_at(7_800.0)), 300.0, kind="tunnel")
+    ] == ["Z-TUN"]
     route = geo.route("R-SZ-DG")
     assert (route.origin_site_id, route.destination_site_id) == ("S-ORIG", "S-DEST")
     pts = [point_at(c) for c in np.arange(0.0, 40_001.0, 200.0)]
@@ -144,7 +150,9 @@ def test_from_files_and_cross_file_duplicates(tmp_path: Path) -> None:
     (tmp_path / "z.geojson").write_text(json.dumps(zones_geojson()), encoding="utf-8")
     geo = Geography.from_files([tmp_path / "a.geojson"], [tmp_path / "z.geojson"])
     assert [r.route_id for r in geo.routes] == ["R-SZ-DG"]
-    with pytest.raises(GeoConfigError, match=r"b\.geojson: duplicate route_id 'R-SZ-DG' \(also in .*a\.geojson\)"):
+    with pytest.raises(
+        GeoConfigError, match=r"b\.geojson: duplicate route_id 'R-SZ-DG' \(also in .*a\.geojson\)"
+    ):
         Geography.from_files([tmp_path / "a.geojson", tmp_path / "b.geojson"])
     (tmp_path / "bad.geojson").write_text("{not json", encoding="utf-8")
     with pytest.raises(GeoConfigError, match=r"bad\.geojson: not valid JSON at line 1"):

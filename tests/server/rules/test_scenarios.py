@@ -49,7 +49,9 @@ class Run:
         return Counter(e.alarm_type for e in self.effects if isinstance(e, Raise))
 
 
-def ctx_for(geo: Geography, credit: CreditClass = "general", time_limit_s: float = 6 * 3600) -> TripContext:
+def ctx_for(
+    geo: Geography, credit: CreditClass = "general", time_limit_s: float = 6 * 3600
+) -> TripContext:
     return TripContext(
         geography=geo,
         route_id="R-SZ-DG",
@@ -76,8 +78,24 @@ def run(events: Iterable[object], ctx: TripContext, tick_every_s: float = 60.0) 
     return Run(state, effects)
 
 
-def lock(seq: int, ts: datetime, state: str = "sealed", event: str = "status", battery: float = 80.0, **kw: float) -> LockReport:
-    return LockReport(node_id="T1", seq=seq, ts=ts, lock_id="L1", state=state, event=event, battery_pct=battery, **kw)  # type: ignore[arg-type]
+def lock(
+    seq: int,
+    ts: datetime,
+    state: str = "sealed",
+    event: str = "status",
+    battery: float = 80.0,
+    **kw: float,
+) -> LockReport:
+    return LockReport(
+        node_id="T1",
+        seq=seq,
+        ts=ts,
+        lock_id="L1",
+        state=state,
+        event=event,
+        battery_pct=battery,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def with_lock_status(positions: list[Position], every: int = 150) -> list[object]:
@@ -101,7 +119,9 @@ def test_clean_trip_raises_nothing(geo: Geography, credit: CreditClass) -> None:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(min_value=0, max_value=2**31))
-def test_clean_trips_with_noise_multipath_and_tunnel_raise_nothing(geo: Geography, seed: int) -> None:
+def test_clean_trips_with_noise_multipath_and_tunnel_raise_nothing(
+    geo: Geography, seed: int
+) -> None:
     positions = clean_trip(seed)
     # the generator really produced tunnel gaps and multipath-sized jumps
     assert sum(p.fix == "none" for p in positions) > 100
@@ -286,7 +306,7 @@ def test_implausible_jump_is_flagged_and_not_followed(geo: Geography) -> None:
     assert state.last_fix == before  # not followed
     # the real track continues; nothing else is raised
     b.drive(ROUTE_LEN_M, 80.0)
-    rest = [p for p in b.positions[len(positions):] if p.ts > spoofed.ts]
+    rest = [p for p in b.positions[len(positions) :] if p.ts > spoofed.ts]
     effects = []
     for p in rest:
         state, out = evaluate(state, p, ctx)
@@ -306,7 +326,11 @@ def test_consistent_new_track_is_adopted_after_rebase_count(geo: Geography) -> N
     raised = 0
     for i in range(1, ctx.profile.rebase_fixes + 1):
         shifted = last.model_copy(
-            update={"seq": last.seq + i, "ts": last.ts + timedelta(seconds=2 * i), "lat": last.lat + 0.2}
+            update={
+                "seq": last.seq + i,
+                "ts": last.ts + timedelta(seconds=2 * i),
+                "lat": last.lat + 0.2,
+            }
         )
         state, out = evaluate(state, shifted, ctx)
         raised += sum(1 for e in out if e.alarm_type == "POSITION_IMPLAUSIBLE")
@@ -331,19 +355,39 @@ def test_lock_incidents(geo: Geography) -> None:
         state, out = evaluate(state, report, ctx)
         return [e for e in out if e.alarm_type.startswith("LOCK_")]
 
-    assert feed(lock(seq, t + timedelta(seconds=1), battery=24.0))[0].alarm_type == "LOCK_LOW_BATTERY"
+    assert (
+        feed(lock(seq, t + timedelta(seconds=1), battery=24.0))[0].alarm_type == "LOCK_LOW_BATTERY"
+    )
     assert feed(lock(seq + 1, t + timedelta(seconds=2), battery=23.0)) == []  # still low: no repeat
-    assert [e.alarm_type for e in feed(lock(seq + 2, t + timedelta(seconds=3), battery=31.0))] == ["LOCK_LOW_BATTERY"]
+    assert [e.alarm_type for e in feed(lock(seq + 2, t + timedelta(seconds=3), battery=31.0))] == [
+        "LOCK_LOW_BATTERY"
+    ]
     assert isinstance(feed(lock(seq + 3, t + timedelta(seconds=4), battery=10.0))[0], Raise)
     # wrong passwords: the third within 10 minutes raises, the fourth repeats
-    outs = [feed(lock(seq + 10 + i, t + timedelta(seconds=10 + 60 * i), event="wrong_password", battery=10.0)) for i in range(4)]
+    outs = [
+        feed(
+            lock(
+                seq + 10 + i,
+                t + timedelta(seconds=10 + 60 * i),
+                event="wrong_password",
+                battery=10.0,
+            )
+        )
+        for i in range(4)
+    ]
     assert [len(o) for o in outs] == [0, 0, 1, 1]
     assert outs[2][0].alarm_type == "LOCK_WRONG_PASSWORD"
     # rope cut: tamper
     out = feed(lock(seq + 20, t + timedelta(seconds=400), event="rope_cut", battery=10.0))
-    assert [(e.alarm_type, e.severity) for e in out if isinstance(e, Raise)] == [("LOCK_TAMPER", "critical")]
+    assert [(e.alarm_type, e.severity) for e in out if isinstance(e, Raise)] == [
+        ("LOCK_TAMPER", "critical")
+    ]
     # opened on the road: shackle opened while sealed → tamper and opened
-    out = feed(lock(seq + 21, t + timedelta(seconds=401), state="open", event="shackle_opened", battery=10.0))
+    out = feed(
+        lock(
+            seq + 21, t + timedelta(seconds=401), state="open", event="shackle_opened", battery=10.0
+        )
+    )
     assert sorted(e.alarm_type for e in out) == ["LOCK_OPENED", "LOCK_TAMPER"]
     # a further status report of the open lock is no new opening
     assert feed(lock(seq + 22, t + timedelta(seconds=460), state="open", battery=10.0)) == []
@@ -368,8 +412,12 @@ def test_device_offline_by_last_will_and_by_silence(geo: Geography) -> None:
     ctx = ctx_for(geo, "general")
     state = TripState()
     state, out = evaluate(state, Availability(node_id="T1", seq=1, ts=T0, state="offline"), ctx)
-    assert [(e.alarm_type, e.severity) for e in out if isinstance(e, Raise)] == [("DEVICE_OFFLINE", "major")]
-    state, out = evaluate(state, Availability(node_id="T1", seq=2, ts=T0 + timedelta(seconds=60), state="online"), ctx)
+    assert [(e.alarm_type, e.severity) for e in out if isinstance(e, Raise)] == [
+        ("DEVICE_OFFLINE", "major")
+    ]
+    state, out = evaluate(
+        state, Availability(node_id="T1", seq=2, ts=T0 + timedelta(seconds=60), state="online"), ctx
+    )
     assert [type(e).__name__ for e in out] == ["Clear"]
     # silence: ticks at server time
     state, out = tick(state, T0 + timedelta(seconds=60 + ctx.profile.silence_s - 1), ctx)
@@ -379,7 +427,9 @@ def test_device_offline_by_last_will_and_by_silence(geo: Geography) -> None:
     state, out = tick(state, T0 + timedelta(seconds=60 + ctx.profile.silence_s + 100), ctx)
     assert out == []  # still the same alarm, no flood
     # replayed backlog does not clear; a live message does
-    replayed = Position(node_id="T1", seq=3, ts=T0 + timedelta(seconds=90), fix="none", replayed=True)
+    replayed = Position(
+        node_id="T1", seq=3, ts=T0 + timedelta(seconds=90), fix="none", replayed=True
+    )
     state, out = evaluate(state, replayed, ctx)
     assert [e for e in out if e.alarm_type == "DEVICE_OFFLINE"] == []
     live = Position(node_id="T1", seq=4, ts=T0 + timedelta(seconds=400), fix="none")
@@ -405,6 +455,8 @@ def test_evaluate_does_not_mutate_state(geo: Geography) -> None:
     for p in positions:
         state, _ = evaluate(state, p, ctx)
     snapshot = state
-    again, _ = evaluate(state, positions[-1].model_copy(update={"ts": positions[-1].ts + timedelta(seconds=2)}), ctx)
+    again, _ = evaluate(
+        state, positions[-1].model_copy(update={"ts": positions[-1].ts + timedelta(seconds=2)}), ctx
+    )
     assert state is snapshot
     assert again is not state

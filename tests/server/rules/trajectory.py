@@ -95,7 +95,12 @@ def route_geojson() -> dict[str, Any]:
             {
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": [_square(sx, sy, 300.0)]},
-                "properties": {"kind": "site", "site_id": "S-ORIG", "name": "Yard", "role": "origin"},
+                "properties": {
+                    "kind": "site",
+                    "site_id": "S-ORIG",
+                    "name": "Yard",
+                    "role": "origin",
+                },
             },
             {
                 "type": "Feature",
@@ -110,12 +115,22 @@ def route_geojson() -> dict[str, Any]:
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": list(to_lonlat(sx + 300.0, sy))},
-                "properties": {"kind": "gate", "gate_id": "G-ORIG-1", "site_id": "S-ORIG", "name": "Yard gate"},
+                "properties": {
+                    "kind": "gate",
+                    "gate_id": "G-ORIG-1",
+                    "site_id": "S-ORIG",
+                    "name": "Yard gate",
+                },
             },
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": list(to_lonlat(ex - 300.0, ey))},
-                "properties": {"kind": "gate", "gate_id": "G-DEST-1", "site_id": "S-DEST", "name": "Port gate"},
+                "properties": {
+                    "kind": "gate",
+                    "gate_id": "G-DEST-1",
+                    "site_id": "S-DEST",
+                    "name": "Port gate",
+                },
             },
         ],
     }
@@ -125,15 +140,35 @@ def zones_geojson() -> dict[str, Any]:
     fx, fy = point_at(FORBIDDEN_AT, FORBIDDEN_OFFSET_M)
 
     def feat(coords: list[list[float]], **props: Any) -> dict[str, Any]:
-        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [coords]}, "properties": props}
+        return {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [coords]},
+            "properties": props,
+        }
 
     return {
         "type": "FeatureCollection",
         "features": [
-            feat(_rect(STOP_ZONE_AT - 300, STOP_ZONE_AT + 300, -50, 300), zone_id="Z-STOP", name="Service area", kind="stop"),
-            feat(_rect(TUNNEL[0] - 50, TUNNEL[1] + 50, -60, 60), zone_id="Z-TUN", name="Tunnel", kind="tunnel"),
+            feat(
+                _rect(STOP_ZONE_AT - 300, STOP_ZONE_AT + 300, -50, 300),
+                zone_id="Z-STOP",
+                name="Service area",
+                kind="stop",
+            ),
+            feat(
+                _rect(TUNNEL[0] - 50, TUNNEL[1] + 50, -60, 60),
+                zone_id="Z-TUN",
+                name="Tunnel",
+                kind="tunnel",
+            ),
             feat(_square(fx, fy, 600.0), zone_id="Z-FORB", name="Military area", kind="forbidden"),
-            feat(_rect(0, 3000, -500, 500), zone_id="Z-URB", name="Town", kind="urban", max_speed_kmh=60),
+            feat(
+                _rect(0, 3000, -500, 500),
+                zone_id="Z-URB",
+                name="Town",
+                kind="urban",
+                max_speed_kmh=60,
+            ),
         ],
     }
 
@@ -189,9 +224,17 @@ class TripBuilder:
         speed = max(0.0, speed_kmh + float(self.rng.normal(0.0, 0.5)))
         self.positions.append(
             Position(
-                node_id="T1", seq=seq, ts=self.now, lat=lat, lon=lon, alt_m=20.0,
-                speed_kmh=round(speed, 2), fix="3d", sats=int(self.rng.integers(7, 17)),
-                hdop=round(hdop, 2), systems=["GPS", "BDS"],
+                node_id="T1",
+                seq=seq,
+                ts=self.now,
+                lat=lat,
+                lon=lon,
+                alt_m=20.0,
+                speed_kmh=round(speed, 2),
+                fix="3d",
+                sats=int(self.rng.integers(7, 17)),
+                hdop=round(hdop, 2),
+                systems=["GPS", "BDS"],
             )
         )
 
