@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from server.geo import GeoConfigError, Geography, TransverseMercator
-from server.geo import parse_route_collection, parse_zone_collection
+from server.geo import (
+    GeoConfigError,
+    Geography,
+    TransverseMercator,
+    parse_route_collection,
+    parse_zone_collection,
+)
 from tests.server.rules.trajectory import (
     CORRIDOR_M,
     point_at,
@@ -57,7 +64,8 @@ def test_zone_site_lookups(geo: Geography) -> None:
     assert geo.zone("Z-URB").max_speed_kmh == 60
     s0 = to_lonlat(*point_at(0.0))
     site = geo.site_at(*s0)
-    assert site is not None and site.site_id == "S-ORIG"
+    assert site is not None
+    assert site.site_id == "S-ORIG"
     assert geo.inside_site("S-ORIG", *s0)
     assert not geo.inside_site("S-DEST", *s0)
     near = to_lonlat(*point_at(0.0, 380.0))  # ~23 m outside the fence
@@ -69,8 +77,8 @@ def test_zone_site_lookups(geo: Geography) -> None:
     ] == ["Z-TUN"]
     route = geo.route("R-SZ-DG")
     assert (route.origin_site_id, route.destination_site_id) == ("S-ORIG", "S-DEST")
-    pts = [point_at(c) for c in np.arange(0.0, 40_001.0, 200.0)]
-    expected = sum(math.dist(a, b) for a, b in zip(pts, pts[1:], strict=False))
+    pts = [point_at(c) for c in np.arange(0.0, 40_001.0, 200.0).tolist()]
+    expected = sum(math.dist(a, b) for a, b in itertools.pairwise(pts))
     assert route.length_m == pytest.approx(expected, rel=1e-4)
 
 
@@ -104,7 +112,7 @@ def test_projection_round_trip_and_local_scale() -> None:
         assert k == pytest.approx(proj.scale_at(x), abs=3e-6)
 
 
-def _first(features: list[dict], kind: str) -> dict:
+def _first(features: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next(f for f in features if f["properties"]["kind"] == kind)
 
 
@@ -136,7 +144,8 @@ def test_loader_rejects_bad_polygons_and_kinds() -> None:
     with pytest.raises(GeoConfigError) as info:
         parse_zone_collection(data, "zones.geojson")
     text = "\n".join(info.value.errors)
-    assert "invalid polygon" in text and "Self-intersection" in text
+    assert "invalid polygon" in text
+    assert "Self-intersection" in text
     assert "'lake'" in text
     assert "max_speed_kmh" in text
     ok = parse_zone_collection(zones_geojson(), "zones.geojson")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_demo_profiles_file_loads_and_keeps_defaults() -> None:
 
 def test_lower_credit_is_tighter() -> None:
     order = [DEFAULT_PROFILES[c] for c in CREDIT_CLASSES]
-    for hi, lo in zip(order, order[1:], strict=False):
+    for hi, lo in itertools.pairwise(order):
         assert lo.corridor_factor <= hi.corridor_factor
         assert lo.deviation_persistence_s <= hi.deviation_persistence_s
         assert lo.max_stop_s <= hi.max_stop_s

@@ -95,7 +95,7 @@ def lock(
         event=event,
         battery_pct=battery,
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 def with_lock_status(positions: list[Position], every: int = 150) -> list[object]:
@@ -291,7 +291,8 @@ def test_implausible_jump_is_flagged_and_not_followed(geo: Geography) -> None:
     b.leave_town().drive(6_000.0, 80.0)
     positions = list(b.positions)
     good = positions[-1]
-    assert good.lon is not None and good.lat is not None
+    assert good.lon is not None
+    assert good.lat is not None
     spoofed = good.model_copy(
         update={"seq": good.seq + 1, "ts": good.ts + timedelta(seconds=2), "lat": good.lat + 0.05}
     )

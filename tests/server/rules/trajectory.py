@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from contract.payloads import Position
 from server.geo import Geography, TransverseMercator, parse_route_collection, parse_zone_collection
@@ -61,8 +62,8 @@ def to_lonlat(x: float, y: float) -> tuple[float, float]:
 
 def _rect(s0: float, s1: float, off0: float, off1: float) -> list[list[float]]:
     """A polygon along the route from chainage s0 to s1, lateral offsets off0..off1."""
-    pts = [point_at(s, off0) for s in np.linspace(s0, s1, 12)]
-    pts += [point_at(s, off1) for s in np.linspace(s1, s0, 12)]
+    pts = [point_at(s, off0) for s in np.linspace(s0, s1, 12).tolist()]
+    pts += [point_at(s, off1) for s in np.linspace(s1, s0, 12).tolist()]
     ring = [list(to_lonlat(*p)) for p in pts]
     return [*ring, ring[0]]
 
@@ -76,7 +77,9 @@ def _square(cx: float, cy: float, half: float) -> list[list[float]]:
 
 
 def route_geojson() -> dict[str, Any]:
-    line = [list(to_lonlat(*point_at(s))) for s in np.arange(0.0, ROUTE_LEN_M + 1.0, 200.0)]
+    line = [
+        list(to_lonlat(*point_at(s))) for s in np.arange(0.0, ROUTE_LEN_M + 1.0, 200.0).tolist()
+    ]
     sx, sy = point_at(0.0)
     ex, ey = point_at(ROUTE_LEN_M)
     return {
@@ -194,8 +197,8 @@ class TripBuilder:
         self.t = 0.0
         self.s = 0.0
         self.offset = 0.0
-        self.err = np.zeros(2)
-        self.jump = np.zeros(2)
+        self.err: NDArray[np.float64] = np.zeros(2)
+        self.jump: NDArray[np.float64] = np.zeros(2)
         self.jump_left = 0
 
     @property
