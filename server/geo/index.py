@@ -18,6 +18,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Point, mapping
 
+from server.geo.grid import BoxGrid
 from server.geo.loader import GeoConfigError, RouteFile, load_all
 from server.geo.model import Gate, Route, Site, Zone, ZoneKind
 from server.geo.projection import FloatArray
@@ -99,6 +100,7 @@ class Geography:
             raise GeoConfigError(errors)
         self._zone_list: list[Zone] = list(self._zones.values())
         self._zone_tree = shapely.STRtree([z.polygon for z in self._zone_list])
+        self._zone_grid = BoxGrid([z.polygon for z in self._zone_list])
         self._site_list: list[Site] = list(self._sites.values())
         self._site_tree = shapely.STRtree([s.polygon for s in self._site_list])
         log.info(
@@ -187,8 +189,7 @@ class Geography:
 
     def zones_at(self, lon: float, lat: float, kind: ZoneKind | None = None) -> list[Zone]:
         """The zones containing (lon, lat) (boundary included), optionally of one kind."""
-        hits = self._zone_tree.query(Point(lon, lat), predicate="intersects")
-        zones = [self._zone_list[i] for i in hits]
+        zones = [self._zone_list[i] for i in self._zone_grid.containing(lon, lat)]
         if kind is not None:
             zones = [z for z in zones if z.kind == kind]
         return zones

@@ -9,6 +9,7 @@ from typing import Final, Literal
 import shapely
 from shapely.geometry import LineString, Point, Polygon
 
+from server.geo.grid import SegmentGrid
 from server.geo.projection import FloatArray, TransverseMercator
 
 ZoneKind = Literal["forbidden", "stop", "tunnel", "urban"]
@@ -136,6 +137,7 @@ class Route:
     source: str = ""
     projection: TransverseMercator = field(init=False, repr=False)
     line_m: LineString = field(init=False, repr=False)
+    _grid: list[SegmentGrid] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         xmin, ymin, xmax, ymax = self.line.bounds
@@ -151,10 +153,20 @@ class Route:
     def length_m(self) -> float:
         return float(self.line_m.length)
 
+    def segment_grid(self) -> SegmentGrid:
+        """The route's segment grid, built on first use (a trip only asks its own route)."""
+        if not self._grid:
+            coords = shapely.get_coordinates(self.line_m)
+            self._grid.append(SegmentGrid(coords[:, 0].tolist(), coords[:, 1].tolist()))
+        return self._grid[0]
+
     def distance_m(self, lon: float, lat: float) -> float:
         """Metres from the point to the route line (scale of the projection divided out)."""
         x, y = self.projection.forward(lon, lat)
-        return float(self.line_m.distance(Point(x, y))) / self.projection.scale_at(x)
+        d = self.segment_grid().distance(x, y)
+        if d is None:
+            d = float(self.line_m.distance(Point(x, y)))
+        return d / self.projection.scale_at(x)
 
     def corridor(self, corridor_m: float | None = None) -> Polygon:
         """The corridor polygon (lon/lat): the line buffered in metres by `corridor_m`."""
