@@ -1,0 +1,56 @@
+"""DEVICE_OFFLINE: the gateway's last will (`offline`), a `stopped` announcement, or silence
+longer than `silence_s` during a trip (found by `tick`). Cleared by `online` or by any live
+(not replayed) message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from contract.payloads import AvailabilityState
+from server.rules.alarms import Effect, clear, raise_
+from server.rules.inputs import TripContext
+from server.rules.state import DeviceState
+
+
+def heard(st: DeviceState, at: datetime, live: bool) -> tuple[DeviceState, list[Effect]]:
+    """Any message from the gateway; `live` is False for outbox replays."""
+    last = at if st.last_heard_at is None else max(st.last_heard_at, at)
+    if st.active and live:
+        return DeviceState(last, False), [clear("DEVICE_OFFLINE", at, reason="message received")]
+    return replace(st, last_heard_at=last), []
+
+
+def on_availability(
+    st: DeviceState, state: AvailabilityState, at: datetime
+) -> tuple[DeviceState, list[Effect]]:
+    if state == "online":
+        return heard(st, at, live=True)
+    if st.active:
+        return st, []
+    reason = "last will: offline" if state == "offline" else "gateway stopped"
+    return replace(st, active=True), [raise_("DEVICE_OFFLINE", at, None, reason=reason)]
+
+
+def check_silence(
+    st: DeviceState, now: datetime, ctx: TripContext
+) -> tuple[DeviceState, list[Effect]]:
+    """On a timer tick: silent longer than allowed?"""
+    if st.active:
+        return st, []
+    since = st.last_heard_at or ctx.started_at
+    if since is None:
+        return replace(st, last_heard_at=now), []
+    silent = (now - since).total_seconds()
+    if silent <= ctx.profile.silence_s:
+        return st, []
+    effect = raise_(
+        "DEVICE_OFFLINE",
+        now,
+        None,
+        reason="silent",
+        silent_s=round(silent),
+        last_heard_at=since.isoformat(),
+    )
+    return replace(st, active=True), [effect]
