@@ -15,10 +15,12 @@ from fastapi.staticfiles import StaticFiles
 
 from contract.version import CONTRACT_VERSION
 from server.api import errors
-from server.api.geography import load_layers
+from server.geo import Geography
+from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.api.routes import health_router, router
 from server.config import ServerConfig
 from server.ingest import Ingest
+from server.judge import Judge, LogSink
 from server.services import Services
 from server.store import Store
 from server.trips import TripTracker
@@ -49,8 +51,10 @@ def create_app(svc: Services) -> FastAPI:
 
 def build_services(config: ServerConfig) -> Services:
     store = Store.open(config.storage.url, _db_password(config))
-    layers = load_layers(config.geography.routes, config.geography.zones)
-    return Services(config=config, store=store, layers=layers)
+    geography = Geography.from_files(config.geography.routes, config.geography.zones)
+    profiles_file = config.geography.profiles
+    profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
+    return Services(config=config, store=store, geography=geography, profiles=profiles)
 
 
 def _db_password(config: ServerConfig) -> str | None:
@@ -62,12 +66,13 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     """Run until cancelled or SIGTERM/SIGINT."""
     svc = build_services(config)
     trips = TripTracker(svc.store)
+    judge = Judge(svc.store, svc.geography, svc.profiles, LogSink())
     ingest = Ingest(
         config.broker,
         config.ingest,
         svc.store,
         svc.metrics,
-        handlers=[trips.on_messages],
+        handlers=[trips.on_messages, judge.on_messages],
         client_id=config.broker.client_id or "bondwatch-server-1",
     )
     svc.ingest_connected = ingest.connected.is_set
@@ -85,6 +90,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         async with asyncio.TaskGroup() as group:
             ingest_task = group.create_task(ingest.run(), name="ingest")
             http_task = group.create_task(server.serve(), name="http")
+            timers = group.create_task(judge.tick_forever(), name="rule-timers")
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
                 await asyncio.sleep(0.02)
             port = (
@@ -100,6 +106,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             server.should_exit = True
             await http_task
             ingest_task.cancel()
+            timers.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

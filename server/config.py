@@ -39,6 +39,11 @@ class StorageSettings(BaseModel):
 class GeographySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    profiles: Path | None = Field(
+        default=None,
+        description="credit-class profiles YAML (thresholds per 海关企业信用 class); "
+        "built-in defaults when absent — see docs/rules.md",
+    )
     routes: list[Path] = Field(
         default_factory=list, description="route GeoJSON files (line, sites, gates), one per route"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from server.api.geography import GeoJsonLayers
 from server.config import ServerConfig
+from server.geo import Geography
+from server.rules.profiles import CreditClass, CreditProfile
 from server.metrics import Metrics
 from server.store import Store
 
@@ -15,6 +16,7 @@ from server.store import Store
 class Services:
     config: ServerConfig
     store: Store
-    layers: GeoJsonLayers
+    geography: Geography
+    profiles: dict[CreditClass, CreditProfile]
     metrics: Metrics = field(default_factory=Metrics)
     ingest_connected: Callable[[], bool] = lambda: False

@@ -27,11 +27,12 @@ def services(request: Request) -> Services:
 async def register_declaration(body: DeclarationIn, request: Request) -> TripOut:
     """Register a transit declaration; its trip starts in status `declared`."""
     svc = services(request)
-    if body.route_id not in svc.layers.route_ids:
+    if body.route_id not in {r.route_id for r in svc.geography.routes}:
         raise ApiError(422, "invalid", f"unknown route {body.route_id!r}", "route_id")
+    gate_ids = {g.gate_id for g in svc.geography.gates}
     for name in ("origin_gate", "destination_gate"):
         gate = getattr(body, name)
-        if gate not in svc.layers.gate_ids:
+        if gate not in gate_ids:
             raise ApiError(422, "invalid", f"unknown gate {gate!r}", name)
     row = await asyncio.to_thread(
         svc.store.create_declaration, body.model_dump(mode="json"), utc_now()
@@ -100,21 +101,20 @@ async def vehicle_positions(request: Request) -> list[VehiclePosition]:
 
 @router.get("/routes", tags=["geography"])
 async def routes(request: Request) -> dict[str, Any]:
-    """Route lines (with `corridor_m`) and sites, GeoJSON."""
-    layers = services(request).layers
-    return layers.collection(layers.routes)
+    """Route lines (with `corridor_m`), their corridor polygons, and sites, GeoJSON."""
+    return services(request).geography.routes_geojson()
 
 
 @router.get("/zones", tags=["geography"])
 async def zones(request: Request) -> dict[str, Any]:
-    layers = services(request).layers
-    return layers.collection(layers.zones)
+    """Forbidden, allowed-stop, tunnel and urban zones, GeoJSON."""
+    return services(request).geography.zones_geojson()
 
 
 @router.get("/gates", tags=["geography"])
 async def gates(request: Request) -> dict[str, Any]:
-    layers = services(request).layers
-    return layers.collection(layers.gates)
+    """Gates (points) with their site, GeoJSON."""
+    return services(request).geography.gates_geojson()
 
 
 @router.get("/healthz", tags=["operations"])

@@ -6,18 +6,18 @@ The ingest path calls it from a worker thread; the REST API from FastAPI's threa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from contract.payloads import EdgeMessage, Position
+from contract.payloads import EdgeMessage, Position, decode_edge
 from server.store import schema
 from server.store.migrations import migrate
 
@@ -211,6 +211,51 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(p.ts, p.seq)).all()
         return [_position(r._mapping) for r in rows]
+
+    def declaration_credit(self, declaration_id: str) -> str | None:
+        """The enterprise credit class a declaration was registered with."""
+        with self.engine.connect() as conn:
+            body = conn.execute(
+                select(schema.declarations.c.body).where(
+                    schema.declarations.c.declaration_id == declaration_id
+                )
+            ).scalar_one_or_none()
+        if not isinstance(body, dict):
+            return None
+        credit = body.get("enterprise", {}).get("credit")
+        return credit if isinstance(credit, str) else None
+
+    def max_seq(self, node_id: str) -> int:
+        """The highest sequence number stored for a node (0 when none)."""
+        m = schema.edge_messages.c
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(m.seq)).where(m.node_id == node_id)).scalar()
+        return int(value or 0)
+
+    def node_messages(
+        self,
+        node_id: str,
+        channels: Sequence[str],
+        after: tuple[datetime, int],
+        upto: tuple[datetime, int] | None = None,
+    ) -> Iterator[tuple[tuple[datetime, int], EdgeMessage]]:
+        """A node's stored messages after the (ts, seq) key `after`, in (ts, seq) order."""
+        m = schema.edge_messages.c
+        after_ts, after_seq = after
+        query = (
+            select(m.channel, m.payload)
+            .where(m.node_id == node_id)
+            .where(m.channel.in_(channels))
+            .where(or_(m.ts > after_ts, and_(m.ts == after_ts, m.seq > after_seq)))
+            .order_by(m.ts, m.seq)
+        )
+        if upto is not None:
+            upto_ts, upto_seq = upto
+            query = query.where(or_(m.ts < upto_ts, and_(m.ts == upto_ts, m.seq <= upto_seq)))
+        with self.engine.connect() as conn:
+            for row in conn.execute(query.execution_options(yield_per=2000)):
+                message = decode_edge(row.channel, row.payload)
+                yield (message.ts, message.seq), message
 
     def latest_positions(self) -> list[dict[str, Any]]:
         """The newest fix of every vehicle."""

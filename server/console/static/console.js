@@ -65,12 +65,10 @@ function draw() {
   for (const f of state.routes) {
     if (f.geometry.type === "Polygon") {
       ctx.beginPath(); pathOf(ctx, f.geometry.coordinates[0]); ctx.closePath();
-      ctx.fillStyle = "rgba(245, 158, 11, .4)"; ctx.fill();
+      ctx.fillStyle = f.properties.kind === "corridor" ? "rgba(37, 99, 235, .18)" : "rgba(245, 158, 11, .4)";
+      ctx.fill();
     } else if (f.geometry.type === "LineString") {
       ctx.lineJoin = "round"; ctx.lineCap = "round";
-      ctx.beginPath(); pathOf(ctx, f.geometry.coordinates);
-      ctx.strokeStyle = "rgba(37, 99, 235, .22)";
-      ctx.lineWidth = Math.max(4, 2 * metresToPx(f.properties.corridor_m || 300)); ctx.stroke();
       ctx.beginPath(); pathOf(ctx, f.geometry.coordinates);
       ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 1.5; ctx.stroke();
     }

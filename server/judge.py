@@ -1,0 +1,295 @@
+"""Judging trips: stored edge messages → the rules, in fix-time order → alarm effects.
+
+Each trip in transit has a `TripRun`: its rule state, the (ts, seq) key of the last
+event judged, and checkpoints of the state along the way.
+
+Completeness comes first. Every message of a node carries the next sequence number, so
+a gap in the stored sequence means messages are still on their way (an outbox backlog
+after a coverage gap, interleaved with live messages). The judge holds what lies
+beyond a gap until the gap fills, then judges everything in fix-time order; it waits
+at most `hold_s` (a sequence number can be lost for good: a last will reserved but
+never sent), then judges what it has. A message that arrives after that, older than
+the last judged one, makes the run go back to the newest checkpoint before it and judge
+everything since again, from the store: a deviation during the gap is still found. The
+alarm sink is idempotent for an effect it has already applied (same trip, type and
+time); late data can add an incident, it never silently removes one.
+
+After a restart, a trip's state is rebuilt the same way, from its stored messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from contract.payloads import EdgeMessage
+from server.geo import Geography
+from server.rules.alarms import Effect
+from server.rules.engine import evaluate, tick
+from server.rules.inputs import TripContext
+from server.rules.profiles import CreditClass, CreditProfile
+from server.rules.state import TripState
+from server.store import Store
+from server.store.database import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+#: Channels whose messages the trip rules look at.
+JUDGED_CHANNELS = ("position", "lock", "availability", "health")
+#: Keep a checkpoint every this many judged events, and at most this many per trip.
+CHECKPOINT_EVERY = 50
+MAX_CHECKPOINTS = 2000
+
+Key = tuple[datetime, int]
+
+
+class AlarmSink(Protocol):
+    """Where effects go. Must be idempotent for an effect it has already applied."""
+
+    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None: ...
+
+
+class LogSink:
+    """Effects to the log only (until an alarm store is configured)."""
+
+    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            log.warning("trip %s (%s): %s", trip["trip_id"], trip["vehicle_id"], effect)
+
+
+@dataclass
+class TripRun:
+    trip: dict[str, Any]
+    ctx: TripContext
+    state: TripState = field(default_factory=TripState)
+    last_key: Key | None = None
+    checkpoints: list[tuple[Key, TripState]] = field(default_factory=list)
+    judged: int = 0
+
+    def advance(self, key: Key, message: EdgeMessage) -> list[Effect]:
+        self.state, effects = evaluate(self.state, message, self.ctx)
+        self.last_key = key
+        self.judged += 1
+        if self.judged % CHECKPOINT_EVERY == 0:
+            self.checkpoints.append((key, self.state))
+            if len(self.checkpoints) > MAX_CHECKPOINTS:
+                del self.checkpoints[: len(self.checkpoints) // 2 : 2]  # thin the oldest half
+        return effects
+
+    def rewind_before(self, key: Key) -> None:
+        """Go back to the newest checkpoint strictly before `key` (or the trip start)."""
+        keys = [k for k, _ in self.checkpoints]
+        index = bisect.bisect_left(keys, key)
+        del self.checkpoints[index:]
+        if self.checkpoints:
+            self.last_key, self.state = self.checkpoints[-1]
+        else:
+            self.last_key, self.state = None, TripState()
+
+
+@dataclass
+class SeqWindow:
+    """Which of a node's sequence numbers have arrived; holds messages beyond a gap.
+
+    `missing` are numbers given up after the hold; when they turn up later (a backlog
+    slower than the hold), they are collected in `late` and judged together once the
+    holes below them have filled, or the hold has passed again.
+    """
+
+    upto: int
+    ahead: dict[int, tuple[Key, EdgeMessage]] = field(default_factory=dict)
+    held_since: float | None = None
+    missing: set[int] = field(default_factory=set)
+    late: list[tuple[Key, EdgeMessage]] = field(default_factory=list)
+    late_since: float | None = None
+
+    def add(self, key: Key, message: EdgeMessage, now: float) -> None:
+        if message.seq <= self.upto:
+            self.missing.discard(message.seq)
+            self.late.append((key, message))
+            if self.late_since is None:
+                self.late_since = now
+        else:
+            self.ahead[message.seq] = (key, message)
+
+    def release(
+        self, now: float, hold_s: float
+    ) -> tuple[list[tuple[Key, EdgeMessage]], list[tuple[Key, EdgeMessage]]]:
+        """(in-order messages now complete, late messages to judge again)."""
+        ready = []
+        while self.upto + 1 in self.ahead:
+            self.upto += 1
+            ready.append(self.ahead.pop(self.upto))
+        if not self.ahead:
+            self.held_since = None
+        elif self.held_since is None:
+            self.held_since = now
+        elif now - self.held_since >= hold_s:
+            top = max(self.ahead)
+            self.missing.update(s for s in range(self.upto + 1, top) if s not in self.ahead)
+            ready += [self.ahead.pop(seq) for seq in sorted(self.ahead)]
+            self.upto = top
+            self.held_since = None
+            if len(self.missing) > 100_000:  # a node that lost that much is judged as is
+                self.missing.clear()
+        late: list[tuple[Key, EdgeMessage]] = []
+        if self.late:
+            lowest = min(m.seq for _, m in self.late)
+            holes_left = any(seq > lowest for seq in self.missing)
+            expired = self.late_since is not None and now - self.late_since >= hold_s
+            if not holes_left or expired:
+                late, self.late, self.late_since = self.late, [], None
+        return ready, late
+
+
+class Judge:
+    def __init__(
+        self,
+        store: Store,
+        geography: Geography,
+        profiles: dict[CreditClass, CreditProfile],
+        sink: AlarmSink,
+        hold_s: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._geography = geography
+        self._profiles = profiles
+        self._sink = sink
+        self._hold_s = hold_s
+        self._runs: dict[str, TripRun] = {}  # by vehicle id
+        self._windows: dict[str, SeqWindow] = {}
+        self.reruns = 0
+
+    async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
+        await asyncio.to_thread(self.judge_batch, batch)
+
+    def judge_batch(self, batch: Sequence[IncomingMessage], now: float | None = None) -> None:
+        """Judge freshly stored messages (`now`: monotonic seconds, for the hold)."""
+        clock = time.monotonic() if now is None else now
+        by_node: dict[str, list[tuple[Key, EdgeMessage]]] = defaultdict(list)
+        for item in batch:
+            msg = item.message
+            by_node[msg.node_id].append(((msg.ts, msg.seq), msg))
+        for node_id, messages in by_node.items():
+            run, rebuilt = self._run_for(node_id)
+            if run is None or rebuilt:
+                continue  # no trip to judge, or the rebuild from the store included these
+            window = self._windows[node_id]
+            for key, msg in messages:
+                window.add(key, msg, clock)
+            self._judge(run, node_id, *window.release(clock, self._hold_s))
+
+    def _judge(
+        self,
+        run: TripRun,
+        node_id: str,
+        ready: list[tuple[Key, EdgeMessage]],
+        late: list[tuple[Key, EdgeMessage]],
+    ) -> None:
+        started = run.trip["started_at"]
+
+        def judged(items: list[tuple[Key, EdgeMessage]]) -> list[tuple[Key, EdgeMessage]]:
+            keep = (e for e in items if e[0][0] >= started and _channel(e[1]) in JUDGED_CHANNELS)
+            return sorted(keep, key=lambda e: e[0])
+
+        events, late_events = judged(ready), judged(late)
+        rerun_from = late_events[0][0] if late_events else None
+        if events and run.last_key is not None and events[0][0] <= run.last_key:
+            rerun_from = min(events[0][0], rerun_from or events[0][0])
+        if rerun_from is not None:
+            self._rerun(run, node_id, rerun_from)
+            return
+        effects: list[Effect] = []
+        for key, msg in events:
+            effects += run.advance(key, msg)
+        self._emit(run, effects)
+
+    def _run_for(self, vehicle_id: str) -> tuple[TripRun | None, bool]:
+        """The vehicle's run, and whether it was just rebuilt from the store."""
+        run = self._runs.get(vehicle_id)
+        trip = self._store.open_trip_for_vehicle(vehicle_id)
+        if trip is None or trip["status"] != "in_transit" or trip["started_at"] is None:
+            self._runs.pop(vehicle_id, None)
+            self._windows.pop(vehicle_id, None)
+            return None, False
+        if run is not None and run.trip["trip_id"] == trip["trip_id"]:
+            return run, False
+        run = TripRun(trip=trip, ctx=self._context(trip))
+        self._runs[vehicle_id] = run
+        # A trip seen for the first time by this process: rebuild from the store. The
+        # sink ignores effects it had already applied before a restart.
+        self._replay(run, vehicle_id, (trip["started_at"], -1), upto=None)
+        self._windows[vehicle_id] = SeqWindow(upto=self._store.max_seq(vehicle_id))
+        return run, True
+
+    def _context(self, trip: dict[str, Any]) -> TripContext:
+        credit = self._store.declaration_credit(trip["declaration_id"]) or "general"
+        profile = self._profiles.get(credit) or self._profiles["general"]  # type: ignore[index]
+        return TripContext(
+            geography=self._geography,
+            route_id=trip["route_id"],
+            profile=profile,
+            trip_id=trip["trip_id"],
+            started_at=trip["started_at"],
+            time_limit_s=trip["time_limit_min"] * 60.0,
+        )
+
+    def _rerun(self, run: TripRun, vehicle_id: str, from_key: Key) -> None:
+        self.reruns += 1
+        run.rewind_before(from_key)
+        since = run.last_key or (run.trip["started_at"], -1)
+        log.info(
+            "trip %s: late data from %s, judging again from %s",
+            run.trip["trip_id"], from_key[0], since[0],
+        )
+        self._replay(run, vehicle_id, since, upto=None)
+
+    def _replay(self, run: TripRun, vehicle_id: str, after: Key, upto: Key | None) -> None:
+        effects: list[Effect] = []
+        for key, msg in self._store.node_messages(vehicle_id, JUDGED_CHANNELS, after, upto):
+            if run.last_key is None or key > run.last_key:
+                effects += run.advance(key, msg)
+        self._emit(run, effects)
+
+    def tick(self, now: datetime, clock: float | None = None) -> None:
+        """Held messages past their hold, then the timer rules (silence, time limit)."""
+        monotonic = time.monotonic() if clock is None else clock
+        for node_id, run in list(self._runs.items()):
+            window = self._windows.get(node_id)
+            if window is not None and (window.ahead or window.late):
+                self._judge(run, node_id, *window.release(monotonic, self._hold_s))
+            run.state, effects = tick(run.state, now, run.ctx)
+            self._emit(run, effects)
+
+    async def tick_forever(self, interval_s: float = 5.0) -> None:
+        from contract.ids import utc_now
+
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await asyncio.to_thread(self.tick, utc_now())
+            except Exception:
+                log.exception("rule timers failed")
+
+    def _emit(self, run: TripRun, effects: list[Effect]) -> None:
+        if effects:
+            self._sink.apply(run.trip, effects)
+
+
+_CHANNEL_OF = {
+    "Position": "position",
+    "LockReport": "lock",
+    "Availability": "availability",
+    "Health": "health",
+}
+
+
+def _channel(message: EdgeMessage) -> str:
+    return _CHANNEL_OF.get(type(message).__name__, "other")

@@ -1,0 +1,189 @@
+"""The judge on the ingest path: stored messages → rules in fix-time order → effects.
+
+Uses the rules' synthetic world and noisy trip generator; the store is real (SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from contract.payloads import Position
+from server.judge import Judge
+from server.rules.alarms import Clear, Effect, Raise
+from server.rules.profiles import DEFAULT_PROFILES
+from server.store import Store
+from server.store.database import IncomingMessage
+from tests.server.rules.trajectory import T0, TripBuilder, clean_trip, world
+
+
+class RecordingSink:
+    """Idempotent like the real alarm store: an effect applied twice counts once."""
+
+    def __init__(self) -> None:
+        self.effects: list[tuple[str, Effect]] = []
+        self._seen: set[tuple[str, str, str, str]] = set()
+
+    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
+        for e in effects:
+            key = (trip["trip_id"], type(e).__name__, e.alarm_type, e.at.isoformat())
+            if key not in self._seen:
+                self._seen.add(key)
+                self.effects.append((trip["trip_id"], e))
+
+    def raised(self) -> list[str]:
+        return [e.alarm_type for _, e in self.effects if isinstance(e, Raise)]
+
+    def cleared(self) -> list[str]:
+        return [e.alarm_type for _, e in self.effects if isinstance(e, Clear)]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(f"sqlite:///{tmp_path / 'judge.db'}")
+    s.create_declaration(
+        {
+            "declaration_id": "D1",
+            "vehicle_id": "T1",
+            "route_id": "R-SZ-DG",
+            "time_limit_min": 24 * 60,
+            "enterprise": {"code": "1", "name": "x", "credit": "general"},
+        },
+        T0 - timedelta(hours=1),
+    )
+    s.start_trip("D1", T0)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def geography():
+    return world()
+
+
+def incoming(positions: Sequence[Position]) -> list[IncomingMessage]:
+    return [IncomingMessage("position", p, p.to_json().decode(), T0) for p in positions]
+
+
+def feed(store: Store, judge: Judge, positions: Sequence[Position], batch: int = 20) -> None:
+    for i in range(0, len(positions), batch):
+        fresh = store.store_messages(incoming(positions[i : i + batch]))
+        judge.judge_batch(fresh)
+
+
+def renumber(positions: list[Position]) -> list[Position]:
+    return [replace_seq(p, i + 1) for i, p in enumerate(positions)]
+
+
+def replace_seq(p: Position, seq: int, **over: Any) -> Position:
+    return p.model_copy(update={"seq": seq, **over})
+
+
+def test_clean_trip_raises_nothing(store, geography):
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    feed(store, judge, renumber(clean_trip(seed=3)))
+    assert sink.effects == []
+
+
+def deviation_trip() -> list[Position]:
+    b = TripBuilder(seed=5, multipath_rate=0.0)
+    b.stay(30).drive(3_300, 45).drive(14_000, 75)
+    b.move_to_offset(1_200, 40).off_route(1_200, 3_000, 60).move_to_offset(0, 40)
+    b.drive(25_000, 75)
+    return renumber(b.positions)
+
+
+def test_deviation_in_order_raised_once_and_cleared(store, geography):
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    feed(store, judge, deviation_trip())
+    assert sink.raised() == ["ROUTE_DEVIATION"]
+    assert sink.cleared() == ["ROUTE_DEVIATION"]
+
+
+def split_at_gap(geography, positions):
+    gap_start = next(i for i, p in enumerate(positions) if _is_off(geography, p, 60)) - 5
+    gap_end = max(i for i, p in enumerate(positions) if _is_off(geography, p)) + 20
+    assert gap_end > gap_start + 60
+    gap = [replace_seq(p, p.seq, replayed=True) for p in positions[gap_start:gap_end]]
+    return positions[:gap_start], gap, positions[gap_end:]
+
+
+def test_deviation_during_a_gap_found_when_the_backlog_arrives(store, geography):
+    """The deviation's positions arrive after later live ones (outbox replay)."""
+    positions = deviation_trip()
+    before, gap, after = split_at_gap(geography, positions)
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, hold_s=60)
+    feed(store, judge, before)
+    feed(store, judge, after[:100])  # live again; the backlog is still on its way
+    assert sink.effects == []
+    feed(store, judge, gap)  # the backlog arrives, in several batches
+    feed(store, judge, after[100:])
+    assert judge.reruns == 0  # judged once, in order, when complete
+    raises = [e for _, e in sink.effects if isinstance(e, Raise)]
+    assert [e.alarm_type for e in raises] == ["ROUTE_DEVIATION"]
+    assert gap[0].ts <= raises[0].at <= gap[-1].ts  # at the fix time inside the gap
+    assert sink.cleared() == ["ROUTE_DEVIATION"]
+
+
+def test_backlog_slower_than_the_hold_is_judged_again(store, geography):
+    positions = deviation_trip()
+    before, gap, after = split_at_gap(geography, positions)
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    clock = 1000.0
+    for chunk in (before, after[:100]):
+        for i in range(0, len(chunk), 20):
+            judge.judge_batch(store.store_messages(incoming(chunk[i : i + 20])), now=clock)
+    judge.tick(after[99].ts, clock=clock + 31)  # the hold passes: judged without the gap
+    assert sink.effects == []
+    for i in range(0, len(gap), 20):  # the backlog turns up, batch by batch
+        judge.judge_batch(store.store_messages(incoming(gap[i : i + 20])), now=clock + 40)
+    assert judge.reruns == 1  # once, when the holes had filled
+    assert sink.raised() == ["ROUTE_DEVIATION"]
+
+
+def test_lost_sequence_number_delays_judging_at_most_the_hold(store, geography):
+    positions = renumber(clean_trip(seed=8))[:300]
+    del positions[150]  # a number that never comes (a will reserved, never sent)
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(positions[:150])), now=0.0)
+    judge.judge_batch(store.store_messages(incoming(positions[150:])), now=1.0)
+    run = judge._runs["T1"]
+    assert run.last_key is not None and run.last_key[1] == 150
+    judge.tick(positions[-1].ts, clock=31.5)
+    assert run.last_key[1] == positions[-1].seq
+
+
+def test_restarted_judge_rebuilds_without_repeating_effects(store, geography):
+    positions = deviation_trip()
+    sink = RecordingSink()
+    feed(store, Judge(store, geography, dict(DEFAULT_PROFILES), sink), positions[:-50])
+    before = list(sink.effects)
+    assert [e.alarm_type for _, e in before if isinstance(e, Raise)] == ["ROUTE_DEVIATION"]
+    again = Judge(store, geography, dict(DEFAULT_PROFILES), sink)  # a new process
+    feed(store, again, positions[-50:])
+    assert sink.effects[: len(before)] == before
+    assert sink.raised() == ["ROUTE_DEVIATION"]
+
+
+def _is_off(geography, p: Position, metres: float = 800) -> bool:
+    return p.lat is not None and geography.distance_to_route_m("R-SZ-DG", p.lon, p.lat) > metres
+
+
+def test_tick_raises_device_offline_after_silence(store, geography):
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    positions = renumber(clean_trip(seed=4))[:200]
+    feed(store, judge, positions)
+    judge.tick(positions[-1].ts + timedelta(seconds=30))
+    assert sink.raised() == []
+    judge.tick(positions[-1].ts + timedelta(hours=2))
+    assert "DEVICE_OFFLINE" in sink.raised()
