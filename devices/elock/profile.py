@@ -88,6 +88,7 @@ REASON_CODES: Final[dict[str, int]] = {
     "no_position": 10,
     "locked_out": 11,
     "bad_command": 12,
+    "no_area": 13,
 }
 
 STATE_BY_CODE: Final[dict[int, LockState]] = {v: k for k, v in STATE_CODES.items()}
@@ -98,6 +99,3 @@ REASON_BY_CODE: Final[dict[int, str]] = {v: k for k, v in REASON_CODES.items()}
 
 #: Battery percentage at and under which a lock raises `low_battery` (once per crossing).
 LOW_BATTERY_PCT: Final = 20
-#: Wrong authorisations after which a lock refuses every unseal until a good one is
-#: accepted from a fresh token with a later expiry (reason `locked_out`).
-MAX_WRONG_PASSWORDS: Final = 5
