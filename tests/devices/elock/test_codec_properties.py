@@ -45,11 +45,17 @@ def test_arbitrary_bytes_raise_only_frame_errors(data: bytes) -> None:
                 pass
 
 
-@given(st.sampled_from([0x0001, 0x8001, 0x0002, 0x0100, 0x8100, 0x0102, 0x0200, 0x0704, 0x0900,
-                        0x8900, 0x1234]),
-       st.booleans(), st.binary(max_size=200))
+@given(
+    st.sampled_from(
+        [0x0001, 0x8001, 0x0002, 0x0100, 0x8100, 0x0102, 0x0200, 0x0704, 0x0900, 0x8900, 0x1234]
+    ),
+    st.booleans(),
+    st.binary(max_size=200),
+)
 @settings(max_examples=200)
-def test_well_framed_random_bodies_raise_only_frame_errors(msg_id: int, v2019: bool, body: bytes) -> None:
+def test_well_framed_random_bodies_raise_only_frame_errors(
+    msg_id: int, v2019: bool, body: bytes
+) -> None:
     header = Header(msg_id=msg_id, phone="13800000001", serial=7, version=1 if v2019 else None)
     raw = wrap(header.encode(len(body)) + body)
     try:
@@ -72,10 +78,19 @@ def test_splitter_never_raises_and_keeps_frames_whole(chunks: list[bytes]) -> No
 
 def _headers() -> st.SearchStrategy[Header]:
     return st.one_of(
-        st.builds(Header, msg_id=st.just(0), phone=st.text("0123456789", min_size=12, max_size=12),
-                  serial=u16),
-        st.builds(Header, msg_id=st.just(0), phone=st.text("0123456789", min_size=20, max_size=20),
-                  serial=u16, version=u8),
+        st.builds(
+            Header,
+            msg_id=st.just(0),
+            phone=st.text("0123456789", min_size=12, max_size=12),
+            serial=u16,
+        ),
+        st.builds(
+            Header,
+            msg_id=st.just(0),
+            phone=st.text("0123456789", min_size=20, max_size=20),
+            serial=u16,
+            version=u8,
+        ),
     )
 
 
@@ -95,8 +110,13 @@ blocks = st.builds(
     trip_id=st.none() | ascii_text,
     command=st.none() | u8,
     token=st.none() | st.binary(max_size=40),
-    area=st.none() | st.builds(Area, st.integers(-90_000_000, 90_000_000).map(lambda n: n / 1e6),
-                               st.integers(-180_000_000, 180_000_000).map(lambda n: n / 1e6), u32),
+    area=st.none()
+    | st.builds(
+        Area,
+        st.integers(-90_000_000, 90_000_000).map(lambda n: n / 1e6),
+        st.integers(-180_000_000, 180_000_000).map(lambda n: n / 1e6),
+        u32,
+    ),
 ).map(
     lambda b: BondWatchBlock(
         **{**vars(b), "battery_mv": None if b.battery_pct is None else (b.battery_mv or 0)}
@@ -105,8 +125,11 @@ blocks = st.builds(
 
 extras = st.lists(
     st.one_of(
-        st.builds(Extra, st.sampled_from([0x01, 0x02, 0x03, 0x25, 0x2A, 0x30, 0x31, 0x63, 0xD5, 0xAB]),
-                  st.binary(max_size=30)),
+        st.builds(
+            Extra,
+            st.sampled_from([0x01, 0x02, 0x03, 0x25, 0x2A, 0x30, 0x31, 0x63, 0xD5, 0xAB]),
+            st.binary(max_size=30),
+        ),
         blocks.map(lambda b: Extra(profile.TLV_BONDWATCH, b.encode())),
     ),
     max_size=5,
@@ -135,8 +158,15 @@ def locations(draw: st.DrawFn) -> Location:
 
 def _registration(v2019: bool) -> st.SearchStrategy[Registration]:
     return st.builds(
-        Registration, u16, u16, ascii_text.map(lambda s: s[:5]), ascii_text, ascii_text, u8,
-        st.sampled_from(["", "粤B12345", "沪A0001"]), st.just("2019" if v2019 else "2013"),
+        Registration,
+        u16,
+        u16,
+        ascii_text.map(lambda s: s[:5]),
+        ascii_text,
+        ascii_text,
+        u8,
+        st.sampled_from(["", "粤B12345", "沪A0001"]),
+        st.just("2019" if v2019 else "2013"),
     )
 
 
@@ -152,10 +182,15 @@ def test_written_messages_round_trip(header: Header, data: st.DataObject) -> Non
             _registration(v2019),
             st.builds(RegistrationResponse, u16, st.just(0), ascii_text),
             st.builds(RegistrationResponse, u16, st.integers(1, 4)),
-            st.builds(Authentication, ascii_text,
-                      *((ascii_text, ascii_text) if v2019 else (st.just(""), st.just("")))),
+            st.builds(
+                Authentication,
+                ascii_text,
+                *((ascii_text, ascii_text) if v2019 else (st.just(""), st.just(""))),
+            ),
             locations(),
-            st.builds(BatchLocation, st.integers(0, 1), st.lists(locations(), max_size=3).map(tuple)),
+            st.builds(
+                BatchLocation, st.integers(0, 1), st.lists(locations(), max_size=3).map(tuple)
+            ),
             st.builds(Transparent, u8, st.binary(max_size=50), st.booleans()),
             blocks.map(lambda b: Transparent(profile.TRANSPARENT_TYPE, b.encode(), True)),
         )

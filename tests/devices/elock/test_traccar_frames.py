@@ -104,7 +104,12 @@ def _items(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _extra(record: dict[str, Any], name: str) -> list[Any]:
-    return [e["value"] for item in _items(record) for e in item.get("extras", []) if e.get("name") == name]
+    return [
+        e["value"]
+        for item in _items(record)
+        for e in item.get("extras", [])
+        if e.get("name") == name
+    ]
 
 
 def _modelled(key: str, record: dict[str, Any]) -> list[Any] | None:
@@ -122,7 +127,9 @@ def _modelled(key: str, record: dict[str, Any]) -> list[Any] | None:
         for locks in _extra(record, "lock_info") + _extra(record, "lock_list"):
             if index < len(locks):
                 lock = locks[index]
-                values.append(lock.get("locked") if match.group(2) == "Locked" else lock.get("battery_v"))
+                values.append(
+                    lock.get("locked") if match.group(2) == "Locked" else lock.get("battery_v")
+                )
         return values
     return None
 
@@ -135,7 +142,9 @@ def test_asserted_attributes_agree(frames: list[dict[str, str]]) -> None:
         key, _, value_text = frame["assert"].partition(", ")
         record = decode_line(frame["hex"])
         if value_text == "Position.ALARM_DOOR":
-            flags = [f for item in _items(record) for f in item["status_flags"] + item["alarm_flags"]]
+            flags = [
+                f for item in _items(record) for f in item["status_flags"] + item["alarm_flags"]
+            ]
             assert any("door" in f and "open" in f for f in flags), (index, flags)
             checked.append(index)
             continue
@@ -204,8 +213,21 @@ def test_cli_matches_golden(frames: list[dict[str, str]], tmp_path: Path) -> Non
     assert got == expected
     # the contract's fields
     first_location = got[1]
-    for name in ("msg_id", "phone", "serial", "checksum_ok", "alarm", "status", "lat", "lon",
-                 "alt_m", "speed_kmh", "course_deg", "time", "extras"):
+    for name in (
+        "msg_id",
+        "phone",
+        "serial",
+        "checksum_ok",
+        "alarm",
+        "status",
+        "lat",
+        "lon",
+        "alt_m",
+        "speed_kmh",
+        "course_deg",
+        "time",
+        "extras",
+    ):
         assert name in first_location
     assert isinstance(first_location["msg_id"], int)
     assert all(("error" in r) != ("msg_id" in r) for r in got)
