@@ -26,7 +26,8 @@ class Stub:
         self.path = path
 
     async def control(self, line: str) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(line.encode() + b"\n")
         await self.process.stdin.drain()
         answer = (await asyncio.wait_for(self.process.stdout.readline(), 5)).decode()
@@ -50,7 +51,7 @@ class Harness:
         self.health.append((status, detail))
 
     async def wait_for(
-        self, predicate: Callable[[LockEvent], bool], timeout: float = 5
+        self, predicate: Callable[[LockEvent], bool], within_s: float = 5
     ) -> LockEvent:
         async def scan() -> LockEvent:
             seen = 0
@@ -62,7 +63,7 @@ class Harness:
                 self._changed.clear()
                 await self._changed.wait()
 
-        return await asyncio.wait_for(scan(), timeout)
+        return await asyncio.wait_for(scan(), within_s)
 
 
 @pytest.fixture
@@ -92,7 +93,8 @@ async def stub() -> AsyncIterator[Stub]:
     assert process.stdout is not None
     path = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().strip()
     ready = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().strip()
-    assert ready == "READY" and path.startswith("/dev/")
+    assert ready == "READY"
+    assert path.startswith("/dev/")
     try:
         yield Stub(process, path)
     finally:
@@ -122,11 +124,13 @@ def _token(trip: str, minutes: int = 5, secret: bytes = SECRET) -> bytes:
 
 async def test_status_events_arrive(harness: Harness) -> None:
     event = await harness.wait_for(lambda e: e.event == "status")
-    assert event.lock_id == "L1" and event.state == "unsealed" and event.battery_pct == 100
-    assert event.time.tzinfo is not None and abs(datetime.now(UTC) - event.time) < timedelta(
-        seconds=5
-    )
-    assert (event.lat, event.lon) == SITE and event.raw_msg_id == 0x0200
+    assert event.lock_id == "L1"
+    assert event.state == "unsealed"
+    assert event.battery_pct == 100
+    assert event.time.tzinfo is not None
+    assert abs(datetime.now(UTC) - event.time) < timedelta(seconds=5)
+    assert (event.lat, event.lon) == SITE
+    assert event.raw_msg_id == 0x0200
     assert harness.health == [("ok", "frames arriving")]
     reply = await harness.driver.query("L1")
     assert (reply.result, reply.state, reply.battery_pct) == ("done", "unsealed", 100)
@@ -148,7 +152,8 @@ async def test_unseal_outside_area_refused(harness: Harness, stub: Stub) -> None
     reply = await harness.driver.unseal("L1", "TRIP-2", _token("TRIP-2"))
     assert (reply.result, reply.reason, reply.state) == ("refused", "outside_area", "sealed")
     event = await harness.wait_for(lambda e: e.event == "unseal_refused_outside_area")
-    assert event.state == "sealed" and event.lat == 22.6
+    assert event.state == "sealed"
+    assert event.lat == 22.6
 
 
 async def test_wrong_token_counts_wrong_password(harness: Harness, stub: Stub) -> None:

@@ -62,8 +62,10 @@ def test_splitter_resynchronises_after_garbage() -> None:
     stream = b"junk" + a + b"\x11\x7e\x22\x33" + b + a[:5]
     splitter = FrameSplitter()
     out = list(splitter.feed(stream[:7])) + list(splitter.feed(stream[7:]))
-    assert a in out and b in out
-    assert out[0] == a and out[-1] == b
+    assert a in out
+    assert b in out
+    assert out[0] == a
+    assert out[-1] == b
     assert splitter.discarded_bytes == 4
     # the rest of the half frame completes it
     assert list(splitter.feed(a[5:])) == [a]

@@ -41,9 +41,12 @@ def _result(answer: BondWatchBlock) -> tuple[str, str]:
 def test_seal_then_unseal_inside_area() -> None:
     lock = _lock()
     answer, events = lock.command(1, _cmd("seal"), NOW)
-    assert _result(answer) == ("done", "") and events == ["sealed"] and lock.state == "sealed"
+    assert _result(answer) == ("done", "")
+    assert events == ["sealed"]
+    assert lock.state == "sealed"
     answer, events = lock.command(2, _cmd("unseal", token=_token()), NOW)
-    assert _result(answer) == ("done", "") and events == ["unsealed"]
+    assert _result(answer) == ("done", "")
+    assert events == ["unsealed"]
     assert answer.state_name == "unsealed"
 
 
@@ -53,7 +56,8 @@ def test_unseal_outside_area_is_refused() -> None:
     lock.lat = 22.51  # ~1.1 km north of the site centre
     answer, events = lock.command(2, _cmd("unseal", token=_token()), NOW)
     assert _result(answer) == ("refused", "outside_area")
-    assert events == ["unseal_refused_outside_area"] and lock.state == "sealed"
+    assert events == ["unseal_refused_outside_area"]
+    assert lock.state == "sealed"
 
 
 def test_no_area_or_position_fails_closed() -> None:
@@ -76,8 +80,10 @@ def test_wrong_passwords_are_counted() -> None:
     lock.command(1, _cmd("seal"), NOW)
     for serial in (2, 3):
         answer, events = lock.command(serial, _cmd("unseal", token=_token(secret=b"x")), NOW)
-        assert _result(answer) == ("refused", "bad_token") and events == ["wrong_password"]
-    assert lock.wrong_passwords == 2 and answer.wrong_passwords == 2
+        assert _result(answer) == ("refused", "bad_token")
+        assert events == ["wrong_password"]
+    assert lock.wrong_passwords == 2
+    assert answer.wrong_passwords == 2
     assert lock.block("status").wrong_passwords == 2
     lock.command(4, _cmd("unseal", token=_token()), NOW)
     assert lock.wrong_passwords == 0
@@ -102,19 +108,24 @@ def test_repeated_serial_is_not_carried_out_twice() -> None:
     lock = _lock()
     first, events = lock.command(9, _cmd("seal"), NOW)
     again, events_again = lock.command(9, _cmd("seal"), NOW)
-    assert again == first and events == ["sealed"] and events_again == []
+    assert again == first
+    assert events == ["sealed"]
+    assert events_again == []
 
 
 def test_faults() -> None:
     lock = _lock()
     lock.command(1, _cmd("seal"), NOW)
-    assert lock.shackle_opened() == ["shackle_opened"] and lock.state == "open"
+    assert lock.shackle_opened() == ["shackle_opened"]
+    assert lock.state == "open"
     assert _result(lock.command(2, _cmd("seal", trip="T2"), NOW)[0]) == ("refused", "shackle_open")
     lock.shackle_closed_again()
     lock.motor_stuck = True
     answer, events = lock.command(3, _cmd("seal", trip="T2"), NOW)
-    assert _result(answer) == ("failed", "motor_stuck") and events == ["motor_stuck"]
-    assert lock.rope_cut() == ["rope_cut"] and lock.state == "open"
+    assert _result(answer) == ("failed", "motor_stuck")
+    assert events == ["motor_stuck"]
+    assert lock.rope_cut() == ["rope_cut"]
+    assert lock.state == "open"
     assert lock.shell_tampered() == ["shell_tampered"]
 
 
