@@ -26,15 +26,25 @@ MAX_WIRE_FRAME = 4096
 
 
 def xor_check(data: bytes) -> int:
-    """The JT/T 808 check code: XOR of every byte."""
-    check = 0
-    for byte in data:
-        check ^= byte
-    return check
+    """The JT/T 808 check code: XOR of every byte.
+
+    Folded as one big integer (halves XOR-ed together) rather than byte by byte.
+    """
+    size = 1
+    while size < len(data):
+        size *= 2
+    value = int.from_bytes(data, "big")
+    while size > 1:
+        size //= 2
+        bits = 8 * size
+        value = (value >> bits) ^ (value & ((1 << bits) - 1))
+    return value
 
 
 def escape(content: bytes) -> bytes:
     """Escape header+body+check for the wire (no delimiters)."""
+    if ESCAPE not in content and FLAG not in content:
+        return bytes(content)
     out = bytearray()
     for byte in content:
         if byte == FLAG:
@@ -48,6 +58,8 @@ def escape(content: bytes) -> bytes:
 
 def unescape(wire: bytes, raw: bytes | None = None) -> bytes:
     """Undo `escape` with a byte state machine; a bad escape or a bare 0x7E is a FrameError."""
+    if ESCAPE not in wire and FLAG not in wire:
+        return bytes(wire)
     out = bytearray()
     pending_escape = False
     for offset, byte in enumerate(wire):
