@@ -255,6 +255,9 @@ class ElockDriver:
         reply: Body
         if isinstance(body, Registration) or header.msg_id == MSG_REGISTRATION:
             reply = RegistrationResponse(header.serial, 0, self.config.auth_code)
+        elif isinstance(body, TerminalResponse):
+            logger.debug("lock %s answered 0x%04X: %s", header.phone, body.reply_id, body.result)
+            return
         elif isinstance(body, PlatformResponse | RegistrationResponse):
             return
         else:
@@ -264,8 +267,6 @@ class ElockDriver:
             block = _block_of(body)
             if block is not None and block.command_result is not None:
                 self._resolve(header.phone, block)
-        if isinstance(body, TerminalResponse):
-            logger.debug("lock %s answered 0x%04X: %s", header.phone, body.reply_id, body.result)
 
     def _resolve(self, phone: str, block: BondWatchBlock) -> None:
         assert block.command_result is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from devices.elock.authorisation import make_unseal_token
-from devices.elock.driver import ElockDriver, Jt808LockConfig, LockEvent
+from devices.elock.driver import ElockDriver, Jt808LockConfig
+from tests.devices.elock.lockharness import Harness
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = b"lock-L1-secret"
@@ -34,36 +35,6 @@ class Stub:
         assert answer.startswith("OK "), answer
         state: dict[str, Any] = json.loads(answer[3:])
         return state
-
-
-class Harness:
-    def __init__(self, driver: ElockDriver) -> None:
-        self.driver = driver
-        self.events: list[LockEvent] = []
-        self.health: list[tuple[str, str]] = []
-        self._changed = asyncio.Event()
-
-    async def on_event(self, event: LockEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def on_health(self, status: str, detail: str) -> None:
-        self.health.append((status, detail))
-
-    async def wait_for(
-        self, predicate: Callable[[LockEvent], bool], within_s: float = 5
-    ) -> LockEvent:
-        async def scan() -> LockEvent:
-            seen = 0
-            while True:
-                for event in self.events[seen:]:
-                    if predicate(event):
-                        return event
-                seen = len(self.events)
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(scan(), within_s)
 
 
 @pytest.fixture
