@@ -267,7 +267,8 @@ def decode_authentication(body: bytes, version: int | None) -> Authentication:
         return Authentication(_text(body))
     _need(body, 1, "authentication (2019 form)")
     size = body[0]
-    _need(body, 1 + size + 35, "authentication (2019 form)")
+    # Some devices leave out (or shorten) the IMEI and version: take what is there.
+    _need(body, 1 + size, "authentication (2019 form)")
     code = body[1 : 1 + size]
     rest = body[1 + size :]
     return Authentication(_text(code), _text(rest[:15]), _text(rest[15:35]))

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,8 @@ from devices.serial_port import open_serial
 logger = logging.getLogger(__name__)
 
 HealthStatus = Literal["ok", "degraded", "down"]
+LockId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Phone = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
 CommandOutcome = Literal["done", "refused", "failed"]
 
 
@@ -61,10 +63,10 @@ class Jt808LockConfig(BaseModel):
         description="serial URL: /dev/ttyUSB0, a stub's pty, socket://host:port, spy://…"
     )
     baudrate: int = Field(default=9600, gt=0, description="line speed, bit/s")
-    lock_ids: list[str] = Field(
+    lock_ids: list[LockId] = Field(
         min_length=1, description="ids of the locks expected on this port; others are ignored"
     )
-    phones: dict[str, str] = Field(
+    phones: dict[LockId, Phone] = Field(
         default_factory=dict,
         description="lock id → terminal phone number, for commands before the lock is heard",
     )
@@ -237,7 +239,15 @@ class ElockDriver:
                         ", ".join(self.config.lock_ids),
                     )
                 continue
-            await on_event(event)
+            try:
+                await on_event(event)
+            except Exception:
+                logger.exception(
+                    "lock %s on %s: event handler failed for %s",
+                    event.lock_id,
+                    self.config.port,
+                    event.event,
+                )
 
     async def _set_health(self, status: HealthStatus, detail: str) -> None:
         if self._health is not None and self._health[0] == status:

@@ -146,7 +146,9 @@ async def test_wrong_token_counts_wrong_password(harness: Harness, stub: Stub) -
 async def test_dropped_ack_is_retried(harness: Harness, stub: Stub) -> None:
     await stub.control("drop_acks 2")
     reply = await harness.driver.seal("L1", "TRIP-4")
-    assert (reply.result, reply.state, reply.attempts) == ("done", "sealed", 3)
+    assert (reply.result, reply.state) == ("done", "sealed")
+    assert reply.attempts >= 3  # two answers swallowed: at least two retries
+    assert (await stub.control("status"))["drop_acks"] == 0
     # carried out once although asked three times
     sealed = [e for e in harness.events if e.event == "sealed"]
     await asyncio.sleep(0.3)
