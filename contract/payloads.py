@@ -154,6 +154,12 @@ class TruckCommand(SignedCommand):
     action: Literal["unseal", "query"]
     lock_id: RecordId
     trip_id: RecordId
+    lock_token: Annotated[str, Field(min_length=4, max_length=256)] | None = Field(
+        default=None,
+        description="unseal: the lock's own authorisation token (base64), computed by the "
+        "server from the per-lock secret; the gateway passes it on and cannot forge it "
+        "(docs/lock-profile.md)",
+    )
 
 
 M = TypeVar("M", bound=ContractModel)
