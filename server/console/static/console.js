@@ -85,6 +85,7 @@ function select(vehicleId, how) {
 }
 
 function showError(err) {
+  console.error("console:", err?.stack || err);
   if (err instanceof ApiError && err.status === 403) setStatus("error.forbidden", false, err.message);
   else setStatus("status.disconnected", false, err.message);
 }

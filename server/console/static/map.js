@@ -23,7 +23,8 @@ export class LiveMap {
   constructor(element, settings, onSelect) {
     this.settings = settings;
     this.onSelect = onSelect;
-    this.map = L.map(element, { zoomControl: true, preferCanvas: false, worldCopyJump: false });
+    const maxZoom = settings.tiles?.max_zoom ?? 18;
+    this.map = L.map(element, { zoomControl: true, minZoom: 3, maxZoom, worldCopyJump: false });
     if (settings.tiles) {
       L.tileLayer(settings.tiles.url, {
         attribution: settings.tiles.attribution, maxZoom: settings.tiles.max_zoom,
