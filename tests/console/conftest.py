@@ -25,9 +25,9 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from contract.payloads import Position
 from server.app import build_services, create_app
 from server.auth.config import AuthSettings
+from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
-from server.config import ServerConfig, StorageSettings
 from server.services import Services
 from server.store.database import IncomingMessage
 from tests.server.auth.session import PASSWORD, add_account
@@ -68,15 +68,27 @@ class ConsoleServer:
     services: Services
     seq: dict[str, int] = field(default_factory=dict)
 
-    def store_positions(self, vehicle_id: str, points: list[tuple[float, float, float]],
-                        at: datetime) -> None:
+    def store_positions(
+        self, vehicle_id: str, points: list[tuple[float, float, float]], at: datetime
+    ) -> None:
         """Store fixes (lon, lat, speed_kmh) through the store's ingest path, as MQTT would."""
         batch = []
         for lon, lat, speed in points:
             seq = self.seq.get(vehicle_id, 0) + 1
             self.seq[vehicle_id] = seq
-            msg = Position(node_id=vehicle_id, seq=seq, ts=at, lat=lat, lon=lon, speed_kmh=speed,
-                           course_deg=300.0, fix="3d", sats=12, hdop=0.8, systems=["GPS", "BDS"])
+            msg = Position(
+                node_id=vehicle_id,
+                seq=seq,
+                ts=at,
+                lat=lat,
+                lon=lon,
+                speed_kmh=speed,
+                course_deg=300.0,
+                fix="3d",
+                sats=12,
+                hdop=0.8,
+                systems=["GPS", "BDS"],
+            )
             batch.append(IncomingMessage("position", msg, msg.model_dump_json(), at))
         assert len(self.services.store.store_messages(batch)) == len(points)
 
@@ -158,13 +170,17 @@ class Console:
         self.page.screenshot(path=str(path))
         return path
 
-    def api(self, method: str, path: str, body: Any = None,
-            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def api(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """A fetch from inside the page (its cookie, and only the headers given)."""
         result = self.page.evaluate(
             """async ([method, path, body, headers]) => {
-                const res = await fetch(path, {method, headers: {"Content-Type": "application/json", ...headers},
-                                               body: body === null ? undefined : JSON.stringify(body)});
+                const res = await fetch(path, {
+                    method,
+                    headers: {"Content-Type": "application/json", ...headers},
+                    body: body === null ? undefined : JSON.stringify(body),
+                });
                 return [res.status, await res.text()];
             }""",
             [method, path, body, headers or {}],
@@ -174,8 +190,11 @@ class Console:
 
     def foreign_requests(self) -> list[str]:
         origin = urlsplit(self.base_url).netloc
-        return [u for u in self.requests
-                if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != origin]
+        return [
+            u
+            for u in self.requests
+            if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != origin
+        ]
 
 
 @pytest.fixture

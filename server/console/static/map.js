@@ -90,6 +90,7 @@ export class LiveMap {
 
   resizeCorridors() {
     const zoom = this.map.getZoom();
+    this.map.getContainer().dataset.zoom = String(zoom);
     for (const c of this.corridors) {
       c.setStyle({ weight: Math.max(3, (2 * c.corridorM) / metresPerPixel(c.lat, zoom)) });
     }

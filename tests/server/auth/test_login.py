@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from contract.ids import utc_now
-from server.auth.accounts import AccountStore
+from server.auth.accounts import AccountStore, LoginOk
 from server.auth.config import AuthSettings
 from server.auth.ratelimit import ClientLimiter, lockout_for
 from server.store import schema
@@ -151,17 +151,20 @@ def test_logout_ends_the_session(make_client, services):
 
 def test_sessions_expire_when_idle_and_absolutely(services):
     add_account(services, "zheng", "officer")
-    store = AccountStore(services.store.engine, AuthSettings(session_idle_min=10, session_absolute_h=1))
+    store = AccountStore(
+        services.store.engine, AuthSettings(session_idle_min=10, session_absolute_h=1)
+    )
     t0 = utc_now()
     ok = store.login("zheng", PASSWORD, t0)
-    assert not isinstance(ok, type(None)) and hasattr(ok, "session_secret")
-    secret = ok.session_secret  # type: ignore[union-attr]
+    assert isinstance(ok, LoginOk)
+    secret = ok.session_secret
     # Active every 9 minutes: alive until the absolute limit.
     for minutes in range(9, 60, 9):
         assert store.session_account(secret, t0 + timedelta(minutes=minutes)) is not None
     assert store.session_account(secret, t0 + timedelta(minutes=61)) is None
     again = store.login("zheng", PASSWORD, t0)
-    secret = again.session_secret  # type: ignore[union-attr]
+    assert isinstance(again, LoginOk)
+    secret = again.session_secret
     assert store.session_account(secret, t0 + timedelta(minutes=5)) is not None
     assert store.session_account(secret, t0 + timedelta(minutes=15, seconds=1)) is None
     # Once ended, it stays ended.

@@ -117,7 +117,9 @@ def test_integration_token_lifecycle(make_client, services):
     token_id = res.json()["token_id"]
     assert token.startswith(f"bwt_{token_id}_") and res.json()["expires_at"]
     assert admin.post("/api/v1/users/li/tokens", json={"name": "x"}).status_code == 422
-    too_long = admin.post("/api/v1/users/decl-system/tokens", json={"name": "x", "expires_days": 4000})
+    too_long = admin.post(
+        "/api/v1/users/decl-system/tokens", json={"name": "x", "expires_days": 4000}
+    )
     assert too_long.status_code == 422
     listed = admin.get("/api/v1/users/decl-system/tokens").json()
     assert [t["token_id"] for t in listed] == [token_id] and "token" not in listed[0]
