@@ -102,8 +102,8 @@ console-browser:
 	@if [ -x /usr/bin/chromium ] || [ -n "$$BONDWATCH_CHROMIUM" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing chromium from the distribution's packages"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
 	else \
-	  echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver"; exit 1; \
+	  echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver fonts-wqy-microhei"; exit 1; \
 	fi
 # --- end console assets ---
