@@ -55,7 +55,7 @@ test-services:
 	fi
 
 # The demo falls back to an embedded broker when Mosquitto cannot be had.
-demo: venv
+demo: venv console-assets
 	@$(MAKE) --no-print-directory broker || echo "note: no Mosquitto; the demo uses its embedded broker"
 	$(VENV)/bin/bondwatch-demo
 
@@ -79,3 +79,31 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# --- console assets ---
+# The console's map library (Leaflet and its cluster plugin, pinned in
+# server/console/vendor/package-lock.json) from the npm registry, served by the server itself;
+# and the distribution's headless Chromium for the browser tests (never a downloaded one).
+CONSOLE_VENDOR := server/console/vendor
+.PHONY: console-assets console-browser
+setup: console-assets console-browser
+console-assets: $(CONSOLE_VENDOR)/node_modules/.package-lock.json
+
+$(CONSOLE_VENDOR)/node_modules/.package-lock.json: $(CONSOLE_VENDOR)/package.json $(CONSOLE_VENDOR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing npm from the distribution's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else echo "error: npm is missing. Install it: sudo apt-get install npm"; exit 1; fi; }
+	npm ci --prefix $(CONSOLE_VENDOR) --no-audit --no-fund --ignore-scripts
+	touch $@
+
+console-browser:
+	@if [ -x /usr/bin/chromium ] || [ -n "$$BONDWATCH_CHROMIUM" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium from the distribution's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
+	else \
+	  echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver fonts-wqy-microhei"; exit 1; \
+	fi
+# --- end console assets ---

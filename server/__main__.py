@@ -13,6 +13,11 @@ from server.config import ServerConfig
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["user"]:  # `bondwatch-server user create-admin …` (server.auth.cli)
+        from server.auth.cli import main as user_main
+
+        return user_main(argv[1:])
     parser = argparse.ArgumentParser(prog="bondwatch-server", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="server YAML file")
     parser.add_argument(

@@ -6,31 +6,36 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi import Depends, FastAPI
 
 from contract.version import CONTRACT_VERSION
 from server.api import errors
-from server.geo import Geography
-from server.rules.profiles import DEFAULT_PROFILES, load_profiles
+from server.api.auth import install_auth
 from server.api.routes import health_router, router
+from server.auth.config import AuthSettings
+from server.auth.dependencies import guard
 from server.config import ServerConfig
+from server.console.config import ConsoleSettings
+from server.console.web import mount_console
+from server.geo import Geography
 from server.ingest import Ingest
 from server.judge import Judge, LogSink
+from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.services import Services
 from server.store import Store
 from server.trips import TripTracker
 
 log = logging.getLogger(__name__)
 
-CONSOLE_DIR = Path(__file__).parent / "console" / "static"
 
-
-def create_app(svc: Services) -> FastAPI:
+def create_app(
+    svc: Services,
+    auth: AuthSettings | None = None,
+    console: ConsoleSettings | None = None,
+) -> FastAPI:
+    """The ASGI app; `auth`/`console` default to the server configuration's."""
     app = FastAPI(
         title="BondWatch",
         version=CONTRACT_VERSION,
@@ -38,14 +43,15 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     errors.install(app)
-    app.include_router(router)
+    # --- accounts and console (server.auth, server.console) ---
+    auth = auth or svc.config.auth
+    console = console or svc.config.console
+    install_auth(app, svc.store.engine, auth)
+    # Every /api/v1 router is included with the guard: reads need an account, writes the
+    # roles in server.auth.policy (routers may narrow further with require(...)).
+    app.include_router(router, dependencies=[Depends(guard)])
     app.include_router(health_router)
-    app.mount("/static", StaticFiles(directory=CONSOLE_DIR), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def console() -> FileResponse:
-        return FileResponse(CONSOLE_DIR / "index.html")
-
+    mount_console(app, console)
     return app
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contract.broker import BrokerSettings
+from server.auth.config import AuthSettings
+from server.console.config import ConsoleSettings
 
 
 class HttpSettings(BaseModel):
@@ -80,6 +82,10 @@ class ServerConfig(BaseModel):
         default_factory=GeographySettings, description="routes and zones"
     )
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="MQTT ingest")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="accounts and sessions")
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings, description="the officers' console (map tiles)"
+    )
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
     )

@@ -247,7 +247,9 @@ class Judge:
         since = run.last_key or (run.trip["started_at"], -1)
         log.info(
             "trip %s: late data from %s, judging again from %s",
-            run.trip["trip_id"], from_key[0], since[0],
+            run.trip["trip_id"],
+            from_key[0],
+            since[0],
         )
         self._replay(run, vehicle_id, since, upto=None)
 

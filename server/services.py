@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from server.config import ServerConfig
 from server.geo import Geography
-from server.rules.profiles import CreditClass, CreditProfile
 from server.metrics import Metrics
+from server.rules.profiles import CreditClass, CreditProfile
 from server.store import Store
 
 

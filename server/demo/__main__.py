@@ -25,6 +25,7 @@ import yaml
 from contract.config_file import load_model
 from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
 from server.demo.broker import PROJECT_ROOT, MosquittoBroker, find_mosquitto, free_port
+from server.demo.accounts import DemoCredentials, create_demo_accounts
 from server.demo.processes import Child
 from server.demo.scenario import Scenario
 
@@ -55,9 +56,11 @@ def _wait_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _post(url: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as res:
@@ -73,6 +76,7 @@ class Demo:
         self.scenario = scenario
         self.children: list[Child] = []
         self.broker: MosquittoBroker | None = None
+        self.credentials: DemoCredentials | None = None
 
     def start(self) -> str:
         if self.run_dir.exists():
@@ -86,13 +90,15 @@ class Demo:
         (keys / "server.pem").write_bytes(private_key_to_pem(key))
         (keys / "server.pub").write_bytes(public_key_to_pem(key.public_key()))
         broker = {"host": broker_host, "port": broker_port, "protocol": protocol}
+        database = f"sqlite:///{self.run_dir / 'bondwatch.db'}"
+        self.credentials = create_demo_accounts(database)
         server_cfg = self.run_dir / "server.yaml"
         server_cfg.write_text(
             yaml.safe_dump(
                 {
                     "broker": {**broker, "client_id": "bondwatch-server-1"},
                     "http": {"host": "127.0.0.1", "port": self.http_port},
-                    "storage": {"url": f"sqlite:///{self.run_dir / 'bondwatch.db'}"},
+                    "storage": {"url": database},
                     "geography": {
                         "routes": sorted(
                             str(p) for p in (DEMO_CONFIG / "routes").glob("*.geojson")
@@ -115,7 +121,9 @@ class Demo:
                 "plate": truck.plate,
                 "route_id": truck.route_id,
             }
-            status, body = _post(f"{base}/api/v1/declarations", declaration)
+            status, body = _post(
+                f"{base}/api/v1/declarations", declaration, self.credentials.integration_token
+            )
             if status != 201:
                 raise RuntimeError(f"declaration for {truck.node_id} refused: {status} {body}")
             stub = Child.python(
@@ -226,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = demo.start()
         print(f"\nBondWatch demo running — console: {base}/", flush=True)
+        assert demo.credentials is not None
+        print("  accounts (new passwords each run):", flush=True)
+        for username, password in demo.credentials.passwords.items():
+            print(f"    {username:<11} {password}", flush=True)
         print(f"  REST API: {base}/api/v1/trips   OpenAPI: {base}/docs", flush=True)
         print(f"  logs: {args.run_dir / 'logs'}   stop with Ctrl-C\n", flush=True)
         stop.wait(args.duration or None)

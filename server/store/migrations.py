@@ -38,6 +38,12 @@ MIGRATIONS: list[Migration] = [
         "edge messages, positions, declarations, trips",
         _create(schema.edge_messages, schema.positions, schema.declarations, schema.trips),
     ),
+    # Version 2 is added by the alarms/audit work.
+    Migration(
+        3,
+        "accounts, sessions, API tokens",
+        _create(schema.accounts, schema.auth_sessions, schema.api_tokens),
+    ),
 ]
 
 

@@ -49,9 +49,22 @@ def test_truck_positions_reach_the_trip_track(bench: Bench) -> None:
     stub = bench.spawn(
         "gnss",
         [
-            "-m", "firmware_stubs.gnss", "--route", str(route_file), "--speed-kmh", "60",
-            "--noise-m", str(NOISE_M), "--rate", "1", "--time-scale", "20", "--seed", "7",
-            "--start-time", start,
+            "-m",
+            "firmware_stubs.gnss",
+            "--route",
+            str(route_file),
+            "--speed-kmh",
+            "60",
+            "--noise-m",
+            str(NOISE_M),
+            "--rate",
+            "1",
+            "--time-scale",
+            "20",
+            "--seed",
+            "7",
+            "--start-time",
+            start,
         ],
         ready="READY",
     )
@@ -91,10 +104,14 @@ def test_truck_positions_reach_the_trip_track(bench: Bench) -> None:
 
     # On the route: within the stub's noise of the route line.
     feature = next(
-        f for f in json.loads(route_file.read_text())["features"] if f["properties"]["kind"] == "route"
+        f
+        for f in json.loads(route_file.read_text())["features"]
+        if f["properties"]["kind"] == "route"
     )
     lat0 = feature["geometry"]["coordinates"][0][1]
-    line = LineString([local_metres(lon, lat, lat0) for lon, lat in feature["geometry"]["coordinates"]])
+    line = LineString(
+        [local_metres(lon, lat, lat0) for lon, lat in feature["geometry"]["coordinates"]]
+    )
     worst = max(line.distance(Point(local_metres(p["lon"], p["lat"], lat0))) for p in track)
     assert worst <= NOISE_M + 1.0, f"a stored point is {worst:.1f} m from the route line"
     # And it moved: 200 fixes at 60 km/h cover more than 2 km of the route.

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from server.app import build_services, create_app
 from server.config import GeographySettings, ServerConfig, StorageSettings
 from server.services import Services
+from tests.server.auth.session import login_as
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo"
 
@@ -33,6 +34,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 @pytest.fixture
 def api(services: Services) -> Iterator[TestClient]:
     with TestClient(create_app(services)) as client:
+        login_as(client, services, "supervisor")  # the API needs an account (server.auth)
         yield client
 
 

@@ -6,7 +6,6 @@ Uses the rules' synthetic world and noisy trip generator; the store is real (SQL
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 

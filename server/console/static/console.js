@@ -1,140 +1,146 @@
-// BondWatch console, first page: the live map of routes, zones, gates and trucks.
-// Draws GeoJSON on a canvas with a local equirectangular projection; no request leaves
-// the server this page came from.
-"use strict";
+// The live map page: who is logged in, the map, the truck list, one truck's trip.
+import { api, ApiError, setCsrfToken, toLogin } from "./api.js";
+import { formatTime, languagePicker, setDefaults, t, translatePage } from "./i18n.js";
+import { PollingSource } from "./datasource.js";
+import { truckStatus } from "./status.js";
+import { openUsers } from "./users.js";
 
-const API = "/api/v1";
-const state = { routes: [], zones: [], gates: [], trucks: [], trails: new Map(), view: null };
-const ZONE_STYLE = {
-  forbidden: "rgba(220, 38, 38, .35)", stop: "rgba(22, 163, 74, .35)",
-  tunnel: "rgba(120, 113, 108, .45)", urban: "rgba(147, 51, 234, .12)",
-};
+const ROLE_INCLUDES = { supervisor: ["officer"] };
+const state = { account: null, settings: null, selected: null, trips: new Map(), trucks: [] };
 
-async function getJSON(path) {
-  const res = await fetch(API + path, { headers: { Accept: "application/json" } });
-  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
-  return res.json();
+function holds(role, wanted) {
+  return wanted.includes(role) || (ROLE_INCLUDES[role] ?? []).some((r) => wanted.includes(r));
 }
 
-function eachCoord(geometry, fn) {
-  const walk = (c) => (typeof c[0] === "number" ? fn(c) : c.forEach(walk));
-  walk(geometry.coordinates);
-}
-
-function fitView(canvas) {
-  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-  for (const f of [...state.routes, ...state.zones, ...state.gates]) {
-    eachCoord(f.geometry, ([lon, lat]) => {
-      minX = Math.min(minX, lon); maxX = Math.max(maxX, lon);
-      minY = Math.min(minY, lat); maxY = Math.max(maxY, lat);
-    });
-  }
-  if (!isFinite(minX)) { minX = 113.2; maxX = 113.7; minY = 22.6; maxY = 23.5; }
-  const kx = Math.cos(((minY + maxY) / 2) * Math.PI / 180);
-  const pad = 30;
-  const scale = Math.min((canvas.width - 2 * pad) / ((maxX - minX) * kx || 1),
-                         (canvas.height - 2 * pad) / ((maxY - minY) || 1));
-  state.view = { minX, maxY, kx, scale, pad };
-}
-
-function project([lon, lat]) {
-  const v = state.view;
-  return [v.pad + (lon - v.minX) * v.kx * v.scale, v.pad + (v.maxY - lat) * v.scale];
-}
-
-function metresToPx(m) { return (m / 111320) * state.view.scale; }
-
-function pathOf(ctx, coords) {
-  coords.forEach((c, i) => { const [x, y] = project(c); i ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
-}
-
-function draw() {
-  const canvas = document.getElementById("map");
-  const ctx = canvas.getContext("2d");
-  const rect = canvas.getBoundingClientRect();
-  if (canvas.width !== Math.round(rect.width) || canvas.height !== Math.round(rect.height)) {
-    canvas.width = Math.round(rect.width); canvas.height = Math.round(rect.height); fitView(canvas);
-  }
-  if (!state.view) fitView(canvas);
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  for (const f of state.zones) {
-    if (f.geometry.type !== "Polygon") continue;
-    ctx.beginPath(); pathOf(ctx, f.geometry.coordinates[0]); ctx.closePath();
-    ctx.fillStyle = ZONE_STYLE[f.properties.kind] || "rgba(0,0,0,.1)"; ctx.fill();
-  }
-  for (const f of state.routes) {
-    if (f.geometry.type === "Polygon") {
-      ctx.beginPath(); pathOf(ctx, f.geometry.coordinates[0]); ctx.closePath();
-      ctx.fillStyle = f.properties.kind === "corridor" ? "rgba(37, 99, 235, .18)" : "rgba(245, 158, 11, .4)";
-      ctx.fill();
-    } else if (f.geometry.type === "LineString") {
-      ctx.lineJoin = "round"; ctx.lineCap = "round";
-      ctx.beginPath(); pathOf(ctx, f.geometry.coordinates);
-      ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 1.5; ctx.stroke();
-    }
-  }
-  for (const f of state.gates) {
-    const [x, y] = project(f.geometry.coordinates);
-    ctx.fillStyle = "#92400e"; ctx.fillRect(x - 4, y - 4, 8, 8);
-  }
-  for (const t of state.trucks) {
-    const trail = state.trails.get(t.vehicle_id) || [];
-    if (trail.length > 1) {
-      ctx.beginPath(); pathOf(ctx, trail); ctx.strokeStyle = "rgba(15, 23, 42, .5)"; ctx.lineWidth = 1; ctx.stroke();
-    }
-    const [x, y] = project([t.lon, t.lat]);
-    ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI);
-    ctx.fillStyle = t.trip_id ? "#16a34a" : "#64748b"; ctx.fill();
-    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2; ctx.stroke();
-    ctx.fillStyle = "#0f172a"; ctx.font = "12px system-ui"; ctx.fillText(t.vehicle_id, x + 9, y + 4);
+// Elements with data-roles="admin supervisor" exist only for accounts holding those roles.
+function applyRoles(role) {
+  for (const el of document.querySelectorAll("[data-roles]")) {
+    const allowed = holds(role, el.dataset.roles.split(" "));
+    el.hidden = !allowed;
+    if (!allowed) el.setAttribute("aria-hidden", "true");
   }
 }
 
-function fillTable(id, rows) {
-  const body = document.querySelector(`#${id} tbody`);
-  body.replaceChildren(...rows.map((cells) => {
+function setStatus(key, ok, detail = "") {
+  const el = document.getElementById("status");
+  el.textContent = t(key) + (detail ? ` — ${detail}` : "");
+  el.className = "status " + (ok ? "ok" : "bad");
+  el.dataset.state = ok ? "live" : "down";
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "—";
+  if (className) td.className = className;
+  return td;
+}
+
+function renderTruckList() {
+  const body = document.querySelector("#trucks tbody");
+  body.replaceChildren(...state.trucks.map((truck) => {
     const tr = document.createElement("tr");
-    for (const c of cells) { const td = document.createElement("td"); td.textContent = c ?? "—"; tr.append(td); }
+    tr.dataset.vehicle = truck.vehicle_id;
+    if (truck.vehicle_id === state.selected) tr.className = "selected";
+    tr.append(
+      cell(truck.vehicle_id),
+      cell(t("truck." + truck.status), "st st-" + truck.status),
+      cell(truck.speed_kmh == null ? "—" : truck.speed_kmh.toFixed(0)),
+      cell(formatTime(truck.ts)),
+    );
+    tr.addEventListener("click", () => select(truck.vehicle_id, "list"));
     return tr;
   }));
 }
 
-const timeFmt = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", hour: "2-digit", minute: "2-digit", second: "2-digit" });
-
-async function refresh() {
-  const status = document.getElementById("status");
-  try {
-    const [trucks, trips] = await Promise.all([getJSON("/vehicles/positions"), getJSON("/trips")]);
-    state.trucks = trucks;
-    for (const t of trucks) {
-      const trail = state.trails.get(t.vehicle_id) || [];
-      const last = trail[trail.length - 1];
-      if (!last || last[0] !== t.lon || last[1] !== t.lat) trail.push([t.lon, t.lat]);
-      state.trails.set(t.vehicle_id, trail.slice(-600));
-    }
-    fillTable("trucks", trucks.map((t) => [t.vehicle_id, t.trip_id, t.speed_kmh?.toFixed(0), timeFmt.format(new Date(t.ts))]));
-    fillTable("trips", trips.map((t) => [t.trip_id, t.route_id, t.status]));
-    status.textContent = "实时 live"; status.className = "status ok";
-  } catch (err) {
-    status.textContent = "连接中断 disconnected — " + err.message; status.className = "status bad";
+async function renderTrip() {
+  const panel = document.getElementById("trip");
+  const truck = state.trucks.find((x) => x.vehicle_id === state.selected);
+  const followBtn = document.getElementById("follow");
+  followBtn.hidden = !truck;
+  followBtn.textContent = state.map.following === state.selected && truck ? t("follow.stop") : t("follow.start");
+  if (!truck) { panel.replaceChildren(Object.assign(document.createElement("p"), { textContent: t("trip.none"), className: "muted" })); state.map.showTrack(null); return; }
+  if (!truck.trip_id) { panel.replaceChildren(Object.assign(document.createElement("p"), { textContent: `${truck.vehicle_id}: ${t("trip.no_trip")}`, className: "muted" })); state.map.showTrack(null); return; }
+  const trip = await api(`/trips/${encodeURIComponent(truck.trip_id)}?track=1`);
+  if (state.selected !== truck.vehicle_id) return;
+  const rows = [
+    ["trip.id", trip.trip_id], ["col.vehicle", trip.vehicle_id], ["trip.route", trip.route_id],
+    ["trip.status", t("trip.status." + trip.status)], ["trip.started", formatTime(trip.started_at)],
+    ["trip.limit", String(trip.time_limit_min)], ["trip.points", String(trip.track?.length ?? 0)],
+  ];
+  const dl = document.createElement("dl");
+  dl.id = "trip-details";
+  for (const [key, value] of rows) {
+    dl.append(Object.assign(document.createElement("dt"), { textContent: t(key) }),
+              Object.assign(document.createElement("dd"), { textContent: value, className: "v-" + key.replace(".", "-") }));
   }
-  draw();
+  panel.replaceChildren(dl);
+  state.map.showTrack(trip.track);
+}
+
+function select(vehicleId, how) {
+  if (how === "unfollow") { renderTrip(); return; }
+  state.selected = vehicleId;
+  renderTruckList();
+  renderTrip().catch(showError);
+}
+
+function showError(err) {
+  console.error("console:", err?.stack || err);
+  if (err instanceof ApiError && err.status === 403) setStatus("error.forbidden", false, err.message);
+  else setStatus("status.disconnected", false, err.message);
+}
+
+function onUpdate(update) {
+  if (update.kind === "error") { showError(update.error); return; }
+  const alarmVehicles = new Set(update.alarms.filter((a) => a.vehicle_id).map((a) => a.vehicle_id));
+  state.trucks = update.positions.map((p) => ({ ...p, status: truckStatus(p, update.at, state.settings, alarmVehicles) }));
+  state.map.updateTrucks(state.trucks, state.selected);
+  renderTruckList();
+  if (state.selected && state.map.following === state.selected) renderTrip().catch(showError);
+  setStatus("status.live", true);
 }
 
 async function start() {
-  for (;;) {
-    try {
-      const [routes, zones, gates] = await Promise.all([getJSON("/routes"), getJSON("/zones"), getJSON("/gates")]);
-      state.routes = routes.features; state.zones = zones.features; state.gates = gates.features;
-      break;
-    } catch (err) {
-      document.getElementById("status").textContent = "等待服务器 waiting for server…";
-      await new Promise((r) => setTimeout(r, 2000));
-    }
+  let me;
+  try {
+    me = await api("/auth/me");
+  } catch (err) {
+    if (err.status !== 401) setStatus("status.disconnected", false, err.message);
+    return;
   }
-  window.addEventListener("resize", () => { state.view = null; draw(); });
-  await refresh();
-  setInterval(refresh, 1000);
+  state.account = me.account;
+  setCsrfToken(me.csrf_token);
+  const settings = await api("/console/config");
+  state.settings = settings;
+  setDefaults({ defaultLanguage: settings.default_language, zone: settings.time_zone });
+  languagePicker(document.getElementById("lang"));
+  document.getElementById("who").textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`;
+  document.getElementById("who").dataset.role = me.account.role;
+  applyRoles(me.account.role);
+  translatePage();
+  document.addEventListener("languagechange", () => {
+    document.getElementById("who").textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`;
+    renderTruckList(); renderTrip().catch(showError);
+  });
+  document.getElementById("logout").addEventListener("click", async () => {
+    await api("/auth/logout", { method: "POST" }).catch(() => null);
+    toLogin();
+  });
+  document.getElementById("users-open").addEventListener("click", () => openUsers().catch(showError));
+  document.getElementById("follow").addEventListener("click", () => {
+    state.map.follow(state.map.following === state.selected ? null : state.selected);
+    renderTrip().catch(showError);
+  });
+  if (!window.L || !window.L.markerClusterGroup) { setStatus("status.no_assets", false); return; }
+  const { LiveMap } = await import("./map.js");
+  state.map = new LiveMap(document.getElementById("map"), settings, select);
+  const [routes, zones, gates] = await Promise.all([api("/routes"), api("/zones"), api("/gates")]);
+  state.map.drawGeography({ routes, zones, gates });
+  document.getElementById("map").dataset.ready = "1";
+  const source = new PollingSource(settings.poll_interval_ms);
+  source.subscribe(onUpdate);
+  source.start();
+  renderTrip();
 }
 
-start();
+start().catch(showError);

@@ -1,0 +1,36 @@
+// REST calls of the console: same origin only, the session cookie, and the CSRF token on
+// every state-changing request.
+const BASE = "/api/v1";
+let csrfToken = null;
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status; this.code = code; this.retryAfter = retryAfter;
+  }
+}
+
+export function setCsrfToken(token) { csrfToken = token; }
+
+export function toLogin() {
+  const next = location.pathname + location.search + location.hash;
+  location.assign("/login?next=" + encodeURIComponent(next));
+}
+
+export async function api(path, { method = "GET", body, redirectOn401 = true } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (!["GET", "HEAD"].includes(method) && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const res = await fetch(BASE + path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    if (res.status === 401 && redirectOn401) toLogin();
+    const err = data?.error ?? { code: "http_error", message: `HTTP ${res.status}` };
+    throw new ApiError(res.status, err.code, err.message, Number(res.headers.get("Retry-After")) || null);
+  }
+  return data;
+}

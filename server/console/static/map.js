@@ -1,0 +1,146 @@
+// The live map (Leaflet, served by this server): geography layers, trucks, a trip's track.
+import { t } from "./i18n.js";
+
+const L = window.L;
+const ZONE_STYLE = {
+  forbidden: { color: "#b91c1c", fillColor: "#dc2626", fillOpacity: 0.3, weight: 1 },
+  stop: { color: "#15803d", fillColor: "#16a34a", fillOpacity: 0.25, weight: 1 },
+  tunnel: { color: "#57534e", fillColor: "#78716c", fillOpacity: 0.35, weight: 1 },
+  urban: { color: "#7e22ce", fillColor: "#9333ea", fillOpacity: 0.08, weight: 1, dashArray: "4 4" },
+};
+const EARTH_CIRCUMFERENCE_M = 40075016.686;
+
+// Metres on the ground per screen pixel at a latitude and zoom (Web Mercator).
+export function metresPerPixel(lat, zoom) {
+  return (EARTH_CIRCUMFERENCE_M * Math.cos((lat * Math.PI) / 180)) / 2 ** (zoom + 8);
+}
+
+function meanLat(coords) {
+  return coords.reduce((sum, c) => sum + c[1], 0) / coords.length;
+}
+
+export class LiveMap {
+  constructor(element, settings, onSelect) {
+    this.settings = settings;
+    this.onSelect = onSelect;
+    const maxZoom = settings.tiles?.max_zoom ?? 18;
+    this.map = L.map(element, { zoomControl: true, minZoom: 3, maxZoom, worldCopyJump: false });
+    if (settings.tiles) {
+      L.tileLayer(settings.tiles.url, {
+        attribution: settings.tiles.attribution, maxZoom: settings.tiles.max_zoom,
+      }).addTo(this.map);
+    } else {
+      element.classList.add("plain-background");
+    }
+    this.corridors = [];
+    this.layers = {
+      zones: L.layerGroup().addTo(this.map),
+      routes: L.layerGroup().addTo(this.map),
+      gates: L.layerGroup().addTo(this.map),
+      track: L.layerGroup().addTo(this.map),
+    };
+    this.trucks = L.markerClusterGroup({ maxClusterRadius: 40, showCoverageOnHover: false });
+    this.trucks.addTo(this.map);
+    this.markers = new Map();
+    this.following = null;
+    this.map.on("zoomend", () => this.resizeCorridors());
+    this.map.on("dragstart", () => { this.following = null; this.onSelect?.(null, "unfollow"); });
+  }
+
+  drawGeography({ routes, zones, gates }) {
+    for (const f of zones.features) {
+      L.geoJSON(f, { style: ZONE_STYLE[f.properties.kind] ?? {} })
+        .bindTooltip(`${t("legend." + f.properties.kind)} ${f.properties.name ?? f.properties.zone_id ?? ""}`)
+        .addTo(this.layers.zones);
+    }
+    for (const f of routes.features) {
+      const kind = f.properties.kind;
+      if (kind === "site") {
+        L.geoJSON(f, { style: { color: "#b45309", fillColor: "#f59e0b", fillOpacity: 0.35, weight: 1 } })
+          .bindTooltip(`${t("legend.site")} ${f.properties.name ?? f.properties.site_id}`)
+          .addTo(this.layers.routes);
+      } else if (kind === "route" && f.geometry.type === "LineString") {
+        const latlngs = f.geometry.coordinates.map(([lon, lat]) => [lat, lon]);
+        // The corridor is the line buffered by corridor_m: a round-capped, round-joined
+        // stroke as wide as twice the buffer, in pixels for the current zoom.
+        const corridor = L.polyline(latlngs, {
+          color: "#2563eb", opacity: 0.22, lineCap: "round", lineJoin: "round",
+          className: "corridor", interactive: false,
+        });
+        corridor.corridorM = f.properties.corridor_m ?? 300;
+        corridor.lat = meanLat(f.geometry.coordinates);
+        this.corridors.push(corridor);
+        corridor.addTo(this.layers.routes);
+        L.polyline(latlngs, { color: "#1d4ed8", weight: 2, className: "route-line" })
+          .bindTooltip(`${t("trip.route")} ${f.properties.route_id} · ${corridor.corridorM} m`)
+          .addTo(this.layers.routes);
+      }
+    }
+    for (const f of gates.features) {
+      const [lon, lat] = f.geometry.coordinates;
+      L.circleMarker([lat, lon], { radius: 6, color: "#78350f", fillColor: "#92400e", fillOpacity: 1, weight: 2, className: "gate" })
+        .bindTooltip(`${t("legend.gate")} ${f.properties.name ?? ""} ${f.properties.gate_id}`)
+        .addTo(this.layers.gates);
+    }
+    const bounds = L.featureGroup([this.layers.routes, this.layers.zones, this.layers.gates].flatMap((g) => g.getLayers())).getBounds();
+    if (bounds.isValid()) this.map.fitBounds(bounds, { padding: [20, 20] });
+    else this.map.setView([23.1, 113.4], 10);
+    this.resizeCorridors();
+  }
+
+  resizeCorridors() {
+    const zoom = this.map.getZoom();
+    this.map.getContainer().dataset.zoom = String(zoom);
+    for (const c of this.corridors) {
+      c.setStyle({ weight: Math.max(3, (2 * c.corridorM) / metresPerPixel(c.lat, zoom)) });
+    }
+  }
+
+  truckIcon(vehicleId, status, selected) {
+    return L.divIcon({
+      className: "",
+      html: `<div class="truck truck-${status}${selected ? " selected" : ""}" data-vehicle="${vehicleId}" data-status="${status}" title="${t("truck." + status)}"><span class="dot"></span><span class="label">${vehicleId}</span></div>`,
+      iconSize: [14, 14], iconAnchor: [7, 7],
+    });
+  }
+
+  updateTrucks(trucks, selectedId) {
+    const seen = new Set();
+    for (const truck of trucks) {
+      seen.add(truck.vehicle_id);
+      const latlng = [truck.lat, truck.lon];
+      let marker = this.markers.get(truck.vehicle_id);
+      const key = `${truck.status}|${truck.vehicle_id === selectedId}`;
+      if (!marker) {
+        marker = L.marker(latlng, { icon: this.truckIcon(truck.vehicle_id, truck.status, truck.vehicle_id === selectedId), keyboard: true });
+        marker.on("click", () => this.onSelect?.(truck.vehicle_id, "click"));
+        marker.iconKey = key;
+        this.markers.set(truck.vehicle_id, marker);
+        this.trucks.addLayer(marker);
+      } else {
+        const old = marker.getLatLng();
+        if (old.lat !== truck.lat || old.lng !== truck.lon) marker.setLatLng(latlng);
+        if (marker.iconKey !== key) { marker.setIcon(this.truckIcon(truck.vehicle_id, truck.status, truck.vehicle_id === selectedId)); marker.iconKey = key; }
+      }
+      if (this.following === truck.vehicle_id) {
+        this.trucks.zoomToShowLayer(marker, () => this.map.panTo(latlng, { animate: false }));
+      }
+    }
+    for (const [id, marker] of this.markers) {
+      if (!seen.has(id)) { this.trucks.removeLayer(marker); this.markers.delete(id); }
+    }
+  }
+
+  follow(vehicleId) {
+    this.following = vehicleId;
+    const marker = vehicleId && this.markers.get(vehicleId);
+    if (marker) this.trucks.zoomToShowLayer(marker, () => this.map.panTo(marker.getLatLng()));
+  }
+
+  showTrack(points) {
+    this.layers.track.clearLayers();
+    if (!points || points.length < 2) return;
+    L.polyline(points.map((p) => [p.lat, p.lon]), { color: "#0f172a", weight: 3, opacity: 0.7, className: "trip-track" })
+      .addTo(this.layers.track);
+  }
+}

@@ -1,0 +1,215 @@
+"""Real-browser harness: the real server (uvicorn in a thread, SQLite in tmp, the demo
+geography) and the distribution's headless Chromium driven by Playwright.
+
+Never downloads a browser: Chromium must come from the distribution (`apt-get install
+chromium chromium-driver`, done by `make console-assets` when root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from contract.payloads import Position
+from server.app import build_services, create_app
+from server.auth.config import AuthSettings
+from server.config import ServerConfig, StorageSettings
+from server.console.config import ConsoleSettings
+from server.console.web import ASSETS_HINT, missing_assets
+from server.services import Services
+from server.store.database import IncomingMessage
+from tests.server.auth.session import PASSWORD, add_account
+from tests.server.conftest import demo_geography
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INSTALL_CHROMIUM = (
+    "headless Chromium not found: install the distribution's browser with "
+    "`sudo apt-get install chromium chromium-driver` (or run `make console-assets` as root); "
+    "set BONDWATCH_CHROMIUM to use another path. Playwright must never download a browser."
+)
+#: The accounts every console test can use.
+ACCOUNTS = {"officer": "li.officer", "supervisor": "zhang.chief", "admin": "it.admin"}
+AUTH = AuthSettings(lockout_threshold=3, lockout_base_s=60, client_max_failures=50)
+
+
+def chromium_path() -> str | None:
+    named = os.environ.get("BONDWATCH_CHROMIUM")
+    for candidate in (named, "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass
+class ConsoleServer:
+    base_url: str
+    services: Services
+    seq: dict[str, int] = field(default_factory=dict)
+
+    def store_positions(
+        self, vehicle_id: str, points: list[tuple[float, float, float]], at: datetime
+    ) -> None:
+        """Store fixes (lon, lat, speed_kmh) through the store's ingest path, as MQTT would."""
+        batch = []
+        for lon, lat, speed in points:
+            seq = self.seq.get(vehicle_id, 0) + 1
+            self.seq[vehicle_id] = seq
+            msg = Position(
+                node_id=vehicle_id,
+                seq=seq,
+                ts=at,
+                lat=lat,
+                lon=lon,
+                speed_kmh=speed,
+                course_deg=300.0,
+                fix="3d",
+                sats=12,
+                hdop=0.8,
+                systems=["GPS", "BDS"],
+            )
+            batch.append(IncomingMessage("position", msg, msg.model_dump_json(), at))
+        assert len(self.services.store.store_messages(batch)) == len(points)
+
+
+@pytest.fixture(scope="session")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    missing = missing_assets(ConsoleSettings())
+    if missing:
+        pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
+    folder = tmp_path_factory.mktemp("console-server")
+    config = ServerConfig(
+        storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
+        geography=demo_geography(),
+    )
+    services = build_services(config)
+    for role, username in ACCOUNTS.items():
+        add_account(services, username, role)  # type: ignore[arg-type]
+    app = create_app(services, auth=AUTH, console=ConsoleSettings(poll_interval_ms=500))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, name="console-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the console server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield ConsoleServer(f"http://127.0.0.1:{port}", services)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        services.store.close()
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    path = chromium_path()
+    if path is None:
+        pytest.fail(INSTALL_CHROMIUM)
+    launched = playwright_driver.chromium.launch(
+        executable_path=path, headless=True, args=CHROMIUM_ARGS
+    )
+    try:
+        yield launched
+    finally:
+        launched.close()
+
+
+@dataclass
+class Console:
+    """A browser tab on the console, which records every request the page makes."""
+
+    page: Page
+    base_url: str
+    requests: list[str]
+    console_errors: list[str]
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def login(self, username: str, password: str = PASSWORD) -> None:
+        self.goto("/login")
+        self.page.fill("#username", username)
+        self.page.fill("#password", password)
+        self.page.click("#submit")
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def api(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """A fetch from inside the page (its cookie, and only the headers given)."""
+        result = self.page.evaluate(
+            """async ([method, path, body, headers]) => {
+                const res = await fetch(path, {
+                    method,
+                    headers: {"Content-Type": "application/json", ...headers},
+                    body: body === null ? undefined : JSON.stringify(body),
+                });
+                return [res.status, await res.text()];
+            }""",
+            [method, path, body, headers or {}],
+        )
+        status, text = result
+        return status, (json.loads(text) if text else None)
+
+    def foreign_requests(self) -> list[str]:
+        origin = urlsplit(self.base_url).netloc
+        return [
+            u
+            for u in self.requests
+            if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != origin
+        ]
+
+
+@pytest.fixture
+def console(browser: Browser, console_server: ConsoleServer) -> Iterator[Console]:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    tab = Console(page, console_server.base_url, [], [])
+    page.on("request", lambda request: tab.requests.append(request.url))
+    page.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda err: tab.console_errors.append(str(err)))
+    try:
+        yield tab
+        assert tab.foreign_requests() == [], "the console must not reach beyond its server"
+    finally:
+        context.close()
