@@ -93,7 +93,7 @@ class ConsoleServer:
         assert len(self.services.store.store_messages(batch)) == len(points)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     missing = missing_assets(ConsoleSettings())
     if missing:
@@ -126,13 +126,13 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         services.store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     path = chromium_path()
     if path is None:

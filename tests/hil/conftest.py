@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from server.demo.accounts import create_demo_accounts
 from server.demo.broker import MosquittoBroker, free_port
 from server.demo.processes import Child
 
@@ -30,11 +31,13 @@ class Bench:
         self.http_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.db = root / "server.db"
+        self.token = ""
 
     def broker_settings(self) -> dict[str, Any]:
         return {"host": self.broker.host, "port": self.broker.port}
 
     def start_server(self) -> None:
+        self.token = create_demo_accounts(f"sqlite:///{self.db}").integration_token
         config = self.root / "server.yaml"
         config.write_text(
             yaml.safe_dump(
@@ -75,7 +78,8 @@ class Bench:
         return state
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.base}/api/v1{path}", timeout=10, **kw)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.request(method, f"{self.base}/api/v1{path}", timeout=10, headers=headers, **kw)
 
     def stored_seqs(self, node_id: str) -> list[int]:
         with sqlite3.connect(self.db) as conn:
