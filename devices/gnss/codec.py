@@ -141,6 +141,9 @@ class NmeaStreamDecoder:
         self._last_tag: str | None = None
         self._enders: set[str] = set()
         self._reliable = False
+        # GGA, GLL and GNS times count only once a date is known (from a valid RMC or
+        # a ZDA), as in gpsd: before that it cannot use them.
+        self._dated = False
         # The sentence that closed the last epochs (any kind, GSV by its last part):
         # once it repeats, an epoch is emitted as soon as it arrives.
         self._last_key: tuple[str, str] | None = None
@@ -271,14 +274,19 @@ class NmeaStreamDecoder:
             text = fld(f, 0)
             if not text and fld(f, 5) == "0":
                 return None, True
-            return to_time_of_day(text), False
+            return (to_time_of_day(text) if self._dated else None), False
         if kind == "GLL":
-            return to_time_of_day(fld(f, 4)), False
-        if kind in ("GNS", "ZDA"):
-            return to_time_of_day(fld(f, 0)), False
+            return (to_time_of_day(fld(f, 4)) if self._dated else None), False
+        if kind == "GNS":
+            return (to_time_of_day(fld(f, 0)) if self._dated else None), False
+        if kind == "ZDA":
+            tod = to_time_of_day(fld(f, 0))
+            self._dated = self._dated or (tod is not None and to_int(fld(f, 3)) is not None)
+            return tod, False
         if kind == "RMC":
             if fld(f, 1) in ("A", "D"):
                 if fld(f, 0) and len(fld(f, 8)) == 6:
+                    self._dated = True
                     return to_time_of_day(fld(f, 0)), False
                 return None, False
             return None, not fld(f, 0) or not fld(f, 8)
