@@ -39,7 +39,7 @@ MAX_SENTENCE_LEN = 1024
 _START = re.compile(rb"[$!]")
 _BODY = re.compile(rb"[$!][^$!\x00-\x1f\x7f-\xff]*")
 _POSITION_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL"})
-_KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA"})
+_KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA", "GBS"})
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ class NmeaStreamDecoder:
             return (to_time_of_day(text) if self._dated else None), False
         if kind == "GLL":
             return (to_time_of_day(fld(f, 4)) if self._dated else None), False
-        if kind == "GNS":
+        if kind in ("GNS", "GBS"):  # GBS (error estimates) carries its fix's time
             return (to_time_of_day(fld(f, 0)) if self._dated else None), False
         if kind == "ZDA":
             tod = to_time_of_day(fld(f, 0))
