@@ -37,6 +37,7 @@ KNOT_MPS = 1852.0 / 3600.0
 MAX_SENTENCE_LEN = 1024
 
 _START = re.compile(rb"[$!]")
+_UBX_SYNC = b"\xb5\x62"
 _BODY = re.compile(rb"[$!][^$!\x00-\x1f\x7f-\xff]*")
 _POSITION_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL"})
 _KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA", "GBS"})
@@ -144,6 +145,10 @@ class NmeaStreamDecoder:
         # GGA, GLL and GNS times count only once a date is known (from a valid RMC or
         # a ZDA), as in gpsd: before that it cannot use them.
         self._dated = False
+        # u-blox UBX packets in the stream: gpsd then runs its u-blox driver, which
+        # does not report every position sentence before the cycle ender is known.
+        self._ubx_seen = False
+        self._skip_tail = b""
         # The sentence that closed the last epochs (any kind, GSV by its last part):
         # once it repeats, an epoch is emitted as soon as it arrives.
         self._last_key: tuple[str, str] | None = None
@@ -203,6 +208,9 @@ class NmeaStreamDecoder:
         chunk = buf[start:end]
         noise = len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
         self.stats.binary_bytes_skipped += noise
+        if not self._ubx_seen and noise:
+            self._ubx_seen = _UBX_SYNC in (self._skip_tail + chunk[:1]) or _UBX_SYNC in chunk
+            self._skip_tail = bytes(chunk[-1:])
 
     def _handle_line(self, line: bytes, out: list[GnssFix]) -> None:
         if len(line) > MAX_SENTENCE_LEN:
@@ -252,6 +260,7 @@ class NmeaStreamDecoder:
             (tod is not None and kind in self._enders)
             or (
                 not self._reliable
+                and not self._ubx_seen
                 and (effect.position is not None or effect.mode is not None)
             )
         ):
