@@ -38,6 +38,9 @@ MAX_SENTENCE_LEN = 1024
 
 _START = re.compile(rb"[$!]")
 _UBX_SYNC = b"\xb5\x62"
+#: Sentences gpsd marks "cycle continue": they may come after the timed sentence
+#: that ends a cycle (driver_nmea0183.c, nmea_phrase table).
+_CONTINUES_CYCLE = frozenset({"GLL"})
 _BODY = re.compile(rb"[$!][^$!\x00-\x1f\x7f-\xff]*")
 _POSITION_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL"})
 _KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA", "GBS"})
@@ -142,6 +145,7 @@ class NmeaStreamDecoder:
         self._last_tag: str | None = None
         self._enders: set[str] = set()
         self._reliable = False
+        self._continue = False
         # GGA, GLL and GNS times count only once a date is known (from a valid RMC or
         # a ZDA), as in gpsd: before that it cannot use them.
         self._dated = False
@@ -239,15 +243,23 @@ class NmeaStreamDecoder:
     # ------------------------------------------------------------- epochs
     def _sentence(self, s: Sentence, out: list[GnssFix]) -> None:
         """One sentence through gpsd's cycle model: a new time of day starts a new
-        epoch (and makes the kind of the last timed sentence a cycle ender); the
-        sentence's data go into the epoch; a timed cycle ender makes a report."""
+        epoch (and makes the kind of the last timed sentence a cycle ender, unless the
+        new time comes from a GLL, which gpsd lets continue the cycle); the sentence's
+        data go into the epoch; a cycle ender makes a report."""
         kind = s.kind
+        continues = kind in _CONTINUES_CYCLE
         tod, force = self._registered_time(s)
         if tod is not None:
             seconds = _seconds(tod)
             if self._registered is None or abs(seconds - self._registered) > 0.01:
-                self._new_cycle(tod, out)
+                self._new_cycle(tod, out, tag_ender=not continues)
             self._registered = seconds
+        elif continues:
+            # A GLL without usable time becomes the ender in place of the last one.
+            self._enders.discard(self._last_tag or "")
+            self._enders.add(kind)
+            self._reliable = True
+        self._continue = continues
         effect = self._apply(s)
         epoch = self._epoch
         if effect.position is not None:
@@ -257,7 +269,7 @@ class NmeaStreamDecoder:
         if force:
             self._reliable = False
         if force or (
-            (tod is not None and kind in self._enders)
+            ((tod is not None or continues) and kind in self._enders)
             or (
                 not self._reliable
                 and not self._ubx_seen
@@ -301,8 +313,10 @@ class NmeaStreamDecoder:
             return None, not fld(f, 0) or not fld(f, 8)
         return None, False
 
-    def _new_cycle(self, tod: tuple[int, int, int, int], out: list[GnssFix]) -> None:
-        if self._last_tag is not None and self._last_tag not in self._enders:
+    def _new_cycle(
+        self, tod: tuple[int, int, int, int], out: list[GnssFix], tag_ender: bool
+    ) -> None:
+        if tag_ender and self._last_tag is not None and self._last_tag not in self._enders:
             self._enders.add(self._last_tag)
             self._reliable = True
         if self._last_key is not None and self._epoch.has_position_sentence:
