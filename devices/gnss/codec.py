@@ -254,8 +254,8 @@ class NmeaStreamDecoder:
             if self._registered is None or abs(seconds - self._registered) > 0.01:
                 self._new_cycle(tod, out, tag_ender=not continues)
             self._registered = seconds
-        elif continues:
-            # A GLL without usable time becomes the ender in place of the last one.
+        elif continues and to_time_of_day(fld(s.fields, 4)) is None:
+            # A GLL without a time becomes the ender in place of the last one.
             self._enders.discard(self._last_tag or "")
             self._enders.add(kind)
             self._reliable = True
