@@ -248,11 +248,11 @@ class NmeaStreamDecoder:
         data go into the epoch; a cycle ender makes a report."""
         kind = s.kind
         continues = kind in _CONTINUES_CYCLE
-        tod, force = self._registered_time(s)
+        tod, counts, force = self._registered_time(s)
         if tod is not None:
             seconds = _seconds(tod)
             if self._registered is None or abs(seconds - self._registered) > 0.01:
-                self._new_cycle(tod, out, tag_ender=not continues)
+                self._new_cycle(tod, out, tag_ender=counts and not continues)
             self._registered = seconds
         elif continues and to_time_of_day(fld(s.fields, 4)) is None:
             # A GLL without a time becomes the ender in place of the last one.
@@ -269,7 +269,7 @@ class NmeaStreamDecoder:
         if force:
             self._reliable = False
         if force or (
-            ((tod is not None or continues) and kind in self._enders)
+            ((counts or continues) and kind in self._enders)
             or (
                 not self._reliable
                 and not self._ubx_seen
@@ -277,7 +277,7 @@ class NmeaStreamDecoder:
             )
         ):
             self._report()
-        if tod is not None:
+        if counts:
             self._last_tag = kind
         key = self._closing_key(s)
         if key is not None:
@@ -285,33 +285,37 @@ class NmeaStreamDecoder:
             if key == self._closer and not epoch.emitted and epoch.reported_fix is not None:
                 self._emit(epoch, out)
 
-    def _registered_time(self, s: Sentence) -> tuple[tuple[int, int, int, int] | None, bool]:
-        """The time of day this sentence registers as gpsd does (RMC only with a valid
-        fix and a date), and whether it forces a report (a time-less no-fix GGA/RMC,
-        as some Quectel modules send, makes gpsd report at once)."""
+    def _registered_time(
+        self, s: Sentence
+    ) -> tuple[tuple[int, int, int, int] | None, bool, bool]:
+        """The time of day this sentence gives its cycle (RMC only with a valid fix
+        and a date, as in gpsd), whether that time takes part in learning the cycle
+        enders (GGA, GLL, GNS and GBS times only once a date is known, as gpsd cannot
+        use them before), and whether the sentence forces a report (a time-less no-fix
+        GGA/RMC, as some Quectel modules send, makes gpsd report at once)."""
         f = s.fields
         kind = s.kind
         if kind == "GGA":
             text = fld(f, 0)
             if not text and fld(f, 5) == "0":
-                return None, True
-            return (to_time_of_day(text) if self._dated else None), False
+                return None, False, True
+            return to_time_of_day(text), self._dated, False
         if kind == "GLL":
-            return (to_time_of_day(fld(f, 4)) if self._dated else None), False
+            return to_time_of_day(fld(f, 4)), self._dated, False
         if kind in ("GNS", "GBS"):  # GBS (error estimates) carries its fix's time
-            return (to_time_of_day(fld(f, 0)) if self._dated else None), False
+            return to_time_of_day(fld(f, 0)), self._dated, False
         if kind == "ZDA":
             tod = to_time_of_day(fld(f, 0))
             self._dated = self._dated or (tod is not None and to_int(fld(f, 3)) is not None)
-            return tod, False
+            return tod, True, False
         if kind == "RMC":
             if fld(f, 1) in ("A", "D"):
                 if fld(f, 0) and len(fld(f, 8)) == 6:
                     self._dated = True
-                    return to_time_of_day(fld(f, 0)), False
-                return None, False
-            return None, not fld(f, 0) or not fld(f, 8)
-        return None, False
+                    return to_time_of_day(fld(f, 0)), True, False
+                return None, False, False
+            return None, False, not fld(f, 0) or not fld(f, 8)
+        return None, False, False
 
     def _new_cycle(
         self, tod: tuple[int, int, int, int], out: list[GnssFix], tag_ender: bool
