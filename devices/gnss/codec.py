@@ -496,7 +496,9 @@ class NmeaStreamDecoder:
     def _close_epoch(self, out: list[GnssFix]) -> None:
         epoch = self._epoch
         self._epoch = _Epoch()
-        if not epoch.emitted and epoch.reported:
+        # Sentences before the first time of day: emitted only if they gave a fix.
+        timed = epoch.tod is not None or epoch.reported_fix is not None
+        if not epoch.emitted and epoch.reported and timed:
             self._emit(epoch, out)
         elif epoch.day is not None:
             self._day = epoch.day
