@@ -285,9 +285,7 @@ class NmeaStreamDecoder:
             if key == self._closer and not epoch.emitted and epoch.reported_fix is not None:
                 self._emit(epoch, out)
 
-    def _registered_time(
-        self, s: Sentence
-    ) -> tuple[tuple[int, int, int, int] | None, bool, bool]:
+    def _registered_time(self, s: Sentence) -> tuple[tuple[int, int, int, int] | None, bool, bool]:
         """The time of day this sentence gives its cycle (RMC only with a valid fix
         and a date, as in gpsd), whether that time takes part in learning the cycle
         enders (GGA, GLL, GNS and GBS times only once a date is known, as gpsd cannot
