@@ -3,8 +3,19 @@
 `NmeaStreamDecoder.feed()` takes bytes in any chunking. It frames sentences out of
 the stream (skipping binary packets such as u-blox UBX, CASIC or SiRF mixed into
 it), rejects every sentence whose checksum is wrong or missing, and merges the
-sentences of one epoch (same UTC time of day) into one `GnssFix`, emitted when the
-next epoch starts (or at `flush()`).
+sentences of one epoch (reporting cycle) into one `GnssFix`.
+
+Which epochs give a fix, with which position and time, follows the rules gpsd (the
+reference daemon) uses to report, described in its driver_nmea0183.c: a new time of
+day starts a cycle; the kind of the last timed sentence before that becomes a "cycle
+ender" (except when GLL, which may trail its cycle, brings the new time); a timed
+cycle ender reports; before any ender is known every sentence that sets a position
+or fix mode reports; the fix mode is the one of the latest sentence that set it (GSA
+included). An epoch gives one `GnssFix`: a fix (mode 2/3) if one of its reports had
+one, with the position of the latest such report, else a no-fix (mode 1) if it was
+reported at all. It is emitted as soon as the sentence that closes this receiver's
+epochs arrives (learnt), else when the next epoch starts or at `flush()`. Where we
+deliberately differ from gpsd is listed in docs/gnss.md.
 """
 
 from __future__ import annotations

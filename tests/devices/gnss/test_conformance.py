@@ -33,7 +33,7 @@ DIVERGENCES = {
     "tr737A+.log": QUALITY_0 + " (1 of 9); and gpsd reports the last epoch, cut off "
     "before its RMC, because it never settles on RMC as the cycle ender here (1 of 9)",
     "ais-nmea.log": "unexplained gpsd artefact: 3 of 161 cycles with a valid fix get no "
-    "report from gpsd; each contains an AIS type-24 part A sentence, but other such "
+    "report from gpsd; before each came an AIS type-24 part A sentence, but other such "
     "cycles are reported, so no general rule reproduces it (we report all 164)",
 }
 
