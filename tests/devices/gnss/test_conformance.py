@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.gnss.conformance import LogResult, check_log
+from devices.gnss.conformance import LogResult, check_log, decode_bytes, read_log
 
 DATA = Path("/work/shared/data/nmea/gpsd")
 RESULTS: list[LogResult] = []
@@ -62,3 +62,12 @@ def test_log_matches_gpsd(name: str) -> None:
 
 def test_divergences_are_real_logs() -> None:
     assert set(DIVERGENCES) <= set(LOGS)
+
+
+def test_chunking_does_not_change_the_fixes() -> None:
+    """The serial port delivers the stream in arbitrary pieces: same fixes for all logs."""
+    for name in LOGS:
+        data = read_log(DATA / name)
+        whole = decode_bytes(data)
+        assert decode_bytes(data, 7) == whole, name
+        assert decode_bytes(data, 4096) == whole, name
