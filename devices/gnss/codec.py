@@ -3,8 +3,19 @@
 `NmeaStreamDecoder.feed()` takes bytes in any chunking. It frames sentences out of
 the stream (skipping binary packets such as u-blox UBX, CASIC or SiRF mixed into
 it), rejects every sentence whose checksum is wrong or missing, and merges the
-sentences of one epoch (same UTC time of day) into one `GnssFix`, emitted when the
-next epoch starts (or at `flush()`).
+sentences of one epoch (reporting cycle) into one `GnssFix`.
+
+Which epochs give a fix, with which position and time, follows the rules gpsd (the
+reference daemon) uses to report, described in its driver_nmea0183.c: a new time of
+day starts a cycle; the kind of the last timed sentence before that becomes a "cycle
+ender" (except when GLL, which may trail its cycle, brings the new time); a timed
+cycle ender reports; before any ender is known every sentence that sets a position
+or fix mode reports; the fix mode is the one of the latest sentence that set it (GSA
+included). An epoch gives one `GnssFix`: a fix (mode 2/3) if one of its reports had
+one, with the position of the latest such report, else a no-fix (mode 1) if it was
+reported at all. It is emitted as soon as the sentence that closes this receiver's
+epochs arrives (learnt), else when the next epoch starts or at `flush()`. Where we
+deliberately differ from gpsd is listed in docs/gnss.md.
 """
 
 from __future__ import annotations
@@ -37,10 +48,13 @@ KNOT_MPS = 1852.0 / 3600.0
 MAX_SENTENCE_LEN = 1024
 
 _START = re.compile(rb"[$!]")
+_UBX_SYNC = b"\xb5\x62"
+#: Sentences gpsd marks "cycle continue": they may come after the timed sentence
+#: that ends a cycle (driver_nmea0183.c, nmea_phrase table).
+_CONTINUES_CYCLE = frozenset({"GLL"})
 _BODY = re.compile(rb"[$!][^$!\x00-\x1f\x7f-\xff]*")
 _POSITION_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL"})
-_TIMED_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "ZDA"})
-_KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA"})
+_KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA", "GBS"})
 
 
 @dataclass(frozen=True)
@@ -78,17 +92,19 @@ class DecoderStats:
 
 @dataclass
 class _Epoch:
-    """Everything learned from the sentences of one epoch so far."""
+    """Everything learned from the sentences of one epoch (one reporting cycle) so far."""
 
     tod: tuple[int, int, int, int] | None = None
-    timed: bool = False
-    seen: set[tuple[str, str]] = field(default_factory=set)
-    last_key: tuple[str, str] | None = None
     has_position_sentence: bool = False
-    valid: bool = False
-    invalid: bool = False
+    # The receiver's current verdict, as gpsd keeps it: the position and the mode
+    # (1 no fix, 2/3 fix) of the latest sentences that set them.
     lat: float | None = None
     lon: float | None = None
+    fix_mode: int | None = None
+    # Whether a report point was reached, and the position of the latest one with a fix.
+    reported: bool = False
+    reported_fix: tuple[float, float] | None = None
+    emitted: bool = False
     alt_m: float | None = None
     speed_mps: float | None = None
     course_deg: float | None = None
@@ -100,15 +116,27 @@ class _Epoch:
     day: date | None = None
 
 
-def _cycle_key(sentence: Sentence) -> tuple[str, str] | None:
-    """What identifies a sentence as a candidate end of an epoch (GSV: its last part)."""
-    if sentence.kind not in _KNOWN_KINDS:
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """What one sentence says about the fix, in gpsd's terms: the position it sets
+    (None: none) and the fix mode it sets (1 no fix, 2 fix; None: it says nothing)."""
+
+    position: tuple[float, float] | None = None
+    mode: int | None = None
+
+
+_NOTHING = _Effect()
+
+
+def _seconds(tod: tuple[int, int, int, int]) -> float:
+    return tod[0] * 3600 + tod[1] * 60 + tod[2] + tod[3] / 1e6
+
+
+def _position(lat: str, ns: str, lon: str, ew: str) -> tuple[float, float] | None:
+    la, lo = to_degrees(lat, ns, 90), to_degrees(lon, ew, 180)
+    if la is None or lo is None:
         return None
-    if sentence.kind == "GSV":
-        total, number = to_int(fld(sentence.fields, 0)), to_int(fld(sentence.fields, 1))
-        if total is None or number != total:
-            return None
-    return (sentence.talker, sentence.kind)
+    return la, lo
 
 
 class NmeaStreamDecoder:
@@ -120,10 +148,27 @@ class NmeaStreamDecoder:
         self._epoch = _Epoch()
         self._day: date | None = None
         self._last_tod: tuple[int, int, int, int] | None = None
-        # The sentence that ends each epoch of this receiver, learnt from the stream
-        # (gpsd calls it the cycle ender): once known, an epoch is emitted as soon as
-        # its last sentence arrives instead of when the next epoch starts.
-        self._ender: tuple[str, str] | None = None
+        # gpsd's reporting-cycle model (driver_nmea0183.c, "end-of-cycle detector"):
+        # the last time of day a sentence registered, the kind of the last sentence
+        # that registered one, and the kinds that were last before a time change
+        # (the cycle enders), on which a report is made from then on.
+        self._registered: float | None = None
+        self._last_tag: str | None = None
+        self._enders: set[str] = set()
+        self._reliable = False
+        self._continue = False
+        # GGA, GLL and GNS times count only once a date is known (from a valid RMC or
+        # a ZDA), as in gpsd: before that it cannot use them.
+        self._dated = False
+        # u-blox UBX packets in the stream: gpsd then runs its u-blox driver, which
+        # does not report every position sentence before the cycle ender is known.
+        self._ubx_seen = False
+        self._skip_tail = b""
+        # The sentence that closed the last epochs (any kind, GSV by its last part):
+        # once it repeats, an epoch is emitted as soon as it arrives.
+        self._last_key: tuple[str, str] | None = None
+        self._previous_closer: tuple[str, str] | None = None
+        self._closer: tuple[str, str] | None = None
 
     # ----------------------------------------------------------------- framing
     def feed(self, data: bytes) -> list[GnssFix]:
@@ -134,11 +179,11 @@ class NmeaStreamDecoder:
         return out
 
     def flush(self) -> list[GnssFix]:
-        """End of input: decode what is left and emit the last epoch, unless it was cut
-        off before the sentence that ends this receiver's epochs."""
+        """End of input: decode what is left and emit the last epoch if it was reported
+        (an epoch cut off before any report point gives nothing, as in gpsd)."""
         out: list[GnssFix] = []
         self._frame(out, final=True)
-        self._close_epoch(out, complete=self._ender is None)
+        self._close_epoch(out)
         return out
 
     def _frame(self, out: list[GnssFix], final: bool) -> None:
@@ -178,6 +223,9 @@ class NmeaStreamDecoder:
         chunk = buf[start:end]
         noise = len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
         self.stats.binary_bytes_skipped += noise
+        if not self._ubx_seen and noise:
+            self._ubx_seen = _UBX_SYNC in (self._skip_tail + chunk[:1]) or _UBX_SYNC in chunk
+            self._skip_tail = bytes(chunk[-1:])
 
     def _handle_line(self, line: bytes, out: list[GnssFix]) -> None:
         if len(line) > MAX_SENTENCE_LEN:
@@ -185,12 +233,11 @@ class NmeaStreamDecoder:
             return
         try:
             sentence = parse_sentence(line)
-        except ChecksumError as err:
+        except ChecksumError:
             if b"*" in line:
                 self.stats.bad_checksum += 1
             else:
                 self.stats.missing_checksum += 1
-            del err
             return
         except FrameError:
             self.stats.malformed += 1
@@ -200,91 +247,142 @@ class NmeaStreamDecoder:
             self.stats.unknown += 1
             return
         try:
-            self._apply(sentence, out)
+            self._sentence(sentence, out)
         except (ValueError, OverflowError):
             self.stats.malformed += 1
-            return
-        key = _cycle_key(sentence)
-        if key is None:
-            return
-        self._epoch.last_key = key
-        if key == self._ender and self._epoch.timed:
-            self._close_epoch(out, complete=True)
 
     # ------------------------------------------------------------- epochs
-    def _apply(self, s: Sentence, out: list[GnssFix]) -> None:
+    def _sentence(self, s: Sentence, out: list[GnssFix]) -> None:
+        """One sentence through gpsd's cycle model: a new time of day starts a new
+        epoch (and makes the kind of the last timed sentence a cycle ender, unless the
+        new time comes from a GLL, which gpsd lets continue the cycle); the sentence's
+        data go into the epoch; a cycle ender makes a report."""
+        kind = s.kind
+        continues = kind in _CONTINUES_CYCLE
+        tod, counts, force = self._registered_time(s)
+        if tod is not None:
+            seconds = _seconds(tod)
+            if self._registered is None or abs(seconds - self._registered) > 0.01:
+                self._new_cycle(tod, out, tag_ender=counts and not continues)
+            self._registered = seconds
+        elif continues and to_time_of_day(fld(s.fields, 4)) is None:
+            # A GLL without a time becomes the ender in place of the last one.
+            self._enders.discard(self._last_tag or "")
+            self._enders.add(kind)
+            self._reliable = True
+        self._continue = continues
+        effect = self._apply(s)
+        epoch = self._epoch
+        if effect.position is not None:
+            epoch.lat, epoch.lon = effect.position
+        if effect.mode is not None:
+            epoch.fix_mode = effect.mode
+        if force:
+            self._reliable = False
+        if force or (
+            ((counts or continues) and kind in self._enders)
+            or (
+                not self._reliable
+                and not self._ubx_seen
+                and (effect.position is not None or effect.mode is not None)
+            )
+        ):
+            self._report()
+        if counts:
+            self._last_tag = kind
+        key = self._closing_key(s)
+        if key is not None:
+            self._last_key = key
+            if key == self._closer and not epoch.emitted and epoch.reported_fix is not None:
+                self._emit(epoch, out)
+
+    def _registered_time(self, s: Sentence) -> tuple[tuple[int, int, int, int] | None, bool, bool]:
+        """The time of day this sentence gives its cycle (RMC only with a valid fix
+        and a date, as in gpsd), whether that time takes part in learning the cycle
+        enders (GGA, GLL, GNS and GBS times only once a date is known, as gpsd cannot
+        use them before), and whether the sentence forces a report (a time-less no-fix
+        GGA/RMC, as some Quectel modules send, makes gpsd report at once)."""
         f = s.fields
         kind = s.kind
-        if kind in _TIMED_KINDS:
-            tod_text = fld(f, 4) if kind == "GLL" else fld(f, 0)
-            tod = to_time_of_day(tod_text)
-            if kind == "GLL" and len(f) < 6:
-                self.stats.malformed += 1
-                return
-            self._enter_epoch(s, tod, out)
+        if kind == "GGA":
+            text = fld(f, 0)
+            if not text and fld(f, 5) == "0":
+                return None, False, True
+            return to_time_of_day(text), self._dated, False
+        if kind == "GLL":
+            return to_time_of_day(fld(f, 4)), self._dated, False
+        if kind in ("GNS", "GBS"):  # GBS (error estimates) carries its fix's time
+            return to_time_of_day(fld(f, 0)), self._dated, False
+        if kind == "ZDA":
+            tod = to_time_of_day(fld(f, 0))
+            self._dated = self._dated or (tod is not None and to_int(fld(f, 3)) is not None)
+            return tod, True, False
+        if kind == "RMC":
+            if fld(f, 1) in ("A", "D"):
+                if fld(f, 0) and len(fld(f, 8)) == 6:
+                    self._dated = True
+                    return to_time_of_day(fld(f, 0)), True, False
+                return None, False, False
+            return None, False, not fld(f, 0) or not fld(f, 8)
+        return None, False, False
+
+    def _new_cycle(
+        self, tod: tuple[int, int, int, int], out: list[GnssFix], tag_ender: bool
+    ) -> None:
+        if tag_ender and self._last_tag is not None and self._last_tag not in self._enders:
+            self._enders.add(self._last_tag)
+            self._reliable = True
+        if self._last_key is not None and self._epoch.has_position_sentence:
+            if self._last_key == self._previous_closer:
+                self._closer = self._last_key
+            self._previous_closer = self._last_key
+        self._last_key = None
+        self._close_epoch(out)
+        self._epoch.tod = tod
+
+    def _report(self) -> None:
+        epoch = self._epoch
+        valid = epoch.fix_mode is not None and epoch.fix_mode >= 2
+        epoch.reported = True
+        if valid and epoch.lat is not None and epoch.lon is not None:
+            epoch.reported_fix = (epoch.lat, epoch.lon)
+
+    @staticmethod
+    def _closing_key(s: Sentence) -> tuple[str, str] | None:
+        """What identifies a sentence as a candidate end of an epoch (GSV: its last part)."""
+        if s.kind == "GSV":
+            total, number = to_int(fld(s.fields, 0)), to_int(fld(s.fields, 1))
+            if total is None or number != total:
+                return None
+        return (s.talker, s.kind)
+
+    def _apply(self, s: Sentence) -> _Effect:
+        f = s.fields
+        kind = s.kind
         epoch = self._epoch
         system = TALKER_SYSTEMS.get(s.talker)
+        if system is not None and kind in _POSITION_KINDS:
+            epoch.systems.add(system)
         if kind == "GGA":
-            if len(f) < 9:
+            return self._gga(f, epoch)
+        if kind == "RMC":
+            return self._rmc(f, epoch)
+        if kind == "GNS":
+            return self._gns(f, epoch)
+        if kind == "GLL":
+            if len(f) < 6:
                 self.stats.malformed += 1
-                return
-            quality = to_int(fld(f, 5))
-            lat, lon = to_degrees(fld(f, 1), fld(f, 2), 90), to_degrees(fld(f, 3), fld(f, 4), 180)
-            self._position(epoch, "GGA", lat, lon, quality is not None and quality > 0)
-            if quality is not None and quality > 0:
-                epoch.alt_m = to_float(fld(f, 8)) if epoch.alt_m is None else epoch.alt_m
-                epoch.sats_used = to_int(fld(f, 6))
-                epoch.hdop = to_float(fld(f, 7)) or epoch.hdop
-        elif kind == "RMC":
-            if len(f) < 9:
-                self.stats.malformed += 1
-                return
-            status = fld(f, 1)
-            mode = fld(f, 11)
-            ok = status == "A" and mode != "N"
-            lat, lon = to_degrees(fld(f, 2), fld(f, 3), 90), to_degrees(fld(f, 4), fld(f, 5), 180)
-            self._position(epoch, "RMC", lat, lon, ok)
-            self._date_ddmmyy(fld(f, 8))
-            if ok:
-                knots = to_float(fld(f, 6))
-                if knots is not None and epoch.speed_mps is None:
-                    epoch.speed_mps = knots * KNOT_MPS
-                course = to_float(fld(f, 7))
-                if course is not None and epoch.course_deg is None:
-                    epoch.course_deg = course
-        elif kind == "GNS":
-            if len(f) < 9:
-                self.stats.malformed += 1
-                return
-            modes = fld(f, 5)
-            ok = bool(modes) and any(c not in "N" for c in modes)
-            lat, lon = to_degrees(fld(f, 1), fld(f, 2), 90), to_degrees(fld(f, 3), fld(f, 4), 180)
-            self._position(epoch, "GNS", lat, lon, ok)
-            if ok:
-                if epoch.alt_m is None:
-                    epoch.alt_m = to_float(fld(f, 8))
-                if epoch.sats_used is None:
-                    epoch.sats_used = to_int(fld(f, 6))
-                if epoch.hdop is None:
-                    epoch.hdop = to_float(fld(f, 7))
-        elif kind == "GLL":
+                return _NOTHING
+            epoch.has_position_sentence = True
             ok = fld(f, 5) == "A" and fld(f, 6) != "N"
-            lat, lon = to_degrees(fld(f, 0), fld(f, 1), 90), to_degrees(fld(f, 2), fld(f, 3), 180)
-            self._position(epoch, "GLL", lat, lon, ok)
-        elif kind == "GSA":
-            self._gsa(s, epoch)
-        elif kind == "VTG":
-            course = to_float(fld(f, 0))
-            knots = to_float(fld(f, 4))
-            kmh = to_float(fld(f, 6))
-            if fld(f, 8) != "N":
-                if epoch.course_deg is None and course is not None:
-                    epoch.course_deg = course
-                if epoch.speed_mps is None:
-                    if kmh is not None:
-                        epoch.speed_mps = kmh / 3.6
-                    elif knots is not None:
-                        epoch.speed_mps = knots * KNOT_MPS
+            position = _position(fld(f, 0), fld(f, 1), fld(f, 2), fld(f, 3))
+            if ok and position is not None:
+                return _Effect(position=position, mode=2)
+            return _Effect(mode=1)
+        if kind == "GSA":
+            return self._gsa(s, epoch)
+        if kind == "VTG":
+            self._vtg(f, epoch)
         elif kind == "ZDA":
             day, month, year = to_int(fld(f, 1)), to_int(fld(f, 2)), to_int(fld(f, 3))
             if day and month and year and year >= 1980:
@@ -292,24 +390,87 @@ class NmeaStreamDecoder:
                     epoch.day = date(year, month, day)
                 except ValueError:
                     self.stats.malformed += 1
-        if system is not None and kind in _POSITION_KINDS:
-            epoch.systems.add(system)
+        return _NOTHING
 
-    def _position(
-        self, epoch: _Epoch, kind: str, lat: float | None, lon: float | None, ok: bool
-    ) -> None:
+    def _gga(self, f: tuple[str, ...], epoch: _Epoch) -> _Effect:
+        if len(f) < 9:
+            self.stats.malformed += 1
+            return _NOTHING
         epoch.has_position_sentence = True
-        if not ok:
-            epoch.invalid = True
-            return
-        if lat is None or lon is None:
-            return
-        epoch.valid = True
-        # The latest position of the epoch wins (as in gpsd): receivers that send
-        # GGA and GLL with different roundings report the later one.
-        epoch.lat, epoch.lon = lat, lon
+        quality = to_int(fld(f, 5))
+        position = _position(fld(f, 1), fld(f, 2), fld(f, 3), fld(f, 4))
+        # Quality 0 (or none) is "no fix" by the standard: not a fix, even though
+        # gpsd reports the position such a GGA may carry (see docs/gnss.md).
+        if quality is None or quality <= 0 or position is None:
+            return _Effect(mode=1)
+        sats_text = fld(f, 6)
+        sats = to_int(sats_text)
+        alt = to_float(fld(f, 8))
+        if epoch.alt_m is None:
+            epoch.alt_m = alt
+        epoch.sats_used = sats
+        epoch.hdop = to_float(fld(f, 7)) or epoch.hdop
+        if sats_text and sats is not None and sats < 3:
+            return _Effect(position=position, mode=1)  # as gpsd: fewer than 3 satellites
+        return _Effect(position=position, mode=3 if alt is not None else 2)
 
-    def _gsa(self, s: Sentence, epoch: _Epoch) -> None:
+    def _rmc(self, f: tuple[str, ...], epoch: _Epoch) -> _Effect:
+        if len(f) < 9:
+            self.stats.malformed += 1
+            return _NOTHING
+        epoch.has_position_sentence = True
+        self._date_ddmmyy(fld(f, 8))
+        if fld(f, 1) not in ("A", "D") or fld(f, 11) == "N":
+            return _Effect(mode=1)
+        position = _position(fld(f, 2), fld(f, 3), fld(f, 4), fld(f, 5))
+        if position is None:
+            return _Effect(mode=1)
+        knots = to_float(fld(f, 6))
+        if knots is not None and epoch.speed_mps is None:
+            epoch.speed_mps = knots * KNOT_MPS
+        course = to_float(fld(f, 7))
+        if course is not None and epoch.course_deg is None:
+            epoch.course_deg = course
+        return _Effect(position=position, mode=2)
+
+    def _gns(self, f: tuple[str, ...], epoch: _Epoch) -> _Effect:
+        if len(f) < 9:
+            self.stats.malformed += 1
+            return _NOTHING
+        epoch.has_position_sentence = True
+        modes = fld(f, 5)
+        # One mode letter per constellation: a fix by any of them counts (gpsd looks
+        # at the first letter only, which would drop BeiDou-only fixes).
+        if not modes or all(c == "N" for c in modes):
+            return _Effect(mode=1)
+        if fld(f, 12) in ("U", "V"):
+            return _NOTHING  # navigational status unsafe / not valid
+        position = _position(fld(f, 1), fld(f, 2), fld(f, 3), fld(f, 4))
+        if position is None:
+            return _Effect(mode=1)
+        if epoch.alt_m is None:
+            epoch.alt_m = to_float(fld(f, 8))
+        if epoch.sats_used is None:
+            epoch.sats_used = to_int(fld(f, 6))
+        if epoch.hdop is None:
+            epoch.hdop = to_float(fld(f, 7))
+        return _Effect(position=position, mode=2)
+
+    def _vtg(self, f: tuple[str, ...], epoch: _Epoch) -> None:
+        course = to_float(fld(f, 0))
+        knots = to_float(fld(f, 4))
+        kmh = to_float(fld(f, 6))
+        if fld(f, 8) == "N":
+            return
+        if epoch.course_deg is None and course is not None:
+            epoch.course_deg = course
+        if epoch.speed_mps is None:
+            if kmh is not None:
+                epoch.speed_mps = kmh / 3.6
+            elif knots is not None:
+                epoch.speed_mps = knots * KNOT_MPS
+
+    def _gsa(self, s: Sentence, epoch: _Epoch) -> _Effect:
         f = s.fields
         mode = to_int(fld(f, 1))
         if mode in (1, 2, 3):
@@ -328,6 +489,8 @@ class NmeaStreamDecoder:
                 epoch.sats_by_system.setdefault(name, set()).add(prn)
         if epoch.hdop is None:
             epoch.hdop = to_float(fld(f, 15))
+        # GSA states the fix mode of the cycle; gpsd takes it as the current mode.
+        return _Effect(mode=mode) if mode in (1, 2, 3) else _NOTHING
 
     def _date_ddmmyy(self, text: str) -> None:
         if len(text) != 6 or not text.isdigit():
@@ -339,42 +502,28 @@ class NmeaStreamDecoder:
         except ValueError:
             self.stats.malformed += 1
 
-    def _enter_epoch(
-        self, s: Sentence, tod: tuple[int, int, int, int] | None, out: list[GnssFix]
-    ) -> None:
-        epoch = self._epoch
-        key = (s.talker, s.kind)
-        new_epoch = False
-        if epoch.timed:
-            if tod != epoch.tod:
-                new_epoch = True
-            elif s.kind in _POSITION_KINDS and key in epoch.seen:
-                new_epoch = True  # a second GGA (say) with no end of epoch between
-        if new_epoch:
-            if epoch.last_key is not None and epoch.has_position_sentence:
-                self._ender = epoch.last_key
-            self._close_epoch(out)
-            epoch = self._epoch
-        if not epoch.timed:
-            epoch.timed = True
-            epoch.tod = tod
-        epoch.seen.add(key)
-
-    def _close_epoch(self, out: list[GnssFix], complete: bool = True) -> None:
+    def _close_epoch(self, out: list[GnssFix]) -> None:
         epoch = self._epoch
         self._epoch = _Epoch()
+        # Sentences before the first time of day: emitted only if they gave a fix.
+        timed = epoch.tod is not None or epoch.reported_fix is not None
+        if not epoch.emitted and epoch.reported and timed:
+            self._emit(epoch, out)
+        elif epoch.day is not None:
+            self._day = epoch.day
+            self._last_tod = None
+
+    def _emit(self, epoch: _Epoch, out: list[GnssFix]) -> None:
+        epoch.emitted = True
         if epoch.day is not None:
             self._day = epoch.day
             self._last_tod = None
-        if not epoch.has_position_sentence or not complete:
-            return
         stamp = self._stamp(epoch.tod)
-        valid = epoch.valid and epoch.lat is not None
         by_system = {name: len(prns) for name, prns in epoch.sats_by_system.items()}
         systems = set(epoch.systems) | {n for n, c in by_system.items() if c}
         systems.discard("SBAS")
         ordered = tuple(n for n in SYSTEM_ORDER if n in systems)
-        if not valid:
+        if epoch.reported_fix is None:
             fix = GnssFix(stamp, None, None, None, None, None, 1, None, {}, None, ordered)
         else:
             if epoch.gsa_mode in (2, 3):
@@ -384,10 +533,11 @@ class NmeaStreamDecoder:
             sats = epoch.sats_used
             if sats is None and by_system:
                 sats = sum(by_system.values())
+            lat, lon = epoch.reported_fix
             fix = GnssFix(
                 time=stamp,
-                lat=epoch.lat,
-                lon=epoch.lon,
+                lat=lat,
+                lon=lon,
                 alt_m=epoch.alt_m if mode == 3 else None,
                 speed_mps=epoch.speed_mps,
                 course_deg=epoch.course_deg,

@@ -90,8 +90,9 @@ class GnssDriver:
                 reason = await self._read(reader, on_fix)
             finally:
                 writer.close()
+                # bounded: a serial transport may never report its close
                 with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
             logger.warning("gnss %s: device lost: %s", port, reason)
             lost = True
             await self._set_health("down", f"{port}: {reason}")

@@ -39,7 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stops", default="", help='planned stops "km:seconds,..."')
     p.add_argument("--rate", type=float, default=1.0, help="epochs per second, 1-10")
     p.add_argument("--noise-m", type=float, default=3.0, help="horizontal error bound, m")
-    p.add_argument("--talker", default="GN", choices=["GN", "GP", "BD", "GB"])
+    p.add_argument(
+        "--talker", default="GN", choices=["GN", "GP", "BD", "GB"], help="GGA/RMC/GSA talker"
+    )
+    p.add_argument(
+        "--bds-talker",
+        default="BD",
+        choices=["BD", "GB"],
+        help="BeiDou GSV talker: BD (Chinese convention) or GB (NMEA 4.11)",
+    )
     p.add_argument("--time-scale", type=float, default=1.0, help="simulated/wall time ratio")
     p.add_argument("--start-time", type=_start_time, default=None, help="RFC 3339 start")
     p.add_argument("--seed", type=int, default=1)
@@ -60,6 +68,7 @@ async def amain(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         noise_m=args.noise_m,
         talker=args.talker,
+        bds_talker=args.bds_talker,
         seed=args.seed,
         link=args.link,
         loop=args.loop,

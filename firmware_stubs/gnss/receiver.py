@@ -37,7 +37,7 @@ from firmware_stubs.gnss.sentences_out import EpochState, epoch_sentences
 from firmware_stubs.pty import VirtualPort
 
 GPS_PRNS = (2, 5, 12, 15, 18, 21, 25, 29, 31)
-BDS_PRNS = (6, 9, 14, 16, 19, 27, 33, 36, 39)  # GB talker: BeiDou numbering 1-63
+BDS_PRNS = (6, 9, 14, 16, 19, 27, 33, 36, 39)  # BD/GB talkers: BeiDou numbering 1-63
 _TIME_FIELD = re.compile(rb"^\$..(GGA|RMC|GNS|ZDA),(\d{6}(?:\.\d+)?)")
 _GLL_TIME = re.compile(rb"^\$..GLL,[^,]*,[^,]*,[^,]*,[^,]*,(\d{6}(?:\.\d+)?)")
 
@@ -62,6 +62,7 @@ class Settings:
     start_time: datetime = field(default_factory=lambda: datetime(2026, 11, 23, 8, 0, 0))
     noise_m: float = 3.0
     talker: str = "GN"
+    bds_talker: str = "BD"
     seed: int = 1
     link: Path | None = None
     loop: bool = False
@@ -239,7 +240,7 @@ class SimulatedReceiver:
         loop = asyncio.get_running_loop()
         next_wall = loop.time()
         while not self.motion.finished:
-            self._emit(epoch_sentences(self._state(), s.talker, self.rng))
+            self._emit(epoch_sentences(self._state(), s.talker, self.rng, s.bds_talker))
             self.motion.step(dt)
             self.sim_s += dt
             next_wall += dt / s.time_scale

@@ -41,8 +41,12 @@ def _hms(t: datetime) -> str:
     return t.strftime("%H%M%S.") + f"{t.microsecond // 10000:02d}"
 
 
-def epoch_sentences(state: EpochState, talker: str, rng: random.Random) -> list[str]:
-    """GGA, RMC, GSA (one per system, NMEA 4.10 system ids) and GSV for one epoch."""
+def epoch_sentences(
+    state: EpochState, talker: str, rng: random.Random, bds_talker: str = "BD"
+) -> list[str]:
+    """GGA, RMC (talker `talker`, GN = combined), GSA (one per system, NMEA 4.10
+    system ids) and GSV for one epoch: GPS satellites as `GPGSV`, BeiDou ones as
+    `BDGSV` (the Chinese convention, default) or `GBGSV` (NMEA 4.11)."""
     hms = _hms(state.time)
     out: list[str] = []
     if state.fix:
@@ -70,7 +74,7 @@ def epoch_sentences(state: EpochState, talker: str, rng: random.Random) -> list[
         cells = ",".join([str(p) for p in used] + [""] * (12 - len(used)))
         dops = f"{pdop:.2f},{state.hdop:.2f},{vdop:.2f}" if state.fix else "99.99,99.99,99.99"
         out.append(f"{talker}GSA,A,{gsa_mode},{cells},{dops},{system_id}")
-    for gsv_talker, prns in (("GP", state.gps_prns), ("GB", state.bds_prns)):
+    for gsv_talker, prns in (("GP", state.gps_prns), (bds_talker, state.bds_prns)):
         view = list(prns)
         parts = max(1, (len(view) + 3) // 4)
         for part in range(parts):

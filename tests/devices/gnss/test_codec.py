@@ -86,14 +86,32 @@ def test_empty_fields_without_fix() -> None:
     assert fixes[0].time == datetime(2015, 2, 25, 7, 41, 50, 799000, tzinfo=UTC)
 
 
+def _shifted(epoch: bytes, old: str, new: str) -> bytes:
+    return b"".join(
+        encode_sentence(line[1:-3].decode().replace(old, new)).encode()
+        for line in epoch.splitlines()
+    )
+
+
+EPOCH2 = _shifted(EPOCH, "081502.25", "081503.25")
+
+
 def test_binary_between_sentences_is_skipped() -> None:
     ubx = bytes([0xB5, 0x62, 0x01, 0x07, 0x5C, 0x00]) + bytes(range(256)) + b"$\x00\x01"
-    fixes, dec = decode(ubx + EPOCH + ubx)
-    assert len(fixes) == 1
+    fixes, dec = decode(ubx + EPOCH + ubx + EPOCH2 + ubx)
+    # With u-blox binary in the stream gpsd (u-blox driver) reports from the second
+    # epoch on, once it knows the cycle's last sentence: so do we.
+    assert [f.time for f in fixes] == [datetime(2026, 11, 23, 8, 15, 3, 250000, tzinfo=UTC)]
     assert fixes[0].lat is not None
     # bytes 0x24.. of the packet look like the start of a sentence: rejected, not fixes
-    assert dec.stats.binary_bytes_skipped > 200
-    assert dec.stats.sentences == 5
+    assert dec.stats.binary_bytes_skipped > 500
+    assert dec.stats.sentences == 10
+
+
+def test_nmea_only_stream_reports_its_first_epoch() -> None:
+    fixes, _ = decode(EPOCH + EPOCH2)
+    assert len(fixes) == 2
+    assert all(f.mode == 3 for f in fixes)
 
 
 def test_long_sentence_and_other_talkers() -> None:
@@ -128,9 +146,10 @@ def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.binary(max_size=200))
 def test_noise_around_an_epoch_keeps_the_fix(before: bytes, after: bytes) -> None:
-    fixes, _ = decode(before + b"\r\n" + EPOCH + b"\r\n" + after + b"\r\n")
+    fixes, _ = decode(before + b"\r\n" + EPOCH + b"\r\n" + EPOCH2 + b"\r\n" + after + b"\r\n")
     good = [f for f in fixes if f.mode == 3 and f.alt_m == 35.2]
-    assert len(good) == 1
+    assert good
+    assert good[-1].time == datetime(2026, 11, 23, 8, 15, 3, 250000, tzinfo=UTC)
 
 
 @settings(max_examples=300, deadline=None)
@@ -165,3 +184,71 @@ def test_round_trip_with_the_stub_encoder(lat, lon, alt, knots, course, stamp, t
     assert abs(fix.course_deg - course) <= 0.005 + 1e-9
     expected = stamp.replace(microsecond=stamp.microsecond // 10000 * 10000, tzinfo=UTC)
     assert fix.time == expected
+
+
+def _sentences(*bodies: str) -> bytes:
+    return "".join(encode_sentence(b) for b in bodies).encode()
+
+
+def _cycle(hms: str, lat: str = "2232.1234") -> list[str]:
+    return [
+        f"GPRMC,{hms},A,{lat},N,11403.5678,E,1.0,90.0,231126,,,A",
+        f"GPGGA,{hms},{lat},N,11403.5678,E,1,08,0.9,35.2,M,-3.0,M,,",
+        "GPGSA,A,3,01,02,03,04,05,,,,,,,,1.5,0.9,1.2",
+    ]
+
+
+def test_cycle_ender_is_learnt_and_a_cut_off_last_cycle_is_still_reported() -> None:
+    # RMC, GGA, GSA each second: GGA (the last timed sentence) ends the cycle; the
+    # log ends right after the last GGA, before its GSA: that cycle is reported.
+    bodies = _cycle("100000") + _cycle("100001") + _cycle("100002")[:2]
+    fixes, _ = decode(_sentences(*bodies))
+    assert [f.time.second for f in fixes if f.time] == [0, 1, 2]
+    assert all(f.mode == 3 for f in fixes)
+
+
+def test_a_cycle_cut_before_its_report_point_is_not_reported() -> None:
+    bodies = _cycle("100000") + _cycle("100001") + _cycle("100002")[:1]
+    fixes, _ = decode(_sentences(*bodies))
+    assert [f.time.second for f in fixes if f.time] == [0, 1]
+
+
+def test_gll_stamped_a_second_late_continues_the_cycle() -> None:
+    # A split-cycle receiver (Garmin 48 style): RMC/GGA of second T, then GLL of T+1.
+    # gpsd lets GLL continue a cycle and reports on it: the fixes carry GLL's time.
+    bodies: list[str] = []
+    for t in range(0, 8, 2):
+        bodies += _cycle(f"1000{t:02d}")[:2]
+        bodies.append(f"GPGLL,2232.1299,N,11403.5678,E,1000{t + 1:02d},A,A")
+    fixes, _ = decode(_sentences(*bodies))
+    valid = [f for f in fixes if f.mode >= 2]
+    # second 0: reported before the cycle is known (as gpsd does at start-up)
+    assert [f.time.second for f in valid if f.time] == [0, 1, 3, 5, 7]
+    assert all(f.lat is not None and abs(f.lat - (22 + 32.1299 / 60)) < 1e-9 for f in valid[1:])
+
+
+def test_gga_quality_0_is_no_fix_even_with_a_position() -> None:
+    bodies = [
+        "GPRMC,100000,V,2232.1234,N,11403.5678,E,,,231126,,,N",
+        "GPGGA,100000,2232.1234,N,11403.5678,E,0,04,,35.2,M,-3.0,M,,",
+        "GPRMC,100001,V,2232.1234,N,11403.5678,E,,,231126,,,N",
+        "GPGGA,100001,2232.1234,N,11403.5678,E,0,04,,35.2,M,-3.0,M,,",
+    ]
+    fixes, _ = decode(_sentences(*bodies))
+    assert fixes
+    assert all(f.mode == 1 and f.lat is None for f in fixes)
+
+
+def test_gsa_mode_is_the_cycle_verdict() -> None:
+    # GGA with quality 2 but no satellite count (gpsd: < 3 satellites, no fix), then
+    # a GSA saying 3D: the cycle has a fix, as gpsd reports it.
+    bodies = [
+        "GNRMC,120213.000,A,5957.0062,N,01100.6429,E,0.00,0.00,310722,,,D,V",
+        "GNGGA,120213.000,5957.0062,N,01100.6429,E,2,00,1.3,168.9,M,39.5,M,,",
+        "GNGSA,A,3,68,69,70,78,84,85,,,,,,,1.5,1.3,1.0,2",
+        "GPZDA,120213.000,31,07,2022,+00,00",
+    ]
+    fixes, _ = decode(_sentences(*bodies))
+    assert len(fixes) == 1
+    assert fixes[0].mode == 3
+    assert fixes[0].lat is not None
