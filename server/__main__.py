@@ -1,4 +1,7 @@
-"""`bondwatch-server --config FILE` — loads the configuration and starts the server."""
+"""`bondwatch-server --config FILE` — loads the configuration and starts the server.
+
+`bondwatch-server audit verify --config FILE` — verifies the audit log (server.audit.cli).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,18 @@ from server.config import ServerConfig
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["audit"]:  # subcommand: the audit log's tools
+        from server.audit.cli import main as audit_main
+
+        return audit_main(args_in[1:])
     parser = argparse.ArgumentParser(prog="bondwatch-server", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="server YAML file")
     parser.add_argument(
         "--validate-config", action="store_true", help="check the file, print every error, exit"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,6 +14,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from contract.version import CONTRACT_VERSION
+from server.api import alarms as alarms_api
+from server.api import audit as audit_api
 from server.api import errors
 from server.api.geography import load_layers
 from server.api.routes import health_router, router
@@ -38,6 +40,8 @@ def create_app(svc: Services) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(health_router)
+    app.include_router(alarms_api.router)  # alarms and their lifecycle
+    app.include_router(audit_api.router)  # the hash-chained audit log
     app.mount("/static", StaticFiles(directory=CONSOLE_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
