@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from contract.payloads import EdgeMessage, Position
-from server.audit.log import append as audit_append
 from server.store import schema
 from server.store.migrations import migrate
 
@@ -136,6 +135,8 @@ class Store:
         self, body: dict[str, Any], now: datetime, actor: str = "anonymous"
     ) -> dict[str, Any]:
         """Register a transit declaration and its trip (status `declared`), audited."""
+        from server.audit.log import append as audit_append  # server.audit imports the store
+
         declaration_id = body["declaration_id"]
         trip = {
             "trip_id": declaration_id,
