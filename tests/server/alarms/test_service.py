@@ -188,7 +188,9 @@ def test_unknown_alarm_and_reserved_actor(alarms):
 def test_database_refuses_a_second_active_alarm(alarms, store):
     a = raise_dev(alarms).alarm_id
     with store.engine.connect() as conn:
-        row = dict(conn.execute(select(schema.alarms).where(schema.alarms.c.id == a)).one()._mapping)
+        row = dict(
+            conn.execute(select(schema.alarms).where(schema.alarms.c.id == a)).one()._mapping
+        )
     row.pop("id")
     with pytest.raises(IntegrityError), store.engine.begin() as conn:
         conn.execute(schema.alarms.insert().values(**row))
