@@ -1,6 +1,7 @@
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -17,7 +18,7 @@ def at(seconds: int) -> datetime:
 
 
 def raise_dev(alarms: AlarmService, second: int = 0, trip: str = "TRIP-1", **over):
-    args = {
+    args: dict[str, Any] = {
         "trip_id": trip,
         "vehicle_id": "TRK-1",
         "alarm_type": "ROUTE_DEVIATION",
@@ -149,11 +150,13 @@ def test_refused_transitions_change_nothing(alarms, store, setup, action):
     for step in setup:
         {"ack": alarms.ack, "clear": alarms.officer_clear}[step](a, "officer.li", "step")
     before = (alarms.get(a), counts(store))
+    act = {
+        "ack": lambda: alarms.ack(a, "officer.li", "again"),
+        "clear": lambda: alarms.officer_clear(a, "officer.li", "again"),
+        "assign": lambda: alarms.assign(a, "officer.li", "officer.zhao", "take it"),
+    }[action]
     with pytest.raises(StoreError) as info:
-        if action == "assign":
-            alarms.assign(a, "officer.li", "officer.zhao", "take it")
-        else:
-            {"ack": alarms.ack, "clear": alarms.officer_clear}[action](a, "officer.li", "again")
+        act()
     assert info.value.code == "conflict" and info.value.field == "status"
     assert (alarms.get(a), counts(store)) == before
 
@@ -202,7 +205,7 @@ def test_database_refuses_a_second_active_alarm(alarms, store):
 def test_concurrent_raises_make_one_alarm(alarms, store):
     threads, per_thread = 8, 25
     barrier = threading.Barrier(threads)
-    outcomes: list = []
+    outcomes: list[Any] = []
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
