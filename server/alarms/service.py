@@ -94,7 +94,8 @@ class AlarmService:
         """Open an alarm for (trip, type), or count a repeat of the active one.
 
         A repeat raises `count`, widens `first_at`/`last_at` to cover `at`, takes the
-        newer position and detail, and keeps the more severe severity. Atomic under
+        newer detail and the newer position (a repeat without one keeps the last known),
+        and keeps the more severe severity. Atomic under
         concurrent raises (an upsert on the partial unique index of active alarms).
         """
         if severity not in SEVERITY_RANK:
@@ -122,6 +123,7 @@ class AlarmService:
         )
         new = stmt.excluded
         newer = new.last_at >= a.last_at
+        newer_fix = newer & new.lon.is_not(None) & new.lat.is_not(None)
         stmt = stmt.on_conflict_do_update(
             index_elements=[a.trip_id, a.type],
             index_where=text(schema.ACTIVE_ALARM_PREDICATE),
@@ -129,8 +131,8 @@ class AlarmService:
                 "count": a.count + 1,
                 "first_at": case((new.first_at < a.first_at, new.first_at), else_=a.first_at),
                 "last_at": case((newer, new.last_at), else_=a.last_at),
-                "lon": case((newer, new.lon), else_=a.lon),
-                "lat": case((newer, new.lat), else_=a.lat),
+                "lon": case((newer_fix, new.lon), else_=a.lon),
+                "lat": case((newer_fix, new.lat), else_=a.lat),
                 "detail": case((newer, new.detail), else_=a.detail),
                 "severity": case(
                     (_rank(new.severity) < _rank(a.severity), new.severity), else_=a.severity

@@ -331,3 +331,10 @@ def test_naive_times_and_bad_severity_refused(alarms, store):
         raise_dev(alarms, severity="fatal")
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alarms")).scalar_one() == 0
+
+
+def test_repeat_without_a_fix_keeps_the_last_known_position(alarms):
+    a = raise_dev(alarms, 0, position=(113.1, 23.1)).alarm_id
+    raise_dev(alarms, 10, position=None, detail="no fix")
+    alarm = alarms.get(a)
+    assert alarm.position == (113.1, 23.1) and alarm.detail == "no fix"
