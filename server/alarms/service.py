@@ -78,6 +78,7 @@ class AlarmService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._upsert = _upsert_statement(engine.dialect.name)
 
     # ---- from the rules (actor `system`) ---------------------------------------------
 
@@ -95,56 +96,51 @@ class AlarmService:
 
         A repeat raises `count`, widens `first_at`/`last_at` to cover `at`, takes the
         newer detail and the newer position (a repeat without one keeps the last known),
-        and keeps the more severe severity. Atomic under
-        concurrent raises (an upsert on the partial unique index of active alarms).
+        and keeps the more severe severity. Atomic under concurrent raises (an upsert on
+        the partial unique index of active alarms).
         """
+        with write_transaction(self.engine) as conn:
+            return self.raise_in_transaction(
+                conn, trip_id, vehicle_id, alarm_type, severity, at, position, detail
+            )
+
+    def raise_in_transaction(
+        self,
+        conn: Connection,
+        trip_id: str,
+        vehicle_id: str,
+        alarm_type: str,
+        severity: str,
+        at: datetime,
+        position: tuple[float, float] | None,
+        detail: str,
+    ) -> RaiseOutcome:
+        """`raise_` inside the caller's transaction (commits or rolls back with it)."""
         if severity not in SEVERITY_RANK:
             raise StoreError("invalid", f"severity must be one of {', '.join(SEVERITIES)}")
         at = _must_utc(at)
-        now = utc_now()
-        a = schema.alarms.c
         lon, lat = position if position is not None else (None, None)
-        insert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert
-        stmt = insert(schema.alarms).values(
-            type=alarm_type,
-            severity=severity,
-            trip_id=trip_id,
-            vehicle_id=vehicle_id,
-            first_at=at,
-            last_at=at,
-            count=1,
-            lon=lon,
-            lat=lat,
-            status=INITIAL,
-            assignee=None,
-            detail=detail,
-            cleared_at=None,
-            updated_at=now,
-        )
-        new = stmt.excluded
-        newer = new.last_at >= a.last_at
-        newer_fix = newer & new.lon.is_not(None) & new.lat.is_not(None)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[a.trip_id, a.type],
-            index_where=text(schema.ACTIVE_ALARM_PREDICATE),
-            set_={
-                "count": a.count + 1,
-                "first_at": case((new.first_at < a.first_at, new.first_at), else_=a.first_at),
-                "last_at": case((newer, new.last_at), else_=a.last_at),
-                "lon": case((newer_fix, new.lon), else_=a.lon),
-                "lat": case((newer_fix, new.lat), else_=a.lat),
-                "detail": case((newer, new.detail), else_=a.detail),
-                "severity": case(
-                    (_rank(new.severity) < _rank(a.severity), new.severity), else_=a.severity
-                ),
-                "updated_at": new.updated_at,
+        alarm_id, count = conn.execute(
+            self._upsert,
+            {
+                "type": alarm_type,
+                "severity": severity,
+                "trip_id": trip_id,
+                "vehicle_id": vehicle_id,
+                "first_at": at,
+                "last_at": at,
+                "count": 1,
+                "lon": lon,
+                "lat": lat,
+                "status": INITIAL,
+                "assignee": None,
+                "detail": detail,
+                "cleared_at": None,
+                "updated_at": utc_now(),
             },
-        ).returning(a.id, a.count)
-        with write_transaction(self.engine) as conn:
-            alarm_id, count = conn.execute(stmt).one()
-            if count == 1:
-                self._event(conn, alarm_id, at, SYSTEM, "raise", None, INITIAL, None, detail)
+        ).one()
         if count == 1:
+            self._event(conn, alarm_id, at, SYSTEM, "raise", None, INITIAL, None, detail)
             log.info("alarm %s %s raised for trip %s: %s", alarm_id, alarm_type, trip_id, detail)
         return RaiseOutcome(int(alarm_id), count == 1, int(count))
 
@@ -153,9 +149,16 @@ class AlarmService:
 
         Returns the cleared alarm's id, or None when none was active.
         """
+        with write_transaction(self.engine) as conn:
+            return self.clear_in_transaction(conn, trip_id, alarm_type, at, detail)
+
+    def clear_in_transaction(
+        self, conn: Connection, trip_id: str, alarm_type: str, at: datetime, detail: str
+    ) -> int | None:
+        """`clear` inside the caller's transaction (commits or rolls back with it)."""
         at = _must_utc(at)
         a = schema.alarms.c
-        with write_transaction(self.engine) as conn:
+        for _ in range(3):  # the guarded UPDATE loses only to a concurrent officer action
             row = conn.execute(
                 select(a.id, a.status)
                 .where(a.trip_id == trip_id, a.type == alarm_type, a.status.in_(ACTIVE))
@@ -164,32 +167,47 @@ class AlarmService:
             if row is None:
                 return None
             to = next_status(row.status, "clear")
-            conn.execute(
+            changed = conn.execute(
                 update(schema.alarms)
-                .where(a.id == row.id)
+                .where(a.id == row.id, a.status == row.status)
                 .values(status=to, cleared_at=at, updated_at=utc_now())
-            )
-            self._event(conn, row.id, at, SYSTEM, "clear", row.status, to, None, detail)
-        log.info("alarm %s %s of trip %s cleared: %s", row.id, alarm_type, trip_id, detail)
-        return int(row.id)
+            ).rowcount
+            if changed == 1:
+                self._event(conn, row.id, at, SYSTEM, "clear", row.status, to, None, detail)
+                log.info("alarm %s %s of trip %s cleared: %s", row.id, alarm_type, trip_id, detail)
+                return int(row.id)
+        raise StoreError("conflict", f"alarm {alarm_type} of trip {trip_id} keeps changing")
 
     def apply(
         self, trip_id: str, vehicle_id: str, effects: Iterable[RaiseEffect | ClearEffect]
     ) -> None:
-        """Apply the rules' `Raise`/`Clear` effects for one trip, in order."""
-        for effect in effects:
-            if isinstance(effect, RaiseEffect):
-                self.raise_(
-                    trip_id,
-                    vehicle_id,
-                    effect.alarm_type,
-                    effect.severity,
-                    effect.at,
-                    effect.position,
-                    effect.detail,
-                )
-            else:
-                self.clear(trip_id, effect.alarm_type, effect.at, effect.detail)
+        """Apply the rules' `Raise`/`Clear` effects for one trip, in order, in one
+        transaction."""
+        self.apply_many([(trip_id, vehicle_id, effects)])
+
+    def apply_many(
+        self, batch: Iterable[tuple[str, str, Iterable[RaiseEffect | ClearEffect]]]
+    ) -> None:
+        """Apply the effects of several trips — `(trip_id, vehicle_id, effects)` — in one
+        transaction: what the ingest path calls once per message batch."""
+        with write_transaction(self.engine) as conn:
+            for trip_id, vehicle_id, effects in batch:
+                for effect in effects:
+                    if isinstance(effect, RaiseEffect):
+                        self.raise_in_transaction(
+                            conn,
+                            trip_id,
+                            vehicle_id,
+                            effect.alarm_type,
+                            effect.severity,
+                            effect.at,
+                            effect.position,
+                            effect.detail,
+                        )
+                    else:
+                        self.clear_in_transaction(
+                            conn, trip_id, effect.alarm_type, effect.at, effect.detail
+                        )
 
     # ---- officer actions (audited) ----------------------------------------------------
 
@@ -350,6 +368,32 @@ class AlarmService:
                 )
             )
         return out
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT a new active alarm or, on the partial unique index, count a repeat."""
+    a = schema.alarms.c
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    stmt = insert(schema.alarms)
+    new = stmt.excluded
+    newer = new.last_at >= a.last_at
+    newer_fix = newer & new.lon.is_not(None) & new.lat.is_not(None)
+    return stmt.on_conflict_do_update(
+        index_elements=[a.trip_id, a.type],
+        index_where=text(schema.ACTIVE_ALARM_PREDICATE),
+        set_={
+            "count": a.count + 1,
+            "first_at": case((new.first_at < a.first_at, new.first_at), else_=a.first_at),
+            "last_at": case((newer, new.last_at), else_=a.last_at),
+            "lon": case((newer_fix, new.lon), else_=a.lon),
+            "lat": case((newer_fix, new.lat), else_=a.lat),
+            "detail": case((newer, new.detail), else_=a.detail),
+            "severity": case(
+                (_rank(new.severity) < _rank(a.severity), new.severity), else_=a.severity
+            ),
+            "updated_at": new.updated_at,
+        },
+    ).returning(a.id, a.count)
 
 
 def _alarm(

@@ -2,8 +2,9 @@
 
 `append(conn, …)` writes one entry inside the transaction of the change it records,
 so the change and its trace commit or vanish together. It first takes the chain-head
-row's lock (an UPDATE of `audit_head`): on PostgreSQL that row lock makes concurrent
-appends wait for each other; on SQLite the UPDATE takes the database's write lock.
+row's lock (`UPDATE audit_head … RETURNING seq, hash`): on PostgreSQL that row lock
+makes concurrent appends wait for each other; on SQLite the UPDATE takes the
+database's write lock.
 Either way two appends never read the same head, so the chain never forks (and the
 primary key on `seq` would refuse a fork if they did).
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
 
 from contract.canonical import canonical_json
 from contract.ids import utc_now
@@ -47,6 +48,21 @@ def _ms(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+# Built once: appends are on the declaration and alarm-action paths.
+_LOCK_HEAD = (
+    update(schema.audit_head)
+    .where(schema.audit_head.c.id == HEAD_ID)
+    .values(at=bindparam("at"))
+    .returning(schema.audit_head.c.seq, schema.audit_head.c.hash)
+)
+_INSERT = schema.audit_log.insert()
+_MOVE_HEAD = (
+    update(schema.audit_head)
+    .where(schema.audit_head.c.id == HEAD_ID)
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
 def append(
     conn: Connection,
     actor: str,
@@ -58,14 +74,12 @@ def append(
 ) -> AuditEntry:
     """Append one entry in `conn`'s transaction and return it (committed with it)."""
     moment = _ms(as_utc(at) or utc_now())
-    head = schema.audit_head.c
-    # Lock the head first: the UPDATE waits for any other append's transaction to end.
-    locked = conn.execute(
-        update(schema.audit_head).where(head.id == HEAD_ID).values(at=moment)
-    ).rowcount
-    if locked != 1:
+    # Lock the head first: the UPDATE waits for any other append's transaction to end,
+    # and hands back the head as it is once this transaction holds the lock.
+    found = conn.execute(_LOCK_HEAD, {"at": moment}).first()
+    if found is None:
         raise RuntimeError("the audit chain head row is missing: the store is not migrated")
-    prev_seq, prev_hash = conn.execute(select(head.seq, head.hash).where(head.id == HEAD_ID)).one()
+    prev_seq, prev_hash = found
     seq = int(prev_seq) + 1
     details_text = canonical_json(dict(details or {})).decode("utf-8")
     digest = entry_hash(seq, moment, actor, action, object_type, object_id, details_text, prev_hash)
@@ -73,19 +87,20 @@ def append(
         seq, moment, actor, action, object_type, object_id, details_text, prev_hash, digest
     )
     conn.execute(
-        schema.audit_log.insert().values(
-            seq=seq,
-            at=moment,
-            actor=actor,
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            details=details_text,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        _INSERT,
+        {
+            "seq": seq,
+            "at": moment,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "details": details_text,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
     )
-    conn.execute(update(schema.audit_head).where(head.id == HEAD_ID).values(seq=seq, hash=digest))
+    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
     log.debug("audit %d: %s %s %s/%s", seq, actor, action, object_type, object_id)
     return entry
 

@@ -338,3 +338,24 @@ def test_repeat_without_a_fix_keeps_the_last_known_position(alarms):
     raise_dev(alarms, 10, position=None, detail="no fix")
     alarm = alarms.get(a)
     assert alarm.position == (113.1, 23.1) and alarm.detail == "no fix"
+
+
+def test_apply_many_is_one_transaction(alarms, store):
+    @dataclass(frozen=True)
+    class Raise:
+        alarm_type: str
+        severity: str
+        at: datetime
+        position: tuple[float, float] | None
+        detail: str
+
+    good = Raise("OVERSPEED", "minor", at(0), None, "92 km/h")
+    bad = Raise("OVERSPEED", "fatal", at(1), None, "no such severity")
+    with pytest.raises(StoreError):
+        alarms.apply_many([("T-1", "V-1", [good]), ("T-2", "V-2", [good, bad])])
+    assert counts(store) == (0, 0, 0)  # nothing of the batch was kept
+    alarms.apply_many([("T-1", "V-1", [good, good]), ("T-2", "V-2", [good])])
+    assert sorted((x.trip_id, x.count) for x in alarms.find(AlarmQuery())[0]) == [
+        ("T-1", 2),
+        ("T-2", 1),
+    ]
