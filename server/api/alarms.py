@@ -31,6 +31,49 @@ class AssignIn(CommentIn):
     )
 
 
+class PointOut(BaseModel):
+    type: Literal["Point"]
+    coordinates: list[float] = Field(description="[lon, lat], WGS-84")
+
+
+class CommentOut(BaseModel):
+    at: str
+    actor: str
+    action: str = Field(description="the action the comment came with: ack, clear, …")
+    text: str
+
+
+class EventOut(BaseModel):
+    id: int
+    at: str
+    actor: str = Field(description="account, or `system` for the rules")
+    action: Literal["raise", "ack", "clear", "assign", "comment"]
+    from_status: str | None
+    to_status: str
+    comment: str | None
+    detail: str | None
+
+
+class AlarmOut(BaseModel):
+    id: int
+    type: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    trip_id: str
+    vehicle_id: str
+    first_at: str
+    last_at: str
+    count: int = Field(description="raises counted on this alarm (repeats included)")
+    position: PointOut | None
+    status: Literal["active_unack", "active_ack", "cleared_unack", "cleared_ack"]
+    assignee: str | None
+    detail: str
+    cleared_at: str | None
+    comments: list[CommentOut]
+    history: list[EventOut] | None = Field(
+        default=None, description="every transition (GET /alarms/{id} only)"
+    )
+
+
 def alarm_service(request: Request) -> AlarmService:
     """The service on `Services.alarms` when the app has one, else one over the store."""
     svc = request.app.state.services
@@ -48,7 +91,7 @@ def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
         raise ApiError(422, "invalid", f"{name} must be one of {', '.join(allowed)}", name)
 
 
-@router.get("/alarms")
+@router.get("/alarms", response_model=list[AlarmOut], response_model_exclude_unset=True)
 async def list_alarms(
     alarms: Alarms,
     response: Response,
@@ -74,7 +117,7 @@ async def list_alarms(
     return [a.as_json() for a in found]
 
 
-@router.get("/alarms/{alarm_id}")
+@router.get("/alarms/{alarm_id}", response_model=AlarmOut)
 async def get_alarm(alarm_id: AlarmId, alarms: Alarms) -> dict[str, Any]:
     """One alarm with `history`: every transition with who, when, from/to and comment."""
     found = await asyncio.to_thread(alarms.get, alarm_id)
@@ -83,7 +126,7 @@ async def get_alarm(alarm_id: AlarmId, alarms: Alarms) -> dict[str, Any]:
     return found.as_json()
 
 
-@router.post("/alarms/{alarm_id}/ack")
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut)
 async def ack_alarm(
     alarm_id: AlarmId, body: CommentIn, alarms: Alarms, actor: Actor
 ) -> dict[str, Any]:
@@ -92,7 +135,7 @@ async def ack_alarm(
     return found.as_json()
 
 
-@router.post("/alarms/{alarm_id}/clear")
+@router.post("/alarms/{alarm_id}/clear", response_model=AlarmOut)
 async def clear_alarm(
     alarm_id: AlarmId, body: CommentIn, alarms: Alarms, actor: Actor
 ) -> dict[str, Any]:
@@ -101,7 +144,7 @@ async def clear_alarm(
     return found.as_json()
 
 
-@router.post("/alarms/{alarm_id}/assign")
+@router.post("/alarms/{alarm_id}/assign", response_model=AlarmOut)
 async def assign_alarm(
     alarm_id: AlarmId, body: AssignIn, alarms: Alarms, actor: Actor
 ) -> dict[str, Any]:
@@ -111,7 +154,7 @@ async def assign_alarm(
     return found.as_json()
 
 
-@router.post("/alarms/{alarm_id}/comment")
+@router.post("/alarms/{alarm_id}/comment", response_model=AlarmOut)
 async def comment_alarm(
     alarm_id: AlarmId, body: CommentIn, alarms: Alarms, actor: Actor
 ) -> dict[str, Any]:

@@ -7,12 +7,32 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from contract.ids import parse_ts
 from server.api.errors import ApiError
 from server.audit import AuditQuery, list_entries, verify
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str = Field(description="e.g. declaration.create, alarm.ack")
+    object_type: str
+    object_id: str
+    details: dict[str, Any]
+    prev_hash: str = Field(description="hash of entry seq-1 (64 zeros for entry 1)")
+    hash: str = Field(description="SHA-256 of the canonical JSON of the other fields")
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    entries: int
+    first_bad_seq: int | None = Field(default=None, description="first broken entry")
+    reason: str | None = None
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -26,7 +46,7 @@ def _time(name: str, value: str | None) -> datetime | None:
         ) from err
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditEntryOut])
 async def list_audit(
     request: Request,
     response: Response,
@@ -58,7 +78,7 @@ async def list_audit(
     return [e.as_json() for e in entries]
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=VerifyOut, response_model_exclude_none=True)
 async def verify_audit(request: Request) -> dict[str, Any]:
     """Walk the chain: `{"ok", "entries", "first_bad_seq"?, "reason"?}`."""
     engine = request.app.state.services.store.engine

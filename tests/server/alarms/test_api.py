@@ -184,3 +184,11 @@ def test_openapi_lists_alarm_and_audit_paths(api):
         "/api/v1/audit/verify",
     ):
         assert path in paths, path
+
+
+def test_openapi_alarm_schema_has_the_contract_fields(api):
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    fields = set(schemas["AlarmOut"]["properties"])
+    contract = "id type severity trip_id vehicle_id first_at last_at count position status"
+    assert set(contract.split()) | {"assignee", "comments"} <= fields
+    assert set(schemas["VerifyOut"]["properties"]) == {"ok", "entries", "first_bad_seq", "reason"}
