@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from contract.config_file import ConfigError, load_model
 from server.audit.anchor import AnchorFileError, read_anchor, write_anchor
@@ -33,7 +34,12 @@ def _engine(config: ServerConfig) -> Engine:
     if url.drivername.startswith("sqlite") and not Path(url.database or "").is_file():
         raise CannotRun(f"no SQLite database at {url.database}")
     engine = create_engine(url)
-    if not inspect(engine).has_table("audit_log"):
+    try:
+        has_log = inspect(engine).has_table("audit_log")
+    except SQLAlchemyError as err:
+        engine.dispose()
+        raise CannotRun(f"cannot reach the database: {err.__class__.__name__}: {err}") from err
+    if not has_log:
         engine.dispose()
         raise CannotRun("the database has no audit log (start the server once to migrate it)")
     return engine
@@ -68,8 +74,8 @@ def main(argv: list[str]) -> int:
             return 0
         anchor = read_anchor(args.anchor) if args.anchor else None
         result = verify(engine, anchor)
-    except AnchorFileError as err:
-        print(f"audit verify: {err}", file=sys.stderr)
+    except (AnchorFileError, SQLAlchemyError) as err:
+        print(f"audit {args.command}: {err}", file=sys.stderr)
         return 2
     finally:
         engine.dispose()

@@ -71,5 +71,8 @@ def test_cannot_run_without_a_database_and_server_cli_unchanged(tmp_path):
     assert res.returncode == 2 and "no SQLite database" in res.stderr
     assert not (tmp_path / "missing.db").exists()  # verify never creates or migrates
     assert run("audit", "verify").returncode == 2  # --config is required (argparse)
+    unreachable = config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    res = run("audit", "verify", "--config", str(unreachable))
+    assert res.returncode == 2 and "cannot reach the database" in res.stderr
     validated = run("--config", str(cfg), "--validate-config")
     assert validated.returncode == 0 and "OK" in validated.stdout
