@@ -1,4 +1,7 @@
-"""`bondwatch-server --config FILE` — loads the configuration and starts the server."""
+"""`bondwatch-server --config FILE` — loads the configuration and starts the server.
+
+`bondwatch-server audit verify --config FILE` — verifies the audit log (server.audit.cli).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         from server.auth.cli import main as user_main
 
         return user_main(argv[1:])
+    if argv[:1] == ["audit"]:  # `bondwatch-server audit verify …` (server.audit.cli)
+        from server.audit.cli import main as audit_main
+
+        return audit_main(argv[1:])
     parser = argparse.ArgumentParser(prog="bondwatch-server", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="server YAML file")
     parser.add_argument(

@@ -11,6 +11,10 @@ import uvicorn
 from fastapi import Depends, FastAPI
 
 from contract.version import CONTRACT_VERSION
+from server.alarms import AlarmService
+from server.alarms.effects import AlarmEffects
+from server.api import alarms as alarms_api
+from server.api import audit as audit_api
 from server.api import errors
 from server.api.auth import install_auth
 from server.api.routes import health_router, router
@@ -21,7 +25,7 @@ from server.console.config import ConsoleSettings
 from server.console.web import mount_console
 from server.geo import Geography
 from server.ingest import Ingest
-from server.judge import Judge, LogSink
+from server.judge import Judge
 from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.services import Services
 from server.store import Store
@@ -52,6 +56,8 @@ def create_app(
     app.include_router(router, dependencies=[Depends(guard)])
     app.include_router(health_router)
     mount_console(app, console)
+    app.include_router(alarms_api.router, dependencies=[Depends(guard)])  # alarm lifecycle
+    app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
     return app
 
 
@@ -72,7 +78,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     """Run until cancelled or SIGTERM/SIGINT."""
     svc = build_services(config)
     trips = TripTracker(svc.store)
-    judge = Judge(svc.store, svc.geography, svc.profiles, LogSink())
+    judge = Judge(
+        svc.store, svc.geography, svc.profiles, AlarmEffects(AlarmService(svc.store.engine))
+    )
     ingest = Ingest(
         config.broker,
         config.ingest,

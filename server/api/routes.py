@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from contract.ids import utc_now
+from server.api.actor import current_actor
 from server.api.errors import ApiError
 from server.api.models import DeclarationIn, TripOut, VehiclePosition, trip_out
 from server.services import Services
@@ -34,8 +35,9 @@ async def register_declaration(body: DeclarationIn, request: Request) -> TripOut
         gate = getattr(body, name)
         if gate not in gate_ids:
             raise ApiError(422, "invalid", f"unknown gate {gate!r}", name)
+    actor = await current_actor(request)
     row = await asyncio.to_thread(
-        svc.store.create_declaration, body.model_dump(mode="json"), utc_now()
+        svc.store.create_declaration, body.model_dump(mode="json"), utc_now(), actor
     )
     return trip_out(row)
 

@@ -32,6 +32,10 @@ T = schema.api_tokens.c
 TOUCH_EVERY = timedelta(seconds=30)
 
 
+#: Names no account may take: `system` signs the rules' own alarm entries.
+RESERVED_NAMES = frozenset({"system"})
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """An account as the API sees it, and how this request proved it."""
@@ -139,6 +143,10 @@ class AccountStore:
         password: str | None,
         now: datetime,
     ) -> Account:
+        if username.lower() in RESERVED_NAMES:
+            raise StoreError(
+                "invalid", f"{username!r} is reserved for the server's own entries", "username"
+            )
         if role in PERSON_ROLES and password is None:
             raise StoreError("invalid", f"a {role} account needs a password", "password")
         if role not in PERSON_ROLES and password is not None:

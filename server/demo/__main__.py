@@ -24,8 +24,8 @@ import yaml
 
 from contract.config_file import load_model
 from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
-from server.demo.broker import PROJECT_ROOT, MosquittoBroker, find_mosquitto, free_port
 from server.demo.accounts import DemoCredentials, create_demo_accounts
+from server.demo.broker import PROJECT_ROOT, MosquittoBroker, find_mosquitto, free_port
 from server.demo.processes import Child
 from server.demo.scenario import Scenario
 

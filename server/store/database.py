@@ -131,8 +131,12 @@ class Store:
 
     # ---- declarations and trips ----------------------------------------------------
 
-    def create_declaration(self, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-        """Register a transit declaration and its trip (status `declared`)."""
+    def create_declaration(
+        self, body: dict[str, Any], now: datetime, actor: str = "anonymous"
+    ) -> dict[str, Any]:
+        """Register a transit declaration and its trip (status `declared`), audited."""
+        from server.audit.log import append as audit_append  # server.audit imports the store
+
         declaration_id = body["declaration_id"]
         trip = {
             "trip_id": declaration_id,
@@ -156,6 +160,9 @@ class Store:
                     )
                 )
                 conn.execute(schema.trips.insert().values(**trip))
+                audit_append(  # same transaction: the declaration and its trace, or neither
+                    conn, actor, "declaration.create", "declaration", declaration_id, body, now
+                )
         except IntegrityError as err:
             raise StoreError(
                 "conflict",

@@ -32,18 +32,26 @@ def _create(*tables: object) -> Callable[[Connection], None]:
     return apply
 
 
+def _alarms_and_audit(conn: Connection) -> None:
+    """Alarms with their history; the audit log and its chain head (seq 0, genesis hash)."""
+    _create(schema.alarms, schema.alarm_events, schema.audit_log, schema.audit_head)(conn)
+    conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash="0" * 64, at=None))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
         "edge messages, positions, declarations, trips",
         _create(schema.edge_messages, schema.positions, schema.declarations, schema.trips),
     ),
-    # Version 2 is added by the alarms/audit work.
+    # ---- alarms and audit (server/alarms, server/audit) ----
+    Migration(2, "alarms, alarm events, hash-chained audit log", _alarms_and_audit),
     Migration(
         3,
         "accounts, sessions, API tokens",
         _create(schema.accounts, schema.auth_sessions, schema.api_tokens),
     ),
+    Migration(4, "rule effects applied to alarms", _create(schema.rule_effects)),
 ]
 
 

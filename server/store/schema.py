@@ -9,12 +9,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -131,4 +133,102 @@ api_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     Index("ix_api_tokens_account", "account_id"),
+)
+
+# ---- alarms and audit (migration 2) -------------------------------------------------
+
+#: Alarm statuses that count as active: at most one such alarm per (trip, type).
+ACTIVE_ALARM_STATUSES = ("active_unack", "active_ack")
+#: The partial index's predicate as literal SQL: an upsert's conflict target must repeat
+#: it, and PostgreSQL cannot match a predicate that holds bound parameters.
+ACTIVE_ALARM_PREDICATE = "status IN ('active_unack', 'active_ack')"
+
+#: One row per alarm; a repeat of an active (trip, type) raises `count`, never a new row.
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type", String(40), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("trip_id", String(64), nullable=False),
+    Column("vehicle_id", String(64), nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("lon", Float),
+    Column("lat", Float),
+    Column("status", String(16), nullable=False),
+    Column("assignee", String(128)),
+    Column("detail", Text, nullable=False),
+    Column("cleared_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_alarms_status", "status"),
+    Index("ix_alarms_vehicle", "vehicle_id"),
+)
+
+#: The database itself refuses a second active alarm of one (trip, type): a partial
+#: unique index, which SQLite (3.8+) and PostgreSQL both support.
+Index(
+    "ux_alarms_active_trip_type",
+    alarms.c.trip_id,
+    alarms.c.type,
+    unique=True,
+    sqlite_where=text(ACTIVE_ALARM_PREDICATE),
+    postgresql_where=text(ACTIVE_ALARM_PREDICATE),
+)
+
+#: Every transition and annotation of an alarm: who (account or `system`), when, from/to.
+alarm_events = Table(
+    "alarm_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", Integer, ForeignKey("alarms.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("comment", Text),
+    Column("detail", Text),
+    Index("ix_alarm_events_alarm", "alarm_id", "id"),
+)
+
+#: The append-only, hash-chained audit log (server/audit). `details` is canonical JSON.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(128), nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_audit_log_object", "object_type", "object_id"),
+    Index("ix_audit_log_at", "at"),
+)
+
+#: One row (id 1): the chain head. Appends lock it, so the chain never forks, and it
+#: records the last seq and hash, so a cut-off tail is noticed.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", DateTime(timezone=True)),
+)
+
+#: Rule effects already applied to the alarms, so re-judging a trip (late data, a
+#: restart) never applies one twice.
+rule_effects = Table(
+    "rule_effects",
+    metadata,
+    Column("trip_id", String(64), primary_key=True),
+    Column("alarm_type", String(32), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("at", DateTime(timezone=True), primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
 )

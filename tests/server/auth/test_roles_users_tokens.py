@@ -4,13 +4,13 @@ the create-admin command."""
 from __future__ import annotations
 
 import io
-from typing import Any
+import json
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 
 from server.__main__ import main as server_main
-from server.auth import audit_seam
+from server.audit import verify
 from server.auth.policy import roles_for
 from server.store import Store, schema
 from tests.server.auth.session import PASSWORD, add_account, login
@@ -146,34 +146,35 @@ def test_integration_token_lifecycle(make_client, services):
     assert admin.delete("/api/v1/users/decl-system/tokens/nope").status_code == 404
 
 
-def test_audit_seam_records_in_the_same_transaction(make_client, services):
-    seen: list[tuple[str, str, str, str, dict[str, Any]]] = []
-
-    def record(conn: Connection, actor, action, object_type, object_id, details) -> None:
-        assert conn.execute(text("SELECT 1")).scalar_one() == 1  # a live transaction
-        seen.append((actor, action, object_type, object_id, details))
-
-    audit_seam.set_audit_hook(record)
-    try:
-        add_account(services, "admin1", "admin")
-        client = make_client()
-        client.post("/api/v1/auth/login", json={"username": "admin1", "password": "wrong!"})
-        login(client, "admin1")
-        client.post(
-            "/api/v1/users",
-            json={"username": "ma", "display_name": "马", "role": "officer",
-                  "password": "a good password"},
-        )  # fmt: skip
-        client.post("/api/v1/auth/logout")
-    finally:
-        audit_seam.set_audit_hook(None)
-    actions = [(a[0], a[1], a[3]) for a in seen]
+def test_account_actions_go_into_the_audit_log(make_client, services):
+    with services.store.engine.connect() as conn:
+        start = conn.execute(text("SELECT coalesce(max(seq), 0) FROM audit_log")).scalar_one()
+    add_account(services, "admin1", "admin")
+    client = make_client()
+    client.post("/api/v1/auth/login", json={"username": "admin1", "password": "wrong!"})
+    login(client, "admin1")
+    client.post(
+        "/api/v1/users",
+        json={"username": "ma", "display_name": "马", "role": "officer",
+              "password": "a good password"},
+    )  # fmt: skip
+    client.post("/api/v1/auth/logout")
+    with services.store.engine.connect() as conn:
+        seen = conn.execute(
+            text(
+                "SELECT actor, action, object_id, details FROM audit_log "
+                "WHERE seq > :s ORDER BY seq"
+            ),
+            {"s": start},
+        ).all()
+    assert verify(services.store.engine).ok
+    actions = [(a[0], a[1], a[2]) for a in seen]
     assert actions[0] == ("test", "user.create", "admin1")
     assert actions[1] == ("admin1", "auth.login_failed", "admin1")
     assert actions[2][:2] == ("admin1", "auth.login")
     assert actions[3] == ("admin1", "user.create", "ma")
     assert actions[4][:2] == ("admin1", "auth.logout")
-    assert seen[3][4] == {"role": "officer", "display_name": "马"}
+    assert json.loads(seen[3][3]) == {"role": "officer", "display_name": "马"}
     assert "password" not in repr(seen)
 
 

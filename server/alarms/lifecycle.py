@@ -1,0 +1,89 @@
+"""The alarm lifecycle (ThingsBoard-like), as pure functions of (status, action).
+
+    active_unack ──ack──▶ active_ack
+         │                    │
+       clear                clear
+         ▼                    ▼
+    cleared_unack ──ack──▶ cleared_ack   (closed: nothing left to do)
+
+`raise` of an already active (trip, type) is a repeat (count + 1), not a transition.
+`assign` and `comment` keep the status; assigning a closed alarm is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Status = Literal["active_unack", "active_ack", "cleared_unack", "cleared_ack"]
+Action = Literal["ack", "clear", "assign", "comment"]
+Severity = Literal["critical", "major", "minor", "warning"]
+
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
+SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)  # most severe first
+ACTIVE: Final[tuple[Status, ...]] = ("active_unack", "active_ack")
+CLEARED: Final[tuple[Status, ...]] = ("cleared_unack", "cleared_ack")
+INITIAL: Final[Status] = "active_unack"
+
+#: Severity rank: 0 is the most severe.
+SEVERITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+#: Default severity of each contract alarm type (CONTRACT.md, Alarm types).
+DEFAULT_SEVERITY: Final[dict[str, Severity]] = {
+    "ROUTE_DEVIATION": "major",
+    "FORBIDDEN_ZONE": "critical",
+    "UNPLANNED_STOP": "minor",
+    "LOCK_OPENED": "critical",
+    "LOCK_TAMPER": "critical",
+    "LOCK_LOW_BATTERY": "warning",
+    "LOCK_WRONG_PASSWORD": "major",
+    "GNSS_LOST": "minor",
+    "DEVICE_OFFLINE": "major",
+    "TRANSIT_OVERDUE": "major",
+    "OVERSPEED": "minor",
+    "POSITION_IMPLAUSIBLE": "major",
+    "GATE_MISMATCH": "major",
+}
+
+_NEXT: Final[dict[tuple[Status, Action], Status]] = {
+    ("active_unack", "ack"): "active_ack",
+    ("cleared_unack", "ack"): "cleared_ack",
+    ("active_unack", "clear"): "cleared_unack",
+    ("active_ack", "clear"): "cleared_ack",
+    ("active_unack", "assign"): "active_unack",
+    ("active_ack", "assign"): "active_ack",
+    ("cleared_unack", "assign"): "cleared_unack",
+    **{(status, "comment"): status for status in STATUSES},
+}
+
+_WHY_REFUSED: Final[dict[Action, str]] = {
+    "ack": "it is already acknowledged",
+    "clear": "it is already cleared",
+    "assign": "it is cleared and acknowledged (closed)",
+    "comment": "",
+}
+
+
+class TransitionRefused(ValueError):
+    """The action is not allowed in the alarm's current status."""
+
+    def __init__(self, status: str, action: str, reason: str) -> None:
+        super().__init__(f"cannot {action} an alarm in status {status}: {reason}")
+        self.status = status
+        self.action = action
+
+
+def next_status(status: Status, action: Action) -> Status:
+    """The status after `action`, or `TransitionRefused` naming why not."""
+    if status not in STATUSES:
+        raise TransitionRefused(status, action, "unknown status")
+    if action not in ACTIONS:
+        raise TransitionRefused(status, action, "unknown action")
+    try:
+        return _NEXT[(status, action)]
+    except KeyError:
+        raise TransitionRefused(status, action, _WHY_REFUSED[action]) from None
+
+
+def is_active(status: str) -> bool:
+    return status in ACTIVE
