@@ -1,0 +1,1 @@
+"""Edge agents: the truck gateway and the gate controller, wired to MQTT."""
