@@ -124,7 +124,9 @@ class CommandHandler:
         try:
             seq = self.outbox.enqueue(self.result_topic, payload)
         except OutboxError:
-            log.exception("node %s: cannot store the result of command %s", self.node_id, command_id)
+            log.exception(
+                "node %s: cannot store the result of command %s", self.node_id, command_id
+            )
             return CommandAnswer(command_id, result, detail, None)
         return CommandAnswer(command_id, result, detail, seq)
 

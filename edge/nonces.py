@@ -49,7 +49,8 @@ class SqliteNonceStore:
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         fresh = cursor.rowcount == 1
         if not fresh:

@@ -462,5 +462,5 @@ class _Transaction:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             self._db.execute("COMMIT")
-        else:
+        elif self._db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
             self._db.execute("ROLLBACK")
