@@ -233,21 +233,33 @@ class MqttLink:
                 self.settings.port,
                 self.outbox.stats().count,
             )
-            await self._publish_state(client, "online")
-            await client.subscribe(self.command_topic, qos=1)
             try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._receive(client), name="mqtt-commands")
-                    tg.create_task(self._flush_loop(), name="outbox-acks")
-                    await self._send(client, tg)
-                    # Stop requested: _send returned once nothing is in flight.
-                    self._flush_acks()
-                    await self._publish_state(client, "stopped")
-                    raise _Stopped
-            except* _Stopped:
-                log.info("node %s: link stopped cleanly", self.node_id)
+                await self._publish_state(client, "online")
+                await client.subscribe(self.command_topic, qos=1)
+                await self._serve(client)
+            except asyncio.CancelledError:
+                # Cancelled instead of stop(): the clean DISCONNECT on the way out
+                # suppresses the will, so say `stopped` ourselves, briefly.
+                self._flush_acks()
+                with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                    await asyncio.wait_for(self._publish_state(client, "stopped"), 2.0)
+                raise
             finally:
                 self.connected = False
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Send, receive and flush acks on one connection until stop or failure."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(client), name="mqtt-commands")
+                tg.create_task(self._flush_loop(), name="outbox-acks")
+                await self._send(client, tg)
+                # Stop requested: _send returned once nothing is in flight.
+                self._flush_acks()
+                await self._publish_state(client, "stopped")
+                raise _Stopped
+        except* _Stopped:
+            log.info("node %s: link stopped cleanly", self.node_id)
 
     async def _publish_state(self, client: aiomqtt.Client, state: AvailabilityState) -> None:
         seq = self.outbox.reserve_seq(f"availability {state}")

@@ -64,8 +64,8 @@ class Collector:
     def on(self, suffix: str) -> list[dict[str, Any]]:
         return [p for t, p, _ in self.messages if t.endswith("/" + suffix)]
 
-    async def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, predicate: Any, within: float = 20.0) -> None:
+        async with asyncio.timeout(within):
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()

@@ -1,5 +1,6 @@
 """The durable outbox on a real SQLite file: seqs, acks, restarts, the full policy."""
 
+import itertools
 import json
 import sqlite3
 
@@ -43,13 +44,17 @@ def test_enqueue_sets_seq_and_node_and_stores_valid_payloads(tmp_path):
     box = Outbox(tmp_path / "o.db", NODE, 1_000_000)
     payload = position(0)
     seq = box.enqueue(POS, payload)
-    assert seq == 1 and payload["seq"] == 1 and payload["node_id"] == NODE
+    assert seq == 1
+    assert payload["seq"] == 1
+    assert payload["node_id"] == NODE
     assert box.enqueue(LOCK, lock_event(1)) == 2
     items = box.pending(10)
     assert [i.seq for i in items] == [1, 2]
     assert [i.keep for i in items] == [False, True]
     model = decode_edge("position", items[0].payload)
-    assert model.seq == 1 and model.node_id == NODE and model.lat == pytest.approx(22.5)
+    assert model.seq == 1
+    assert model.node_id == NODE
+    assert model.lat == pytest.approx(22.5)
 
 
 def test_seq_strictly_increases_across_restarts_and_reservations(tmp_path):
@@ -62,10 +67,12 @@ def test_seq_strictly_increases_across_restarts_and_reservations(tmp_path):
         for item in box.pending(100):
             box.ack(item.id)  # drained: the counter must not restart from the table
         box.close()
-    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen == sorted(seen)
+    assert len(set(seen)) == len(seen)
     assert seen == list(range(1, 11))
     box = Outbox(path, NODE, 1_000_000)
-    assert box.stats().count == 0 and box.last_seq() == 10
+    assert box.stats().count == 0
+    assert box.last_seq() == 10
     assert box.reservations() == {s: "will offline" for s in seen[1::2]}
 
 
@@ -123,7 +130,8 @@ def test_full_outbox_thins_old_positions_keeps_newest_and_every_lock_event(tmp_p
             locks.append(box.enqueue(LOCK, lock_event(i)))
     stats = box.stats()
     assert stats.bytes <= 20_000
-    assert stats.thinned_total > 0 and stats.refused_total == 0
+    assert stats.thinned_total > 0
+    assert stats.refused_total == 0
     assert stats.state in ("thinning", "ok")
     items = box.pending(10_000)
     kept_locks = [i.seq for i in items if i.topic == LOCK]
@@ -135,8 +143,9 @@ def test_full_outbox_thins_old_positions_keeps_newest_and_every_lock_event(tmp_p
     assert newest == all_seqs[-50:]
     # The oldest part of the track is still represented (thinned, not cut off).
     assert positions[0] == 1
-    gaps = [b - a for a, b in zip(positions, positions[1:], strict=False)]
-    assert max(gaps) > 1 and gaps[-1] == 1
+    gaps = [b - a for a, b in itertools.pairwise(positions)]
+    assert max(gaps) > 1
+    assert gaps[-1] == 1
 
 
 def test_full_outbox_of_evidence_refuses_positions_but_keeps_lock_events(tmp_path):
