@@ -71,7 +71,7 @@ class MqttLink:
         max_inflight: int = 64,
         replay_after_s: float = 30.0,
         publish_timeout_s: float = 30.0,
-        ack_flush_s: float = 0.05,
+        ack_flush_s: float = 0.25,
     ) -> None:
         if outbox.node_id != node_id:
             raise ValueError(f"outbox belongs to {outbox.node_id}, link is for {node_id}")
@@ -284,9 +284,13 @@ class MqttLink:
         waited = item.created < self._connected_at or now - item.created > self.replay_after_s
         if not waited or self._channel(item.topic) not in REPLAYABLE_CHANNELS:
             return item.payload
-        data = json.loads(item.payload)
-        data["replayed"] = True
         self.replayed_total += 1
+        payload = item.payload
+        if b'"replayed"' not in payload and payload.endswith(b"}"):
+            # The outbox wrote a compact JSON object: append the flag without re-parsing.
+            return payload[:-1] + b',"replayed":true}'
+        data = json.loads(payload)
+        data["replayed"] = True
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
@@ -346,7 +350,7 @@ class MqttLink:
         # Only here has the broker acknowledged (PUBACK) this very message.
         self._acked.append(item.id)
         self.published_total += 1
-        if len(self._acked) >= 1024:
+        if len(self._acked) >= 4096:
             self._flush_acks()
 
     def _flush_acks(self) -> None:
