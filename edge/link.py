@@ -34,6 +34,7 @@ from contract.ids import utc_now
 from contract.payloads import Availability, AvailabilityState
 from contract.topics import Kind, TopicError
 from edge.outbox import Outbox, OutboxItem
+from edge.outbox_settings import OutboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,28 @@ class MqttLink:
         self._lost = False
         self._running = False
         outbox.add_listener(self.notify)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: BrokerSettings,
+        kind: Kind,
+        node_id: str,
+        outbox: Outbox,
+        on_command: CommandCallback,
+        tuning: OutboxSettings,
+    ) -> MqttLink:
+        """A link tuned by the agent's `outbox:` config block."""
+        return cls(
+            settings,
+            kind,
+            node_id,
+            outbox,
+            on_command,
+            max_inflight=tuning.max_inflight,
+            replay_after_s=tuning.replay_after_s,
+            publish_timeout_s=tuning.publish_timeout_s,
+        )
 
     # -- public ----------------------------------------------------------------
 

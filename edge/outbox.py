@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from contract.ids import is_node_id
 from contract.topics import TopicError
 from contract.topics import parse as parse_topic
+from edge.outbox_settings import OutboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,16 @@ class Outbox:
             self._count,
             self._bytes,
             self.last_seq(),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: OutboxSettings, node_id: str) -> Outbox:
+        """Open the outbox described by an agent's `outbox:` config block."""
+        return cls(
+            settings.path,
+            node_id,
+            settings.max_bytes,
+            min_free_disk_bytes=settings.min_free_disk_bytes,
         )
 
     # -- setup -----------------------------------------------------------------

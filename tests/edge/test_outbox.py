@@ -214,3 +214,16 @@ def test_database_is_plain_sqlite_for_forensics(tmp_path):
     with sqlite3.connect(path) as other:
         rows = other.execute("SELECT id, topic FROM outbox").fetchall()
     assert rows == [(1, LOCK)]
+
+
+def test_settings_open_the_outbox_and_reject_unknown_fields(tmp_path):
+    from pydantic import ValidationError
+
+    from edge.outbox_settings import OutboxSettings
+
+    settings = OutboxSettings(path=tmp_path / "o.db", nonce_path=tmp_path / "n.db", max_bytes=8192)
+    box = Outbox.from_settings(settings, NODE)
+    assert box.max_bytes == 8192
+    assert box.enqueue(POS, position(0)) == 1
+    with pytest.raises(ValidationError, match="extra"):
+        OutboxSettings(path=tmp_path / "o.db", nonce_path=tmp_path / "n.db", max_byte=1)
