@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -88,6 +89,64 @@ async def _subscribe(port: int, first: int, last: int) -> int:
     return 0
 
 
+class _CSubscriber:
+    """Counts with `mosquitto_sub` (C, so the counting does not slow the drain)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1"]
+        self.base += ["-c", "-i", SUBSCRIBER_ID, "-t", topics.position(NODE)]
+
+    async def subscribe(self) -> None:
+        # A persistent session that exists before the drain starts: nothing is missed.
+        proc = await asyncio.create_subprocess_exec(*self.base, "-E")
+        if await asyncio.wait_for(proc.wait(), 30) != 0:
+            raise RuntimeError("mosquitto_sub could not subscribe")
+
+    async def count(self, first: int, last: int) -> tuple[int, float]:
+        proc = await asyncio.create_subprocess_exec(
+            *self.base, "-C", str(last - first + 1), stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 600)
+        finished = time.monotonic()
+        seen = {json.loads(line)["seq"] for line in out.splitlines() if line.strip()}
+        return len(seen & set(range(first, last + 1))), finished
+
+
+class _PySubscriber:
+    """Counts in a Python child process (when mosquitto_sub is not installed)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, port: int, first: int, last: int) -> _PySubscriber:
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--subscribe",
+            str(port),
+            str(first),
+            str(last),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        ready = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if ready.strip() != b"READY":
+            raise RuntimeError(f"subscriber did not start: {ready!r}")
+        return cls(proc)
+
+    async def count(self) -> tuple[int, float]:
+        assert self.proc.stdout is not None
+        done = await asyncio.wait_for(self.proc.stdout.readline(), 600)
+        await self.proc.wait()
+        parts = done.split()
+        if len(parts) != 3 or parts[0] != b"DONE":
+            raise RuntimeError(f"subscriber failed: {done!r}")
+        return int(parts[2]), float(parts[1])
+
+
 async def _drain(workdir: Path) -> dict[str, Any]:
     broker = MosquittoBroker(workdir / "mosquitto")
     broker.start()
@@ -101,45 +160,33 @@ async def _drain(workdir: Path) -> dict[str, Any]:
             seqs += outbox.enqueue_many(batch)
         backlog_bytes = outbox.stats().bytes
 
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-        sub = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--subscribe",
-            str(broker.port),
-            str(seqs[0]),
-            str(seqs[-1]),
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert sub.stdout is not None
-        ready = await asyncio.wait_for(sub.stdout.readline(), 30)
-        if ready.strip() != b"READY":
-            raise RuntimeError(f"subscriber did not start: {ready!r}")
-
         async def no_command(raw: bytes) -> None:
             return None
 
         settings = BrokerSettings(host="127.0.0.1", port=broker.port)
         link = MqttLink(settings, "truck", NODE, outbox, no_command)
-        began = time.monotonic()
-        runner = asyncio.create_task(link.run())
-        done = await asyncio.wait_for(sub.stdout.readline(), 600)
-        await sub.wait()
-        parts = done.split()
-        if len(parts) != 3 or parts[0] != b"DONE":
-            raise RuntimeError(f"subscriber failed: {done!r}")
-        received = int(parts[2])
-        elapsed = float(parts[1]) - began
+        counter = _CSubscriber(broker.port) if shutil.which("mosquitto_sub") else None
+        if counter is not None:
+            await counter.subscribe()
+            began = time.monotonic()
+            runner = asyncio.create_task(link.run())
+            seen, finished = await counter.count(seqs[0], seqs[-1])
+        else:
+            sub = await _PySubscriber.start(broker.port, seqs[0], seqs[-1])
+            began = time.monotonic()
+            runner = asyncio.create_task(link.run())
+            seen, finished = await sub.count()
+        elapsed = finished - began
         await link.stop()
         await runner
-        if received != COUNT:
-            raise AssertionError(f"{COUNT - received} positions missing after the drain")
+        if seen != COUNT:
+            raise AssertionError(f"{COUNT - seen} positions missing after the drain")
         return {
             "elapsed": elapsed,
             "backlog_bytes": backlog_bytes,
             "replayed": link.replayed_total,
             "left": outbox.stats().count,
+            "subscriber": "mosquitto_sub" if counter is not None else "aiomqtt",
         }
     finally:
         broker.stop()
