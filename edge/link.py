@@ -154,6 +154,13 @@ class MqttLink:
                     await self._session()
                 except* (aiomqtt.MqttError, OSError) as group:
                     self._log_lost(group.exceptions[0])
+                except* Exception as group:
+                    # Years unattended: a bug must not end the link; it is logged loudly.
+                    log.error(
+                        "node %s: unexpected error in the MQTT link, reconnecting",
+                        self.node_id,
+                        exc_info=group.exceptions[0],
+                    )
                 finally:
                     self.connected = False
                     self._flush_acks()

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: Channels whose old messages may be thinned when the outbox is full. Everything
 #: else (lock events, passages, command results, health, availability) is kept.
 THINNABLE_CHANNELS: Final = frozenset({"position"})
+#: Largest payload accepted: the broker's `max_packet_size` is 1 MiB, and a message
+#: the broker refuses would block the outbox behind it forever.
+MAX_MESSAGE_BYTES: Final = 256 * 1024
 #: How many reservations are kept for explaining seq gaps.
 RESERVED_KEEP: Final = 10_000
 
@@ -280,6 +283,11 @@ class Outbox:
                     blob = json.dumps(
                         payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
                     ).encode("utf-8")
+                    if len(blob) > MAX_MESSAGE_BYTES:
+                        raise OutboxError(
+                            f"message for {topic} is {len(blob)} bytes, more than "
+                            f"{MAX_MESSAGE_BYTES}: refused so it cannot block the outbox"
+                        )
                     self._make_room(len(blob), keep_it)
                     self._db.execute(
                         "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)",
@@ -288,10 +296,14 @@ class Outbox:
                     self._bytes += len(blob)
                     self._count += 1
                     seqs.append(seq)
-        except OutboxFullError:
+        except OutboxError:
             self._recount()
             self._refused()
             raise
+        except (TypeError, ValueError) as err:
+            # Not JSON-serialisable (or NaN): nothing stored, no seq consumed.
+            self._recount()
+            raise OutboxError(f"outbox {self.path}: message is not valid JSON: {err}") from err
         except sqlite3.OperationalError as err:
             self._recount()
             if "full" in str(err).lower():

@@ -227,3 +227,33 @@ async def test_command_end_to_end_through_the_broker(tmp_path, key, own_broker, 
     got = [(p["command_id"], p["result"]) for p in collector.on("command/result")]
     assert got == [(command.command_id, "done"), (command.command_id, "refused")]
     assert len(run.seen) == 1
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_command_sent_while_the_node_is_away_is_delivered_on_return(
+    tmp_path, key, own_broker, collector, protocol
+):
+    run = Recorder()
+    box = Outbox(tmp_path / "outbox.db", NODE, 1_000_000)
+    handler = CommandHandler(
+        "gate", NODE, key.public_key(), SqliteNonceStore(tmp_path / "n.db"), box, run
+    )
+    settings = settings_for(own_broker, protocol=protocol)
+    link = MqttLink(settings, "gate", NODE, box, handler.handle)
+    task = asyncio.create_task(link.run())
+    await collector.wait_for(lambda: len(collector.on("availability")) >= 1)
+    await link.stop()
+    await task
+    # The node is away; its persistent session keeps the subscription.
+    command = sign(gate_command(), key)
+    async with aiomqtt.Client("127.0.0.1", own_broker.port) as server:
+        await server.publish(topics.command("gate", NODE), command.to_json(), qos=1)
+    link = MqttLink(settings, "gate", NODE, box, handler.handle)
+    task = asyncio.create_task(link.run())
+    try:
+        await collector.wait_for(lambda: len(collector.on("command/result")) >= 1)
+    finally:
+        await link.stop()
+        await task
+    assert [c.command_id for c in run.seen] == [command.command_id]
+    assert collector.on("command/result")[0]["result"] == "done"

@@ -5,6 +5,7 @@ import contextlib
 import json
 
 import aiomqtt
+import pytest
 
 from contract import topics
 from contract.ids import format_ts, utc_now
@@ -51,11 +52,13 @@ async def until(predicate, within: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_backlog_from_broker_outage_arrives_once_in_order_flagged_replayed(
-    tmp_path, own_broker, collector
+    tmp_path, own_broker, collector, protocol
 ):
     box = Outbox(tmp_path / "o.db", NODE, 10_000_000)
-    link = MqttLink(settings_for(own_broker), "truck", NODE, box, no_command)
+    settings = settings_for(own_broker, protocol=protocol)
+    link = MqttLink(settings, "truck", NODE, box, no_command)
     async with running(link):
         await until(lambda: link.connected)
         live = [box.enqueue(topics.position(NODE), position(i)) for i in range(5)]

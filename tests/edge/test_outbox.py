@@ -227,3 +227,15 @@ def test_settings_open_the_outbox_and_reject_unknown_fields(tmp_path):
     assert box.enqueue(POS, position(0)) == 1
     with pytest.raises(ValidationError, match="extra"):
         OutboxSettings(path=tmp_path / "o.db", nonce_path=tmp_path / "n.db", max_byte=1)
+
+
+def test_unsendable_messages_are_refused_without_using_a_seq(tmp_path):
+    box = Outbox(tmp_path / "o.db", NODE, 10_000_000)
+    with pytest.raises(OutboxError, match="cannot block the outbox"):
+        box.enqueue(LOCK, {**lock_event(0), "detail": "x" * 300_000})
+    with pytest.raises(OutboxError, match="not valid JSON"):
+        box.enqueue(LOCK, {**lock_event(0), "battery_pct": float("nan")})
+    with pytest.raises(OutboxError, match="not valid JSON"):
+        box.enqueue(LOCK, {**lock_event(0), "when": object()})
+    assert box.stats().count == 0
+    assert box.enqueue(LOCK, lock_event(1)) == 1
