@@ -37,6 +37,8 @@ THINNABLE_CHANNELS: Final = frozenset({"position"})
 #: Largest payload accepted: the broker's `max_packet_size` is 1 MiB, and a message
 #: the broker refuses would block the outbox behind it forever.
 MAX_MESSAGE_BYTES: Final = 256 * 1024
+#: A drained outbox returns its free pages to the disk once this many are free.
+VACUUM_FREE_PAGES: Final = 1024
 #: How many reservations are kept for explaining seq gaps.
 RESERVED_KEEP: Final = 10_000
 
@@ -332,21 +334,36 @@ class Outbox:
         return shutil.disk_usage(self.path.parent).free
 
     def _over_limit(self, extra: int) -> bool:
+        return self._bytes + extra > self.max_bytes or self._disk_short(extra)
+
+    def _roomy(self, size: int) -> bool:
+        """Comfortably within both limits: below the low-water mark and the disk floor."""
         return (
-            self._bytes + extra > self.max_bytes
-            or self.free_disk_bytes() - extra < self.min_free_disk_bytes
+            self._bytes + size <= self.low_water * self.max_bytes
+            and self.free_disk_bytes() - size >= self.min_free_disk_bytes
         )
+
+    def _disk_short(self, size: int) -> bool:
+        """The file system is below its floor and the file has no free pages to reuse."""
+        if self.free_disk_bytes() - size >= self.min_free_disk_bytes:
+            return False
+        page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        return self._freelist_pages() * page_size < 2 * size
 
     def _make_room(self, size: int, keep: bool) -> None:
         """Inside a transaction: thin old positions until `size` more bytes fit."""
         if not self._over_limit(size):
-            if self._state != "ok" and self._bytes + size <= self.low_water * self.max_bytes:
+            if self._state != "ok" and self._roomy(size):
                 self._set_state("ok", "outbox below its limit again")
             return
-        target = int(self.low_water * self.max_bytes)
-        while self._bytes + size > target or self._over_disk(size):
-            if not self._thin_once():
-                break
+        target = self.low_water * self.max_bytes
+        while self._bytes + size > target and self._thin_once():
+            pass
+        if self._disk_short(size):
+            # The disk floor: one pass only. Deleted rows free pages inside the file
+            # (reused by the next inserts), not on the disk, so looping would thin
+            # the whole track without gaining a byte of disk space.
+            self._thin_once()
         if not self._over_limit(size):
             self._set_state("thinning", "outbox full: old positions thinned to make room")
             return
@@ -359,9 +376,6 @@ class Outbox:
             f"outbox {self.path} is full ({self._bytes} of {self.max_bytes} bytes, "
             f"{self.free_disk_bytes()} bytes free on disk); position refused"
         )
-
-    def _over_disk(self, size: int) -> bool:
-        return self.free_disk_bytes() - size < self.min_free_disk_bytes
 
     def _thin_once(self) -> bool:
         """Delete every other thinnable message in the older half of them.
@@ -446,12 +460,17 @@ class Outbox:
                 freed += sum(int(r[0]) for r in rows)
         self._bytes -= freed
         self._count -= removed
-        if self._count == 0:
-            # Give the pages of a drained backlog back to the file system.
-            self._db.execute("PRAGMA incremental_vacuum")
-        if self._state != "ok" and self._bytes <= self.low_water * self.max_bytes:
+        if self._count == 0 and self._freelist_pages() > VACUUM_FREE_PAGES:
+            # Give the pages of a drained backlog back to the file system (only
+            # after a real backlog: each vacuum is one more write to the flash).
+            # executescript steps the pragma to the end (execute frees one page only).
+            self._db.executescript("PRAGMA incremental_vacuum;")
+        if self._state != "ok" and self._roomy(0):
             self._set_state("ok", "backlog drained below the limit")
         return removed
+
+    def _freelist_pages(self) -> int:
+        return int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
 
     def stats(self) -> OutboxStats:
         oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]

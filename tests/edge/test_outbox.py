@@ -239,3 +239,32 @@ def test_unsendable_messages_are_refused_without_using_a_seq(tmp_path):
         box.enqueue(LOCK, {**lock_event(0), "when": object()})
     assert box.stats().count == 0
     assert box.enqueue(LOCK, lock_event(1)) == 1
+
+
+def test_a_drained_backlog_gives_its_space_back(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path, NODE, 100_000_000)
+    seqs = box.enqueue_many([(POS, position(i), False) for i in range(20_000)])
+    full_size = path.stat().st_size
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    box.ack_many(seqs)
+    box._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert box.stats().count == 0
+    assert path.stat().st_size < full_size / 4
+
+
+def test_disk_floor_thins_once_and_does_not_wipe_the_track(tmp_path):
+    box = Outbox(tmp_path / "o.db", NODE, 100_000_000)
+    box.enqueue_many([(POS, position(i), False) for i in range(400)])
+    box.min_free_disk_bytes = 2**62  # the disk is now "full"
+    for i in range(5):
+        box.enqueue(POS, position(1000 + i))
+    stats = box.stats()
+    # One pass thinned a quarter of the track; the pages it freed take the new ones.
+    assert stats.thinned_total == 100
+    assert stats.count == 305
+    assert stats.state == "thinning"
+    assert box.enqueue(LOCK, lock_event(0)) > 0  # evidence still goes in
+    box.min_free_disk_bytes = 0
+    box.ack_many([i.id for i in box.pending(1000)])
+    assert box.stats().state == "ok"
