@@ -52,6 +52,19 @@ class _Stopped(Exception):
     """Internal: a clean stop was requested."""
 
 
+def _raise_if_cancel_swallowed() -> None:
+    """Re-raise a cancellation that Python 3.11's `asyncio.wait_for` lost.
+
+    aiomqtt waits for CONNACK, SUBACK and PUBACK with `asyncio.wait_for`, which in
+    3.11 returns normally when the awaited reply and the cancellation arrive in the
+    same loop iteration (fixed in 3.12). The request stays counted in
+    `Task.cancelling()`, so checking it at the loop's turns ends a lost cancel.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class MqttLink:
     """One node's connection to the broker.
 
@@ -170,8 +183,10 @@ class MqttLink:
                     delay = self.settings.reconnect_min_s
                 pause = delay * random.uniform(0.8, 1.2)
                 delay = min(delay * 2, self.settings.reconnect_max_s)
+                _raise_if_cancel_swallowed()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                    async with asyncio.timeout(pause):
+                        await self._stopping.wait()
         finally:
             self.connected = False
             self._flush_acks()
@@ -266,13 +281,15 @@ class MqttLink:
             try:
                 await self._publish_state(client, "online")
                 await client.subscribe(self.command_topic, qos=1)
+                _raise_if_cancel_swallowed()
                 await self._serve(client)
             except asyncio.CancelledError:
                 # Cancelled instead of stop(): the clean DISCONNECT on the way out
                 # suppresses the will, so say `stopped` ourselves, briefly.
                 self._flush_acks()
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                    await asyncio.wait_for(self._publish_state(client, "stopped"), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await self._publish_state(client, "stopped")
                 raise
             finally:
                 self.connected = False
@@ -344,6 +361,7 @@ class MqttLink:
             task.add_done_callback(inflight.discard)
 
         while not self._stopping.is_set():
+            _raise_if_cancel_swallowed()
             self._wake.clear()
             sent = 0
             for item in self.outbox.pending(self.max_inflight, after_id=live_cursor):
@@ -362,7 +380,8 @@ class MqttLink:
                     sent += 1
             if sent == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
         if inflight:
             await asyncio.wait(list(inflight), timeout=self.publish_timeout_s)
 

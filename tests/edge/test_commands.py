@@ -4,14 +4,18 @@ import asyncio
 import base64
 import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contract import topics
 from contract.ids import utc_now
 from contract.payloads import CommandResult, GateCommand, SignedCommand, TruckCommand, decode_edge
 from contract.signing import generate_private_key, new_nonce, sign
+from contract.topics import Kind
 from edge.commands import CommandHandler
 from edge.link import MqttLink
 from edge.nonces import SqliteNonceStore
@@ -55,7 +59,9 @@ class Recorder:
         return self.answer
 
 
-def make_handler(tmp_path, key, execute, kind="gate", node=NODE):
+def make_handler(
+    tmp_path: Path, key: Ed25519PrivateKey, execute: Any, kind: Kind = "gate", node: str = NODE
+) -> tuple[CommandHandler, Outbox]:
     box = Outbox(tmp_path / "outbox.db", node, 1_000_000)
     nonces = SqliteNonceStore(tmp_path / "nonces.db")
     return CommandHandler(kind, node, key.public_key(), nonces, box, execute), box

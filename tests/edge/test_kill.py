@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,12 +33,12 @@ async def start_child(
     return proc
 
 
-def run_of(payload: dict) -> int:
+def run_of(payload: dict[str, Any]) -> int:
     """The child's run number, encoded in the latitude (22.5 + run * 0.01 + i * 1e-6)."""
-    return math.floor((payload["lat"] - 22.5) / 0.01 + 1e-6)
+    return math.floor((float(payload["lat"]) - 22.5) / 0.01 + 1e-6)
 
 
-def strip_replayed(payload: dict) -> dict:
+def strip_replayed(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k != "replayed"}
 
 
@@ -75,7 +76,7 @@ async def test_kill_9_during_busy_stream_loses_nothing(tmp_path, own_broker, col
     await collector.wait_for(lambda: expected <= arrived(), within=20)
     positions = collector.on("position")
     assert arrived() == expected, f"seed {seed}"  # nothing lost, nothing invented
-    by_seq: dict[int, dict] = {}
+    by_seq: dict[int, dict[str, Any]] = {}
     for payload in positions:
         assert payload["node_id"] == NODE
         first = by_seq.setdefault(payload["seq"], strip_replayed(payload))

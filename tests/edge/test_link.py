@@ -3,13 +3,14 @@
 import asyncio
 import contextlib
 import json
+from typing import Any
 
 import aiomqtt
 import pytest
 
 from contract import topics
 from contract.ids import format_ts, utc_now
-from contract.payloads import decode_edge
+from contract.payloads import Availability, Health, decode, decode_edge
 from edge.link import MqttLink
 from edge.outbox import Outbox
 from tests.edge.conftest import settings_for
@@ -17,7 +18,7 @@ from tests.edge.conftest import settings_for
 NODE = "T1"
 
 
-def position(i: int) -> dict:
+def position(i: int) -> dict[str, Any]:
     return {
         "ts": format_ts(utc_now()),
         "lat": 22.5 + i * 1e-5,
@@ -43,7 +44,7 @@ async def running(link: MqttLink):
         yield task
     finally:
         await asyncio.wait_for(link.stop(), 20)
-        await task
+        await asyncio.wait_for(task, 20)
 
 
 async def until(predicate, within: float = 20.0) -> None:
@@ -98,7 +99,7 @@ async def test_availability_online_stopped_and_last_will(tmp_path, own_broker, c
         async with asyncio.timeout(5):
             async for msg in late.messages:
                 assert msg.retain
-                assert decode_edge("availability", msg.payload).state == "stopped"
+                assert decode(Availability, msg.payload).state == "stopped"
                 break
 
     # Cancelling run() instead of stop() still leaves `stopped`, not a stale `online`
@@ -108,7 +109,7 @@ async def test_availability_online_stopped_and_last_will(tmp_path, own_broker, c
     await collector.wait_for(lambda: len(collector.on("availability")) >= 3)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 20)
     assert task.cancelled()
     await collector.wait_for(lambda: len(collector.on("availability")) >= 4)
     assert [p["state"] for p in collector.on("availability")][2:] == ["online", "stopped"]
@@ -142,7 +143,7 @@ async def test_non_replayable_channels_are_never_flagged(tmp_path, own_broker, c
         await collector.wait_for(lambda: len(collector.on("health")) >= 1)
     got = collector.on("health")[0]
     assert "replayed" not in got
-    assert decode_edge("health", json.dumps(got)).status == "down"
+    assert decode(Health, json.dumps(got)).status == "down"
 
 
 async def test_reconnects_after_a_broker_crash_and_resends_unacked(tmp_path, own_broker, collector):

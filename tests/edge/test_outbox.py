@@ -3,11 +3,12 @@
 import itertools
 import json
 import sqlite3
+from typing import Any
 
 import pytest
 
 from contract import topics
-from contract.payloads import decode_edge
+from contract.payloads import Position, decode
 from edge.outbox import Outbox, OutboxError, OutboxFullError
 
 NODE = "T7"
@@ -15,7 +16,7 @@ POS = topics.position(NODE)
 LOCK = topics.lock(NODE)
 
 
-def position(i: int) -> dict:
+def position(i: int) -> dict[str, Any]:
     return {
         "ts": "2026-11-23T08:15:02.250Z",
         "lat": 22.5 + i * 1e-5,
@@ -30,7 +31,7 @@ def position(i: int) -> dict:
     }
 
 
-def lock_event(i: int) -> dict:
+def lock_event(i: int) -> dict[str, Any]:
     return {
         "ts": "2026-11-23T08:15:02.250Z",
         "lock_id": f"L{i}",
@@ -51,7 +52,7 @@ def test_enqueue_sets_seq_and_node_and_stores_valid_payloads(tmp_path):
     items = box.pending(10)
     assert [i.seq for i in items] == [1, 2]
     assert [i.keep for i in items] == [False, True]
-    model = decode_edge("position", items[0].payload)
+    model = decode(Position, items[0].payload)
     assert model.seq == 1
     assert model.node_id == NODE
     assert model.lat == pytest.approx(22.5)
@@ -226,7 +227,9 @@ def test_settings_open_the_outbox_and_reject_unknown_fields(tmp_path):
     assert box.max_bytes == 8192
     assert box.enqueue(POS, position(0)) == 1
     with pytest.raises(ValidationError, match="extra"):
-        OutboxSettings(path=tmp_path / "o.db", nonce_path=tmp_path / "n.db", max_byte=1)
+        OutboxSettings.model_validate(
+            {"path": tmp_path / "o.db", "nonce_path": tmp_path / "n.db", "max_byte": 1}
+        )
 
 
 def test_unsendable_messages_are_refused_without_using_a_seq(tmp_path):
