@@ -279,9 +279,6 @@ class MqttLink:
                 self.outbox.stats().count,
             )
             try:
-                await self._publish_state(client, "online")
-                await client.subscribe(self.command_topic, qos=1)
-                _raise_if_cancel_swallowed()
                 await self._serve(client)
             except asyncio.CancelledError:
                 # Cancelled instead of stop(): the clean DISCONNECT on the way out
@@ -300,6 +297,11 @@ class MqttLink:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="mqtt-commands")
                 tg.create_task(self._flush_loop(), name="outbox-acks")
+                # The receiver is already watching: aiomqtt's waits for SUBACK and
+                # PUBACK do not notice a dropped connection, its message iterator does.
+                await self._publish_state(client, "online")
+                await client.subscribe(self.command_topic, qos=1)
+                _raise_if_cancel_swallowed()
                 await self._send(client, tg)
                 # Stop requested: _send returned once nothing is in flight.
                 self._flush_acks()
