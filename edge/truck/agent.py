@@ -1,19 +1,31 @@
-"""The truck agent: reads the GNSS receiver and publishes positions through the outbox."""
+"""The truck agent: GNSS and e-lock drivers → reporting policy → outbox → MQTT.
+
+Lock events are published at once; fixes when the reporting policy says so; device
+health on every change. Signed `unseal` and `query` commands are verified by
+`edge.commands` and carried out through the e-lock driver.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
-
-from devices.gnss.codec import GnssFix
-from devices.gnss.driver import GnssDriver
+from typing import Any
 
 from contract import topics
 from contract.ids import format_ts, utc_now
+from contract.payloads import SignedCommand, TruckCommand
+from contract.signing import load_public_key
+from devices.elock.driver import ElockDriver, LockEvent
+from devices.gnss.codec import GnssFix
+from devices.gnss.driver import GnssDriver
+from edge.commands import CommandHandler
 from edge.config import TruckConfig
 from edge.link import MqttLink
-from edge.outbox import Outbox
+from edge.nonces import SqliteNonceStore
+from edge.outbox import Outbox, OutboxError
 from edge.truck.policy import Sample, should_report
 from edge.truck.position import position_payload, sample_of
 
@@ -23,51 +35,95 @@ log = logging.getLogger(__name__)
 class TruckAgent:
     def __init__(self, config: TruckConfig) -> None:
         self.config = config
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(
-            config.state_dir / "outbox.sqlite3",
-            config.node_id,
-            max_bytes=int(config.outbox_max_mb * 1024 * 1024),
+        node = config.node_id
+        self.outbox = Outbox.from_settings(config.outbox, node)
+        self.commands = CommandHandler(
+            "truck",
+            node,
+            load_public_key(config.server_public_key),
+            SqliteNonceStore(config.outbox.nonce_path),
+            self.outbox,
+            self._execute,
         )
-        self.link = MqttLink(
-            config.broker, "truck", config.node_id, self.outbox, on_command=self._on_command
+        self.link = MqttLink.from_settings(
+            config.broker, "truck", node, self.outbox, self.commands.handle, config.outbox
         )
         self.gnss = GnssDriver(config.gnss)
+        self.lock = ElockDriver(config.lock) if config.lock is not None else None
         self._last: Sample | None = None
+        self._last_fix: GnssFix | None = None
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.link.run(), name="mqtt-link")
-            group.create_task(self.gnss.run(self._on_fix, self._on_gnss_health), name="gnss")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run(), name="mqtt-link")
+                group.create_task(self.gnss.run(self._on_fix, self._on_gnss_health), name="gnss")
+                if self.lock is not None:
+                    group.create_task(self.lock.run(self._on_lock, self._on_lock_health), name="lock")
+        finally:
+            self.outbox.close()
+
+    # ---- devices → outbox -----------------------------------------------------------
+
+    def _publish(self, topic: str, payload: dict[str, Any]) -> None:
+        try:
+            self.outbox.enqueue(topic, payload)
+        except OutboxError as err:  # full or unusable: counted by the outbox, said once here
+            log.error("%s: %s not stored: %s", self.config.node_id, topic, err)
 
     async def _on_fix(self, fix: GnssFix) -> None:
         sample = sample_of(fix, time.monotonic())
+        if fix.mode >= 2:
+            self._last_fix = fix
         if not should_report(self.config.reporting, self._last, sample):
             return
         self._last = sample
-        self.outbox.enqueue(
-            topics.position(self.config.node_id), position_payload(self.config.node_id, fix)
-        )
-        self.link.notify()
+        self._publish(topics.position(self.config.node_id), position_payload(self.config.node_id, fix))
+
+    async def _on_lock(self, event: LockEvent) -> None:
+        payload: dict[str, Any] = {
+            "ts": format_ts(event.time),
+            "lock_id": event.lock_id,
+            "state": event.state,
+            "event": event.event,
+        }
+        if event.battery_pct is not None:
+            payload["battery_pct"] = event.battery_pct
+        lat, lon = event.lat, event.lon
+        if (lat is None or lon is None) and self._last_fix is not None:
+            lat, lon = self._last_fix.lat, self._last_fix.lon
+        if lat is not None and lon is not None:
+            payload["lat"], payload["lon"] = round(lat, 7), round(lon, 7)
+        self._publish(topics.lock(self.config.node_id), payload)
 
     async def _on_gnss_health(self, status: str, detail: str) -> None:
         self._health("gnss", status, detail)
 
+    async def _on_lock_health(self, status: str, detail: str) -> None:
+        self._health("lock", status, detail)
+
     def _health(self, device: str, status: str, detail: str) -> None:
         log.info("%s %s: %s (%s)", self.config.node_id, device, status, detail)
-        self.outbox.enqueue(
+        self._publish(
             topics.health("truck", self.config.node_id),
-            {
-                "node_id": self.config.node_id,
-                "ts": format_ts(utc_now()),
-                "device": device,
-                "status": status,
-                "detail": detail,
-            },
+            {"ts": format_ts(utc_now()), "device": device, "status": status, "detail": detail[:1000]},
         )
-        self.link.notify()
 
-    async def _on_command(self, raw: bytes) -> None:
-        log.warning(
-            "%s: commands are not handled yet; ignoring %d bytes", self.config.node_id, len(raw)
-        )
+    # ---- verified commands → e-lock --------------------------------------------------
+
+    async def _execute(self, command: SignedCommand) -> tuple[str, str]:
+        assert isinstance(command, TruckCommand)
+        if self.lock is None:
+            return "refused", "this gateway has no e-lock configured"
+        if command.action == "query":
+            reply = await self.lock.query(command.lock_id)
+        else:
+            if command.lock_token is None:
+                return "refused", "unseal needs the lock's authorisation token (lock_token)"
+            try:
+                token = base64.b64decode(command.lock_token, validate=True)
+            except (binascii.Error, ValueError):
+                return "refused", "lock_token is not base64"
+            reply = await self.lock.unseal(command.lock_id, command.trip_id, token)
+        detail = reply.reason or f"lock {reply.lock_id} {reply.state}"
+        return reply.result, detail

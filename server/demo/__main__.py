@@ -155,7 +155,10 @@ class Demo:
                     {
                         "node_id": truck.node_id,
                         "broker": broker,
-                        "state_dir": str(self.run_dir / "state" / truck.node_id),
+                        "outbox": {
+                            "path": str(self.run_dir / "state" / truck.node_id / "outbox.sqlite3"),
+                            "nonce_path": str(self.run_dir / "state" / truck.node_id / "nonces.sqlite3"),
+                        },
                         "server_public_key": str(keys / "server.pub"),
                         "gnss": {"type": "nmea", "port": port, "baudrate": 9600},
                         "reporting": {"interval_s": 10, "min_interval_s": 1, "distance_m": 100},

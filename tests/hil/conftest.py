@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
 from server.demo.accounts import create_demo_accounts
 from server.demo.broker import MosquittoBroker, free_port
 from server.demo.processes import Child
@@ -32,6 +33,11 @@ class Bench:
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.db = root / "server.db"
         self.token = ""
+        key = generate_private_key()
+        self.private_key = root / "server.pem"
+        self.public_key = root / "server.pub"
+        self.private_key.write_bytes(private_key_to_pem(key))
+        self.public_key.write_bytes(public_key_to_pem(key.public_key()))
 
     def broker_settings(self) -> dict[str, Any]:
         return {"host": self.broker.host, "port": self.broker.port}
@@ -45,6 +51,7 @@ class Bench:
                     "broker": {**self.broker_settings(), "client_id": f"srv-{self.http_port}"},
                     "http": {"host": "127.0.0.1", "port": self.http_port},
                     "storage": {"url": f"sqlite:///{self.db}"},
+                    "signing_key_file": str(self.private_key),
                     "geography": {
                         "routes": [str(p) for p in sorted((DEMO / "routes").glob("*.geojson"))],
                         "zones": [str(DEMO / "zones.geojson")],
@@ -62,13 +69,18 @@ class Bench:
 
     def start_truck(self, node_id: str, gnss_port: str, **reporting: float) -> Path:
         state = self.root / "state" / node_id
+        state.mkdir(parents=True, exist_ok=True)
         config = self.root / f"{node_id}.yaml"
         config.write_text(
             yaml.safe_dump(
                 {
                     "node_id": node_id,
                     "broker": self.broker_settings(),
-                    "state_dir": str(state),
+                    "outbox": {
+                        "path": str(state / "outbox.sqlite3"),
+                        "nonce_path": str(state / "nonces.sqlite3"),
+                    },
+                    "server_public_key": str(self.public_key),
                     "gnss": {"type": "nmea", "port": gnss_port},
                     "reporting": reporting or {"interval_s": 10},
                 }

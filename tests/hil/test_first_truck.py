@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from shapely.geometry import LineString, Point
 
+from edge.outbox import Outbox
 from tests.hil.conftest import DEMO, Bench
 
 NOISE_M = 4.0
@@ -77,12 +77,18 @@ def test_truck_positions_reach_the_trip_track(bench: Bench) -> None:
 
     bench.wait_for(lambda: track_len() >= 200, 60)
     stub.stop()  # the receiver goes quiet; the agent reports it and drains its outbox
-    outbox = state / "outbox.sqlite3"
+    reserved: dict[int, str] = {}
+    last_seq = 0
 
     def drained() -> bool:
-        with sqlite3.connect(outbox) as conn:
-            pending = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        return pending == 0 and bench.stored_seqs("TRK-HIL-1")[-1] == _last_seq(outbox)
+        nonlocal reserved, last_seq
+        outbox = Outbox(state / "outbox.sqlite3", "TRK-HIL-1", max_bytes=1 << 30)
+        try:
+            stats, reserved = outbox.stats(), outbox.reservations()
+        finally:
+            outbox.close()
+        last_seq = stats.last_seq
+        return stats.count == 0 and bench.stored_seqs("TRK-HIL-1")[-1] >= stats.last_seq
 
     bench.wait_for(drained, 30)
     time.sleep(0.5)
@@ -98,9 +104,13 @@ def test_truck_positions_reach_the_trip_track(bench: Bench) -> None:
     seqs = [p["seq"] for p in track]
     assert seqs == sorted(seqs)
 
-    # None lost: every sequence number the agent used reached the store, exactly once.
+    # None lost: every sequence number the agent used reached the store, exactly once;
+    # the only numbers missing are ones reserved for a message not sent (the last will).
     stored = bench.stored_seqs("TRK-HIL-1")
-    assert stored == list(range(stored[0], stored[-1] + 1)), "gap in the stored sequence"
+    assert len(stored) == len(set(stored))
+    missing = set(range(1, last_seq + 1)) - set(stored)
+    assert missing <= set(reserved), f"lost sequence numbers: {sorted(missing - set(reserved))}"
+    assert len(missing) <= 1  # at most the will of the one connection
 
     # On the route: within the stub's noise of the route line.
     feature = next(
@@ -117,9 +127,3 @@ def test_truck_positions_reach_the_trip_track(bench: Bench) -> None:
     # And it moved: 200 fixes at 60 km/h cover more than 2 km of the route.
     first, last = (Point(local_metres(p["lon"], p["lat"], lat0)) for p in (track[0], track[-1]))
     assert line.project(last) - line.project(first) > 2000
-
-
-def _last_seq(outbox_path) -> int:  # type: ignore[no-untyped-def]
-    with sqlite3.connect(outbox_path) as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-    return int(row[0])
