@@ -7,7 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from contract.config_file import ConfigError, load_model
 
@@ -43,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _run_until_signal(agent_run: object) -> None:
-    task = asyncio.ensure_future(agent_run)  # type: ignore[arg-type]
+async def _run_until_signal(agent_run: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(agent_run)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)

@@ -231,7 +231,9 @@ class Judge:
 
     def _context(self, trip: dict[str, Any]) -> TripContext:
         credit = self._store.declaration_credit(trip["declaration_id"]) or "general"
-        profile = self._profiles.get(credit) or self._profiles["general"]  # type: ignore[index]
+        profile = next(
+            (p for c, p in self._profiles.items() if c == credit), self._profiles["general"]
+        )
         return TripContext(
             geography=self._geography,
             route_id=trip["route_id"],

@@ -21,7 +21,7 @@ from contract.signing import load_public_key
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
-from edge.commands import CommandHandler
+from edge.commands import CommandHandler, ExecOutcome
 from edge.config import TruckConfig
 from edge.link import MqttLink
 from edge.nonces import SqliteNonceStore
@@ -59,7 +59,9 @@ class TruckAgent:
                 group.create_task(self.link.run(), name="mqtt-link")
                 group.create_task(self.gnss.run(self._on_fix, self._on_gnss_health), name="gnss")
                 if self.lock is not None:
-                    group.create_task(self.lock.run(self._on_lock, self._on_lock_health), name="lock")
+                    group.create_task(
+                        self.lock.run(self._on_lock, self._on_lock_health), name="lock"
+                    )
         finally:
             self.outbox.close()
 
@@ -78,7 +80,9 @@ class TruckAgent:
         if not should_report(self.config.reporting, self._last, sample):
             return
         self._last = sample
-        self._publish(topics.position(self.config.node_id), position_payload(self.config.node_id, fix))
+        self._publish(
+            topics.position(self.config.node_id), position_payload(self.config.node_id, fix)
+        )
 
     async def _on_lock(self, event: LockEvent) -> None:
         payload: dict[str, Any] = {
@@ -106,12 +110,17 @@ class TruckAgent:
         log.info("%s %s: %s (%s)", self.config.node_id, device, status, detail)
         self._publish(
             topics.health("truck", self.config.node_id),
-            {"ts": format_ts(utc_now()), "device": device, "status": status, "detail": detail[:1000]},
+            {
+                "ts": format_ts(utc_now()),
+                "device": device,
+                "status": status,
+                "detail": detail[:1000],
+            },
         )
 
     # ---- verified commands → e-lock --------------------------------------------------
 
-    async def _execute(self, command: SignedCommand) -> tuple[str, str]:
+    async def _execute(self, command: SignedCommand) -> tuple[ExecOutcome, str]:
         assert isinstance(command, TruckCommand)
         if self.lock is None:
             return "refused", "this gateway has no e-lock configured"

@@ -157,7 +157,9 @@ class Demo:
                         "broker": broker,
                         "outbox": {
                             "path": str(self.run_dir / "state" / truck.node_id / "outbox.sqlite3"),
-                            "nonce_path": str(self.run_dir / "state" / truck.node_id / "nonces.sqlite3"),
+                            "nonce_path": str(
+                                self.run_dir / "state" / truck.node_id / "nonces.sqlite3"
+                            ),
                         },
                         "server_public_key": str(keys / "server.pub"),
                         "gnss": {"type": "nmea", "port": port, "baudrate": 9600},

@@ -31,7 +31,7 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 3600
             try:
                 async with aiomqtt.Client(
