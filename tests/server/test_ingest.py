@@ -45,7 +45,8 @@ def test_validate_rejects_with_reasons():
     assert reason(topics.position("TRK-2"), position(1)) == "node_mismatch"
 
 
-async def test_ingest_stores_each_message_once_and_starts_trip(broker, services):
+async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, services):
+    broker = own_broker  # no retained messages of other tests
     from tests.server.conftest import declaration
 
     services.store.create_declaration(declaration(), T0 - timedelta(hours=1))
@@ -93,7 +94,8 @@ async def test_ingest_stores_each_message_once_and_starts_trip(broker, services)
     assert [p["seq"] for p in services.store.track("TRK-1", None, None)] == list(range(1, 51))
 
 
-async def test_unacknowledged_messages_survive_a_server_restart(broker, services):
+async def test_unacknowledged_messages_survive_a_server_restart(own_broker, services):
+    broker = own_broker
     """The broker keeps what the server had not acknowledged (persistent session)."""
     settings = BrokerSettings(host=broker.host, port=broker.port)
     metrics = Metrics()
