@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
 #: Images larger than this (longest side) are scaled down before detection.
-WORK_SIDE = 2048
+WORK_SIDE = 1280
 
 
 class ImageError(DeviceError, ValueError):
