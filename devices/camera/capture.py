@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import numpy as np
 import numpy.typing as npt
 
 from devices.camera.config import CameraConfig
@@ -34,7 +34,7 @@ T = TypeVar("T")
 class Frame:
     """One captured frame: BGR pixels, capture time (Unix seconds), running index."""
 
-    image: npt.NDArray[np.uint8]
+    image: npt.NDArray[Any]
     ts: float
     index: int
     _sharpness: float | None = field(default=None, repr=False)
@@ -56,7 +56,9 @@ class Camera:
 
     def __init__(self, config: CameraConfig) -> None:
         self.config = config
-        self._recent: collections.deque[Frame] = collections.deque(maxlen=max(1, config.frames_before))
+        self._recent: collections.deque[Frame] = collections.deque(
+            maxlen=max(1, config.frames_before)
+        )
         self._index = 0
         self._new_frame = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -64,7 +66,9 @@ class Camera:
         self._bursts: list[list[Frame]] = []
         # One thread per camera: reads and the final close never overlap (OpenCV is not
         # safe against releasing a capture in the middle of a read).
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"camera-{config.name}")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"camera-{config.name}"
+        )
         self._connected = False
         self.ended = False
 
@@ -73,7 +77,10 @@ class Camera:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -84,16 +91,16 @@ class Camera:
     async def start(self) -> None:
         if self._task is None:
             if self._executor._shutdown:
-                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="camera")
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="camera"
+                )
             self._task = asyncio.create_task(self._run(), name=f"camera-{self.config.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._source is not None:
             await self._call(self._source.close)
@@ -106,7 +113,9 @@ class Camera:
 
     async def _open(self) -> FrameSource:
         cfg = self.config
-        opener = functools.partial(open_source, cfg.url, loop=cfg.loop_files, poll_s=cfg.folder_poll_s)
+        opener = functools.partial(
+            open_source, cfg.url, loop=cfg.loop_files, poll_s=cfg.folder_poll_s
+        )
         return await self._call(opener)
 
     async def _run(self) -> None:
@@ -152,7 +161,9 @@ class Camera:
                     burst.append(frame)
                 self._new_frame.notify_all()
 
-    async def capture_burst(self, before: int | None = None, after: int | None = None) -> list[Frame]:
+    async def capture_burst(
+        self, before: int | None = None, after: int | None = None
+    ) -> list[Frame]:
         """Frames from before the trigger (buffered) and `after` frames following it.
 
         Raises CaptureTimeout when the following frames do not all arrive in

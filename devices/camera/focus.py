@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
-import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
     from devices.camera.capture import Frame
 
 
-def sharpness(image: npt.NDArray[np.uint8]) -> float:
+def sharpness(image: npt.NDArray[Any]) -> float:
     """Variance of the Laplacian of the grey image, measured at a fixed width of 640 px."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     if gray.shape[1] > 640:

@@ -6,18 +6,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import cv2
-import numpy as np
 import numpy.typing as npt
 
 from devices.errors import TransportError
 
 logger = logging.getLogger(__name__)
 
-Image = npt.NDArray[np.uint8]
+#: A BGR (or grey) 8-bit image as OpenCV returns it.
+Image = npt.NDArray[Any]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -88,7 +88,8 @@ class FolderSource:
     def _pending(self) -> list[Path]:
         try:
             names = sorted(
-                p for p in self._folder.iterdir()
+                p
+                for p in self._folder.iterdir()
                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
             )
         except OSError as err:
@@ -107,7 +108,9 @@ class FolderSource:
         self._seen.add(path.name)
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            logger.warning("camera folder %s: skipping unreadable image %s", self._folder, path.name)
+            logger.warning(
+                "camera folder %s: skipping unreadable image %s", self._folder, path.name
+            )
             return None
         frame: Image = image
         return frame

@@ -26,9 +26,12 @@ def read_files(paths: list[str]) -> int:
             status = 1
         else:
             line["containers"] = [
-                c.to_contract().model_dump(mode="json", exclude_none=True) for c in reading.containers
+                c.to_contract().model_dump(mode="json", exclude_none=True)
+                for c in reading.containers
             ]
-            line["plate"] = reading.plate.to_contract().model_dump(mode="json") if reading.plate else None
+            line["plate"] = (
+                reading.plate.to_contract().model_dump(mode="json") if reading.plate else None
+            )
         line["elapsed_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
         print(json.dumps(line, ensure_ascii=False), flush=True)
     return status

@@ -144,7 +144,8 @@ def markdown(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
         f"- container numbers read exactly: **{s['exact']}/{s['readable']} "
         f"({s['exact_pct']:.1f} %)**, of which {s['exact_confident']} above the review threshold",
         f"- wrong numbers reported confident with a valid check digit: **{s['confident_wrong']}**",
-        f"- plates read exactly: **{s['plates_exact']}/{s['plates']} ({s['plates_exact_pct']:.1f} %)**",
+        f"- plates read exactly: **{s['plates_exact']}/{s['plates']} "
+        f"({s['plates_exact_pct']:.1f} %)**",
         f"- median time per container photo: {s['ms_p50']:.0f} ms",
         "",
         "## Containers",
@@ -157,18 +158,33 @@ def markdown(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
             f"| {_short(r.file)} | {r.expected} | {r.read or '—'} | {r.confidence:.2f} | "
             f"{r.iso_expected or '—'}/{r.iso_read or '—'} | {r.verdict} |"
         )
-    lines += ["", "## Plates", "", "| file | expected | read | confidence | verdict |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Plates",
+        "",
+        "| file | expected | read | confidence | verdict |",
+        "|---|---|---|---|---|",
+    ]
     for p in plates:
-        lines.append(f"| {_short(p.file)} | {p.expected} | {p.read or '—'} | {p.confidence:.2f} | {p.verdict} |")
+        lines.append(
+            f"| {_short(p.file)} | {p.expected} | {p.read or '—'} | "
+            f"{p.confidence:.2f} | {p.verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def text_table(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
     out = [f"{'file':60} {'expected':12} {'read':12} {'conf':>5} verdict"]
     for r in containers:
-        out.append(f"{_short(r.file, 60):60} {r.expected:12} {r.read or '-':12} {r.confidence:5.2f} {r.verdict}")
+        out.append(
+            f"{_short(r.file, 60):60} {r.expected:12} {r.read or '-':12} "
+            f"{r.confidence:5.2f} {r.verdict}"
+        )
     for p in plates:
-        out.append(f"{_short(p.file, 60):60} {p.expected:12} {p.read or '-':12} {p.confidence:5.2f} {p.verdict}")
+        out.append(
+            f"{_short(p.file, 60):60} {p.expected:12} {p.read or '-':12} "
+            f"{p.confidence:5.2f} {p.verdict}"
+        )
     return "\n".join(out)
 
 

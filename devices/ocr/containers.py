@@ -11,8 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
+import numpy.typing as npt
+
 from devices.ocr import iso6346
-from devices.ocr.engine import TextBox
+from devices.ocr.engine import TextBox, upright_corners
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Candidate:
     char_height: float
     tail: TextBox  # the box holding the serial's end (where the check digit follows)
     vertical: bool
+    noisy: bool = False
 
 
 _OWNER_RE = re.compile(r"^[A-Z0-9]{3}[A-Z0-9]$")
@@ -111,35 +116,103 @@ def single_token_candidates(tokens: list[Token]) -> list[Candidate]:
                 if parts is None:
                     continue
                 owner, serial, check = parts
+                # A number cut from a longer line (stray glyphs around it) is less sure:
+                # the line's segmentation may have split or merged characters.
+                noisy = len(text) - length >= 2
                 out.append(
                     Candidate(
-                        owner, serial, check, tok.score, "one box", tok.char_height, tok.box, tok.vertical
+                        owner,
+                        serial,
+                        check,
+                        tok.score,
+                        "part of a longer box" if noisy else "one box",
+                        tok.char_height,
+                        tok.box,
+                        tok.vertical,
+                        noisy=noisy,
                     )
                 )
     return out
 
 
+def _axes(box: TextBox) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Unit vectors along the box's text line and across it (downwards)."""
+    p = box.points.astype(np.float64)
+    along = (p[1] - p[0]) + (p[2] - p[3])
+    norm = float(np.linalg.norm(along)) or 1.0
+    u = along / norm
+    v = np.array([-u[1], u[0]])
+    return u, v
+
+
+def _extent(box: TextBox, axis: npt.NDArray[np.float64]) -> tuple[float, float]:
+    proj = box.points.astype(np.float64) @ axis
+    return float(proj.min()), float(proj.max())
+
+
 def _near(a: TextBox, b: TextBox, char: float, vertical: bool) -> str | None:
-    """How box `b` follows box `a` in reading order: "line", "below", or None."""
-    ax0, ay0, ax1, ay1 = a.bounds
-    bx0, by0, bx1, by1 = b.bounds
-    acx, acy = a.center
-    bcx, bcy = b.center
+    """How box `b` follows box `a` in reading order: "line", "below", or None.
+
+    Measured in the frame of `a`'s own text line, so that slanted (perspective)
+    text joins as well as level text.
+    """
+    u, v = _axes(a)
     if vertical:
-        if abs(acx - bcx) < 1.0 * char and -0.5 * char < by0 - ay1 < 2.5 * char:
-            return "below"
+        # Stacked columns: the reading direction is down the column.
+        u, v = v, u
+    a_lo, a_hi = _extent(a, u)
+    b_lo, b_hi = _extent(b, u)
+    a_bottom = _extent(a, v)[1]
+    b_top = _extent(b, v)[0]
+    ca = float(np.asarray(a.center) @ v)
+    cb = float(np.asarray(b.center) @ v)
+    gap = b_lo - a_hi
+    if abs(ca - cb) < 0.6 * char and -0.5 * char < gap < 3.5 * char:
+        return "below" if vertical else "line"
+    if vertical:
         return None
-    if abs(acy - bcy) < 0.5 * char and -0.5 * char < bx0 - ax1 < 3.5 * char:
-        return "line"
-    if 0 <= by0 - ay1 + 0.3 * char < 1.8 * char and (abs(ax0 - bx0) < 2.5 * char or bx0 < acx < bx1):
+    # Next line: just below, starting near the same left edge or overlapping.
+    line_gap = b_top - a_bottom
+    overlap = min(a_hi, b_hi) - max(a_lo, b_lo)
+    if -0.3 * char <= line_gap < 1.8 * char and (abs(a_lo - b_lo) < 2.5 * char or overlap > 0):
         return "below"
     return None
+
+
+def merge_digit_runs(tokens: list[Token]) -> list[Token]:
+    """Extra tokens joining digit boxes that continue each other on one line (772 + 5126)."""
+    extra: list[Token] = []
+    for a in tokens:
+        if not a.norm.isdigit() or len(a.norm) >= 6:
+            continue
+        for b in tokens:
+            if b is a or not b.norm.isdigit() or a.vertical != b.vertical:
+                continue
+            if len(a.norm) + len(b.norm) not in (6, 7):
+                continue
+            if not 0.6 < b.char_height / a.char_height < 1.6:
+                continue
+            if _near(a.box, b.box, a.char_height, a.vertical) not in ("line", "below") or (
+                not a.vertical and _near(a.box, b.box, a.char_height, False) != "line"
+            ):
+                continue
+            points = np.concatenate([a.box.points, b.box.points])
+            rect = cv2.minAreaRect(points)
+            corners = upright_corners(cv2.boxPoints(rect).astype(np.float32))
+            extra.append(
+                Token(a.text + b.text, min(a.score, b.score), TextBox(corners), a.vertical)
+            )
+    return extra
 
 
 def joined_candidates(tokens: list[Token]) -> list[Candidate]:
     """Numbers assembled from an owner-code box followed by a serial box (and a check box)."""
     out: list[Candidate] = []
     owners = [(t, owner_part(t.norm)) for t in tokens]
+    # A stray mark read as a fifth letter ("SMSUE"): try both four-letter windows.
+    owners += [
+        (t, owner_part(t.norm[i : i + 4])) for t in tokens if len(t.norm) == 5 for i in (0, 1)
+    ]
     serials = [(t, digit_part(t.norm)) for t in tokens]
     for otok, owner in owners:
         if owner is None:
@@ -148,7 +221,12 @@ def joined_candidates(tokens: list[Token]) -> list[Candidate]:
             if digits is None or stok is otok or len(digits) not in (6, 7):
                 continue
             char = otok.char_height
-            if not 0.6 < stok.char_height / char < 1.7 or otok.vertical != stok.vertical:
+            if otok.vertical != stok.vertical:
+                continue
+            if otok.vertical:
+                # Column widths vary with the letters (I vs M): compare loosely.
+                char = max(char, stok.char_height)
+            elif not 0.55 < stok.char_height / char < 1.8:
                 continue
             relation = _near(otok.box, stok.box, char, otok.vertical)
             if relation is None:

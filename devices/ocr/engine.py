@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-Image = npt.NDArray[np.uint8]
+#: A BGR (or grey) 8-bit image as OpenCV returns it.
+Image = npt.NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,28 @@ class TextBox:
         return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
+def upright_corners(points: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Corners ordered top-left, top-right, bottom-right, bottom-left in image terms.
+
+    The detector may start a tall box at another corner, which would crop a
+    vertical column sideways.
+    """
+    sums = points.sum(axis=1)
+    diffs = points[:, 1] - points[:, 0]
+    ordered = np.array(
+        [
+            points[np.argmin(sums)],
+            points[np.argmin(diffs)],
+            points[np.argmax(sums)],
+            points[np.argmax(diffs)],
+        ],
+        dtype=np.float32,
+    )
+    if len({tuple(p) for p in ordered.tolist()}) < 4:
+        return points
+    return ordered
+
+
 class OcrEngine:
     """Thin wrapper of rapidocr's detector and recogniser."""
 
@@ -58,14 +81,20 @@ class OcrEngine:
         from rapidocr_onnxruntime import RapidOCR  # imported late: heavy, gate-only dependency
 
         threads = int(os.environ.get("BONDWATCH_OCR_THREADS", "-1"))
-        self._ocr: Any = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads)
+        # Detection on at most 1280 px a side: gate text is large, and this is most of the time.
+        self._ocr: Any = RapidOCR(
+            intra_op_num_threads=threads,
+            inter_op_num_threads=threads,
+            det_limit_type="max",
+            det_limit_side_len=1280,
+        )
 
     def detect(self, image: Image) -> list[TextBox]:
         """Text boxes in `image` (BGR)."""
         boxes, _elapsed = self._ocr.text_det(image)
         if boxes is None or len(boxes) == 0:
             return []
-        return [TextBox(np.asarray(b, dtype=np.float32)) for b in boxes]
+        return [TextBox(upright_corners(np.asarray(b, dtype=np.float32))) for b in boxes]
 
     def recognise(self, crops: list[Image]) -> list[tuple[str, float]]:
         """Text and score (0–1) of each line image."""
@@ -92,8 +121,12 @@ def crop_box(image: Image, box: TextBox, pad: float = 0.0) -> Image:
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         norm[norm == 0] = 1.0
         pts = pts + direction / norm * grow
-    width = max(2, round(float(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))))
-    height = max(2, round(float(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))))
+    width = max(
+        2, round(float(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3]))))
+    )
+    height = max(
+        2, round(float(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2]))))
+    )
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(pts, target)
     out: Image = cv2.warpPerspective(

@@ -67,7 +67,22 @@ LETTER_TO_DIGIT: Final[dict[str, str]] = {
     "A": "4",
 }
 #: Pairs of glyphs that look alike, used to propose alternatives for one position.
-_LOOKALIKE_GROUPS: Final = ("0ODQUC", "1IL7JT", "2Z", "5S", "8B3", "6G", "4A", "MN", "UVW", "VY", "EF", "HN", "KX", "PR")
+_LOOKALIKE_GROUPS: Final = (
+    "0ODQUC",
+    "1IL7JT",
+    "2Z",
+    "5S",
+    "8B3",
+    "6G",
+    "4A",
+    "MN",
+    "UVW",
+    "VY",
+    "EF",
+    "HN",
+    "KX",
+    "PR",
+)
 LOOKALIKES: Final[dict[str, str]] = {}
 for _group in _LOOKALIKE_GROUPS:
     for _ch in _group:

@@ -34,7 +34,13 @@ PLATE_FORMATS: Final[dict[str, re.Pattern[str]]] = {
 }
 
 #: Common misreadings of the province character by Chinese OCR models.
-_PROVINCE_LOOKALIKES: Final[dict[str, str]] = {"晥": "皖", "鄂": "鄂", "粵": "粤", "冀": "冀", "滬": "沪"}
+_PROVINCE_LOOKALIKES: Final[dict[str, str]] = {
+    "晥": "皖",
+    "鄂": "鄂",
+    "粵": "粤",
+    "冀": "冀",
+    "滬": "沪",
+}
 
 
 def plate_kind(text: str) -> str | None:
@@ -51,7 +57,9 @@ def normalise_plate(raw: str) -> str:
     text = "".join(_PROVINCE_LOOKALIKES.get(ch, ch) for ch in text)
     if len(text) >= 3 and text[0] in PROVINCES:
         head, tail = text[:2], text[2:]
-        head = head[0] + {"0": "D", "8": "B", "1": "J", "2": "Z", "5": "S", "6": "G"}.get(head[1], head[1])
+        head = head[0] + {"0": "D", "8": "B", "1": "J", "2": "Z", "5": "S", "6": "G"}.get(
+            head[1], head[1]
+        )
         tail = tail.replace("O", "0").replace("I", "1")
         text = head + tail
     return text

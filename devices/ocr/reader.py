@@ -24,6 +24,7 @@ from devices.ocr.containers import (
     Token,
     check_digit_token,
     joined_candidates,
+    merge_digit_runs,
     single_token_candidates,
 )
 from devices.ocr.engine import Image, OcrEngine, TextBox, crop_box, shared_engine
@@ -42,7 +43,9 @@ logger = logging.getLogger(__name__)
 MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
 #: Images larger than this (longest side) are scaled down before detection.
-WORK_SIDE = 1280
+WORK_SIDE = 2048
+#: Smaller images are scaled up to this (longest side): small text reads better.
+MIN_WORK_SIDE = 960
 
 
 class ImageError(DeviceError, ValueError):
@@ -121,6 +124,9 @@ class GateReader:
         if max(image.shape[:2]) > WORK_SIDE:
             scale = WORK_SIDE / max(image.shape[:2])
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        elif max(image.shape[:2]) < MIN_WORK_SIDE:
+            scale = MIN_WORK_SIDE / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         tokens = self._tokens(image)
         containers = self._containers(image, tokens)
         plate = self._plate(image, tokens) if self.config.read_plates else None
@@ -151,9 +157,50 @@ class GateReader:
             for (box, vertical), (text, score) in zip(owners, texts, strict=True)
             if text.strip() and score >= 0.3
         ]
-        return tokens
+        return tokens + self._grown_columns(image, tokens)
+
+    def _grown_columns(self, image: Image, tokens: list[Token]) -> list[Token]:
+        """Vertical numbers the detector cut short (glare, a door bar): read a longer column.
+
+        A column token holding part of a number is extended up and down by the
+        missing characters' pitch and read again.
+        """
+        grown_boxes: list[TextBox] = []
+        crops: list[Image] = []
+        height, width = image.shape[:2]
+        for tok in tokens:
+            text = tok.norm
+            if not tok.vertical or not 4 <= len(text) < 11:
+                continue
+            if sum(ch.isdigit() for ch in text) < 4 and not (len(text) == 4 and text.isalpha()):
+                continue
+            x0, y0, x1, y1 = tok.box.bounds
+            pitch = (y1 - y0) / len(text)
+            missing = 11 - len(text)
+            top = max(0.0, y0 - missing * pitch * 1.1)
+            bottom = min(float(height), y1 + missing * pitch * 1.1)
+            pad = 0.25 * (x1 - x0)
+            left, right = max(0.0, x0 - pad), min(float(width), x1 + pad)
+            region = np.ascontiguousarray(image[int(top) : int(bottom), int(left) : int(right)])
+            if region.size == 0:
+                continue
+            line = unstack(region)
+            if line is None:
+                continue
+            crops.append(line)
+            corners = np.array(
+                [[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32
+            )
+            grown_boxes.append(TextBox(corners))
+        texts = self.engine.recognise(crops) if crops else []
+        return [
+            Token(text, score, box, True)
+            for box, (text, score) in zip(grown_boxes, texts, strict=True)
+            if text.strip() and score >= 0.3
+        ]
 
     def _containers(self, image: Image, tokens: list[Token]) -> list[ContainerResult]:
+        tokens = tokens + merge_digit_runs(tokens)
         candidates = single_token_candidates(tokens) + joined_candidates(tokens)
         # Check digits printed apart: a one-digit box after the serial, else a fresh look.
         completed: list[Candidate] = []
@@ -166,7 +213,9 @@ class GateReader:
             if found is not None:
                 digit, score = found
                 completed.append(
-                    replace(cand, check=digit, score=min(cand.score, score), how=cand.how + "+check box")
+                    replace(
+                        cand, check=digit, score=min(cand.score, score), how=cand.how + "+check box"
+                    )
                 )
             else:
                 missing.append(cand)
@@ -175,7 +224,11 @@ class GateReader:
         return self._rank(results, tokens)
 
     def _look_for_check_digits(self, image: Image, cands: list[Candidate]) -> list[Candidate]:
-        """Crop where the check digit should be (after the serial) and recognise it."""
+        """Look again at the serial and what follows it, where the check digit should be.
+
+        A lone framed digit reads poorly; the serial and the digit together read as
+        one line, and the digit after the serial's six is the check digit.
+        """
         crops: list[Image] = []
         for cand in cands:
             crops.append(self._check_region(image, cand))
@@ -183,8 +236,23 @@ class GateReader:
         out: list[Candidate] = []
         for cand, (text, score) in zip(cands, texts, strict=True):
             digits = "".join(ch for ch in iso6346.normalise(text) if ch.isdigit())
-            if len(digits) == 1 and score >= 0.5:
-                out.append(replace(cand, check=digits, score=min(cand.score, score), how=cand.how + "+check look"))
+            at = digits.find(cand.serial)
+            if (
+                at < 0
+                and len(digits) == 7
+                and sum(a != b for a, b in zip(digits, cand.serial, strict=False)) <= 1
+            ):
+                at = 0
+            if at >= 0 and len(digits) == at + 7 and score >= 0.5:
+                check = digits[at + 6]
+                out.append(
+                    replace(
+                        cand,
+                        check=check,
+                        score=min(cand.score, score),
+                        how=cand.how + "+check look",
+                    )
+                )
             else:
                 out.append(cand)
         return out
@@ -195,19 +263,18 @@ class GateReader:
         char = cand.char_height
         h, w = image.shape[:2]
         if cand.vertical:
-            cx = (x0 + x1) / 2
-            box = (cx - 0.9 * char, y1 + 0.05 * char, cx + 0.9 * char, y1 + 1.6 * char)
+            box = (x0 - 0.3 * char, y0, x1 + 0.3 * char, y1 + 1.7 * char)
         else:
-            cy = (y0 + y1) / 2
-            box = (x1 + 0.1 * char, cy - 0.75 * char, x1 + 1.5 * char, cy + 0.75 * char)
+            box = (x0, y0 - 0.3 * char, x1 + 2.2 * char, y1 + 0.3 * char)
         bx0, by0 = max(0, int(box[0])), max(0, int(box[1]))
         bx1, by1 = min(w, int(box[2])), min(h, int(box[3]))
         if bx1 - bx0 < 4 or by1 - by0 < 4:
             return np.full((16, 16, 3), 255, dtype=np.uint8)
-        region: Image = image[by0:by1, bx0:bx1]
-        # The check digit sits in a drawn frame: pad so that the frame is a line, not a glyph.
-        padded: Image = cv2.copyMakeBorder(region, 4, 4, 8, 8, cv2.BORDER_REPLICATE)
-        return padded
+        region: Image = np.ascontiguousarray(image[by0:by1, bx0:bx1])
+        if cand.vertical:
+            line = unstack(region)
+            return line if line is not None else region
+        return region
 
     def _judge(self, cand: Candidate) -> ContainerResult:
         """Check digit, unique repair or review; confidence as the chance of being right."""
@@ -216,22 +283,49 @@ class GateReader:
         if cand.check is None:
             number = iso6346.with_check_digit(first_ten)
             confidence = 0.4 * cand.score
-            return ContainerResult(number, confidence, False, True, how=cand.how + " (no check digit)",
-                                   char_height=cand.char_height)
+            return ContainerResult(
+                number,
+                confidence,
+                False,
+                True,
+                how=cand.how + " (no check digit)",
+                char_height=cand.char_height,
+            )
         number = first_ten + cand.check
         if iso6346.is_valid(number):
             confidence = 0.5 + 0.5 * cand.score
-            if number[3] not in iso6346.CATEGORIES:
-                confidence *= 0.9
-            return ContainerResult(number, confidence, True, confidence < threshold, how=cand.how,
-                                   char_height=cand.char_height)
+            if number[3] not in iso6346.CATEGORIES or cand.noisy:
+                # Real but rare (RWWL…); far more often a misread U: an officer looks.
+                confidence = min(confidence, threshold - 0.05)
+            return ContainerResult(
+                number,
+                confidence,
+                True,
+                confidence < threshold,
+                how=cand.how,
+                char_height=cand.char_height,
+            )
         fixes = iso6346.repairs(number)
         if len(fixes) == 1:
             confidence = 0.6 * cand.score
-            return ContainerResult(fixes[0], confidence, True, True, how=cand.how + " (repaired)",
-                                   char_height=cand.char_height, alternatives=(number,))
-        return ContainerResult(number, 0.2 * cand.score, False, True, how=cand.how + " (check digit fails)",
-                               char_height=cand.char_height, alternatives=tuple(fixes))
+            return ContainerResult(
+                fixes[0],
+                confidence,
+                True,
+                True,
+                how=cand.how + " (repaired)",
+                char_height=cand.char_height,
+                alternatives=(number,),
+            )
+        return ContainerResult(
+            number,
+            0.2 * cand.score,
+            False,
+            True,
+            how=cand.how + " (check digit fails)",
+            char_height=cand.char_height,
+            alternatives=tuple(fixes),
+        )
 
     def _rank(self, results: list[ContainerResult], tokens: list[Token]) -> list[ContainerResult]:
         best: dict[str, ContainerResult] = {}
@@ -243,13 +337,18 @@ class GateReader:
                 best[res.number] = replace(old, agreement=old.agreement + 1)
         ordered = sorted(
             best.values(),
-            key=lambda r: (r.check_digit_ok and not r.alternatives, r.confidence * (r.char_height ** 0.5)),
+            key=lambda r: (
+                r.check_digit_ok and not r.alternatives,
+                r.confidence * (r.char_height**0.5),
+            ),
             reverse=True,
         )
         # A number that only differs from a better one by a few glyphs is a misreading of it.
         kept: list[ContainerResult] = []
         for res in ordered:
-            if any(_similar(res.number, k.number) for k in kept):
+            if any(
+                _similar(res.number, k.number) or _overlapping(res.number, k.number) for k in kept
+            ):
                 continue
             kept.append(res)
         iso_type = _size_type(tokens)
@@ -263,13 +362,17 @@ class GateReader:
             hit = find_plate(tok.text)
             if hit is not None:
                 text, kind = hit
-                found.append(PlateResult(text, tok.score, tok.score < self.config.review_threshold, kind))
+                found.append(
+                    PlateResult(text, tok.score, tok.score < self.config.review_threshold, kind)
+                )
         if not found and min(image.shape[:2]) < 200:
             # A plate crop: the detector may miss the single line; read the whole image.
-            (text, score), = self.engine.recognise([image])
+            ((text, score),) = self.engine.recognise([image])
             hit = find_plate(text)
             if hit is not None:
-                found.append(PlateResult(hit[0], score, score < self.config.review_threshold, hit[1]))
+                found.append(
+                    PlateResult(hit[0], score, score < self.config.review_threshold, hit[1])
+                )
         if not found:
             return None
         return max(found, key=lambda p: p.confidence)
@@ -277,6 +380,11 @@ class GateReader:
 
 def _similar(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= 2
+
+
+def _overlapping(a: str, b: str, run: int = 5) -> bool:
+    """True when `a` and `b` share `run` consecutive characters of their serials."""
+    return any(a[4 + i : 4 + i + run] in b for i in range(0, 7 - run + 1))
 
 
 def _size_type(tokens: list[Token]) -> str | None:
@@ -290,7 +398,9 @@ def _size_type(tokens: list[Token]) -> str | None:
     return max(counts, key=lambda c: counts[c])
 
 
-def fuse(readings: Iterable[ImageReading], review_threshold: float = DEFAULT_REVIEW_THRESHOLD) -> PassageReading:
+def fuse(
+    readings: Iterable[ImageReading], review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+) -> PassageReading:
     """One passage from several frames or cameras: agreeing readings reinforce each other.
 
     Numbers are grouped; a number read with a valid check digit by several images
@@ -306,7 +416,7 @@ def fuse(readings: Iterable[ImageReading], review_threshold: float = DEFAULT_REV
         if reading.plate is not None:
             plates[reading.plate.text].append(reading.plate)
     fused: list[ContainerResult] = []
-    for number, group in groups.items():
+    for group in groups.values():
         top = max(group, key=lambda r: r.confidence)
         miss = 1.0
         for res in group:
@@ -315,8 +425,13 @@ def fuse(readings: Iterable[ImageReading], review_threshold: float = DEFAULT_REV
         types = [r.iso_type for r in group if r.iso_type]
         iso_type = max(set(types), key=types.count) if types else None
         fused.append(
-            replace(top, confidence=confidence, agreement=len(group), iso_type=iso_type,
-                    needs_review=confidence < review_threshold or not top.check_digit_ok)
+            replace(
+                top,
+                confidence=confidence,
+                agreement=len(group),
+                iso_type=iso_type,
+                needs_review=confidence < review_threshold or not top.check_digit_ok,
+            )
         )
     fused.sort(key=lambda r: (r.check_digit_ok, r.agreement, r.confidence), reverse=True)
     kept: list[ContainerResult] = []
@@ -325,12 +440,14 @@ def fuse(readings: Iterable[ImageReading], review_threshold: float = DEFAULT_REV
         if rival is not None:
             if res.check_digit_ok and res.confidence >= review_threshold:
                 # Two valid numbers that look alike: neither is safe without an officer.
-                kept[kept.index(rival)] = replace(rival, needs_review=True, alternatives=(*rival.alternatives, res.number))
+                kept[kept.index(rival)] = replace(
+                    rival, needs_review=True, alternatives=(*rival.alternatives, res.number)
+                )
             continue
         kept.append(res)
     plate: PlateResult | None = None
     if plates:
-        text, group = max(plates.items(), key=lambda kv: (len(kv[1]), max(p.confidence for p in kv[1])))
-        top_plate = max(group, key=lambda p: p.confidence)
-        plate = replace(top_plate, agreement=len(group))
+        votes = max(plates.values(), key=lambda g: (len(g), max(p.confidence for p in g)))
+        top_plate = max(votes, key=lambda p: p.confidence)
+        plate = replace(top_plate, agreement=len(votes))
     return PassageReading(containers=kept, plate=plate, images=len(items))

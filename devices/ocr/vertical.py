@@ -71,7 +71,9 @@ def unstack(column: Image, min_chars: int = 3) -> Image | None:
     pad = max(2, height // 4)
     width = column.shape[1]
     pieces: list[Image] = []
-    background = np.median(column.reshape(-1, column.shape[2]) if column.ndim == 3 else column, axis=0)
+    background = np.median(
+        column.reshape(-1, column.shape[2]) if column.ndim == 3 else column, axis=0
+    )
     for a, b in rows:
         char = column[max(0, a - 1) : b + 1]
         canvas = np.empty((height + 2 * pad, width + pad, *column.shape[2:]), dtype=np.uint8)

@@ -18,12 +18,20 @@ from firmware_stubs.camera.server import SceneSource, make_server
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firmware_stubs.camera", description=__doc__)
-    parser.add_argument("--number", action="append", default=[], help="container number to render (repeatable)")
+    parser.add_argument(
+        "--number", action="append", default=[], help="container number to render (repeatable)"
+    )
     parser.add_argument("--iso-type", default="22G1", help="size/type code to render")
     parser.add_argument("--photos", type=Path, help="serve these photos instead of rendering")
-    parser.add_argument("--folder", type=Path, help="also write each trigger's frames into this folder")
-    parser.add_argument("--burst", type=int, default=3, help="frames written per trigger to --folder")
-    parser.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0: any free one)")
+    parser.add_argument(
+        "--folder", type=Path, help="also write each trigger's frames into this folder"
+    )
+    parser.add_argument(
+        "--burst", type=int, default=3, help="frames written per trigger to --folder"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0: any free one)"
+    )
     parser.add_argument("--fps", type=float, default=10.0)
     args = parser.parse_args(argv)
     if args.folder:

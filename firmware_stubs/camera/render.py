@@ -7,12 +7,14 @@ blur, glare (a bright blob) and dirt (dark specks), all seeded for repeatability
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-Image = npt.NDArray[np.uint8]
+#: A BGR (or grey) 8-bit image as OpenCV returns it.
+Image = npt.NDArray[Any]
 
 _DOOR_COLOURS = [(60, 40, 150), (130, 70, 30), (40, 110, 40), (50, 50, 60), (30, 90, 170)]
 
@@ -32,7 +34,9 @@ class Scene:
     seed: int = 0
 
 
-def _text(img: Image, text: str, org: tuple[int, int], scale: float, thickness: int) -> tuple[int, int]:
+def _text(
+    img: Image, text: str, org: tuple[int, int], scale: float, thickness: int
+) -> tuple[int, int]:
     font = cv2.FONT_HERSHEY_DUPLEX
     cv2.putText(img, text, org, font, scale, (245, 245, 245), thickness, cv2.LINE_AA)
     (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
@@ -44,7 +48,7 @@ def render_door(scene: Scene) -> Image:
     rng = np.random.default_rng(scene.seed)
     w, h = scene.width, scene.height
     colour = _DOOR_COLOURS[scene.seed % len(_DOOR_COLOURS)]
-    img = np.zeros((h, w, 3), dtype=np.uint8)
+    img: Image = np.zeros((h, w, 3), dtype=np.uint8)
     img[:] = colour
     # Corrugation: vertical bands of lighter and darker paint.
     for x in range(0, w, max(8, w // 40)):
@@ -61,7 +65,13 @@ def render_door(scene: Scene) -> Image:
     cx = sx + sw + int(oh * 0.5)
     cw, _ = _text(img, check, (cx, y0), scale, thick)
     pad = int(oh * 0.25)
-    cv2.rectangle(img, (cx - pad, y0 - oh - pad), (cx + cw + pad, y0 + pad), (245, 245, 245), max(2, thick // 2))
+    cv2.rectangle(
+        img,
+        (cx - pad, y0 - oh - pad),
+        (cx + cw + pad, y0 + pad),
+        (245, 245, 245),
+        max(2, thick // 2),
+    )
     if scene.iso_type:
         _text(img, scene.iso_type, (sx, y0 + int(oh * 2.0)), scale * 0.9, thick)
     # Dirt: dark specks.
@@ -70,17 +80,20 @@ def render_door(scene: Scene) -> Image:
         cv2.circle(img, (px, py), int(rng.integers(1, 4)), (30, 30, 30), -1)
     # Glare: a soft bright blob away from the text centre.
     if scene.glare > 0:
-        glare = np.zeros((h, w), dtype=np.float32)
+        glare: npt.NDArray[Any] = np.zeros((h, w), dtype=np.float32)
         cv2.circle(glare, (int(w * 0.8), int(h * 0.2)), int(h * 0.25), 1.0, -1)
         glare = cv2.GaussianBlur(glare, (0, 0), h * 0.08)
         img = np.clip(img + (glare[..., None] * 255 * scene.glare), 0, 255).astype(np.uint8)
     # Perspective: the camera looks at the door slightly from the side.
     if scene.tilt:
         d = scene.tilt * w
-        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-        dst = np.float32([[d, d * 0.3], [w - d * 0.2, 0], [w, h], [d * 0.5, h - d * 0.3]])
-        img = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h),
-                                  borderMode=cv2.BORDER_REPLICATE)
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+        dst = np.array(
+            [[d, d * 0.3], [w - d * 0.2, 0], [w, h], [d * 0.5, h - d * 0.3]], dtype=np.float32
+        )
+        img = cv2.warpPerspective(
+            img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE
+        )
     if scene.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur)
     noise = rng.normal(0, 4, img.shape)

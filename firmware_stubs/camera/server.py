@@ -10,6 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import cv2
@@ -20,18 +21,29 @@ from firmware_stubs.camera.render import Scene, render_door
 
 logger = logging.getLogger(__name__)
 
-Image = npt.NDArray[np.uint8]
+#: A BGR (or grey) 8-bit image as OpenCV returns it.
+Image = npt.NDArray[Any]
 _SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class SceneSource:
     """What the camera sees now; a trigger moves to the next photo or rendered number."""
 
-    def __init__(self, numbers: list[str], photos: Path | None = None, iso_type: str = "22G1",
-                 out_folder: Path | None = None, burst: int = 3) -> None:
+    def __init__(
+        self,
+        numbers: list[str],
+        photos: Path | None = None,
+        iso_type: str = "22G1",
+        out_folder: Path | None = None,
+        burst: int = 3,
+    ) -> None:
         self._lock = threading.Lock()
         self._numbers = itertools.cycle(numbers) if numbers else None
-        self._photos = itertools.cycle(sorted(p for p in photos.iterdir() if p.suffix.lower() in _SUFFIXES)) if photos else None
+        self._photos = (
+            itertools.cycle(sorted(p for p in photos.iterdir() if p.suffix.lower() in _SUFFIXES))
+            if photos
+            else None
+        )
         self._iso_type = iso_type
         self._out = out_folder
         self._burst = burst
@@ -70,7 +82,7 @@ def make_server(source: SceneSource, port: int = 0, fps: float = 10.0) -> Thread
     """An HTTP server: /stream.mjpg, /frame.jpg, /trigger[?number=…&iso_type=…]."""
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             logger.debug(format, *args)
 
         def do_GET(self) -> None:
@@ -81,7 +93,9 @@ def make_server(source: SceneSource, port: int = 0, fps: float = 10.0) -> Thread
                 self._send(200, "image/jpeg", source.jpeg)
             elif url.path == "/trigger":
                 query = parse_qs(url.query)
-                shown = source.trigger(query.get("number", [None])[0], query.get("iso_type", [None])[0])
+                shown = source.trigger(
+                    query.get("number", [None])[0], query.get("iso_type", [None])[0]
+                )
                 self._send(200, "application/json", json.dumps(shown).encode())
             else:
                 self._send(404, "text/plain", b"not found")

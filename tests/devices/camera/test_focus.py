@@ -1,12 +1,14 @@
 """Focus measure and frame selection."""
 
+from typing import Any
+
 import cv2
 import numpy as np
 
 from devices.camera import Frame, select_sharpest, sharpness
 
 
-def _pattern(seed: int = 0) -> np.ndarray:
+def _pattern(seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     img = np.full((480, 640, 3), 90, np.uint8)
     for _ in range(40):

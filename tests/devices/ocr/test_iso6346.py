@@ -130,8 +130,18 @@ def test_repairs_reports_every_valid_reading_so_ambiguity_is_visible():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("22G1", "22G1"), ("45G1", "45G1"), ("45R1", "45R1"), ("L5G1", "L5G1"), ("2261", "22G1"),
-     ("22GI", "22G1"), ("LEG1", "LEG1"), ("2.6m", None), ("KGS1", None), ("9999", None)],
+    [
+        ("22G1", "22G1"),
+        ("45G1", "45G1"),
+        ("45R1", "45R1"),
+        ("L5G1", "L5G1"),
+        ("2261", "22G1"),
+        ("22GI", "22G1"),
+        ("LEG1", "LEG1"),
+        ("2.6m", None),
+        ("KGS1", None),
+        ("9999", None),
+    ],
 )
 def test_size_type(raw, expected):
     assert iso6346.coerce_size_type(raw) == expected

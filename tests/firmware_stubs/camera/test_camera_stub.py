@@ -18,9 +18,25 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def stub(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_stubs.camera", "--number", "MSKU9070323", "--number",
-         "TGHU8643952", "--iso-type", "45G1", "--folder", str(tmp_path / "frames"), "--fps", "20"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "firmware_stubs.camera",
+            "--number",
+            "MSKU9070323",
+            "--number",
+            "TGHU8643952",
+            "--iso-type",
+            "45G1",
+            "--folder",
+            str(tmp_path / "frames"),
+            "--fps",
+            "20",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     urls = []
@@ -30,6 +46,7 @@ def stub(tmp_path):
             break
         urls.append(line)
     yield proc, urls
+    assert proc.stdin is not None
     proc.stdin.write("quit\n")
     proc.stdin.flush()
     proc.wait(timeout=10)
@@ -40,7 +57,9 @@ async def test_mjpeg_stream_is_captured_and_read(stub):
     _proc, urls = stub
     http_url = urls[0]
     assert http_url.startswith("http://127.0.0.1:")
-    cfg = CameraConfig(type="opencv", url=http_url, frames_before=2, frames_after=3, burst_timeout_s=10)
+    cfg = CameraConfig(
+        type="opencv", url=http_url, frames_before=2, frames_after=3, burst_timeout_s=10
+    )
     async with Camera(cfg) as cam:
         frames = await cam.capture_burst()
     best = select_sharpest(frames, 1)[0]
@@ -53,7 +72,7 @@ async def test_mjpeg_stream_is_captured_and_read(stub):
 
 @pytest.mark.slow
 async def test_trigger_then_folder_url_gives_the_next_number(stub):
-    proc, urls = stub
+    _proc, urls = stub
     folder_url = urls[1]
     assert folder_url.startswith("folder://")
     base = urls[0].rsplit("/", 1)[0]
@@ -61,7 +80,9 @@ async def test_trigger_then_folder_url_gives_the_next_number(stub):
         lambda: urllib.request.urlopen(f"{base}/trigger", timeout=5).read().decode()
     )
     assert "TGHU8643952" in shown
-    cfg = CameraConfig(type="opencv", url=folder_url, frames_before=6, frames_after=0, burst_timeout_s=5)
+    cfg = CameraConfig(
+        type="opencv", url=folder_url, frames_before=6, frames_after=0, burst_timeout_s=5
+    )
     async with Camera(cfg) as cam:
         await asyncio.sleep(0.5)
         frames = await cam.capture_burst()
