@@ -120,6 +120,7 @@ class GateReader:
         """Read one image (BGR array). Raises ImageError for an unusable image."""
         started = time.perf_counter()
         image = check_image(image)
+        original = image
         scale = 1.0
         if max(image.shape[:2]) > WORK_SIDE:
             scale = WORK_SIDE / max(image.shape[:2])
@@ -129,7 +130,7 @@ class GateReader:
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         tokens = self._tokens(image)
         containers = self._containers(image, tokens)
-        plate = self._plate(image, tokens) if self.config.read_plates else None
+        plate = self._plate(original, tokens) if self.config.read_plates else None
         elapsed = (time.perf_counter() - started) * 1000.0
         return ImageReading(containers=containers, plate=plate, elapsed_ms=elapsed)
 
@@ -365,7 +366,7 @@ class GateReader:
                 found.append(
                     PlateResult(text, tok.score, tok.score < self.config.review_threshold, kind)
                 )
-        if not found and min(image.shape[:2]) < 200:
+        if not found and image.shape[1] <= 480 and 1.5 < image.shape[1] / image.shape[0] < 8:
             # A plate crop: the detector may miss the single line; read the whole image.
             ((text, score),) = self.engine.recognise([image])
             hit = find_plate(text)
