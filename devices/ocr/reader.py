@@ -306,6 +306,9 @@ class GateReader:
                 how=cand.how,
                 char_height=cand.char_height,
             )
+        if cand.how.endswith("+check look"):
+            # The second look is the weaker evidence: treat its digit as not seen.
+            return self._judge(replace(cand, check=None, how=cand.how + " (digit unsure)"))
         fixes = iso6346.repairs(number)
         if len(fixes) == 1:
             confidence = 0.6 * cand.score
