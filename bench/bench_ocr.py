@@ -17,7 +17,7 @@ import numpy.typing as npt
 from devices.ocr.reader import GateReader, load_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "containers"
-ROUNDS = 16
+ROUNDS = 12
 
 
 def _frames() -> list[npt.NDArray[Any]]:

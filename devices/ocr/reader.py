@@ -12,10 +12,12 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from devices.errors import DeviceError
 from devices.ocr import iso6346
@@ -92,13 +94,20 @@ def load_image(path: str) -> Image:
         return decode_image(fh.read())
 
 
-@dataclass(frozen=True)
-class ReaderConfig:
-    """Tuning of the gate reader."""
+class ReaderConfig(BaseModel):
+    """Configuration of the gate reader (OCR driver `rapidocr`)."""
 
-    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    read_plates: bool = True
-    max_containers: int = 4
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["rapidocr"] = Field(default="rapidocr", description="OCR driver")
+    review_threshold: float = Field(
+        default=DEFAULT_REVIEW_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="readings with a lower confidence are reported with needs_review",
+    )
+    read_plates: bool = Field(default=True, description="also look for a Chinese licence plate")
+    max_containers: int = Field(default=4, ge=1, le=8, description="most numbers kept per image")
 
 
 class GateReader:
@@ -158,7 +167,10 @@ class GateReader:
             for (box, vertical), (text, score) in zip(owners, texts, strict=True)
             if text.strip() and score >= 0.3
         ]
-        return tokens + self._grown_columns(image, tokens)
+        grown = self._grown_columns(image, tokens)
+        # A second round: a grown column may still miss a letter at its end.
+        again = self._grown_columns(image, [t for t in grown if len(t.norm) < 11])
+        return tokens + grown + again
 
     def _grown_columns(self, image: Image, tokens: list[Token]) -> list[Token]:
         """Vertical numbers the detector cut short (glare, a door bar): read a longer column.

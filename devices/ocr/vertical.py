@@ -14,12 +14,23 @@ from devices.ocr.engine import Image
 
 
 def _text_mask(gray: Image) -> Image:
-    """Binary mask (255 = ink) with the polarity chosen so that ink is the minority."""
+    """Binary mask (255 = ink) by Otsu.
+
+    The polarity (light on dark or dark on light) is the one whose rows have gaps:
+    in a column of characters the rows between them are empty of ink, while the
+    background has no such gaps. Ties go to the border rule: paint fills the edges.
+    """
     _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # Ink is what the border is not: container paint fills the edges of a text box.
+    inverse = 255 - binary
+    width = gray.shape[1]
+    margin = max(1, width // 10)
+
+    def gaps(mask: Image) -> int:
+        return int(((mask[:, margin : width - margin] > 0).mean(axis=1) < 0.04).sum())
+
     border = np.concatenate([binary[0, :], binary[-1, :], binary[:, 0], binary[:, -1]])
-    if border.mean() > 127:
-        binary = 255 - binary
+    if gaps(inverse) > gaps(binary) or (gaps(inverse) == gaps(binary) and border.mean() > 127):
+        binary = inverse
     mask: Image = binary
     return mask
 

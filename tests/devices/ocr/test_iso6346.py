@@ -154,3 +154,39 @@ def test_labels_of_the_real_photos_pass_the_check(shared_data):
         numbers = [row["container_number"] for row in csv.DictReader(fh)]
     assert len(numbers) >= 70
     assert all(iso6346.is_valid(n) for n in numbers)
+
+
+def test_exhaustive_letter_substitutions_only_pass_when_eleven_apart():
+    # Every single-letter change in the owner code and category of every known number:
+    # the weighted sum keeps its remainder only when the two letter values differ by a
+    # multiple of 11 (A/K/U, B/L/V, … — TRAPS.md); then the check digit cannot see it.
+    def total(text: str) -> int:
+        return sum(iso6346.char_value(c) << i for i, c in enumerate(text[:10]))
+
+    kept = 0
+    for number in KNOWN_VALID:
+        for pos in range(4):
+            for letter in string.ascii_uppercase:
+                if letter == number[pos]:
+                    continue
+                changed = number[:pos] + letter + number[pos + 1 :]
+                delta = iso6346.LETTER_VALUES[letter] - iso6346.LETTER_VALUES[number[pos]]
+                same_remainder = total(changed) % 11 == total(number) % 11
+                assert same_remainder == (delta % 11 == 0), changed
+                if same_remainder:
+                    kept += 1
+                    assert iso6346.is_valid(changed)
+                elif iso6346.is_valid(changed):
+                    # Only the 0/10 remainder pair prints the same check digit.
+                    assert {total(changed) % 11, total(number) % 11} == {0, 10}
+    assert kept > 0
+
+
+def test_exhaustive_check_digits_of_all_serials_for_one_owner():
+    # Brute force against an independent formula for 100 000 serials.
+    values = dict(iso6346.LETTER_VALUES)
+    owner_sum = sum(values[c] * 2**i for i, c in enumerate("MSKU"))
+    for serial in range(0, 1_000_000, 10):
+        digits = f"{serial:06d}"
+        total = owner_sum + sum(int(d) * 2 ** (i + 4) for i, d in enumerate(digits))
+        assert iso6346.check_digit("MSKU" + digits) == total % 11 % 10
