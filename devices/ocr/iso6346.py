@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 import string
+import unicodedata
 from collections.abc import Iterable
 from typing import Final
 
@@ -123,8 +124,12 @@ def with_check_digit(first_ten: str) -> str:
 
 
 def normalise(raw: str) -> str:
-    """Upper case with everything but letters and digits removed."""
-    return "".join(ch for ch in raw.upper() if ch.isascii() and ch.isalnum())
+    """Upper case with everything but letters and digits removed.
+
+    NFKC first: Chinese OCR models often return full-width forms (Ｔ, ７).
+    """
+    text = unicodedata.normalize("NFKC", raw).upper()
+    return "".join(ch for ch in text if ch.isascii() and ch.isalnum())
 
 
 def coerce(raw: str) -> str | None:

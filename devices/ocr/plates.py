@@ -17,6 +17,7 @@ Pure functions, no I/O. Formats recognised:
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 PROVINCES: Final = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
@@ -53,7 +54,8 @@ def plate_kind(text: str) -> str | None:
 
 def normalise_plate(raw: str) -> str:
     """Upper case; separators (·, •, -, spaces) removed; O/I fixed in the serial part."""
-    text = "".join(ch for ch in raw.strip().upper() if ch not in " ·•.-_:：,，")
+    text = unicodedata.normalize("NFKC", raw).strip().upper()
+    text = "".join(ch for ch in text if ch not in " ·•.-_:：,，")
     text = "".join(_PROVINCE_LOOKALIKES.get(ch, ch) for ch in text)
     if len(text) >= 3 and text[0] in PROVINCES:
         head, tail = text[:2], text[2:]

@@ -99,6 +99,7 @@ def test_check_digit_rejects_bad_shapes():
         ("TGHU8G43952", "TGHU8643952"),
         ("TEMU-052462-0", "TEMU0524620"),
         ("TGH08643952", "TGHU8643952"),  # 0 in the category position → U
+        ("ＴEMU503７029", "TEMU5037029"),  # full-width forms from the Chinese model
     ],
 )
 def test_position_aware_coercion(raw, expected):
