@@ -1,5 +1,7 @@
 """Joining boxes into numbers (pure), and unstacking vertical columns."""
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -81,7 +83,7 @@ def test_one_box_windows_and_coercion():
     assert any(c.owner + c.serial + (c.check or "") == "TEMU0524620" for c in cands)
 
 
-def _column(text: str) -> np.ndarray:
+def _column(text: str) -> Any:
     img = np.full((70 * len(text) + 40, 90, 3), (40, 60, 120), np.uint8)
     for i, ch in enumerate(text):
         cv2.putText(img, ch, (20, 80 + 70 * i), cv2.FONT_HERSHEY_DUPLEX, 2.0, (240, 240, 240), 3)
