@@ -46,6 +46,8 @@ MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
 #: Images larger than this (longest side) are scaled down before detection.
 WORK_SIDE = 2048
+#: Boxes thinner than this (pixels, at working size) are not recognised.
+MIN_TEXT_PX = 10
 #: Smaller images are scaled up to this (longest side): small text reads better.
 MIN_WORK_SIDE = 960
 
@@ -148,7 +150,8 @@ class GateReader:
         crops: list[Image] = []
         owners: list[tuple[TextBox, bool]] = []
         for box in boxes:
-            if box.width < 4 or box.height < 4:
+            # Text under 10 px high is never the container number or the plate.
+            if min(box.width, box.height) < MIN_TEXT_PX:
                 continue
             crop = crop_box(image, box)
             if box.height >= 1.5 * box.width:
