@@ -1,0 +1,101 @@
+"""Rendered container doors: number, check digit box and size/type code, with camera faults.
+
+Drawn with OpenCV's Hershey fonts (no font files). Faults: perspective tilt,
+blur, glare (a bright blob) and dirt (dark specks), all seeded for repeatability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+#: A BGR (or grey) 8-bit image as OpenCV returns it.
+Image = npt.NDArray[Any]
+
+_DOOR_COLOURS = [(60, 40, 150), (130, 70, 30), (40, 110, 40), (50, 50, 60), (30, 90, 170)]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What to draw. `number` is eleven characters; `iso_type` four or empty."""
+
+    number: str
+    iso_type: str = "22G1"
+    width: int = 1920
+    height: int = 1080
+    tilt: float = 0.04
+    blur: float = 1.0
+    glare: float = 0.3
+    dirt: float = 0.3
+    seed: int = 0
+
+
+def _text(
+    img: Image, text: str, org: tuple[int, int], scale: float, thickness: int
+) -> tuple[int, int]:
+    font = cv2.FONT_HERSHEY_DUPLEX
+    cv2.putText(img, text, org, font, scale, (245, 245, 245), thickness, cv2.LINE_AA)
+    (w, h), _ = cv2.getTextSize(text, font, scale, thickness)
+    return w, h
+
+
+def render_door(scene: Scene) -> Image:
+    """A container door seen by a gate camera."""
+    rng = np.random.default_rng(scene.seed)
+    w, h = scene.width, scene.height
+    colour = _DOOR_COLOURS[scene.seed % len(_DOOR_COLOURS)]
+    img: Image = np.zeros((h, w, 3), dtype=np.uint8)
+    img[:] = colour
+    # Corrugation: vertical bands of lighter and darker paint.
+    for x in range(0, w, max(8, w // 40)):
+        shade = 25 if (x // max(8, w // 40)) % 2 else -25
+        band = np.clip(np.array(colour, dtype=np.int16) + shade, 0, 255).astype(np.uint8)
+        cv2.rectangle(img, (x, 0), (x + max(4, w // 80), h), tuple(int(c) for c in band), -1)
+    scale = h / 260
+    thick = max(2, int(scale * 2.2))
+    owner, serial, check = scene.number[:4], scene.number[4:10], scene.number[10:]
+    x0, y0 = int(w * 0.18), int(h * 0.35)
+    ow, oh = _text(img, owner, (x0, y0), scale, thick)
+    sx = x0 + ow + int(oh * 0.6)
+    sw, _ = _text(img, serial, (sx, y0), scale, thick)
+    cx = sx + sw + int(oh * 0.5)
+    cw, _ = _text(img, check, (cx, y0), scale, thick)
+    pad = int(oh * 0.25)
+    cv2.rectangle(
+        img,
+        (cx - pad, y0 - oh - pad),
+        (cx + cw + pad, y0 + pad),
+        (245, 245, 245),
+        max(2, thick // 2),
+    )
+    if scene.iso_type:
+        _text(img, scene.iso_type, (sx, y0 + int(oh * 2.0)), scale * 0.9, thick)
+    # Dirt: dark specks.
+    for _ in range(int(400 * scene.dirt)):
+        px, py = int(rng.integers(0, w)), int(rng.integers(0, h))
+        cv2.circle(img, (px, py), int(rng.integers(1, 4)), (30, 30, 30), -1)
+    # Glare: a soft bright blob away from the text centre.
+    if scene.glare > 0:
+        glare: npt.NDArray[Any] = np.zeros((h, w), dtype=np.float32)
+        cv2.circle(glare, (int(w * 0.8), int(h * 0.2)), int(h * 0.25), 1.0, -1)
+        glare = cv2.GaussianBlur(glare, (0, 0), h * 0.08)
+        img = np.clip(img + (glare[..., None] * 255 * scene.glare), 0, 255).astype(np.uint8)
+    # Perspective: the camera looks at the door slightly from the side.
+    if scene.tilt:
+        d = scene.tilt * w
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+        dst = np.array(
+            [[d, d * 0.3], [w - d * 0.2, 0], [w, h], [d * 0.5, h - d * 0.3]], dtype=np.float32
+        )
+        img = cv2.warpPerspective(
+            img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE
+        )
+    if scene.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), scene.blur)
+    noise = rng.normal(0, 4, img.shape)
+    out: Image = np.clip(img + noise, 0, 255).astype(np.uint8)
+    return out
