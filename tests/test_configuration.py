@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_reference_matches_the_models():
@@ -25,7 +27,9 @@ def test_reference_matches_the_models():
 def test_example_files_validate():
     server = run("-m", "server", "--config", "config/examples/server.yaml", "--validate-config")
     assert server.returncode == 0, server.stderr
-    truck = run("-m", "edge", "truck", "--config", "config/examples/truck.yaml", "--validate-config")
+    truck = run(
+        "-m", "edge", "truck", "--config", "config/examples/truck.yaml", "--validate-config"
+    )
     assert truck.returncode == 0, truck.stderr
     assert "OK" in truck.stdout
 
