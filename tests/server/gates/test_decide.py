@@ -10,6 +10,7 @@ import pytest
 from contract.payloads import ContainerReading, PlateReading
 from server.gates.decide import (
     REASON_CODES,
+    Decision,
     ReleaseRecord,
     TripFacts,
     decide,
@@ -59,8 +60,8 @@ def arriving(**over: object) -> TripFacts:
 GOOD = [reading("CSQU3054383")]
 
 
-def codes(decision: object) -> list[str]:
-    return decision.reason_codes  # type: ignore[attr-defined, no-any-return]
+def codes(decision: Decision) -> list[str]:
+    return decision.reason_codes
 
 
 def test_departure_matches_and_sealed_opens() -> None:

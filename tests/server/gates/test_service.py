@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -37,7 +38,9 @@ def sealed(world: GateWorld, vehicle: str = "TRK-1", state: str = "sealed", ago_
     )  # fmt: skip
 
 
-def pass_gate(world: GateWorld, gate: str, passage_id: str, ago_min: float, **over: object):
+def pass_gate(
+    world: GateWorld, gate: str, passage_id: str, ago_min: float, **over: Any
+) -> GateCommand | None:
     msg = world.feed("passage", gate, utc_now() - timedelta(minutes=ago_min),
                      **passage_fields(passage_id, **over))  # fmt: skip
     assert isinstance(msg, Passage)
@@ -56,7 +59,7 @@ def audit_actions(world: GateWorld) -> list[tuple[str, str, str]]:
             select(schema.audit_log.c.actor, schema.audit_log.c.action,
                    schema.audit_log.c.object_id).order_by(schema.audit_log.c.seq)
         ).all()  # fmt: skip
-    return [tuple(r) for r in rows]  # type: ignore[misc]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def depart(world: GateWorld, passage_id: str = "P-DEP-1", ago_min: float = 60) -> GateCommand:
@@ -273,9 +276,9 @@ async def test_on_messages_decides_and_publishes(gate_world: GateWorld) -> None:
     sealed(gate_world)
     msg = gate_world.feed("passage", ORIGIN, utc_now(), **passage_fields("P-ON"))
     await gate_world.gates.on_messages([IncomingMessage("passage", msg, "", utc_now())])
-    assert [(k, c.node_id, c.action) for k, c in gate_world.recorder.sent] == [
-        ("gate", ORIGIN, "open")
-    ]
+    [(kind, command)] = gate_world.recorder.sent
+    assert isinstance(command, GateCommand)
+    assert (kind, command.node_id, command.action) == ("gate", ORIGIN, "open")
 
 
 def test_remote_unseal_only_inside_the_destination_site(
