@@ -16,6 +16,7 @@ from server.alarms.effects import AlarmEffects
 from server.api import alarms as alarms_api
 from server.api import audit as audit_api
 from server.api import errors
+from server.api import gates as gates_api
 from server.api.auth import install_auth
 from server.api.routes import health_router, router
 from server.auth.config import AuthSettings
@@ -23,6 +24,8 @@ from server.auth.dependencies import guard
 from server.config import ServerConfig
 from server.console.config import ConsoleSettings
 from server.console.web import mount_console
+from server.gates.commands import CommandPublisher, CommandSigner
+from server.gates.service import GateService
 from server.geo import Geography
 from server.ingest import Ingest
 from server.judge import Judge
@@ -38,6 +41,7 @@ def create_app(
     svc: Services,
     auth: AuthSettings | None = None,
     console: ConsoleSettings | None = None,
+    gates: GateService | None = None,
 ) -> FastAPI:
     """The ASGI app; `auth`/`console` default to the server configuration's."""
     app = FastAPI(
@@ -46,6 +50,7 @@ def create_app(
         description="Customs-bonded transport monitoring: declarations, trips, alarms, gates.",
     )
     app.state.services = svc
+    app.state.gates = gates  # None: server.api.gates makes one that sends no commands
     errors.install(app)
     # --- accounts and console (server.auth, server.console) ---
     auth = auth or svc.config.auth
@@ -58,6 +63,7 @@ def create_app(
     mount_console(app, console)
     app.include_router(alarms_api.router, dependencies=[Depends(guard)])  # alarm lifecycle
     app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
+    app.include_router(gates_api.router, dependencies=[Depends(guard)])  # passages, releases
     return app
 
 
@@ -77,20 +83,33 @@ def _db_password(config: ServerConfig) -> str | None:
 async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> None:
     """Run until cancelled or SIGTERM/SIGINT."""
     svc = build_services(config)
-    trips = TripTracker(svc.store)
-    judge = Judge(
-        svc.store, svc.geography, svc.profiles, AlarmEffects(AlarmService(svc.store.engine))
+    trips = TripTracker(svc.store, start_on_first_fix=config.trips.start_on_first_fix)
+    alarm_service = AlarmService(svc.store.engine)
+    judge = Judge(svc.store, svc.geography, svc.profiles, AlarmEffects(alarm_service))
+    client_id = config.broker.client_id or "bondwatch-server-1"
+    # Commands go out on the server's own connection (its own persistent session).
+    publisher = CommandPublisher(
+        config.broker.model_copy(update={"client_id": f"{client_id}-commands"}),
+        f"{client_id}-commands",
+    )
+    gates = GateService(
+        svc.store,
+        svc.geography,
+        config.gates,
+        CommandSigner.from_file(config.signing_key_file, config.gates.command_ttl_s),
+        publisher,
+        alarm_service,
     )
     ingest = Ingest(
         config.broker,
         config.ingest,
         svc.store,
         svc.metrics,
-        handlers=[trips.on_messages, judge.on_messages],
-        client_id=config.broker.client_id or "bondwatch-server-1",
+        handlers=[trips.on_messages, gates.on_messages, judge.on_messages],
+        client_id=client_id,
     )
     svc.ingest_connected = ingest.connected.is_set
-    app = create_app(svc)
+    app = create_app(svc, gates=gates)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=config.http.host, port=config.http.port, log_level="warning", lifespan="off"
@@ -105,6 +124,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             ingest_task = group.create_task(ingest.run(), name="ingest")
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
+            commands = group.create_task(publisher.run(), name="command-publisher")
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
                 await asyncio.sleep(0.02)
             port = (
@@ -121,6 +141,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             await http_task
             ingest_task.cancel()
             timers.cancel()
+            commands.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contract.broker import BrokerSettings
 from server.auth.config import AuthSettings
 from server.console.config import ConsoleSettings
+from server.gates.config import GatesSettings, TripSettings
 
 
 class HttpSettings(BaseModel):
@@ -86,6 +87,10 @@ class ServerConfig(BaseModel):
     console: ConsoleSettings = Field(
         default_factory=ConsoleSettings, description="the officers' console (map tiles)"
     )
+    gates: GatesSettings = Field(
+        default_factory=GatesSettings, description="gate decisions, commands, remote unseal"
+    )
+    trips: TripSettings = Field(default_factory=TripSettings, description="trip lifecycle")
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
     )

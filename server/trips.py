@@ -1,9 +1,13 @@
 """Trip lifecycle on the ingest path.
 
-Foundation scope: a registered declaration opens a trip (`declared`); the first fix of
-its vehicle after registration starts it (`in_transit`). The departure-gate rule of
-DESIGN.md (passage matches and lock sealed → open command → trip starts) replaces
-this trigger in the gate-decision work.
+A registered declaration opens a trip (`declared`). The departure gate starts it: the
+passage matches and the lock is sealed → the server signs an *open* command and the
+trip goes `in_transit` with `started_at` = the passage time (`server.gates.service`).
+At the arrival gate it becomes `released` or `held` (an officer may override).
+
+Fallback for sites without a departure gate controller (and demos): with
+`trips.start_on_first_fix`, the first fix of the vehicle after registration starts
+the trip instead.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ log = logging.getLogger(__name__)
 
 
 class TripTracker:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, start_on_first_fix: bool = False) -> None:
         self._store = store
+        self.start_on_first_fix = start_on_first_fix
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
-        await asyncio.to_thread(self._apply, batch)
+        if self.start_on_first_fix:
+            await asyncio.to_thread(self._apply, batch)
 
     def _apply(self, batch: Sequence[IncomingMessage]) -> None:
         first_fix: dict[str, Position] = {}
@@ -38,4 +44,6 @@ class TripTracker:
             trip = self._store.open_trip_for_vehicle(vehicle_id)
             if trip is not None and trip["status"] == "declared":
                 self._store.start_trip(trip["trip_id"], fix.ts)
-                log.info("trip %s of %s started at %s", trip["trip_id"], vehicle_id, fix.ts)
+                log.info(
+                    "trip %s of %s started at its first fix %s", trip["trip_id"], vehicle_id, fix.ts
+                )

@@ -27,6 +27,7 @@ ROUTE_ROLES: dict[tuple[str, str], tuple[Role, ...]] = {
     ("POST", "/api/v1/alarms/{}/clear"): ("officer",),
     ("POST", "/api/v1/alarms/{}/assign"): ("supervisor",),
     ("POST", "/api/v1/passages/{}/override"): ("officer",),
+    ("POST", "/api/v1/trips/{}/unseal"): ("officer",),
     ("GET", "/api/v1/audit"): ("supervisor", "admin"),
     ("GET", "/api/v1/audit/verify"): ("supervisor", "admin"),
 }

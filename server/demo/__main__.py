@@ -106,6 +106,7 @@ class Demo:
                         "zones": [str(DEMO_CONFIG / "zones.geojson")],
                     },
                     "signing_key_file": str(keys / "server.pem"),
+                    "trips": {"start_on_first_fix": True},  # no departure gate controller here
                 },
                 allow_unicode=True,
             )

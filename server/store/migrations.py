@@ -52,6 +52,12 @@ MIGRATIONS: list[Migration] = [
         _create(schema.accounts, schema.auth_sessions, schema.api_tokens),
     ),
     Migration(4, "rule effects applied to alarms", _create(schema.rule_effects)),
+    # ---- gates (server/gates) ----
+    Migration(
+        5,
+        "gate passages, release records, signed commands",
+        _create(schema.passages, schema.release_records, schema.commands),
+    ),
 ]
 
 

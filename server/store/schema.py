@@ -232,3 +232,71 @@ rule_effects = Table(
     Column("at", DateTime(timezone=True), primary_key=True),
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
+
+# ---- gates: passages, release records, signed commands (server/gates; migration 5) ----
+
+#: One row per gate passage (`passage_id` from the gate controller) with the server's
+#: decision, its reasons, the command sent, and an officer's override if any.
+passages = Table(
+    "passages",
+    metadata,
+    Column("passage_id", String(128), primary_key=True),
+    Column("gate_node", String(64), nullable=False),
+    Column("gate_id", String(128)),
+    Column("lane", String(128), nullable=False),
+    Column("direction", String(4), nullable=False),
+    Column("containers", JSON, nullable=False),
+    Column("plate", JSON),
+    Column("images", JSON, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("replayed", Boolean, nullable=False),
+    Column("trip_id", String(64)),
+    Column("phase", String(16)),
+    Column("decision", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("reason_codes", JSON, nullable=False),
+    Column("command_id", String(128)),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("override_action", String(8)),
+    Column("override_comment", Text),
+    Column("override_by", String(128)),
+    Column("override_at", DateTime(timezone=True)),
+    Index("ix_passages_ts", "ts"),
+    Index("ix_passages_gate_lane", "gate_id", "lane"),
+    Index("ix_passages_trip", "trip_id"),
+)
+
+#: Electronic release records (or requests for inspection) from the declaration system.
+release_records = Table(
+    "release_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("declaration_id", String(64), nullable=False),
+    Column("release_id", String(128)),
+    Column("released_at", DateTime(timezone=True)),
+    Column("inspect", Boolean, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Index("ix_release_records_declaration", "declaration_id", "id"),
+)
+
+#: Every signed server→edge command (gate open/hold, lock unseal) and its answer.
+commands = Table(
+    "commands",
+    metadata,
+    Column("command_id", String(128), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("node_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("passage_id", String(128)),
+    Column("trip_id", String(64)),
+    Column("payload", Text, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("result", String(16)),
+    Column("result_detail", Text),
+    Column("result_at", DateTime(timezone=True)),
+    Index("ix_commands_passage", "passage_id"),
+)

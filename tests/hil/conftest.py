@@ -52,6 +52,7 @@ class Bench:
                     "http": {"host": "127.0.0.1", "port": self.http_port},
                     "storage": {"url": f"sqlite:///{self.db}"},
                     "signing_key_file": str(self.private_key),
+                    "trips": {"start_on_first_fix": True},  # no departure gate controller here
                     "geography": {
                         "routes": [str(p) for p in sorted((DEMO / "routes").glob("*.geojson"))],
                         "zones": [str(DEMO / "zones.geojson")],

@@ -57,7 +57,7 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
         IngestSettings(batch_wait_ms=5),
         services.store,
         metrics,
-        handlers=[TripTracker(services.store).on_messages],
+        handlers=[TripTracker(services.store, start_on_first_fix=True).on_messages],
         client_id="test-ingest-1",
     )
     task = asyncio.create_task(ingest.run())

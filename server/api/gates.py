@@ -1,0 +1,213 @@
+"""Gate REST endpoints: release records, passages with their decisions, officer
+overrides, and the remote unseal (CONTRACT.md, REST; docs/gates.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from contract.ids import RecordId, Timestamp
+from server.api.actor import current_actor
+from server.api.errors import ApiError
+from server.gates.commands import CommandSigner, SigningUnavailable
+from server.gates.service import GateService
+from server.gates.store import PassageQuery
+
+router = APIRouter(prefix="/api/v1")
+
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Actor = Annotated[str, Depends(current_actor)]
+
+
+def gate_service(request: Request) -> GateService:
+    """The app's `GateService` (`create_app(..., gates=...)`), else one over its services
+    that records decisions without a broker connection."""
+    found = getattr(request.app.state, "gates", None)
+    if isinstance(found, GateService):
+        return found
+    svc = request.app.state.services
+    made = GateService(
+        svc.store,
+        svc.geography,
+        svc.config.gates,
+        CommandSigner.from_file(svc.config.signing_key_file, svc.config.gates.command_ttl_s),
+    )
+    request.app.state.gates = made
+    return made
+
+
+Gates = Annotated[GateService, Depends(gate_service)]
+
+
+class ReleaseIn(BaseModel):
+    """The electronic release record, or `{"inspect": true}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    release_id: RecordId | None = Field(default=None, description="the release record's number")
+    released_at: Timestamp | None = Field(default=None, description="when customs released it")
+    inspect: bool = Field(default=False, description="true: the goods must be inspected")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.inspect and (self.release_id or self.released_at):
+            raise ValueError("give either release_id and released_at, or inspect: true")
+        if not self.inspect and (self.release_id is None or self.released_at is None):
+            raise ValueError("a release record needs release_id and released_at")
+        return self
+
+
+class ReleaseOut(BaseModel):
+    declaration_id: str
+    release_id: str | None
+    released_at: str | None
+    inspect: bool
+    recorded_at: str
+    recorded_by: str
+
+
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["open", "hold"] = Field(description="the officer's decision")
+    comment: Comment = Field(description="why: mandatory")
+
+
+class UnsealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment = Field(description="why: mandatory")
+
+
+class OverrideOut(BaseModel):
+    action: Literal["open", "hold"]
+    comment: str
+    by: str
+    at: Timestamp
+
+
+class CommandResultOut(BaseModel):
+    result: str | None = Field(description="done, refused, expired, bad_signature, failed")
+    detail: str | None
+    at: str | None
+
+
+class PassageOut(BaseModel):
+    passage_id: str
+    gate_node: str = Field(description="node id of the gate controller")
+    gate_id: str | None = Field(description="the geography's gate (null: unknown controller)")
+    lane: str
+    direction: Literal["in", "out"]
+    ts: Timestamp
+    containers: list[dict[str, Any]] = Field(description="as read (CONTRACT.md passage)")
+    plate: dict[str, Any] | None
+    images: list[str]
+    replayed: bool
+    trip_id: str | None
+    phase: Literal["departure", "arrival"] | None
+    decision: Literal["open", "hold"] = Field(description="the server's decision")
+    reasons: list[str] = Field(description="every reason for a hold")
+    reason_codes: list[str]
+    decided_at: Timestamp
+    override: OverrideOut | None = Field(description="an officer's decision, if any")
+    effective: Literal["open", "hold"] = Field(description="override if any, else decision")
+    command_id: str | None = Field(description="the newest command sent for this passage")
+    command_result: CommandResultOut | None
+
+
+class UnsealCommandOut(BaseModel):
+    command_id: str
+    lock_id: str
+    expires_at: str
+
+
+def passage_out(row: dict[str, Any]) -> PassageOut:
+    override = None
+    if row["override_action"] is not None:
+        override = OverrideOut(
+            action=row["override_action"],
+            comment=row["override_comment"],
+            by=row["override_by"],
+            at=row["override_at"],
+        )
+    fields = {k: row[k] for k in PassageOut.model_fields if k in row}
+    fields |= {
+        "override": override,
+        "effective": row["override_action"] or row["decision"],
+    }
+    return PassageOut.model_validate(fields)
+
+
+@router.post(
+    "/declarations/{declaration_id}/release",
+    status_code=201,
+    response_model=ReleaseOut,
+    tags=["declarations"],
+)
+async def record_release(
+    declaration_id: Annotated[str, Path(max_length=64)], body: ReleaseIn, gates: Gates, actor: Actor
+) -> dict[str, Any]:
+    """Record the electronic release record (or a request for inspection), audited. The
+    arrival gate releases automatically only with a release record present."""
+    return await asyncio.to_thread(
+        gates.record_release,
+        declaration_id,
+        body.release_id,
+        body.released_at,
+        body.inspect,
+        actor,
+    )
+
+
+@router.get("/passages", response_model=list[PassageOut], tags=["gates"])
+async def list_passages(
+    gates: Gates,
+    gate: Annotated[str | None, Query(description="gate id or gate controller node id")] = None,
+    lane: Annotated[str | None, Query()] = None,
+    decision: Annotated[Literal["open", "hold"] | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="passages at or after (RFC 3339)")] = None,
+    trip_id: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PassageOut]:
+    """Gate passages, newest first, with the decision and every reason."""
+    if since is not None and since.tzinfo is None:
+        raise ApiError(422, "invalid", "since needs a time zone (append Z for UTC)", "since")
+    query = PassageQuery(gate, lane, decision, since, trip_id, limit, offset)
+    rows = await asyncio.to_thread(gates.passages, query)
+    return [passage_out(r) for r in rows]
+
+
+@router.get("/passages/{passage_id}", response_model=PassageOut, tags=["gates"])
+async def get_passage(passage_id: str, gates: Gates) -> PassageOut:
+    row = await asyncio.to_thread(gates.gates.get_passage, passage_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no passage {passage_id!r}", "passage_id")
+    return passage_out(row)
+
+
+@router.post("/passages/{passage_id}/override", response_model=PassageOut, tags=["gates"])
+async def override_passage(
+    passage_id: str, body: OverrideIn, gates: Gates, actor: Actor
+) -> PassageOut:
+    """An officer opens or holds the barrier instead of the server's decision: the
+    comment is mandatory, the override audited, and a signed command sent to the gate."""
+    try:
+        row = await asyncio.to_thread(gates.override, passage_id, body.action, body.comment, actor)
+    except SigningUnavailable as err:
+        raise ApiError(503, "unavailable", str(err)) from err
+    return passage_out(row)
+
+
+@router.post("/trips/{trip_id}/unseal", response_model=list[UnsealCommandOut], tags=["trips"])
+async def unseal_trip(trip_id: str, body: UnsealIn, gates: Gates, actor: Actor) -> list[Any]:
+    """Authorise a remote unseal of the trip's locks: only while the truck's last fix is
+    inside the destination site. One signed command per lock, with the lock's token."""
+    try:
+        return await asyncio.to_thread(gates.unseal, trip_id, actor, body.comment)
+    except SigningUnavailable as err:
+        raise ApiError(503, "unavailable", str(err)) from err

@@ -1,0 +1,462 @@
+"""Gate passages in, decisions and signed commands out; release records, officer
+overrides and the remote unseal — each recorded in the audit log with its change.
+
+`GateService.on_messages` is an ingest handler: for every fresh `passage` it gathers
+the facts of the open trips at that gate, calls the pure `decide`, and in one write
+transaction stores the passage with its decision and reasons, moves the trip
+(departure `open` → `in_transit`; arrival → `released` or `held`), stores the signed
+command, raises GATE_MISMATCH when the passage matches no declaration or differs from
+it, and appends the audit entry. Only then is the command published. `command/result`
+answers are stored against their command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import update
+
+from contract.ids import format_ts, utc_now
+from contract.payloads import CommandResult, GateCommand, Passage, SignedCommand
+from contract.topics import Kind
+from server.alarms import AlarmService
+from server.audit import append as audit_append
+from server.audit import write_transaction
+from server.gates.commands import CommandSigner, Publisher, SigningUnavailable
+from server.gates.config import GatesSettings
+from server.gates.decide import Decision, Reason, TripFacts, decide, match_candidates
+from server.gates.lock_tokens import LockSecrets, unseal_token_b64
+from server.gates.store import GateStore, PassageQuery, decision_row
+from server.geo import Geography
+from server.store import Store, StoreError, schema
+from server.store.database import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+GATE_MISMATCH = "GATE_MISMATCH"
+MISMATCH_SEVERITY = "major"
+OverrideAction = Literal["open", "hold"]
+
+
+class GateService:
+    """One per server process; thread-safe (each operation is its own transaction)."""
+
+    def __init__(
+        self,
+        store: Store,
+        geography: Geography,
+        settings: GatesSettings,
+        signer: CommandSigner,
+        publisher: Publisher | None = None,
+        alarms: AlarmService | None = None,
+        lock_secrets: LockSecrets | None = None,
+    ) -> None:
+        self.store = store
+        self.gates = GateStore(store.engine)
+        self.geography = geography
+        self.settings = settings
+        self.signer = signer
+        self.publisher = publisher
+        self.alarms = alarms or AlarmService(store.engine)
+        self.lock_secrets = lock_secrets or LockSecrets.load(settings.lock_secrets_file)
+        self._node_to_gate = dict(settings.nodes)
+        self._gate_to_node = {gate: node for node, gate in settings.nodes.items()}
+        self._unknown_nodes: set[str] = set()
+        self._warned_unsigned = False
+
+    # ---- gate ids and node ids ----------------------------------------------------------
+
+    def gate_of_node(self, node_id: str) -> str | None:
+        """The geography's gate id for a gate controller's node id."""
+        gate_id = self._node_to_gate.get(node_id, node_id)
+        try:
+            self.geography.gate(gate_id)
+        except KeyError:
+            return None
+        return gate_id
+
+    def node_of_gate(self, gate_id: str) -> str:
+        return self._gate_to_node.get(gate_id, gate_id)
+
+    # ---- ingest handler -----------------------------------------------------------------
+
+    async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
+        for item in batch:
+            msg = item.message
+            if isinstance(msg, Passage):
+                command = await asyncio.to_thread(self.handle_passage, msg)
+                if command is not None:
+                    self._publish("gate", command)
+            elif isinstance(msg, CommandResult):
+                await asyncio.to_thread(self.handle_result, msg)
+
+    def handle_result(self, msg: CommandResult) -> None:
+        known = self.gates.record_result(
+            msg.command_id, msg.node_id, msg.result, msg.detail, msg.ts
+        )
+        if known:
+            log.info("command %s on %s: %s %s", msg.command_id, msg.node_id, msg.result, msg.detail)
+        else:
+            log.warning(
+                "result %s from %s names unknown command %s",
+                msg.result,
+                msg.node_id,
+                msg.command_id,
+            )
+
+    def decide_passage(self, msg: Passage, gate_id: str | None) -> Decision:
+        """Gather the facts and decide (no writes)."""
+        if gate_id is None:
+            text = f"gate controller {msg.node_id} is not a configured gate"
+            return Decision("hold", (Reason("unknown_gate", text),))
+        trips = self.gates.trips_at_gate(gate_id)
+        matched = match_candidates(gate_id, msg.containers, msg.plate, trips)
+        enriched = [self._enrich(t) if t in matched else t for t in trips]
+        return decide(gate_id, msg.containers, msg.plate, msg.ts, enriched)
+
+    def _enrich(self, trip: TripFacts) -> TripFacts:
+        return replace(
+            trip,
+            lock_states=self.gates.lock_states(trip.vehicle_id, trip.lock_ids),
+            seal_alarms=self.gates.seal_alarms(trip.trip_id),
+            unresolved_alarms=tuple(
+                a.type for a in self.alarms.unresolved(trip.trip_id, at_least="major")
+            ),
+            release=self.gates.latest_release(trip.trip_id),
+        )
+
+    def handle_passage(self, msg: Passage) -> GateCommand | None:
+        """Decide one passage and record everything; the command to publish, if any."""
+        gate_id = self.gate_of_node(msg.node_id)
+        if gate_id is None and msg.node_id not in self._unknown_nodes:
+            self._unknown_nodes.add(msg.node_id)
+            log.warning("passage %s from %s: not a configured gate", msg.passage_id, msg.node_id)
+        decision = self.decide_passage(msg, gate_id)
+        now = utc_now()
+        command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
+        with write_transaction(self.store.engine) as conn:
+            if self.gates.passage_exists(conn, msg.passage_id):
+                log.info(
+                    "passage %s from %s seen before; not decided again", msg.passage_id, msg.node_id
+                )
+                return None
+            row = {
+                "passage_id": msg.passage_id,
+                "gate_node": msg.node_id,
+                "gate_id": gate_id,
+                "lane": msg.lane,
+                "direction": msg.direction,
+                "containers": [
+                    c.model_dump(mode="json", exclude_none=True) for c in msg.containers
+                ],
+                "plate": msg.plate.model_dump(mode="json") if msg.plate else None,
+                "images": list(msg.images),
+                "ts": msg.ts,
+                "seq": msg.seq,
+                "replayed": msg.replayed,
+                "command_id": command.command_id if command else None,
+                "decided_at": now,
+                **decision_row(decision),
+            }
+            self.gates.insert_passage(conn, row)
+            self._move_trip(conn, decision, msg.ts)
+            if command is not None:
+                self.gates.insert_command(
+                    conn, "gate", command, decision.action, SYSTEM, msg.passage_id, decision.trip_id
+                )
+            if decision.mismatch is not None:
+                self._raise_mismatch(conn, msg, gate_id, decision)
+            audit_append(
+                conn,
+                SYSTEM,
+                "gate.decision",
+                "passage",
+                msg.passage_id,
+                {
+                    "gate": gate_id,
+                    "gate_node": msg.node_id,
+                    "lane": msg.lane,
+                    "trip_id": decision.trip_id,
+                    "phase": decision.phase,
+                    "decision": decision.action,
+                    "reasons": decision.reason_texts,
+                    "command_id": command.command_id if command else None,
+                    "passage_ts": format_ts(msg.ts),
+                },
+                now,
+            )
+        log.info(
+            "passage %s at %s lane %s: %s (trip %s, %s) %s",
+            msg.passage_id,
+            gate_id or msg.node_id,
+            msg.lane,
+            decision.action,
+            decision.trip_id,
+            decision.phase,
+            "; ".join(decision.reason_texts) or "all checks passed",
+        )
+        if msg.replayed:  # sent late from the gate's outbox: the truck is long gone
+            log.info("passage %s was replayed; its command is recorded, not sent", msg.passage_id)
+            return None
+        return command
+
+    def _sign_gate(
+        self, node_id: str, passage_id: str, lane: str, decision: Decision
+    ) -> GateCommand | None:
+        try:
+            return self.signer.gate(
+                node_id, passage_id, lane, decision.action, decision.reason_texts
+            )
+        except SigningUnavailable:
+            if not self._warned_unsigned:
+                self._warned_unsigned = True
+                log.warning("no signing key configured: gate decisions are recorded, not sent")
+            return None
+
+    def _move_trip(self, conn: Any, decision: Decision, at: datetime) -> None:
+        if decision.trip_id is None:
+            return
+        if decision.phase == "departure" and decision.action == "open":
+            if self.gates.set_trip_status(
+                conn, decision.trip_id, ("declared",), "in_transit", started_at=at
+            ):
+                log.info("trip %s started at its departure gate at %s", decision.trip_id, at)
+        elif decision.phase == "arrival":
+            # arrived, and at once released or held (the decision is made on arrival)
+            status = "released" if decision.action == "open" else "held"
+            self.gates.set_trip_status(
+                conn,
+                decision.trip_id,
+                ("in_transit", "arrived", "held"),
+                status,
+                ended_at=at if status == "released" else None,
+            )
+
+    def _raise_mismatch(
+        self, conn: Any, msg: Passage, gate_id: str | None, decision: Decision
+    ) -> None:
+        position = None
+        if gate_id is not None:
+            gate = self.geography.gate(gate_id)
+            position = (gate.lon, gate.lat)
+        trip_id = decision.trip_id or f"gate:{gate_id or msg.node_id}"[:64]
+        vehicle = decision.vehicle_id or (msg.plate.text if msg.plate is not None else "unknown")
+        detail = f"passage {msg.passage_id} lane {msg.lane}: {decision.mismatch}"
+        self.alarms.raise_in_transaction(
+            conn, trip_id, vehicle, GATE_MISMATCH, MISMATCH_SEVERITY, msg.ts, position, detail
+        )
+
+    def _publish(self, kind: Kind, command: SignedCommand) -> None:
+        if self.publisher is None:
+            log.warning(
+                "no command publisher: command %s to %s not sent",
+                command.command_id,
+                command.node_id,
+            )
+            return
+        self.publisher.publish(kind, command)
+
+    # ---- release records (the declaration system) -------------------------------------
+
+    def record_release(
+        self,
+        declaration_id: str,
+        release_id: str | None,
+        released_at: datetime | None,
+        inspect: bool,
+        actor: str,
+    ) -> dict[str, Any]:
+        if self.gates.declaration(declaration_id) is None:
+            raise StoreError("not_found", f"no declaration {declaration_id!r}", "declaration_id")
+        now = utc_now()
+        row = {
+            "declaration_id": declaration_id,
+            "release_id": release_id,
+            "released_at": released_at,
+            "inspect": inspect,
+            "recorded_at": now,
+            "recorded_by": actor,
+        }
+        details = {
+            "release_id": release_id,
+            "released_at": format_ts(released_at) if released_at else None,
+            "inspect": inspect,
+        }
+        with write_transaction(self.store.engine) as conn:
+            self.gates.insert_release(conn, row)
+            audit_append(
+                conn, actor, "declaration.release", "declaration", declaration_id, details, now
+            )
+        log.info(
+            "declaration %s: %s by %s",
+            declaration_id,
+            "inspect" if inspect else f"release {release_id}",
+            actor,
+        )
+        return {
+            **details,
+            "declaration_id": declaration_id,
+            "recorded_at": format_ts(now),
+            "recorded_by": actor,
+        }
+
+    # ---- officer override ---------------------------------------------------------------
+
+    def override(
+        self, passage_id: str, action: OverrideAction, comment: str, actor: str
+    ) -> dict[str, Any]:
+        """An officer's decision replaces the server's: recorded, audited, commanded."""
+        comment = comment.strip()
+        if not comment:
+            raise StoreError("invalid", "an override needs a comment", "comment")
+        if not actor or actor == SYSTEM:
+            raise StoreError("forbidden", f"actor {actor!r} may not override", "actor")
+        found = self.gates.get_passage(passage_id)
+        if found is None:
+            raise StoreError("not_found", f"no passage {passage_id!r}", "passage_id")
+        now = utc_now()
+        command = self.signer.gate(
+            found["gate_node"],
+            passage_id,
+            found["lane"],
+            action,
+            [f"officer override: {comment}"],
+            now,
+        )
+        with write_transaction(self.store.engine) as conn:
+            p = schema.passages.c
+            conn.execute(
+                update(schema.passages)
+                .where(p.passage_id == passage_id)
+                .values(
+                    override_action=action,
+                    override_comment=comment,
+                    override_by=actor,
+                    override_at=now,
+                    command_id=command.command_id,
+                )
+            )
+            self.gates.insert_command(
+                conn, "gate", command, action, actor, passage_id, found["trip_id"]
+            )
+            trip_id = found["trip_id"]
+            if trip_id is not None and found["phase"] == "departure" and action == "open":
+                self.gates.set_trip_status(
+                    conn, trip_id, ("declared",), "in_transit", started_at=now
+                )
+            elif trip_id is not None and found["phase"] == "arrival":
+                status = "released" if action == "open" else "held"
+                self.gates.set_trip_status(
+                    conn,
+                    trip_id,
+                    ("in_transit", "arrived", "held", "released"),
+                    status,
+                    ended_at=now if status == "released" else None,
+                )
+            audit_append(
+                conn,
+                actor,
+                "passage.override",
+                "passage",
+                passage_id,
+                {
+                    "action": action,
+                    "comment": comment,
+                    "previous": found["override_action"] or found["decision"],
+                    "trip_id": trip_id,
+                    "command_id": command.command_id,
+                },
+                now,
+            )
+        log.info("passage %s overridden to %s by %s: %s", passage_id, action, actor, comment)
+        self._publish("gate", command)
+        result = self.gates.get_passage(passage_id)
+        assert result is not None
+        return result
+
+    # ---- remote unseal ------------------------------------------------------------------
+
+    def unseal(self, trip_id: str, actor: str, comment: str) -> list[dict[str, Any]]:
+        """Authorise the trip's locks to unseal, only while the truck is inside the
+        destination site; one signed `TruckCommand` per lock."""
+        trip = self.store.get_trip(trip_id)
+        if trip is None:
+            raise StoreError("not_found", f"no trip {trip_id!r}", "trip_id")
+        if trip["status"] in ("declared", "closed"):
+            raise StoreError(
+                "conflict", f"trip {trip_id} is {trip['status']}: nothing to unseal", "status"
+            )
+        body = self.gates.declaration(trip["declaration_id"]) or {}
+        gate = self.geography.gate(str(body.get("destination_gate")))
+        site_id = gate.site_id
+        fix = self.gates.last_fix(trip["vehicle_id"])
+        now = utc_now()
+        if fix is None:
+            raise StoreError(
+                "conflict", f"no position of {trip['vehicle_id']} is known: unseal refused"
+            )
+        age = (now - fix["ts"]).total_seconds()
+        if age > self.settings.unseal_position_max_age_s:
+            raise StoreError(
+                "conflict",
+                f"the last position of {trip['vehicle_id']} is {age:.0f} s old: unseal refused",
+            )
+        if not self.geography.inside_site(
+            site_id, fix["lon"], fix["lat"], self.settings.unseal_site_margin_m
+        ):
+            raise StoreError(
+                "conflict",
+                f"{trip['vehicle_id']} is not inside destination site {site_id} "
+                f"(last fix {fix['lat']:.6f}, {fix['lon']:.6f}): unseal refused",
+            )
+        lock_ids = [str(x) for x in body.get("lock_ids", [])]
+        missing = [lid for lid in lock_ids if self.lock_secrets.get(lid) is None]
+        if missing:
+            raise StoreError("conflict", f"no unseal secret for lock(s) {', '.join(missing)}")
+        token_expiry = now + timedelta(seconds=self.settings.unseal_token_ttl_s)
+        commands = []
+        for lock_id in lock_ids:  # SigningUnavailable propagates: nothing is written
+            secret = self.lock_secrets.get(lock_id)
+            assert secret is not None
+            token = unseal_token_b64(secret, lock_id, trip_id, token_expiry)
+            commands.append(self.signer.unseal(trip["vehicle_id"], lock_id, trip_id, token, now))
+        with write_transaction(self.store.engine) as conn:
+            for command in commands:
+                self.gates.insert_command(conn, "truck", command, "unseal", actor, None, trip_id)
+            audit_append(
+                conn,
+                actor,
+                "trip.unseal",
+                "trip",
+                trip_id,
+                {
+                    "comment": comment,
+                    "locks": lock_ids,
+                    "site": site_id,
+                    "fix": {"ts": format_ts(fix["ts"]), "lat": fix["lat"], "lon": fix["lon"]},
+                    "command_ids": [c.command_id for c in commands],
+                },
+                now,
+            )
+        for command in commands:
+            self._publish("truck", command)
+        log.info("trip %s: unseal of %s authorised by %s", trip_id, ", ".join(lock_ids), actor)
+        return [
+            {
+                "command_id": c.command_id,
+                "lock_id": c.lock_id,
+                "expires_at": format_ts(c.expires_at),
+            }
+            for c in commands
+        ]
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def passages(self, query: PassageQuery) -> list[dict[str, Any]]:
+        return self.gates.list_passages(query)

@@ -1,0 +1,288 @@
+"""Gate data in the store: facts for decisions, passages, release records, commands.
+
+Reads are plain connections; every write takes a `Connection` of the caller's
+`write_transaction`, so a decision, its trip change, its command, its alarm and its
+audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from contract.ids import format_ts
+from contract.payloads import LockReport, SignedCommand
+from server.gates.decide import SEAL_ALARMS, Decision, ReleaseRecord, TripFacts
+from server.store import schema
+from server.store.database import as_utc
+
+#: Trip statuses a gate passage may concern.
+GATE_TRIP_STATUSES = ("declared", "in_transit", "arrived", "held")
+#: How many of a vehicle's newest lock reports are read to find each lock's state.
+LOCK_REPORTS_SCANNED = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PassageQuery:
+    gate: str | None = None
+    lane: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    trip_id: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+class GateStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ---- facts for decisions ----------------------------------------------------------
+
+    def trips_at_gate(self, gate_id: str) -> list[TripFacts]:
+        """Open trips whose origin or destination is `gate_id` (without lock, alarm and
+        release facts: `enrich` adds those to the few that match)."""
+        t, d = schema.trips.c, schema.declarations.c
+        query = (
+            select(t.trip_id, t.status, t.vehicle_id, t.time_limit_min, t.started_at, d.body)
+            .join(schema.declarations, d.declaration_id == t.declaration_id)
+            .where(t.status.in_(GATE_TRIP_STATUSES))
+        )
+        out: list[TripFacts] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                body = row.body if isinstance(row.body, dict) else json.loads(row.body)
+                if gate_id not in (body.get("origin_gate"), body.get("destination_gate")):
+                    continue
+                out.append(
+                    TripFacts(
+                        trip_id=row.trip_id,
+                        status=row.status,
+                        vehicle_id=row.vehicle_id,
+                        plate=str(body.get("plate", "")),
+                        containers=tuple(body.get("containers", ())),
+                        lock_ids=tuple(body.get("lock_ids", ())),
+                        origin_gate=str(body.get("origin_gate")),
+                        destination_gate=str(body.get("destination_gate")),
+                        credit=str(body.get("enterprise", {}).get("credit", "")),
+                        time_limit_min=int(row.time_limit_min),
+                        started_at=as_utc(row.started_at),
+                    )
+                )
+        return out
+
+    def lock_states(self, vehicle_id: str, lock_ids: Iterable[str]) -> dict[str, str]:
+        """The state of each lock's newest report from the vehicle (by lock time)."""
+        wanted = set(lock_ids)
+        m = schema.edge_messages.c
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(m.payload)
+                .where(m.node_id == vehicle_id, m.channel == "lock")
+                .order_by(m.ts.desc(), m.seq.desc())
+                .limit(LOCK_REPORTS_SCANNED)
+            )
+            for row in rows:
+                report = LockReport.model_validate_json(row.payload)
+                if report.lock_id in wanted and report.lock_id not in found:
+                    found[report.lock_id] = report.state
+                    if len(found) == len(wanted):
+                        break
+        return found
+
+    def seal_alarms(self, trip_id: str) -> tuple[str, ...]:
+        a = schema.alarms.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a.type).where(a.trip_id == trip_id, a.type.in_(SEAL_ALARMS))
+            ).scalars()
+            return tuple(rows)
+
+    def latest_release(self, declaration_id: str) -> ReleaseRecord | None:
+        r = schema.release_records.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(r.release_id, r.released_at, r.inspect)
+                .where(r.declaration_id == declaration_id)
+                .order_by(r.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return ReleaseRecord(row.release_id, as_utc(row.released_at), bool(row.inspect))
+
+    def last_fix(self, vehicle_id: str) -> dict[str, Any] | None:
+        p = schema.positions.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(p.ts, p.lat, p.lon)
+                .where(p.node_id == vehicle_id, p.fix != "none")
+                .order_by(p.ts.desc(), p.seq.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return {"ts": as_utc(row.ts), "lat": row.lat, "lon": row.lon}
+
+    def declaration(self, declaration_id: str) -> dict[str, Any] | None:
+        d = schema.declarations.c
+        with self.engine.connect() as conn:
+            body = conn.execute(
+                select(d.body).where(d.declaration_id == declaration_id)
+            ).scalar_one_or_none()
+        if body is None:
+            return None
+        return body if isinstance(body, dict) else dict(json.loads(body))
+
+    # ---- writes (in the caller's transaction) ---------------------------------------
+
+    @staticmethod
+    def passage_exists(conn: Connection, passage_id: str) -> bool:
+        p = schema.passages.c
+        found = conn.execute(select(p.passage_id).where(p.passage_id == passage_id)).first()
+        return found is not None
+
+    @staticmethod
+    def insert_passage(conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(schema.passages.insert().values(**row))
+
+    @staticmethod
+    def insert_command(
+        conn: Connection,
+        kind: str,
+        command: SignedCommand,
+        action: str,
+        actor: str,
+        passage_id: str | None = None,
+        trip_id: str | None = None,
+    ) -> None:
+        conn.execute(
+            schema.commands.insert().values(
+                command_id=command.command_id,
+                kind=kind,
+                node_id=command.node_id,
+                action=action,
+                passage_id=passage_id,
+                trip_id=trip_id,
+                payload=command.to_json().decode("utf-8"),
+                issued_at=command.issued_at,
+                expires_at=command.expires_at,
+                actor=actor,
+            )
+        )
+
+    @staticmethod
+    def set_trip_status(
+        conn: Connection,
+        trip_id: str,
+        from_statuses: Sequence[str],
+        status: str,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+    ) -> bool:
+        t = schema.trips.c
+        values: dict[str, Any] = {"status": status}
+        if started_at is not None:
+            values["started_at"] = started_at
+        if ended_at is not None:
+            values["ended_at"] = ended_at
+        changed = conn.execute(
+            update(schema.trips)
+            .where(t.trip_id == trip_id, t.status.in_(from_statuses))
+            .values(**values)
+        ).rowcount
+        return bool(changed)
+
+    @staticmethod
+    def insert_release(conn: Connection, row: dict[str, Any]) -> None:
+        conn.execute(schema.release_records.insert().values(**row))
+
+    def record_result(
+        self, command_id: str, node_id: str, result: str, detail: str, at: datetime
+    ) -> bool:
+        """Store a device's answer to a command; False when the command is unknown (or
+        was sent to another node)."""
+        c = schema.commands.c
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(schema.commands)
+                .where(c.command_id == command_id, c.node_id == node_id)
+                .values(result=result, result_detail=detail, result_at=at)
+            ).rowcount
+        return bool(changed)
+
+    # ---- reads for the API ------------------------------------------------------------
+
+    def get_passage(self, passage_id: str) -> dict[str, Any] | None:
+        p = schema.passages.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.passages).where(p.passage_id == passage_id)).first()
+        return self._with_results([_passage(row._mapping)])[0] if row is not None else None
+
+    def list_passages(self, query: PassageQuery) -> list[dict[str, Any]]:
+        p = schema.passages.c
+        stmt = select(schema.passages)
+        if query.gate is not None:
+            stmt = stmt.where((p.gate_id == query.gate) | (p.gate_node == query.gate))
+        if query.lane is not None:
+            stmt = stmt.where(p.lane == query.lane)
+        if query.decision is not None:
+            stmt = stmt.where(p.decision == query.decision)
+        if query.since is not None:
+            stmt = stmt.where(p.ts >= query.since)
+        if query.trip_id is not None:
+            stmt = stmt.where(p.trip_id == query.trip_id)
+        stmt = stmt.order_by(p.ts.desc(), p.decided_at.desc()).limit(query.limit)
+        stmt = stmt.offset(query.offset)
+        with self.engine.connect() as conn:
+            rows = [_passage(r._mapping) for r in conn.execute(stmt)]
+        return self._with_results(rows)
+
+    def _with_results(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [r["command_id"] for r in rows if r["command_id"]]
+        results: dict[str, dict[str, Any]] = {}
+        if ids:
+            c = schema.commands.c
+            with self.engine.connect() as conn:
+                for row in conn.execute(
+                    select(c.command_id, c.result, c.result_detail, c.result_at).where(
+                        c.command_id.in_(ids)
+                    )
+                ):
+                    results[row.command_id] = {
+                        "result": row.result,
+                        "detail": row.result_detail,
+                        "at": format_ts(at) if (at := as_utc(row.result_at)) else None,
+                    }
+        for r in rows:
+            r["command_result"] = results.get(r["command_id"] or "")
+        return rows
+
+    def command(self, command_id: str) -> dict[str, Any] | None:
+        c = schema.commands.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.commands).where(c.command_id == command_id)).first()
+        return dict(row._mapping) if row else None
+
+
+def _passage(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("ts", "decided_at", "override_at"):
+        out[key] = as_utc(out[key])
+    return out
+
+
+def decision_row(decision: Decision) -> dict[str, Any]:
+    return {
+        "trip_id": decision.trip_id,
+        "phase": decision.phase,
+        "decision": decision.action,
+        "reasons": decision.reason_texts,
+        "reason_codes": decision.reason_codes,
+    }
