@@ -20,7 +20,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_reference_matches_the_models():
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render(), (
-        "docs/configuration.md is stale: python -m tests.tools.config_reference > docs/configuration.md"
+        "docs/configuration.md is stale: "
+        "python -m tests.tools.config_reference > docs/configuration.md"
     )
 
 
