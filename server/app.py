@@ -15,8 +15,7 @@ from server.alarms import AlarmService
 from server.alarms.effects import AlarmEffects
 from server.api import alarms as alarms_api
 from server.api import audit as audit_api
-from server.api import console_views
-from server.api import errors
+from server.api import console_views, errors
 from server.api.auth import install_auth
 from server.api.routes import health_router, router
 from server.auth.config import AuthSettings

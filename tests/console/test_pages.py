@@ -8,7 +8,7 @@ import re
 import shutil
 from datetime import datetime, timedelta
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from contract.ids import utc_now
 from server.audit import AuditQuery, list_entries
@@ -48,7 +48,7 @@ def csrf(console: Console) -> dict[str, str]:
     return {"X-CSRF-Token": me["csrf_token"]}
 
 
-def row(page: Page, alarm_id: int) -> object:
+def row(page: Page, alarm_id: int) -> Locator:
     return page.locator(f"#alarm-queue tr[data-id='{alarm_id}']")
 
 
@@ -404,7 +404,12 @@ PASSAGES = [
         "direction": "in",
         "at": "2026-11-23T08:01:00Z",
         "containers": [
-            {"number": "TGHU9876543", "confidence": 0.99, "check_digit_ok": True, "needs_review": False}
+            {
+                "number": "TGHU9876543",
+                "confidence": 0.99,
+                "check_digit_ok": True,
+                "needs_review": False,
+            }
         ],
         "plate": {"text": "粤B·77777", "confidence": 0.52, "needs_review": True},
         "images": [],
