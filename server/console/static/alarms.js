@@ -168,7 +168,8 @@ function fillFilters(routes, people) {
   form.assignee.append(...people.map((p) => el("option", { value: p.username, text: `${p.display_name} (${p.username})` })));
   const params = new URLSearchParams(location.search);
   for (const key of ["state", "type", "route", "status", "assignee"]) if (params.get(key)) form[key].value = params.get(key);
-  form.addEventListener("change", () => { state.selected = null; load().catch(showError); });
+  // Another filter starts a new baseline: alarms it reveals are not "new".
+  form.addEventListener("change", () => { state.selected = null; state.seen = null; state.fresh.clear(); load().catch(showError); });
 }
 
 function soundButton() {
@@ -183,7 +184,9 @@ async function start() {
   state.ctx = await startPage();
   if (!state.ctx) return;
   state.soundOn = state.ctx.settings.alarm_sound !== false;
-  document.getElementById("escalate-min").textContent = t("age.min", { n: state.ctx.settings.escalate_after_min ?? 5 });
+  const showDelay = () => { document.getElementById("escalate-min").textContent = t("age.min", { n: state.ctx.settings.escalate_after_min ?? 5 }); };
+  showDelay();
+  document.addEventListener("languagechange", showDelay);
   const [routes, people] = await Promise.all([api("/routes"), api("/console/assignees")]);
   fillFilters(routes, people);
   soundButton();
