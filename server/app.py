@@ -15,7 +15,7 @@ from server.alarms import AlarmService
 from server.alarms.effects import AlarmEffects
 from server.api import alarms as alarms_api
 from server.api import audit as audit_api
-from server.api import errors
+from server.api import console_views, errors
 from server.api import gates as gates_api
 from server.api.auth import install_auth
 from server.api.routes import health_router, router
@@ -64,6 +64,7 @@ def create_app(
     app.include_router(alarms_api.router, dependencies=[Depends(guard)])  # alarm lifecycle
     app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
     app.include_router(gates_api.router, dependencies=[Depends(guard)])  # passages, releases
+    app.include_router(console_views.router, dependencies=[Depends(guard)])  # console pages
     return app
 
 

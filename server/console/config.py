@@ -66,6 +66,16 @@ class ConsoleSettings(BaseModel):
     stopped_below_kmh: float = Field(
         default=3.0, ge=0, le=30, description="a truck slower than this is shown stopped"
     )
+    escalate_after_min: float = Field(
+        default=5,
+        gt=0,
+        le=1440,
+        description="a critical alarm still unacknowledged this long after it was raised is "
+        "shown escalated in the alarm queue (badge and colour)",
+    )
+    alarm_sound: bool = Field(
+        default=True, description="play a tone when a new critical alarm reaches the queue"
+    )
     vendor_dir: Path | None = Field(
         default=None,
         description="folder holding node_modules/leaflet and node_modules/leaflet.markercluster "

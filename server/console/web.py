@@ -31,6 +31,9 @@ ASSETS_HINT = (
     "(npm ci in server/console/vendor)"
 )
 
+#: The console's pages besides the live map (`/` ) and the login: URL /<name> → <name>.html.
+PAGES = ("alarms", "trip", "declarations", "audit", "gates")
+
 console_router = APIRouter(prefix="/api/v1/console", tags=["console"])
 
 
@@ -84,6 +87,10 @@ def mount_console(app: FastAPI, settings: ConsoleSettings) -> None:
 
     app.add_api_route("/", page("index.html"), methods=["GET"], include_in_schema=False)
     app.add_api_route("/login", page("login.html"), methods=["GET"], include_in_schema=False)
+    for name in PAGES:
+        app.add_api_route(
+            f"/{name}", page(f"{name}.html"), methods=["GET"], include_in_schema=False
+        )
 
     policy = content_security_policy(settings)
 

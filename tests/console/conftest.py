@@ -22,7 +22,8 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from contract.payloads import Position
+from contract.payloads import LockReport, Position
+from server.alarms import AlarmService
 from server.app import build_services, create_app
 from server.auth.config import AuthSettings
 from server.config import ServerConfig, StorageSettings
@@ -43,6 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",  # the alarm tone (Web Audio)
 ]
 INSTALL_CHROMIUM = (
     "headless Chromium not found: install the distribution's browser with "
@@ -91,6 +93,29 @@ class ConsoleServer:
             )
             batch.append(IncomingMessage("position", msg, msg.model_dump_json(), at))
         assert len(self.services.store.store_messages(batch)) == len(points)
+
+    def store_lock(self, vehicle_id: str, lock_id: str, event: str, at: datetime) -> None:
+        """Store a lock report through the store's ingest path."""
+        seq = self.seq.get(vehicle_id, 0) + 1
+        self.seq[vehicle_id] = seq
+        msg = LockReport.model_validate(
+            {
+                "node_id": vehicle_id,
+                "seq": seq,
+                "ts": at,
+                "lock_id": lock_id,
+                "state": "sealed",
+                "event": event,
+                "battery_pct": 81.0,
+            }
+        )
+        batch = [IncomingMessage("lock", msg, msg.model_dump_json(), at)]
+        assert len(self.services.store.store_messages(batch)) == 1
+
+    @property
+    def alarms(self) -> AlarmService:
+        """The alarm service over the test server's store (as the judge raises alarms)."""
+        return AlarmService(self.services.store.engine)
 
 
 @pytest.fixture(scope="package")

@@ -4,9 +4,9 @@ const BASE = "/api/v1";
 let csrfToken = null;
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
+  constructor(status, code, message, retryAfter, field = null) {
     super(message);
-    this.status = status; this.code = code; this.retryAfter = retryAfter;
+    this.status = status; this.code = code; this.retryAfter = retryAfter; this.field = field;
   }
 }
 
@@ -17,7 +17,18 @@ export function toLogin() {
   location.assign("/login?next=" + encodeURIComponent(next));
 }
 
-export async function api(path, { method = "GET", body, redirectOn401 = true } = {}) {
+export async function api(path, options = {}) {
+  return (await apiResponse(path, options)).data;
+}
+
+// Like api(), with the row count a list endpoint sends in X-Total-Count (null if none).
+export async function apiPage(path, options = {}) {
+  const { data, headers } = await apiResponse(path, options);
+  const total = headers.get("X-Total-Count");
+  return { data, total: total === null ? null : Number(total) };
+}
+
+async function apiResponse(path, { method = "GET", body, redirectOn401 = true } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (!["GET", "HEAD"].includes(method) && csrfToken) headers["X-CSRF-Token"] = csrfToken;
@@ -25,12 +36,12 @@ export async function api(path, { method = "GET", body, redirectOn401 = true } =
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (res.status === 204) return null;
+  if (res.status === 204) return { data: null, headers: res.headers };
   const data = await res.json().catch(() => null);
   if (!res.ok) {
     if (res.status === 401 && redirectOn401) toLogin();
     const err = data?.error ?? { code: "http_error", message: `HTTP ${res.status}` };
-    throw new ApiError(res.status, err.code, err.message, Number(res.headers.get("Retry-After")) || null);
+    throw new ApiError(res.status, err.code, err.message, Number(res.headers.get("Retry-After")) || null, err.field ?? null);
   }
-  return data;
+  return { data, headers: res.headers };
 }

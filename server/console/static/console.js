@@ -4,6 +4,7 @@ import { formatTime, languagePicker, setDefaults, t, translatePage } from "./i18
 import { PollingSource } from "./datasource.js";
 import { truckStatus } from "./status.js";
 import { openUsers } from "./users.js";
+import { renderPageNav } from "./shell.js";
 
 const ROLE_INCLUDES = { supervisor: ["officer"] };
 const state = { account: null, settings: null, selected: null, trips: new Map(), trucks: [] };
@@ -114,6 +115,7 @@ async function start() {
   state.settings = settings;
   setDefaults({ defaultLanguage: settings.default_language, zone: settings.time_zone });
   languagePicker(document.getElementById("lang"));
+  renderPageNav();
   document.getElementById("who").textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`;
   document.getElementById("who").dataset.role = me.account.role;
   applyRoles(me.account.role);

@@ -1,0 +1,151 @@
+"""Read endpoints the console pages need beyond the REST API: one trip's whole story
+(alarms with history, officer actions from the audit log, lock events) and the accounts an
+alarm can be assigned to. Included in the app with the guard, like every /api/v1 router."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, Field
+
+from contract.ids import format_ts
+from contract.payloads import LockReport
+from server.alarms import AlarmQuery, AlarmService
+from server.api.alarms import AlarmOut, alarm_service
+from server.api.errors import ApiError
+from server.api.models import TripOut, trip_out
+from server.audit import AuditQuery, list_entries
+from server.auth.dependencies import auth_context
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/console", tags=["console"])
+
+#: The most audit entries or lock events one timeline carries.
+TIMELINE_LIMIT = 1000
+
+
+class LockEventOut(BaseModel):
+    at: str
+    seq: int
+    lock_id: str
+    event: str = Field(description="sealed, unsealed, rope_cut, … (CONTRACT lock events)")
+    state: str
+    battery_pct: float | None
+    lat: float | None
+    lon: float | None
+
+
+class AuditLine(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    details: dict[str, Any]
+
+
+class TimelineOut(BaseModel):
+    trip: TripOut
+    alarms: list[AlarmOut] = Field(description="the trip's alarms, each with its history")
+    audit: list[AuditLine] = Field(
+        description="audit entries on the declaration and on the trip's alarms, oldest first"
+    )
+    locks: list[LockEventOut] = Field(description="lock reports during the trip")
+
+
+class AssigneeOut(BaseModel):
+    username: str
+    display_name: str
+    role: str
+
+
+def _audit_for(svc: Services, object_type: str, object_id: str) -> list[dict[str, Any]]:
+    query = AuditQuery(
+        object_type=object_type, object_id=object_id, limit=TIMELINE_LIMIT, newest_first=False
+    )
+    entries, _ = list_entries(svc.store.engine, query)
+    out = []
+    for e in entries:
+        line = e.as_json()
+        out.append({k: line[k] for k in AuditLine.model_fields})
+    return out
+
+
+def _lock_events(svc: Services, trip: dict[str, Any]) -> list[dict[str, Any]]:
+    started: datetime | None = trip["started_at"]
+    if started is None:
+        return []
+    ended: datetime | None = trip["ended_at"]
+    after = (started - timedelta(microseconds=1), 0)
+    upto = (ended, 2**62) if ended is not None else None
+    events = []
+    for _, message in svc.store.node_messages(trip["vehicle_id"], ("lock",), after, upto):
+        if not isinstance(message, LockReport):
+            continue
+        events.append(
+            {
+                "at": format_ts(message.ts),
+                "seq": message.seq,
+                "lock_id": message.lock_id,
+                "event": str(message.event),
+                "state": str(message.state),
+                "battery_pct": message.battery_pct,
+                "lat": message.lat,
+                "lon": message.lon,
+            }
+        )
+        if len(events) >= TIMELINE_LIMIT:
+            break
+    return events
+
+
+def _timeline(svc: Services, alarms: AlarmService, trip_id: str) -> dict[str, Any] | None:
+    trip = svc.store.get_trip(trip_id)
+    if trip is None:
+        return None
+    track = None
+    if trip["started_at"] is not None:
+        track = svc.store.track(trip["vehicle_id"], trip["started_at"], trip["ended_at"])
+    found, _ = alarms.find(AlarmQuery(trip_id=trip_id, limit=1000))
+    with_history = [alarms.get(a.id) for a in found]
+    audit = _audit_for(svc, "declaration", trip["declaration_id"])
+    for alarm in found:
+        audit.extend(_audit_for(svc, "alarm", str(alarm.id)))
+    audit.sort(key=lambda line: line["seq"])
+    return {
+        "trip": trip_out(trip, track if track is not None else []),
+        "alarms": [a.as_json() for a in with_history if a is not None],
+        "audit": audit,
+        "locks": _lock_events(svc, trip),
+    }
+
+
+@router.get("/trips/{trip_id}/timeline", response_model=TimelineOut)
+async def trip_timeline(
+    trip_id: Annotated[str, Path(max_length=64)], request: Request
+) -> dict[str, Any]:
+    """Everything that happened on one trip: its track, alarms with their history, the
+    officers' actions (audit) and the lock events."""
+    svc: Services = request.app.state.services
+    found = await asyncio.to_thread(_timeline, svc, alarm_service(request), trip_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no trip {trip_id!r}", "trip_id")
+    return found
+
+
+@router.get("/assignees", response_model=list[AssigneeOut])
+async def assignees(request: Request) -> list[dict[str, Any]]:
+    """Enabled officer and supervisor accounts, for the alarm queue's assign dialog."""
+    accounts = await asyncio.to_thread(auth_context(request).accounts.list_accounts)
+    return [
+        {"username": a.username, "display_name": a.display_name, "role": a.role}
+        for a in accounts
+        if not a.disabled and a.role in ("officer", "supervisor")
+    ]

@@ -1,0 +1,117 @@
+// Declarations: the list (from /trips), search, and registering one (POST /declarations)
+// with the API's refusal shown next to the field it names.
+import { api } from "./api.js";
+import { formatTime, t, translatePage } from "./i18n.js";
+import { el, setStatus, showError, startPage } from "./shell.js";
+
+const TRIP_STATUSES = ["declared", "in_transit", "arrived", "released", "held", "closed"];
+const state = { trips: [] };
+
+export function matches(trip, text, status) {
+  if (status && trip.status !== status) return false;
+  if (!text) return true;
+  const needle = text.trim().toLowerCase();
+  return [trip.trip_id, trip.declaration_id, trip.vehicle_id, trip.route_id]
+    .some((v) => String(v ?? "").toLowerCase().includes(needle));
+}
+
+function render() {
+  const text = document.getElementById("decl-search").value;
+  const status = document.getElementById("decl-status").value;
+  const shown = state.trips.filter((trip) => matches(trip, text, status));
+  document.getElementById("decl-count").textContent = String(shown.length);
+  document.querySelector("#decl-table tbody").replaceChildren(...shown.map((trip) => el("tr", { "data-id": trip.trip_id },
+    el("td", {}, el("a", { href: "/trip?id=" + encodeURIComponent(trip.trip_id), text: trip.trip_id })),
+    el("td", { text: trip.vehicle_id }), el("td", { text: trip.route_id }),
+    el("td", { class: "st-trip-" + trip.status, text: t("trip.status." + trip.status) }),
+    el("td", { text: formatTime(trip.created_at) }), el("td", { text: formatTime(trip.started_at) }),
+    el("td", { text: String(trip.time_limit_min) }))));
+}
+
+async function load() {
+  state.trips = await api("/trips");
+  render();
+  setStatus("status.live", true);
+}
+
+function list(value) {
+  return value.split(/[\s,，;；]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+// The form as the API's DeclarationIn (dotted names nest: enterprise.code → {enterprise: {code}}).
+export function formBody(form) {
+  const body = { enterprise: {} };
+  for (const control of form.elements) {
+    if (!control.name) continue;
+    let value = control.value.trim();
+    if (control.name === "lock_ids" || control.name === "containers") value = list(value);
+    if (control.name === "containers") value = value.map((c) => c.toUpperCase());
+    if (control.name === "time_limit_min") value = value === "" ? null : Number(value);
+    const [head, tail] = control.name.split(".");
+    if (tail) body[head][tail] = value; else body[head] = value;
+  }
+  return body;
+}
+
+// The error's field ("containers.0", "enterprise.code") → the closest field of the form.
+export function fieldFor(form, field) {
+  if (!field) return null;
+  const names = [...form.querySelectorAll(".field-error")].map((n) => n.dataset.for);
+  const best = names.filter((n) => field === n || field.startsWith(n + ".")).sort((a, b) => b.length - a.length)[0];
+  return best ? form.querySelector(`.field-error[data-for="${best}"]`) : null;
+}
+
+function clearErrors(form) {
+  for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
+  for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = event.target;
+  const message = document.getElementById("decl-message");
+  clearErrors(form);
+  message.textContent = ""; message.className = "";
+  try {
+    const trip = await api("/declarations", { method: "POST", body: formBody(form) });
+    message.textContent = t("decl.created", { id: trip.trip_id });
+    message.className = "ok";
+    form.declaration_id.value = "";
+    await load();
+  } catch (err) {
+    const slot = fieldFor(form, err.field);
+    if (slot) {
+      slot.textContent = err.message;
+      const input = slot.parentElement.querySelector("input, select");
+      input?.setAttribute("aria-invalid", "true");
+      input?.focus();
+    }
+    message.textContent = slot ? t("decl.fix_fields") : err.message;
+    message.className = "bad";
+    message.dataset.code = err.code ?? "error";
+  }
+}
+
+async function start() {
+  const ctx = await startPage();
+  if (!ctx) return;
+  const statusSelect = document.getElementById("decl-status");
+  statusSelect.append(...TRIP_STATUSES.map((s) => el("option", { value: s, "data-i18n": "trip.status." + s, text: t("trip.status." + s) })));
+  const [routes, gates] = await Promise.all([api("/routes"), api("/gates")]);
+  const form = document.getElementById("decl-form");
+  const gateOptions = () => gates.features.map((f) => el("option", { value: f.properties.gate_id, text: `${f.properties.gate_id} ${f.properties.name ?? ""}` }));
+  form.origin_gate.append(...gateOptions());
+  form.destination_gate.append(...gateOptions());
+  if (form.destination_gate.options.length > 1) form.destination_gate.selectedIndex = 1;
+  form.route_id.append(...routes.features.filter((f) => f.properties.kind === "route")
+    .map((f) => el("option", { value: f.properties.route_id, text: f.properties.route_id })));
+  form.addEventListener("submit", (event) => submit(event).catch(showError));
+  document.getElementById("decl-search").addEventListener("input", render);
+  statusSelect.addEventListener("change", render);
+  document.addEventListener("languagechange", render);
+  translatePage();
+  await load();
+  document.getElementById("decl-table").dataset.loaded = "1";
+}
+
+start().catch(showError);

@@ -1,0 +1,143 @@
+// Gate lanes: the latest passage per lane, OCR readings with confidence and review flags,
+// the decision and its reasons, images (links), and the officer's override with a comment.
+// Built on CONTRACT.md's passage shape; a server without /passages shows "no passages yet".
+import { api } from "./api.js";
+import { commentDialog } from "./dialog.js";
+import { formatTime, t, translatePage } from "./i18n.js";
+import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
+
+//: The override request body (CONTRACT: override with mandatory comment; `action` as in the
+//: gate command: open / hold).
+export function overrideBody(action, comment) { return { action, comment }; }
+
+const state = { ctx: null, passages: [], available: true, timer: null };
+
+const passageTime = (p) => p.at ?? p.ts ?? p.decided_at ?? p.created_at ?? null;
+const laneKey = (p) => `${p.gate_id ?? p.node_id ?? "?"} · ${p.lane ?? "?"}`;
+
+// The decision as { action, reasons, overridden } whatever way the server nests it.
+export function decisionOf(p) {
+  const d = p.decision;
+  const action = typeof d === "string" ? d : d?.action ?? p.action ?? null;
+  const reasons = (typeof d === "object" && d?.reasons) || p.reasons || [];
+  const override = p.override ?? (typeof d === "object" ? d?.override : null) ?? null;
+  return { action, reasons, override };
+}
+
+// The latest passage of every lane, newest lane activity first.
+export function latestPerLane(passages) {
+  const lanes = new Map();
+  for (const p of passages) {
+    const key = laneKey(p);
+    const known = lanes.get(key);
+    if (!known || Date.parse(passageTime(p)) > Date.parse(passageTime(known))) lanes.set(key, p);
+  }
+  return [...lanes.entries()].sort((a, b) => Date.parse(passageTime(b[1])) - Date.parse(passageTime(a[1])));
+}
+
+function pct(confidence) {
+  return confidence == null ? "—" : `${Math.round(confidence * (confidence <= 1 ? 100 : 1))}%`;
+}
+
+function reading(text, confidence, review, extra = []) {
+  return el("li", { class: review ? "needs-review" : "", "data-review": review ? "1" : "0" },
+    el("strong", { text: text || "—" }), " ", el("span", { class: "conf", text: pct(confidence) }),
+    ...extra, review ? el("span", { class: "badge review", text: t("gates.needs_review") }) : null);
+}
+
+function imageLinks(images) {
+  return (images ?? []).map((ref, i) => {
+    const href = typeof ref === "string" ? ref : ref?.url ?? ref?.href ?? null;
+    const label = `${t("gates.image")} ${i + 1}`;
+    return href && (href.startsWith("/") || /^https?:\/\//.test(href))
+      ? el("a", { href, target: "_blank", rel: "noopener", text: label })
+      : el("span", { class: "muted", title: JSON.stringify(ref), text: `${label}: ${typeof ref === "string" ? ref : JSON.stringify(ref)}` });
+  });
+}
+
+function card(key, p) {
+  const decision = decisionOf(p);
+  const containers = (p.containers ?? []).map((c) => reading(c.number, c.confidence, c.needs_review,
+    [c.check_digit_ok === false ? el("span", { class: "badge bad-digit", text: t("gates.check_digit_bad") }) : null,
+     c.iso_type ? el("span", { class: "muted", text: ` ${c.iso_type}` }) : null]));
+  const plate = p.plate ? reading(p.plate.text, p.plate.confidence, p.plate.needs_review) : el("li", { class: "muted", text: t("gates.no_plate") });
+  return el("article", { class: `lane decision-${decision.action ?? "none"}`, "data-lane": key, "data-passage": p.passage_id },
+    el("h3", { text: key }),
+    el("p", {}, el("time", { text: formatTime(passageTime(p)) }), " · ", t("gates.direction." + (p.direction ?? "in")),
+      p.trip_id ? el("span", {}, " · ", el("a", { href: "/trip?id=" + encodeURIComponent(p.trip_id), text: p.trip_id })) : null),
+    el("h4", { text: t("gates.containers") }), el("ul", { class: "readings" }, ...containers),
+    el("h4", { text: t("gates.plate") }), el("ul", { class: "readings" }, plate),
+    el("h4", { text: t("gates.decision") }),
+    el("p", { class: "decision" }, el("span", { class: "badge decision-" + (decision.action ?? "none"), text: t("gates.decision." + (decision.action ?? "pending")) })),
+    el("ul", { class: "reasons" }, ...decision.reasons.map((r) => el("li", { text: typeof r === "string" ? r : JSON.stringify(r) }))),
+    decision.override ? el("p", { class: "override" }, t("gates.overridden", { who: decision.override.actor ?? decision.override.by ?? "?", comment: decision.override.comment ?? "" })) : null,
+    el("p", { class: "images" }, ...imageLinks(p.images)),
+    el("div", { class: "actions", "data-roles": "officer" },
+      el("button", { type: "button", class: "override-open", text: t("gates.override"), onclick: () => override(p) })));
+}
+
+async function override(p) {
+  const current = decisionOf(p).action;
+  const select = el("select", { name: "override_action", id: "override-action" },
+    ...["open", "hold"].map((a) => el("option", { value: a, text: t("gates.decision." + a), selected: a !== current })));
+  const done = await commentDialog({
+    title: `${t("gates.override")} · ${laneKey(p)}`,
+    fields: [el("label", {}, el("span", { text: t("gates.decision") }), select)],
+    submit: (comment, form) => api(`/passages/${encodeURIComponent(p.passage_id)}/override`, {
+      method: "POST", body: overrideBody(form.override_action.value, comment),
+    }),
+  });
+  if (done) await load();
+}
+
+function render() {
+  const stateLine = document.getElementById("passages-state");
+  const lanes = document.getElementById("lanes");
+  const body = document.querySelector("#passages-table tbody");
+  if (!state.available || state.passages.length === 0) {
+    stateLine.textContent = t(state.available ? "gates.none" : "gates.unavailable");
+    stateLine.dataset.state = state.available ? "empty" : "unavailable";
+    lanes.replaceChildren(); body.replaceChildren();
+    return;
+  }
+  stateLine.textContent = ""; stateLine.dataset.state = "ok";
+  lanes.replaceChildren(...latestPerLane(state.passages).map(([key, p]) => card(key, p)));
+  body.replaceChildren(...state.passages.slice(0, 100).map((p) => {
+    const decision = decisionOf(p);
+    return el("tr", { "data-passage": p.passage_id },
+      el("td", { text: formatTime(passageTime(p)) }), el("td", { text: laneKey(p) }),
+      el("td", { text: t("gates.direction." + (p.direction ?? "in")) }),
+      el("td", { text: (p.containers ?? []).map((c) => `${c.number} ${pct(c.confidence)}${c.needs_review ? " ⚑" : ""}`).join(", ") || "—" }),
+      el("td", { text: p.plate ? `${p.plate.text} ${pct(p.plate.confidence)}${p.plate.needs_review ? " ⚑" : ""}` : "—" }),
+      el("td", { text: t("gates.decision." + (decision.action ?? "pending")) + (decision.reasons.length ? ` (${decision.reasons.join("; ")})` : "") }));
+  }));
+  applyRoles(state.ctx.account.role, lanes);
+}
+
+async function load() {
+  if (!state.available) return;
+  try {
+    const passages = await api("/passages?limit=200");
+    state.passages = [...passages].sort((a, b) => Date.parse(passageTime(b)) - Date.parse(passageTime(a)));
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    state.available = false; // this server has no gate passages (yet)
+  }
+  render();
+  setStatus("status.live", true);
+}
+
+async function start() {
+  state.ctx = await startPage();
+  if (!state.ctx) return;
+  translatePage();
+  document.addEventListener("languagechange", render);
+  const loop = async () => {
+    await load().catch(showError);
+    document.getElementById("lanes").dataset.loaded = "1";
+    if (state.available) state.timer = setTimeout(loop, Math.max(state.ctx.settings.poll_interval_ms, 2000));
+  };
+  loop();
+}
+
+start().catch(showError);

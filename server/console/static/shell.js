@@ -1,0 +1,99 @@
+// What every console page shares: the logged-in account, the console settings, the header
+// (page links, who, language, logout), role-gated elements, the status line and DOM helpers.
+import { api, ApiError, setCsrfToken, toLogin } from "./api.js";
+import { languagePicker, setDefaults, t, translatePage } from "./i18n.js";
+
+const ROLE_INCLUDES = { supervisor: ["officer"] };
+
+//: The page links of the header: path, label key, the roles that see it ("" = everyone).
+export const PAGES = [
+  ["/", "nav.map", ""],
+  ["/alarms", "nav.alarms", ""],
+  ["/trip", "nav.trip", ""],
+  ["/gates", "nav.gates", ""],
+  ["/declarations", "nav.declarations", "supervisor integration"],
+  ["/audit", "nav.audit", "supervisor admin"],
+];
+
+export function holds(role, wanted) {
+  return wanted.includes(role) || (ROLE_INCLUDES[role] ?? []).some((r) => wanted.includes(r));
+}
+
+// Elements with data-roles="admin supervisor" exist only for accounts holding those roles.
+export function applyRoles(role, root = document) {
+  for (const node of root.querySelectorAll("[data-roles]")) {
+    const allowed = holds(role, node.dataset.roles.split(" "));
+    node.hidden = !allowed;
+    if (!allowed) node.setAttribute("aria-hidden", "true");
+    else node.removeAttribute("aria-hidden");
+  }
+}
+
+export function renderPageNav() {
+  const nav = document.getElementById("pages");
+  if (!nav) return;
+  nav.replaceChildren(...PAGES.map(([path, key, roles]) => {
+    const a = el("a", { href: path, "data-i18n": key, text: t(key) });
+    if (roles) a.dataset.roles = roles;
+    if (location.pathname === path) a.setAttribute("aria-current", "page");
+    return a;
+  }));
+}
+
+// el("td", { class: "x", text: "…", "data-id": 3 }, child, …)
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = String(value);
+    else if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+export function setStatus(key, ok, detail = "") {
+  const node = document.getElementById("status");
+  if (!node) return;
+  node.textContent = t(key) + (detail ? ` — ${detail}` : "");
+  node.className = "status " + (ok ? "ok" : "bad");
+  node.dataset.state = ok ? "live" : "down";
+}
+
+export function showError(err) {
+  console.error("console:", err?.stack || err);
+  if (err instanceof ApiError && err.status === 403) setStatus("error.forbidden", false, err.message);
+  else setStatus("status.disconnected", false, err?.message ?? String(err));
+}
+
+// Log in check, settings, header. Resolves to { me, account, settings }, or null when the
+// browser is being sent to the login page.
+export async function startPage() {
+  let me;
+  try {
+    me = await api("/auth/me");
+  } catch (err) {
+    if (err.status !== 401) setStatus("status.disconnected", false, err.message);
+    return null;
+  }
+  setCsrfToken(me.csrf_token);
+  const settings = await api("/console/config");
+  setDefaults({ defaultLanguage: settings.default_language, zone: settings.time_zone });
+  languagePicker(document.getElementById("lang"));
+  renderPageNav();
+  const who = document.getElementById("who");
+  const showWho = () => { who.textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`; };
+  showWho();
+  who.dataset.role = me.account.role;
+  who.dataset.username = me.account.username;
+  applyRoles(me.account.role);
+  translatePage();
+  document.addEventListener("languagechange", showWho);
+  document.getElementById("logout").addEventListener("click", async () => {
+    await api("/auth/logout", { method: "POST" }).catch(() => null);
+    toLogin();
+  });
+  return { me, account: me.account, settings };
+}

@@ -1,0 +1,159 @@
+// One trip: its timeline (alarms and their history, officers' actions from the audit log,
+// lock events) and its track played back on the map over the route corridor.
+import { api } from "./api.js";
+import { formatTime, t, translatePage } from "./i18n.js";
+import { el, setStatus, showError, startPage } from "./shell.js";
+
+const L = window.L;
+const state = { ctx: null, map: null, data: null, points: [], times: [], index: 0, marker: null, playing: false, raf: null, clock: 0 };
+
+// Timeline entries, oldest first: { at, kind, key, params, actor, ref }.
+export function timelineEntries(data) {
+  const items = [];
+  const trip = data.trip;
+  items.push({ at: trip.created_at, kind: "trip", key: "timeline.declared", actor: null });
+  if (trip.started_at) items.push({ at: trip.started_at, kind: "trip", key: "timeline.started", actor: null });
+  if (trip.ended_at) items.push({ at: trip.ended_at, kind: "trip", key: "timeline.ended", actor: null });
+  for (const alarm of data.alarms) {
+    for (const h of alarm.history ?? []) {
+      if (h.actor !== "system") continue; // officers' actions come from the audit log
+      items.push({ at: h.at, kind: "alarm", key: "timeline.alarm_" + h.action, actor: null,
+        params: { type: t("alarm.type." + alarm.type), id: alarm.id, severity: t("severity." + alarm.severity) },
+        note: h.detail, ref: alarm.id, severity: alarm.severity });
+    }
+  }
+  for (const entry of data.audit) {
+    items.push({ at: entry.at, kind: "audit", key: "timeline.audit", actor: entry.actor,
+      params: { action: t("audit.action." + entry.action) === "audit.action." + entry.action ? entry.action : t("audit.action." + entry.action), object: `${entry.object_type} ${entry.object_id}` },
+      note: entry.details?.comment ?? null, ref: entry.seq });
+  }
+  for (const lock of data.locks) {
+    items.push({ at: lock.at, kind: "lock", key: "timeline.lock", actor: null,
+      params: { lock: lock.lock_id, event: t("lock.event." + lock.event) }, note: lock.battery_pct == null ? null : `${lock.battery_pct}%` });
+  }
+  return items.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+}
+
+function renderSummary() {
+  const trip = state.data.trip;
+  const rows = [
+    ["trip.id", trip.trip_id], ["col.vehicle", trip.vehicle_id], ["trip.route", trip.route_id],
+    ["trip.status", t("trip.status." + trip.status)], ["trip.started", formatTime(trip.started_at)],
+    ["trip.ended", formatTime(trip.ended_at)], ["trip.limit", String(trip.time_limit_min)],
+    ["trip.points", String(trip.track?.length ?? 0)], ["nav.alarms", String(state.data.alarms.length)],
+  ];
+  document.getElementById("trip-summary").replaceChildren(...rows.flatMap(([key, value]) =>
+    [el("dt", { text: t(key) }), el("dd", { text: value, class: "v-" + key.replace(".", "-") })]));
+}
+
+function renderTimeline() {
+  const list = document.getElementById("timeline");
+  list.replaceChildren(...timelineEntries(state.data).map((item) => el("li", { class: `tl tl-${item.kind}${item.severity ? " sev-" + item.severity : ""}`, "data-kind": item.kind },
+    el("time", { text: formatTime(item.at) }),
+    el("span", { class: "badge kind", text: t("timeline.kind." + item.kind) }),
+    el("span", { class: "what", text: t(item.key, item.params ?? {}) }),
+    item.actor ? el("span", { class: "actor", text: item.actor }) : null,
+    item.note ? el("q", { text: item.note }) : null)));
+}
+
+// ---- playback -------------------------------------------------------------------------
+
+function showPoint(index) {
+  if (!state.points.length) return;
+  state.index = Math.max(0, Math.min(index, state.points.length - 1));
+  const p = state.points[state.index];
+  state.marker.setLatLng([p.lat, p.lon]);
+  const node = state.marker.getElement();
+  if (node) node.dataset.index = String(state.index);
+  document.getElementById("play-slider").value = String(state.index);
+  document.getElementById("play-time").textContent = `${formatTime(p.ts)} · ${p.speed_kmh == null ? "—" : p.speed_kmh.toFixed(0)} km/h`;
+  document.getElementById("playback").dataset.index = String(state.index);
+}
+
+function stop() {
+  state.playing = false;
+  cancelAnimationFrame(state.raf);
+  document.getElementById("play").textContent = t("play.play");
+}
+
+// Plays in the fixes' own time, times the chosen speed (×1, ×10, ×60).
+function play() {
+  if (state.points.length < 2) return;
+  if (state.index >= state.points.length - 1) showPoint(0);
+  state.playing = true;
+  document.getElementById("play").textContent = t("play.pause");
+  state.clock = state.times[state.index];
+  let last = performance.now();
+  const step = (now) => {
+    if (!state.playing) return;
+    const speed = Number(document.getElementById("play-speed").value);
+    state.clock += (now - last) * speed;
+    last = now;
+    let i = state.index;
+    while (i < state.times.length - 1 && state.times[i + 1] <= state.clock) i += 1;
+    if (i !== state.index) showPoint(i);
+    if (i >= state.points.length - 1) { stop(); return; }
+    state.raf = requestAnimationFrame(step);
+  };
+  state.raf = requestAnimationFrame(step);
+}
+
+function setupPlayback() {
+  const track = state.data.trip.track ?? [];
+  state.points = track;
+  state.times = track.map((p) => Date.parse(p.ts));
+  const bar = document.getElementById("playback");
+  bar.hidden = track.length === 0;
+  state.map.showTrack(track);
+  if (state.marker) state.marker.remove();
+  state.marker = null;
+  if (!track.length) return;
+  state.marker = L.marker([track[0].lat, track[0].lon], {
+    icon: L.divIcon({ className: "", html: '<div class="playback-marker"></div>', iconSize: [16, 16], iconAnchor: [8, 8] }),
+    keyboard: false, zIndexOffset: 1000,
+  }).addTo(state.map.layers.track);
+  const slider = document.getElementById("play-slider");
+  slider.max = String(track.length - 1);
+  showPoint(0);
+  const bounds = L.latLngBounds(track.map((p) => [p.lat, p.lon]));
+  if (bounds.isValid()) state.map.map.fitBounds(bounds.pad(0.3), { maxZoom: 15, animate: false });
+}
+
+async function loadTrip(tripId) {
+  stop();
+  const data = await api(`/console/trips/${encodeURIComponent(tripId)}/timeline`);
+  state.data = data;
+  renderSummary();
+  renderTimeline();
+  setupPlayback();
+  document.getElementById("timeline").dataset.trip = tripId;
+  setStatus("status.live", true);
+}
+
+async function start() {
+  state.ctx = await startPage();
+  if (!state.ctx) return;
+  translatePage();
+  const picker = document.getElementById("trip-pick");
+  const trips = await api("/trips");
+  picker.append(...trips.map((trip) => el("option", { value: trip.trip_id, text: `${trip.trip_id} · ${trip.vehicle_id} · ${t("trip.status." + trip.status)}` })));
+  const wanted = new URLSearchParams(location.search).get("id");
+  if (!L) { setStatus("status.no_assets", false); return; }
+  const { LiveMap } = await import("./map.js");
+  state.map = new LiveMap(document.getElementById("map"), state.ctx.settings, null);
+  const [routes, zones, gates] = await Promise.all([api("/routes"), api("/zones"), api("/gates")]);
+  state.map.drawGeography({ routes, zones, gates });
+  document.getElementById("map").dataset.ready = "1";
+  document.getElementById("play").addEventListener("click", () => (state.playing ? stop() : play()));
+  document.getElementById("play-slider").addEventListener("input", (e) => { stop(); showPoint(Number(e.target.value)); });
+  picker.addEventListener("change", () => {
+    if (!picker.value) return;
+    history.replaceState(null, "", "/trip?id=" + encodeURIComponent(picker.value));
+    loadTrip(picker.value).catch(showError);
+  });
+  document.addEventListener("languagechange", () => { if (state.data) { renderSummary(); renderTimeline(); showPoint(state.index); } });
+  if (wanted) { picker.value = wanted; await loadTrip(wanted); }
+  else document.getElementById("timeline").replaceChildren(el("li", { class: "muted", text: t("trip.pick_hint") }));
+}
+
+start().catch(showError);
