@@ -348,12 +348,12 @@ def test_officer_does_not_get_the_declaration_form_or_the_audit_link(
     expect(console.page.locator("#decl-table th").first).to_have_text("Trip")
 
 
-def test_gate_lanes_without_passages_endpoint_say_so(console: Console):
+def test_gate_lanes_without_passages_say_so(console: Console):
     console.login(ACCOUNTS["officer"])
     expect(console.page.locator("#who")).to_contain_text("关员")
     console.goto("/gates")
     state = console.page.locator("#passages-state")
-    expect(state).to_have_attribute("data-state", "unavailable")
+    expect(state).to_have_attribute("data-state", "empty")  # GET /passages answered []
     expect(state).to_contain_text("暂无过卡记录")
     expect(console.page.locator("#lanes article")).to_have_count(0)
     console.screenshot("gates-empty")
