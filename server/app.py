@@ -29,6 +29,8 @@ from server.judge import Judge
 from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.services import Services
 from server.store import Store
+from server.stream import alarm_publisher, stream_router
+from server.telemetry import TelemetryWriter
 from server.trips import TripTracker
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,9 @@ def create_app(
     mount_console(app, console)
     app.include_router(alarms_api.router, dependencies=[Depends(guard)])  # alarm lifecycle
     app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
+    # --- live stream (server.stream): authenticates its own handshake, so no guard ---
+    app.state.stream_hub = svc.stream
+    app.include_router(stream_router)
     return app
 
 
@@ -66,7 +71,10 @@ def build_services(config: ServerConfig) -> Services:
     geography = Geography.from_files(config.geography.routes, config.geography.zones)
     profiles_file = config.geography.profiles
     profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
-    return Services(config=config, store=store, geography=geography, profiles=profiles)
+    svc = Services(config=config, store=store, geography=geography, profiles=profiles)
+    svc.alarms = AlarmService(store.engine)
+    svc.alarms.add_listener(alarm_publisher(svc.stream))
+    return svc
 
 
 def _db_password(config: ServerConfig) -> str | None:
@@ -78,15 +86,18 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     """Run until cancelled or SIGTERM/SIGINT."""
     svc = build_services(config)
     trips = TripTracker(svc.store)
-    judge = Judge(
-        svc.store, svc.geography, svc.profiles, AlarmEffects(AlarmService(svc.store.engine))
-    )
+    alarms = svc.alarms or AlarmService(svc.store.engine)
+    judge = Judge(svc.store, svc.geography, svc.profiles, AlarmEffects(alarms))
+    telemetry = TelemetryWriter(config.telemetry, svc.metrics) if config.telemetry else None
+    handlers = [trips.on_messages, judge.on_messages, svc.stream.on_messages]
+    if telemetry is not None:
+        handlers.append(telemetry.on_messages)
     ingest = Ingest(
         config.broker,
         config.ingest,
         svc.store,
         svc.metrics,
-        handlers=[trips.on_messages, judge.on_messages],
+        handlers=handlers,
         client_id=config.broker.client_id or "bondwatch-server-1",
     )
     svc.ingest_connected = ingest.connected.is_set
@@ -105,6 +116,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             ingest_task = group.create_task(ingest.run(), name="ingest")
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
+            telemetry_task = (
+                group.create_task(telemetry.run(svc.store), name="telemetry")
+                if telemetry is not None
+                else None
+            )
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
                 await asyncio.sleep(0.02)
             port = (
@@ -121,6 +137,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             await http_task
             ingest_task.cancel()
             timers.cancel()
+            if telemetry_task is not None:
+                telemetry_task.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contract.broker import BrokerSettings
 from server.auth.config import AuthSettings
 from server.console.config import ConsoleSettings
+from server.telemetry.config import TelemetrySettings
 
 
 class HttpSettings(BaseModel):
@@ -85,6 +86,10 @@ class ServerConfig(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings, description="accounts and sessions")
     console: ConsoleSettings = Field(
         default_factory=ConsoleSettings, description="the officers' console (map tiles)"
+    )
+    telemetry: TelemetrySettings | None = Field(
+        default=None,
+        description="positions and alarm counts to an InfluxDB v2 write API (off when absent)",
     )
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
