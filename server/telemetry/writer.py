@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write.point import Point
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from sqlalchemy import func, select
 
 from contract.ids import utc_now
@@ -46,38 +48,40 @@ FAILURES = "bondwatch_telemetry_write_failures_total"
 Record = Position | Point
 
 
-def position_point(msg: Position) -> Point:
-    point = (
-        Point("position")
-        .tag("vehicle_id", msg.node_id)
-        .tag("fix", msg.fix)
-        .field("lat", float(msg.lat))
-        .field("lon", float(msg.lon))
-        .field("seq", int(msg.seq))
-        .field("replayed", int(bool(msg.replayed)))
-        .time(msg.ts, WritePrecision.MS)
-    )
-    for name in ("speed_kmh", "course_deg", "alt_m", "hdop"):
-        value = getattr(msg, name)
-        if value is not None:
-            point.field(name, float(value))
-    if msg.sats is not None:
-        point.field("sats", int(msg.sats))
+def make_point(
+    measurement: str, tags: dict[str, str], fields: dict[str, float | int], at: datetime
+) -> Point:
+    """One point, millisecond precision (influxdb-client does the line-protocol escaping)."""
+    point = Point(measurement)  # type: ignore[no-untyped-call]
+    for key, tag in tags.items():
+        point.tag(key, tag)  # type: ignore[no-untyped-call]
+    for key, value in fields.items():
+        point.field(key, value)  # type: ignore[no-untyped-call]
+    point.time(at, WritePrecision.MS)  # type: ignore[no-untyped-call]
     return point
 
 
+def position_point(msg: Position) -> Point:
+    fields: dict[str, float | int] = {
+        "seq": int(msg.seq),
+        "replayed": int(bool(msg.replayed)),
+    }
+    for name in ("lat", "lon", "speed_kmh", "course_deg", "alt_m", "hdop"):
+        value = getattr(msg, name)
+        if value is not None:
+            fields[name] = float(value)
+    if msg.sats is not None:
+        fields["sats"] = int(msg.sats)
+    return make_point("position", {"vehicle_id": msg.node_id, "fix": msg.fix}, fields, msg.ts)
+
+
 def alarm_points(counts: Sequence[tuple[str, str, int]], at: datetime) -> list[Point]:
-    """Points for active alarms counted by (type, severity)."""
+    """Points for active alarms counted by (type, severity), and their total."""
     points = [
-        Point("alarms")
-        .tag("type", kind)
-        .tag("severity", severity)
-        .field("active", int(n))
-        .time(at, WritePrecision.MS)
+        make_point("alarms", {"type": kind, "severity": severity}, {"active": int(n)}, at)
         for kind, severity, n in counts
     ]
-    total = sum(n for _, _, n in counts)
-    points.append(Point("alarms_total").field("active", total).time(at, WritePrecision.MS))
+    points.append(make_point("alarms_total", {}, {"active": sum(n for _, _, n in counts)}, at))
     return points
 
 
@@ -178,7 +182,7 @@ class TelemetryWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
         finally:
-            self._client.close()
+            self._client.close()  # type: ignore[no-untyped-call]
 
     async def flush(self) -> bool:
         """Write everything queued, in batches; False when a write failed (points kept)."""
@@ -199,7 +203,7 @@ class TelemetryWriter:
                 bucket=self.settings.bucket,
                 org=self.settings.org,
                 record=points,
-                write_precision=WritePrecision.MS,
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
         except Exception as err:  # network, HTTP status, anything: the outage path
             self._metrics.inc(FAILURES)
