@@ -73,16 +73,18 @@ async def _still_valid(ws: WebSocket, account: Account) -> bool:
 @stream_router.websocket("/api/v1/stream")
 async def stream(ws: WebSocket) -> None:
     """Messages `{"type": "position"|"alarm"|"passage", "data": {...}}`, server → client."""
-    await ws.accept()
     account, reason = await authenticate(ws)
     if account is None:
+        await ws.accept()  # then close, so that the client sees the code and the reason
         await ws.close(code=POLICY_VIOLATION, reason=reason)
         return
     hub: Hub = ws.app.state.stream_hub
     peer = f"{account.username}@{ws.client.host if ws.client else '?'}"
-    client = hub.connect(peer)
-    reader = asyncio.create_task(_drain_incoming(ws), name=f"stream-read-{peer}")
+    client = hub.connect(peer)  # before accepting: nothing published after the open is lost
+    reader: asyncio.Task[None] | None = None
     try:
+        await ws.accept()
+        reader = asyncio.create_task(_drain_incoming(ws), name=f"stream-read-{peer}")
         loop = asyncio.get_running_loop()
         recheck_at = loop.time() + RECHECK_S
         while True:
@@ -111,9 +113,10 @@ async def stream(ws: WebSocket) -> None:
         log.debug("stream client %s gone: %s", peer, err)
     finally:
         hub.disconnect(client)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
         if ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await ws.close()

@@ -53,6 +53,7 @@ def start_victoria(storage: Path, port: int | None = None) -> Victoria:
             f"127.0.0.1:{port}",
             "-storageDataPath",
             str(storage),
+            "-search.disableCache",  # fresh rows visible at once after /internal/force_flush
             "-loggerLevel",
             "ERROR",
         ],

@@ -63,10 +63,11 @@ def export(url: str, match: str) -> list[dict[str, Any]]:
 
 def wait_export(url: str, match: str, points: int, timeout: float = 20.0) -> list[dict[str, Any]]:
     """The exported series once they hold `points` values in all (VictoriaMetrics makes
-    fresh rows searchable after about a second)."""
+    fresh rows searchable only after a flush)."""
     deadline = time.monotonic() + timeout
     series: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
+        urllib.request.urlopen(f"{url}/internal/force_flush", timeout=5).close()
         series = export(url, match)
         if sum(len(s["values"]) for s in series) >= points:
             return series
