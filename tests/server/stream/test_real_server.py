@@ -76,9 +76,7 @@ async def test_live_positions_over_the_real_server(broker: Any, tmp_path: Path) 
             assert (first["data"]["vehicle_id"], first["data"]["seq"]) == ("TRK-7", 1)
             async with aiomqtt.Client(broker.host, broker.port, identifier="ws-pub") as pub:
                 for seq in range(2, 7):
-                    await pub.publish(
-                        topics.position("TRK-7"), position(seq, node="TRK-7"), qos=1
-                    )
+                    await pub.publish(topics.position("TRK-7"), position(seq, node="TRK-7"), qos=1)
             # throttled to 1/s per vehicle: the newest of the burst, and only that
             second = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert second["data"]["seq"] == 6
