@@ -96,8 +96,13 @@ async def test_publish_from_worker_threads() -> None:
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()
-    await asyncio.to_thread(lambda: [t.join() for t in threads])
-    got = []
+
+    def join_all() -> None:
+        for t in threads:
+            t.join()
+
+    await asyncio.to_thread(join_all)
+    got: list[dict[str, Any]] = []
     while len(got) < 400:
         got.append(await asyncio.wait_for(client.next(), 2))
     for k in range(4):
