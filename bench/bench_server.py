@@ -95,9 +95,10 @@ def _publish_process(host: str, port: int, messages: list[tuple[str, bytes]], ta
     import threading
 
     import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
     def one(k: int, share: list[tuple[str, bytes]]) -> None:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{tag}-{k}")
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{tag}-{k}")
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         client.connect(host, port)
