@@ -107,3 +107,17 @@ console-browser:
 	  echo "error: Chromium is missing. Install it: sudo apt-get install chromium chromium-driver fonts-wqy-microhei"; exit 1; \
 	fi
 # --- end console assets ---
+
+# --- telemetry test server ---
+# The telemetry tests write through the InfluxDB v2 API to a real VictoriaMetrics
+# (Debian's `victoria-metrics` implements /api/v2/write); installed when missing and root.
+.PHONY: telemetry-server
+setup: telemetry-server
+telemetry-server:
+	@if command -v victoria-metrics >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing victoria-metrics from the distribution's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq victoria-metrics >/dev/null; \
+	else \
+	  echo "error: VictoriaMetrics is missing (telemetry tests). Install it: sudo apt-get install victoria-metrics"; exit 1; \
+	fi

@@ -18,6 +18,7 @@ from server.api import audit as audit_api
 from server.api import console_views, errors
 from server.api import gates as gates_api
 from server.api.auth import install_auth
+from server.api.gates import passage_out
 from server.api.routes import health_router, router
 from server.auth.config import AuthSettings
 from server.auth.dependencies import guard
@@ -32,6 +33,8 @@ from server.judge import Judge
 from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.services import Services
 from server.store import Store
+from server.stream import alarm_publisher, stream_router
+from server.telemetry import TelemetryWriter
 from server.trips import TripTracker
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,9 @@ def create_app(
     app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
     app.include_router(gates_api.router, dependencies=[Depends(guard)])  # passages, releases
     app.include_router(console_views.router, dependencies=[Depends(guard)])  # console pages
+    # --- live stream (server.stream): authenticates its own handshake, so no guard ---
+    app.state.stream_hub = svc.stream
+    app.include_router(stream_router)
     return app
 
 
@@ -73,7 +79,10 @@ def build_services(config: ServerConfig) -> Services:
     geography = Geography.from_files(config.geography.routes, config.geography.zones)
     profiles_file = config.geography.profiles
     profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
-    return Services(config=config, store=store, geography=geography, profiles=profiles)
+    svc = Services(config=config, store=store, geography=geography, profiles=profiles)
+    svc.alarms = AlarmService(store.engine)
+    svc.alarms.add_listener(alarm_publisher(svc.stream))
+    return svc
 
 
 def _db_password(config: ServerConfig) -> str | None:
@@ -85,7 +94,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     """Run until cancelled or SIGTERM/SIGINT."""
     svc = build_services(config)
     trips = TripTracker(svc.store, start_on_first_fix=config.trips.start_on_first_fix)
-    alarm_service = AlarmService(svc.store.engine)
+    alarm_service = svc.alarms or AlarmService(svc.store.engine)
     judge = Judge(svc.store, svc.geography, svc.profiles, AlarmEffects(alarm_service))
     client_id = config.broker.client_id or "bondwatch-server-1"
     # Commands go out on the server's own connection (its own persistent session).
@@ -101,15 +110,26 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         publisher,
         alarm_service,
     )
+    telemetry = TelemetryWriter(config.telemetry, svc.metrics) if config.telemetry else None
+    handlers = [trips.on_messages, gates.on_messages, judge.on_messages, svc.stream.on_messages]
+    if telemetry is not None:
+        handlers.append(telemetry.on_messages)
     ingest = Ingest(
         config.broker,
         config.ingest,
         svc.store,
         svc.metrics,
-        handlers=[trips.on_messages, gates.on_messages, judge.on_messages],
+        handlers=handlers,
         client_id=client_id,
     )
     svc.ingest_connected = ingest.connected.is_set
+
+    def passage_to_stream(passage_id: str) -> None:
+        row = gates.gates.get_passage(passage_id)
+        if row is not None:
+            svc.stream.publish("passage", passage_out(row).model_dump(mode="json"))
+
+    gates.add_listener(passage_to_stream)
     app = create_app(svc, gates=gates)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -126,6 +146,11 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
+            telemetry_task = (
+                group.create_task(telemetry.run(svc.store), name="telemetry")
+                if telemetry is not None
+                else None
+            )
             while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
                 await asyncio.sleep(0.02)
             port = (
@@ -143,6 +168,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             ingest_task.cancel()
             timers.cancel()
             commands.cancel()
+            if telemetry_task is not None:
+                telemetry_task.cancel()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -10,6 +10,7 @@ from contract.broker import BrokerSettings
 from server.auth.config import AuthSettings
 from server.console.config import ConsoleSettings
 from server.gates.config import GatesSettings, TripSettings
+from server.telemetry.config import TelemetrySettings
 
 
 class HttpSettings(BaseModel):
@@ -91,6 +92,10 @@ class ServerConfig(BaseModel):
         default_factory=GatesSettings, description="gate decisions, commands, remote unseal"
     )
     trips: TripSettings = Field(default_factory=TripSettings, description="trip lifecycle")
+    telemetry: TelemetrySettings | None = Field(
+        default=None,
+        description="positions and alarm counts to an InfluxDB v2 write API (off when absent)",
+    )
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from server.alarms import AlarmService
 from server.config import ServerConfig
 from server.geo import Geography
 from server.metrics import Metrics
 from server.rules.profiles import CreditClass, CreditProfile
 from server.store import Store
+from server.stream.hub import Hub
 
 
 @dataclass
@@ -20,3 +22,7 @@ class Services:
     profiles: dict[CreditClass, CreditProfile]
     metrics: Metrics = field(default_factory=Metrics)
     ingest_connected: Callable[[], bool] = lambda: False
+    #: live events for `WS /api/v1/stream` (server.stream)
+    stream: Hub = field(default_factory=Hub)
+    #: the alarm service shared by the judge and the REST API (its changes reach `stream`)
+    alarms: AlarmService | None = None

@@ -26,13 +26,14 @@ class AlarmEffects:
         self._alarms = alarms
 
     def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
+        changed: list[int] = []
         with write_transaction(self._alarms.engine) as conn:
             for effect in effects:
                 if not _first_time(conn, trip["trip_id"], effect):
                     continue
                 detail = json.dumps(effect.detail, ensure_ascii=False, sort_keys=True, default=str)
                 if isinstance(effect, Raise):
-                    self._alarms.raise_in_transaction(
+                    outcome = self._alarms.raise_in_transaction(
                         conn,
                         trip["trip_id"],
                         trip["vehicle_id"],
@@ -42,10 +43,14 @@ class AlarmEffects:
                         effect.position,
                         detail,
                     )
+                    changed.append(outcome.alarm_id)
                 else:
-                    self._alarms.clear_in_transaction(
+                    cleared = self._alarms.clear_in_transaction(
                         conn, trip["trip_id"], effect.alarm_type, effect.at, detail
                     )
+                    if cleared is not None:
+                        changed.append(cleared)
+        self._alarms.notify(changed)  # after the commit: listeners see what is stored
 
 
 def _first_time(conn: Connection, trip_id: str, effect: Effect) -> bool:

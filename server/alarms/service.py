@@ -8,7 +8,7 @@ audit entry (`server.audit.append`) in the same transaction. A refused action ra
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -79,6 +79,29 @@ class AlarmService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._upsert = _upsert_statement(engine.dialect.name)
+        self._listeners: list[Callable[[Alarm], None]] = []
+
+    # ---- change listeners (the live stream) ----------------------------------------------
+
+    def add_listener(self, listener: Callable[[Alarm], None]) -> None:
+        """Call `listener(alarm)` after every committed change (any thread; keep it quick)."""
+        self._listeners.append(listener)
+
+    def notify(self, alarm_ids: Iterable[int]) -> None:
+        """Tell the listeners about alarms changed by a committed transaction."""
+        if not self._listeners:
+            return
+        for alarm_id in dict.fromkeys(alarm_ids):
+            alarm = self.get(alarm_id, history=False)
+            if alarm is not None:
+                self._tell(alarm)
+
+    def _tell(self, alarm: Alarm) -> None:
+        for listener in self._listeners:
+            try:
+                listener(alarm)
+            except Exception:
+                log.exception("alarm listener %s failed on alarm %s", listener, alarm.id)
 
     # ---- from the rules (actor `system`) ---------------------------------------------
 
@@ -190,11 +213,12 @@ class AlarmService:
     ) -> None:
         """Apply the effects of several trips — `(trip_id, vehicle_id, effects)` — in one
         transaction: what the ingest path calls once per message batch."""
+        changed: list[int] = []
         with write_transaction(self.engine) as conn:
             for trip_id, vehicle_id, effects in batch:
                 for effect in effects:
                     if isinstance(effect, RaiseEffect):
-                        self.raise_in_transaction(
+                        outcome = self.raise_in_transaction(
                             conn,
                             trip_id,
                             vehicle_id,
@@ -204,10 +228,14 @@ class AlarmService:
                             effect.position,
                             effect.detail,
                         )
+                        changed.append(outcome.alarm_id)
                     else:
-                        self.clear_in_transaction(
+                        cleared = self.clear_in_transaction(
                             conn, trip_id, effect.alarm_type, effect.at, effect.detail
                         )
+                        if cleared is not None:
+                            changed.append(cleared)
+        self.notify(changed)
 
     # ---- officer actions (audited) ----------------------------------------------------
 
@@ -271,6 +299,7 @@ class AlarmService:
         log.info("alarm %s: %s by %s (%s → %s)", alarm_id, action, actor, status, to)
         found = self.get(alarm_id)
         assert found is not None
+        self._tell(found)
         return found
 
     @staticmethod

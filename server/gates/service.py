@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -69,6 +69,11 @@ class GateService:
         self._gate_to_node = {gate: node for node, gate in settings.nodes.items()}
         self._unknown_nodes: set[str] = set()
         self._warned_unsigned = False
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(passage_id)` after each passage is decided and recorded."""
+        self._listeners.append(callback)
 
     # ---- gate ids and node ids ----------------------------------------------------------
 
@@ -93,6 +98,8 @@ class GateService:
                 command = await asyncio.to_thread(self.handle_passage, msg)
                 if command is not None:
                     self._publish("gate", command)
+                for listener in self._listeners:
+                    listener(msg.passage_id)
             elif isinstance(msg, CommandResult):
                 await asyncio.to_thread(self.handle_result, msg)
 

@@ -281,6 +281,24 @@ async def test_on_messages_decides_and_publishes(gate_world: GateWorld) -> None:
     assert (kind, command.node_id, command.action) == ("gate", ORIGIN, "open")
 
 
+async def test_decided_passages_reach_listeners(gate_world: GateWorld) -> None:
+    """The live stream hears of each passage once it is decided and recorded."""
+    from server.store.database import IncomingMessage
+
+    heard: list[tuple[str, str | None]] = []
+
+    def listener(passage_id: str) -> None:
+        row = gate_world.gates.gates.get_passage(passage_id)
+        heard.append((passage_id, row["decision"] if row else None))
+
+    gate_world.gates.add_listener(listener)
+    register(gate_world)
+    sealed(gate_world)
+    msg = gate_world.feed("passage", ORIGIN, utc_now(), **passage_fields("P-LIVE"))
+    await gate_world.gates.on_messages([IncomingMessage("passage", msg, "", utc_now())])
+    assert heard == [("P-LIVE", "open")]
+
+
 def test_remote_unseal_only_inside_the_destination_site(
     gate_world: GateWorld, gate_api: TestClient
 ) -> None:

@@ -1,0 +1,203 @@
+"""Fan-out of live events to the console's WebSocket clients.
+
+The ingest path, the alarm service and the gates publish; every connected client gets
+its own bounded queue. Publishing never waits: a client whose queue is full is dropped
+(its socket closes with 1013, "try again later") and the publisher carries on.
+
+Positions are throttled per client and vehicle to one message per `position_interval_s`;
+a position that arrives sooner is kept as that vehicle's pending one (the newest wins)
+and sent when the interval has passed, so the map always ends on the latest fix.
+
+`publish` may be called from any thread (the judge and the alarm service run in worker
+threads); it hands over to the hub's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from contract.ids import format_ts
+from contract.payloads import Position
+from server.alarms.model import Alarm
+from server.store.database import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["position", "alarm", "passage"]
+KINDS: tuple[Kind, ...] = ("position", "alarm", "passage")
+
+#: What a client's queue yields when it has been dropped for being too slow.
+DROPPED: dict[str, Any] = {"type": "_dropped"}
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected console: its queue and its position throttle."""
+
+    name: str
+    queue: asyncio.Queue[dict[str, Any]]
+    last_sent: dict[str, float] = field(default_factory=dict)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: bool = False
+
+    async def next(self) -> dict[str, Any]:
+        """The next message; `DROPPED` once the hub gave up on this client."""
+        return await self.queue.get()
+
+
+class Hub:
+    def __init__(
+        self,
+        queue_size: int = 1000,
+        position_interval_s: float = 1.0,
+        flush_every_s: float = 0.2,
+    ) -> None:
+        self.queue_size = queue_size
+        self.position_interval_s = position_interval_s
+        self._flush_every_s = flush_every_s
+        self._clients: set[Client] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self.published = 0
+        self.dropped_clients = 0
+
+    # ---- clients ----------------------------------------------------------------------
+
+    def connect(self, name: str) -> Client:
+        """A new client (call on the event loop that serves it)."""
+        self._bind(asyncio.get_running_loop())
+        client = Client(name, asyncio.Queue(maxsize=self.queue_size))
+        self._clients.add(client)
+        log.info("stream client %s connected (%d now)", name, len(self._clients))
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        if client in self._clients:
+            self._clients.discard(client)
+            log.info("stream client %s left (%d now)", client.name, len(self._clients))
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if self._loop is not loop or self._flusher is None or self._flusher.done():
+                self._loop = loop
+                self._flusher = loop.create_task(self._flush_forever(), name="stream-flush")
+
+    # ---- publishing -------------------------------------------------------------------
+
+    def publish(self, kind: Kind, payload: dict[str, Any]) -> None:
+        """Send `{"type": kind, "data": payload}` to every client; never blocks.
+
+        Positions must carry `vehicle_id` (they are throttled per vehicle).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown stream event kind {kind!r}")
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # nobody has ever connected: nothing to do
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver(kind, payload)
+        else:
+            loop.call_soon_threadsafe(self._deliver, kind, payload)
+
+    async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
+        """Ingest handler: the newest stored fix of each vehicle in the batch."""
+        if not self._clients:
+            return
+        newest: dict[str, Position] = {}
+        for item in batch:
+            msg = item.message
+            if isinstance(msg, Position) and msg.fix != "none":
+                known = newest.get(msg.node_id)
+                if known is None or (msg.ts, msg.seq) > (known.ts, known.seq):
+                    newest[msg.node_id] = msg
+        for msg in newest.values():
+            self.publish("position", position_event(msg))
+
+    def _deliver(self, kind: Kind, payload: dict[str, Any]) -> None:
+        self.published += 1
+        message = {"type": kind, "data": payload}
+        now = time.monotonic()
+        for client in list(self._clients):
+            if kind == "position":
+                vehicle = str(payload.get("vehicle_id"))
+                if now - client.last_sent.get(vehicle, -1e9) < self.position_interval_s:
+                    client.pending[vehicle] = message
+                    continue
+                client.last_sent[vehicle] = now
+                client.pending.pop(vehicle, None)
+            self._offer(client, message)
+
+    def _offer(self, client: Client, message: dict[str, Any]) -> None:
+        if client.dropped:
+            return
+        try:
+            client.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._drop(client)
+
+    def _drop(self, client: Client) -> None:
+        client.dropped = True
+        self.dropped_clients += 1
+        self._clients.discard(client)
+        while not client.queue.empty():
+            client.queue.get_nowait()
+        client.queue.put_nowait(DROPPED)
+        log.warning(
+            "stream client %s dropped: %d messages unread (too slow)",
+            client.name,
+            self.queue_size,
+        )
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_every_s)
+            self.flush_pending(time.monotonic())
+
+    def flush_pending(self, now: float) -> None:
+        """Send each held position whose vehicle's interval has passed."""
+        for client in list(self._clients):
+            for vehicle, message in list(client.pending.items()):
+                if now - client.last_sent.get(vehicle, -1e9) >= self.position_interval_s:
+                    client.last_sent[vehicle] = now
+                    del client.pending[vehicle]
+                    self._offer(client, message)
+
+
+def position_event(msg: Position) -> dict[str, Any]:
+    """The `data` of a `position` stream message."""
+    return {
+        "vehicle_id": msg.node_id,
+        "seq": msg.seq,
+        "ts": format_ts(msg.ts),
+        "lat": msg.lat,
+        "lon": msg.lon,
+        "alt_m": msg.alt_m,
+        "speed_kmh": msg.speed_kmh,
+        "course_deg": msg.course_deg,
+        "fix": msg.fix,
+        "replayed": msg.replayed,
+    }
+
+
+def alarm_publisher(hub: Hub) -> Callable[[Alarm], None]:
+    """An `AlarmService` listener sending every committed alarm change as `alarm`."""
+
+    def publish(alarm: Alarm) -> None:
+        hub.publish("alarm", alarm.as_json())
+
+    return publish

@@ -1,0 +1,130 @@
+"""`WS /api/v1/stream`: live positions, alarms and passages for the console.
+
+The handshake is authenticated like the REST API: the session cookie (browsers send it
+with the upgrade request), or an integration token as `Authorization: Bearer bwt_…` or
+`?token=bwt_…` (for clients that cannot set headers on a WebSocket). A cookie handshake
+must come from the server's own origin (a page elsewhere cannot ride on the cookie).
+Refusals accept and then close with 1008 (policy violation) and a reason, so the client
+sees why. The session is checked again every `RECHECK_S`: a logout or expiry ends the
+stream with 1008 too. A client too slow to keep up is closed with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from contract.ids import utc_now
+from server.auth.accounts import Account
+from server.auth.dependencies import AuthContext
+from server.stream.hub import DROPPED, Hub
+
+log = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+RECHECK_S = 60.0
+
+stream_router = APIRouter(tags=["stream"])
+
+
+def _cross_origin(ws: WebSocket) -> bool:
+    origin = ws.headers.get("origin")
+    if not origin:
+        return False  # not a browser: cookies are the client's own
+    host = ws.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() != host.lower()
+
+
+async def authenticate(ws: WebSocket) -> tuple[Account | None, str]:
+    """The account behind a handshake, or None and the reason for refusing it."""
+    ctx: AuthContext = ws.app.state.auth
+    now = utc_now()
+    header = ws.headers.get("authorization", "")
+    token = ws.query_params.get("token")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None, "use `Authorization: Bearer <token>`"
+        token = value.strip()
+    if token:
+        account = await asyncio.to_thread(ctx.accounts.token_account, token, now)
+        return (account, "") if account else (None, "the API token is unknown or revoked")
+    secret = ws.cookies.get(ctx.settings.cookie_name)
+    if not secret:
+        return None, "log in first"
+    if _cross_origin(ws):
+        return None, "cross-origin stream request refused"
+    account = await asyncio.to_thread(ctx.accounts.session_account, secret, now)
+    return (account, "") if account else (None, "the session has ended; log in again")
+
+
+async def _still_valid(ws: WebSocket, account: Account) -> bool:
+    again, _ = await authenticate(ws)
+    return again is not None and again.account_id == account.account_id
+
+
+@stream_router.websocket("/api/v1/stream")
+async def stream(ws: WebSocket) -> None:
+    """Messages `{"type": "position"|"alarm"|"passage", "data": {...}}`, server → client."""
+    account, reason = await authenticate(ws)
+    if account is None:
+        await ws.accept()  # then close, so that the client sees the code and the reason
+        await ws.close(code=POLICY_VIOLATION, reason=reason)
+        return
+    hub: Hub = ws.app.state.stream_hub
+    peer = f"{account.username}@{ws.client.host if ws.client else '?'}"
+    client = hub.connect(peer)  # before accepting: nothing published after the open is lost
+    reader: asyncio.Task[None] | None = None
+    try:
+        await ws.accept()
+        reader = asyncio.create_task(_drain_incoming(ws), name=f"stream-read-{peer}")
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + RECHECK_S
+        while True:
+            getter = asyncio.ensure_future(client.next())
+            done, _ = await asyncio.wait(
+                {getter, reader},
+                timeout=max(0.0, recheck_at - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if reader in done:
+                getter.cancel()
+                return  # the client went away
+            if getter not in done:
+                getter.cancel()
+                recheck_at = loop.time() + RECHECK_S
+                if not await _still_valid(ws, account):
+                    await ws.close(code=POLICY_VIOLATION, reason="the session has ended")
+                    return
+                continue
+            message = getter.result()
+            if message is DROPPED:
+                await ws.close(code=TRY_AGAIN_LATER, reason="too slow: reconnect")
+                return
+            await ws.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+    except (WebSocketDisconnect, RuntimeError) as err:
+        log.debug("stream client %s gone: %s", peer, err)
+    finally:
+        hub.disconnect(client)
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        if ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+async def _drain_incoming(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends, until it disconnects."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
