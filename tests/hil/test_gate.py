@@ -152,9 +152,9 @@ async def control(bench: GateBench, line: str) -> dict[str, Any]:
     return state
 
 
-async def barrier_reaches(bench: GateBench, limit: str, timeout: float) -> dict[str, Any]:
+async def barrier_reaches(bench: GateBench, limit: str, within_s: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     while True:
         state = await control(bench, "state")
         if state[limit]:
@@ -185,8 +185,8 @@ class Server:
             elif msg.topic.matches(topics.health("gate", NODE)):
                 self.health.append(data)
 
-    async def result(self, command_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+    async def result(self, command_id: str, within_s: float = 20.0) -> dict[str, Any]:
+        async with asyncio.timeout(within_s):
             while command_id not in self.results:
                 self._result_seen.clear()
                 await self._result_seen.wait()
@@ -256,9 +256,12 @@ async def leave(gate: GateBench) -> None:
     """The truck drives off; returns once the agent saw it go and the barrier is down."""
     seen = _lane_free_seen(gate)
     await control(gate, "leave")
-    async with asyncio.timeout(10):
-        while _lane_free_seen(gate) == seen:
-            await asyncio.sleep(0.1)
+    for _ in range(100):
+        if _lane_free_seen(gate) > seen:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the agent never saw the truck leave the loop")
     await barrier_reaches(gate, "closed_limit", 15)
 
 
