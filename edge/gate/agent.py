@@ -266,7 +266,11 @@ class GateAgent:
             opening.passage_id,
             command.command_id,
         )
-        outcome = await self.barrier.open_barrier()
+        try:
+            outcome = await self.barrier.open_barrier()
+        except BaseException as err:  # the driver commanded close; the lane must not stay opening
+            self._apply(L.BarrierOpened(False, f"{type(err).__name__}: {err}"))
+            raise
         after = self._apply(L.BarrierOpened(outcome.ok, outcome.reason))
         answer = after.answer() or L.Answer(
             "done" if outcome.ok else "failed", outcome.reason or "barrier open"
