@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from edge.config import TruckConfig
+    from edge.config import GateConfig, TruckConfig
 
-    model = TruckConfig
+    model: type[TruckConfig] | type[GateConfig] = GateConfig if args.kind == "gate" else TruckConfig
     try:
         config = load_model(args.config, model)
     except ConfigError as err:
@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.validate_config:
         print(f"{args.config}: OK")
+        return 0
+    if isinstance(config, GateConfig):
+        from edge.gate.agent import GateAgent
+
+        asyncio.run(_run_until_signal(GateAgent(config).run()))
         return 0
     from edge.truck.agent import TruckAgent
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from edge.config import TruckConfig
+from edge.config import GateConfig, TruckConfig
 from server.config import ServerConfig
 
 HEADER = """# Configuration reference
@@ -101,6 +101,7 @@ def render() -> str:
     for title, model in (
         ("Server (`bondwatch-server --config FILE`)", ServerConfig),
         ("Truck gateway (`bondwatch-edge truck --config FILE`)", TruckConfig),
+        ("Gate controller (`bondwatch-edge gate --config FILE`)", GateConfig),
     ):
         out.append(f"\n## {title}\n")
         _section(model, "", out, set())
