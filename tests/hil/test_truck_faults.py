@@ -26,6 +26,8 @@ from tests.hil.conftest import Bench
 from tests.hil.hardware import hardware, needs_lock, stubs_only
 from tests.hil.truck_rig import TruckRig, control, route_end
 
+pytestmark = pytest.mark.timeout(150)
+
 NODE = "TRK-FAULT-1"
 TRIP = "HIL-F-0001"
 
