@@ -152,7 +152,7 @@ def test_agent_killed_again_and_again_loses_and_repeats_nothing(rig: TruckRig) -
     last_seqs: list[int] = []
     for _ in range(8):
         rig.start_agent()
-        time.sleep(rng.uniform(0.8, 3.0))  # anywhere from start-up to a busy stream
+        time.sleep(rng.uniform(0.8, 3.5))  # anywhere from start-up to a busy stream
         rig.kill_agent()
         with rig.outbox() as box:
             last_seqs.append(box.last_seq())
@@ -164,8 +164,9 @@ def test_agent_killed_again_and_again_loses_and_repeats_nothing(rig: TruckRig) -
     rig.gnss.stop()
     last_seq, reserved = rig.wait_drained(40)
 
-    # The counter only grows across power cuts, and the agent made progress each life.
-    assert last_seqs == sorted(last_seqs) and len(set(last_seqs)) == len(last_seqs)
+    # The counter never goes back across power cuts (a life cut during start-up may
+    # not have handed out any), and most lives made progress.
+    assert last_seqs == sorted(last_seqs) and len(set(last_seqs)) >= 5
     assert last_seq > last_seqs[-1]
     assert_nothing_lost(rig, last_seq, reserved)
 
@@ -185,7 +186,7 @@ def test_agent_killed_again_and_again_loses_and_repeats_nothing(rig: TruckRig) -
 
     # Positions in seq order are in fix-time order: no replay went back in time.
     positions = rig.stored("position")
-    assert len(positions) >= 200
+    assert len(positions) >= 100
     times = [row.ts for row in positions]
     assert times == sorted(times) and len(set(times)) == len(times)
     assert rig.agent_starts == 9
@@ -357,9 +358,9 @@ def test_gnss_unplugged_and_replugged_reports_down_then_ok(rig: TruckRig) -> Non
     ok_seq = next(seq for seq, status in seen if status == "ok" and seq > down_seq)
     assert [s for _, s in seen][0] == "ok"  # the first fix, before the unplug
     down = next(r for r in rig.stored("health") if r.seq == down_seq)
-    assert datetime.fromisoformat(down.ts.replace("Z", "+00:00")) >= unplugged_at - timedelta(
-        seconds=1
-    )
+    down_at = datetime.fromisoformat(str(down.payload["ts"]).replace("Z", "+00:00"))
+    assert down_at >= unplugged_at - timedelta(seconds=1)
+    assert str(down.payload["detail"]).startswith(rig.gnss_port)  # names the lost port
 
     # Positions resume after the replug, and none was sent while the port was gone.
     rig.bench.wait_for(lambda: len([r for r in rig.stored("position") if r.seq > ok_seq]) >= 5, 20)

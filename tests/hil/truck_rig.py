@@ -192,9 +192,11 @@ class TruckRig:
             try:
                 reply = await driver.seal(self.lock_id, trip_id)
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Python 3.11's wait_for (inside the driver's read) can swallow a
+                # cancellation that races with arriving data: cancel until it ends.
+                while not task.done():
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=0.5)
             return f"{reply.result} {reply.state}"
 
         return asyncio.run(run())
