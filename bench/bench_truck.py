@@ -39,7 +39,10 @@ from server.demo.processes import Child  # noqa: E402
 ROUTE = PROJECT_ROOT / "config" / "demo" / "routes" / "R-HP-BY.geojson"
 WARM_UP_S = 5.0
 RATES = (1, 10)
-TARGETS = {1: {"rss": 60.0, "cpu": 2.0}, 10: {"rss": None, "cpu": None}}
+TARGETS: dict[int, dict[str, float | None]] = {
+    1: {"rss": 60.0, "cpu": 2.0},
+    10: {"rss": None, "cpu": None},
+}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -12,20 +12,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_reference_matches_the_models():
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render(), (
-        "docs/configuration.md is stale: python -m tests.tools.config_reference > docs/configuration.md"
+        "docs/configuration.md is stale: "
+        "python -m tests.tools.config_reference > docs/configuration.md"
     )
 
 
 def test_example_files_validate():
     server = run("-m", "server", "--config", "config/examples/server.yaml", "--validate-config")
     assert server.returncode == 0, server.stderr
-    truck = run("-m", "edge", "truck", "--config", "config/examples/truck.yaml", "--validate-config")
+    truck = run(
+        "-m", "edge", "truck", "--config", "config/examples/truck.yaml", "--validate-config"
+    )
     assert truck.returncode == 0, truck.stderr
     assert "OK" in truck.stdout
 

@@ -9,6 +9,7 @@ agent as subprocesses, the GNSS receiver and the e-lock as firmware stubs on pty
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import time
@@ -133,7 +134,7 @@ def test_broker_outage_loses_nothing_and_flags_the_replay(rig: TruckRig) -> None
     track = trip["track"]
     times = [datetime.fromisoformat(p["ts"].replace("Z", "+00:00")) for p in track]
     assert [p["seq"] for p in track] == sorted(p["seq"] for p in track)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert min(gaps) > 0, "two track points share a fix time"
     assert max(gaps) <= 2.0, f"hole of {max(gaps)} s in the track"
     assert (times[-1] - times[0]).total_seconds() >= 300 + 60
@@ -279,7 +280,9 @@ def test_forged_tampered_expired_and_replayed_commands_move_nothing(
 
     rig.bench.wait_for(replay_answered, 20)
     replay = [
-        p for r in rig.stored("command/result") if (p := r.payload)["command_id"] == first.command_id
+        p
+        for r in rig.stored("command/result")
+        if (p := r.payload)["command_id"] == first.command_id
     ]
     assert "replay" in replay[1]["detail"]
 
@@ -356,7 +359,7 @@ def test_gnss_unplugged_and_replugged_reports_down_then_ok(rig: TruckRig) -> Non
     seen = statuses()
     down_seq = next(seq for seq, status in seen if status == "down")
     ok_seq = next(seq for seq, status in seen if status == "ok" and seq > down_seq)
-    assert [s for _, s in seen][0] == "ok"  # the first fix, before the unplug
+    assert seen[0][1] == "ok"  # the first fix, before the unplug
     down = next(r for r in rig.stored("health") if r.seq == down_seq)
     down_at = datetime.fromisoformat(str(down.payload["ts"]).replace("Z", "+00:00"))
     assert down_at >= unplugged_at - timedelta(seconds=1)

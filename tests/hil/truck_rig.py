@@ -269,9 +269,7 @@ class TruckRig:
     # ---- the server's record ------------------------------------------------------------
 
     def stored(self, channel: str | None = None) -> list[Stored]:
-        query = (
-            "SELECT seq, channel, ts, received_at, payload FROM edge_messages WHERE node_id = ?"
-        )
+        query = "SELECT seq, channel, ts, received_at, payload FROM edge_messages WHERE node_id = ?"
         params: tuple[str, ...] = (self.node_id,)
         if channel is not None:
             query += " AND channel = ?"

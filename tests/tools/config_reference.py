@@ -45,7 +45,13 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     name = getattr(annotation, "__name__", str(annotation))
-    return {"str": "text", "int": "integer", "float": "number", "bool": "true/false", "Path": "path"}.get(name, name)
+    return {
+        "str": "text",
+        "int": "integer",
+        "float": "number",
+        "bool": "true/false",
+        "Path": "path",
+    }.get(name, name)
 
 
 def _default(field: FieldInfo) -> str:
@@ -77,7 +83,11 @@ def _section(model: type[BaseModel], prefix: str, out: list[str], seen: set[str]
     nested: list[tuple[type[BaseModel], str]] = []
     for name, field in model.model_fields.items():
         sub = _model_of(field.annotation)
-        kind = f"[{sub.__name__}](#{(prefix + '.' + name).strip('.').replace('.', '')})" if sub else _type_name(field.annotation)
+        kind = (
+            f"[{sub.__name__}](#{(prefix + '.' + name).strip('.').replace('.', '')})"
+            if sub
+            else _type_name(field.annotation)
+        )
         text = (field.description or "").replace("|", "\\|").replace("\n", " ")
         out.append(f"| `{name}` | {kind} | {_default(field)} | {text} |")
         if sub is not None:
