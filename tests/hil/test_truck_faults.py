@@ -92,16 +92,14 @@ def test_broker_outage_loses_nothing_and_flags_the_replay(rig: TruckRig) -> None
     rig.bench.broker.stop()
     time.sleep(15)
     during = rig.pending()  # what waited through the gap
-    assert len([m for m in during if m.topic.endswith("/position")]) >= 200
-    assert any(m.topic.endswith("/lock") for m in during)
+    assert len([m for m in during if m.topic.endswith("/position")]) >= 10 * rig.fixes_per_s
+    assert any(m.topic.endswith("/lock") for m in during) or rig.real is not None
     rig.bench.broker.start()
 
     waiting = {m.seq for m in during}
     rig.bench.wait_for(lambda: waiting <= set(rig.bench.stored_seqs(rig.node_id)), 40)
     time.sleep(2)  # some live traffic after the replay
-    assert rig.gnss is not None and rig.lock is not None
-    rig.gnss.stop()
-    rig.lock.stop()
+    rig.stop_devices()
     last_seq, reserved = rig.wait_drained(30)
     assert_nothing_lost(rig, last_seq, reserved)
 
@@ -127,7 +125,8 @@ def test_broker_outage_loses_nothing_and_flags_the_replay(rig: TruckRig) -> None
 
     # Lock events: in seq order their device times never go back.
     lock_times = [row.ts for row in rig.stored("lock")]
-    assert len(lock_times) >= 20 and lock_times == sorted(lock_times)
+    assert lock_times == sorted(lock_times)
+    assert len(lock_times) >= 20 or rig.real is not None
 
     # The trip track has no hole: one fix per simulated second across the outage.
     trip = rig.bench.api("GET", f"/trips/{TRIP}", params={"track": 1}).json()
@@ -137,7 +136,7 @@ def test_broker_outage_loses_nothing_and_flags_the_replay(rig: TruckRig) -> None
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert min(gaps) > 0, "two track points share a fix time"
     assert max(gaps) <= 2.0, f"hole of {max(gaps)} s in the track"
-    assert (times[-1] - times[0]).total_seconds() >= 300 + 60
+    assert (times[-1] - times[0]).total_seconds() >= 18 * rig.fixes_per_s
 
 
 # ---- power cuts of the gateway -----------------------------------------------------------
@@ -161,8 +160,7 @@ def test_agent_killed_again_and_again_loses_and_repeats_nothing(rig: TruckRig) -
     rig.start_agent()
     rig.wait_online()
     time.sleep(2)
-    assert rig.gnss is not None
-    rig.gnss.stop()
+    rig.stop_devices()
     last_seq, reserved = rig.wait_drained(40)
 
     # The counter never goes back across power cuts (a life cut during start-up may
@@ -187,7 +185,7 @@ def test_agent_killed_again_and_again_loses_and_repeats_nothing(rig: TruckRig) -
 
     # Positions in seq order are in fix-time order: no replay went back in time.
     positions = rig.stored("position")
-    assert len(positions) >= 100
+    assert len(positions) >= 5 * rig.fixes_per_s
     times = [row.ts for row in positions]
     assert times == sorted(times) and len(set(times)) == len(times)
     assert rig.agent_starts == 9

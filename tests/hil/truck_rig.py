@@ -13,7 +13,6 @@ import contextlib
 import json
 import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,6 +90,8 @@ class TruckRig:
         self.lock_phone = (real.lock_phone or "") if real else LOCK_PHONE
         self.lock_secret = (real.lock_secret or b"") if real else LOCK_SECRET
         self.agent: Child | None = None
+        #: Fixes per wall second: the stub's rate × time scale (a real receiver: 1).
+        self.fixes_per_s = 1.0
         self.agent_starts = 0
         self.config_path = bench.root / f"{node_id}.yaml"
 
@@ -102,6 +103,7 @@ class TruckRig:
         """The GNSS stub on a pty (or nothing: the real receiver is already there)."""
         if self.real is not None:
             return
+        self.fixes_per_s = rate * time_scale
         self.gnss_control = free_port()
         start = start or utc_now() - timedelta(hours=3)
         args = [
@@ -286,8 +288,14 @@ class TruckRig:
             ).fetchall()
         return {int(seq): bool(flag) for seq, flag in rows}
 
+    def stop_devices(self) -> None:
+        """Stop the stubs (the receiver goes quiet); real devices keep talking."""
+        for child in (self.gnss, self.lock):
+            if child is not None:
+                child.stop()
+
     def wait_drained(self, timeout: float) -> tuple[int, dict[int, str]]:
-        """Wait until the outbox is empty and the server holds its last seq.
+        """Wait until the outbox is empty and the server holds every seq it sent.
 
         Returns (last seq handed out, reserved seqs and their purpose)."""
         result: tuple[int, dict[int, str]] = (0, {})
@@ -297,11 +305,11 @@ class TruckRig:
             with self.outbox() as box:
                 stats, reserved = box.stats(), box.reservations()
             result = (stats.last_seq, reserved)
-            stored = self.bench.stored_seqs(self.node_id)
-            return stats.count == 0 and bool(stored) and stored[-1] >= stats.last_seq - 2
+            stored = set(self.bench.stored_seqs(self.node_id))
+            unsent = set(range(1, stats.last_seq + 1)) - stored - set(reserved)
+            return stats.count == 0 and not unsent
 
         self.bench.wait_for(drained, timeout, interval=0.5)
-        time.sleep(0.5)  # the server's write batch
         return result
 
     # ---- commands -----------------------------------------------------------------------
