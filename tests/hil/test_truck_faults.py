@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import pytest
 from contract.ids import utc_now
 from contract.signing import generate_private_key, private_key_to_pem
 from devices.elock.authorisation import make_unseal_token
-from server.demo.broker import MosquittoBroker
+from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
 from tests.hil.conftest import Bench
 from tests.hil.hardware import hardware, needs_lock, stubs_only
 from tests.hil.truck_rig import TruckRig, control, route_end
@@ -34,9 +35,28 @@ TRIP = "HIL-F-0001"
 
 
 @pytest.fixture
-def rig(tmp_path: Path, own_broker: MosquittoBroker) -> Iterator[TruckRig]:
+def restartable_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A broker for one test whose persistence really works, so a restart keeps sessions.
+
+    Started as root, Mosquitto drops to the `mosquitto` user, which cannot write the
+    data directory in root's private temp dir: the sessions and queued messages are
+    then silently not saved, and a restart forgets the server's subscription.
+    """
+    if find_mosquitto() is None:
+        pytest.fail(INSTALL_HINT)
+    extra = "user root" if os.geteuid() == 0 else ""
+    running = MosquittoBroker(tmp_path / "mosquitto", extra=extra)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, restartable_broker: MosquittoBroker) -> Iterator[TruckRig]:
     """A bench on a broker of its own (the test may stop it) with one truck and a server."""
-    bench = Bench(tmp_path, own_broker)
+    bench = Bench(tmp_path, restartable_broker)
     try:
         bench.start_server()
         yield TruckRig(bench, NODE, hardware())
@@ -90,6 +110,7 @@ def test_broker_outage_loses_nothing_and_flags_the_replay(rig: TruckRig) -> None
     rig.bench.wait_for(lambda: len(rig.stored("position")) >= 60, 30)
 
     rig.bench.broker.stop()
+    assert (rig.bench.broker.workdir / "data" / "mosquitto.db").exists(), "broker saved nothing"
     time.sleep(15)
     during = rig.pending()  # what waited through the gap
     assert len([m for m in during if m.topic.endswith("/position")]) >= 10 * rig.fixes_per_s
