@@ -62,6 +62,21 @@ def validate(topic: str, payload: bytes) -> IncomingMessage | Rejection:
     )
 
 
+def _broker_lost(raised: Exception) -> aiomqtt.MqttError:
+    """The MqttError that ended a session; anything else is re-raised."""
+    if isinstance(raised, aiomqtt.MqttError):
+        return raised
+    assert isinstance(raised, ExceptionGroup)
+    mqtt, rest = raised.split(aiomqtt.MqttError)
+    if rest is not None or mqtt is None:
+        raise raised
+    first: BaseException = mqtt
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    assert isinstance(first, aiomqtt.MqttError)
+    return first
+
+
 class Ingest:
     """Subscribes, validates, stores in batches, acknowledges, and calls the handlers."""
 
@@ -91,7 +106,10 @@ class Ingest:
         while True:
             try:
                 await self._session()
-            except aiomqtt.MqttError as err:
+            except (aiomqtt.MqttError, ExceptionGroup) as raised:
+                # Python 3.11's TaskGroup wraps an error of the message loop in an
+                # ExceptionGroup: a lost broker arrives here as a group of MqttErrors.
+                err = _broker_lost(raised)
                 if self.connected.is_set():
                     log.warning(
                         "ingest lost the broker %s:%d: %s",

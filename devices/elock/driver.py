@@ -280,7 +280,7 @@ class ElockDriver:
 
     def _resolve(self, phone: str, block: BondWatchBlock) -> None:
         assert block.command_result is not None
-        future = self._pending.get((phone, block.command_result.reply_serial))
+        future = self._pending.get((_phone_key(phone), block.command_result.reply_serial))
         if future is not None and not future.done():
             future.set_result(block)
 
@@ -379,7 +379,7 @@ class ElockDriver:
         )
         body = Transparent(profile.TRANSPARENT_TYPE, block.encode(), downlink=True)
         serial = self._next_serial()
-        key = (phone, serial)
+        key = (_phone_key(phone), serial)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BondWatchBlock] = loop.create_future()
         self._pending[key] = future
@@ -422,6 +422,15 @@ class ElockDriver:
             serial=serial,
             attempts=attempts,
         )
+
+
+def _phone_key(phone: str) -> str:
+    """A phone number as answers are matched: without the BCD zero padding.
+
+    A configured `13800000001` and the decoded header's `013800000001` (2013) or
+    `00000000013800000001` (2019) are the same terminal.
+    """
+    return phone.lstrip("0") or "0"
 
 
 def _block_of(body: Transparent) -> BondWatchBlock | None:

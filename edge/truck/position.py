@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devices.gnss.codec import GnssFix
-
 from contract.ids import format_ts, utc_now
+from devices.gnss.codec import GnssFix
 from edge.truck.policy import Sample
 
 FIX_NAMES = {1: "none", 2: "2d", 3: "3d"}
