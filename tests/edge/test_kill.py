@@ -90,8 +90,13 @@ async def test_kill_9_during_busy_stream_loses_nothing(tmp_path, own_broker, col
         if seqs and later:
             assert max(seqs) < min(later), f"run {run} overlaps a later run (seed {seed})"
     print(f"seed {seed}: {len(expected)} positions, {len(positions)} deliveries, runs {runs_seen}")
+    def stopped() -> bool:
+        return any(p["state"] == "stopped" for p in collector.on("availability"))
+
+    await collector.wait_for(stopped, within=20)  # the clean stop of the last run
     availability = collector.on("availability")
     assert {p["seq"] for p in availability} <= reserved
     states = [p["state"] for p in availability]
     assert states.count("offline") >= 1  # the last will of a killed publisher
-    assert states[-1] == "stopped"
+    newest = max(availability, key=lambda p: p["seq"])
+    assert newest["state"] == "stopped"  # the last word, by sequence number
