@@ -90,6 +90,7 @@ async def test_kill_9_during_busy_stream_loses_nothing(tmp_path, own_broker, col
         if seqs and later:
             assert max(seqs) < min(later), f"run {run} overlaps a later run (seed {seed})"
     print(f"seed {seed}: {len(expected)} positions, {len(positions)} deliveries, runs {runs_seen}")
+
     def stopped() -> bool:
         return any(p["state"] == "stopped" for p in collector.on("availability"))
 
