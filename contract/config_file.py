@@ -7,6 +7,7 @@ name of an environment variable or of a file under a secrets directory.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +63,13 @@ def resolve_paths(value: Any, base: Path) -> Any:
     if isinstance(value, dict):
         return {k: resolve_paths(v, base) for k, v in value.items()}
     return value
+
+
+def print_errors(err: ConfigError) -> None:
+    """What `--validate-config` and a failed start print: every error with its path."""
+    print(f"{err.path}: {len(err.errors)} error(s)", file=sys.stderr)
+    for line in err.errors:
+        print(f"  {line}", file=sys.stderr)
 
 
 def load_model(path: Path, model: type[M]) -> M:

@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from contract.config_file import ConfigError, load_model
+from contract.config_file import ConfigError, load_model, print_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_model(args.config, model)
     except ConfigError as err:
-        print(f"{err.path}: {len(err.errors)} error(s)", file=sys.stderr)
-        for line in err.errors:
-            print(f"  {line}", file=sys.stderr)
+        print_errors(err)
         return 1
     if args.validate_config:
         print(f"{args.config}: OK")

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from contract.config_file import ConfigError, load_model
+from contract.config_file import ConfigError, load_model, print_errors
 from server.config import ServerConfig
 
 
@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_model(args.config, ServerConfig)
     except ConfigError as err:
-        print(f"{err.path}: {len(err.errors)} error(s)", file=sys.stderr)
-        for line in err.errors:
-            print(f"  {line}", file=sys.stderr)
+        print_errors(err)
         return 1
     if args.validate_config:
         print(f"{args.config}: OK")

@@ -19,17 +19,15 @@ from typing import Any
 from contract import topics
 from contract.ids import format_ts, utc_now
 from contract.payloads import GateCommand, SignedCommand
-from contract.signing import load_public_key
 from devices.barrier.driver import BarrierDriver
 from devices.camera import Camera
 from devices.ocr import GateReader, PassageReading
-from edge.commands import CommandHandler, ExecOutcome
+from edge.commands import ExecOutcome
 from edge.config import GateConfig
 from edge.gate import lane as L
 from edge.gate.vision import OcrWorker, PassageCapture, capture_passage
-from edge.link import MqttLink
-from edge.nonces import SqliteNonceStore
-from edge.outbox import Outbox, OutboxError
+from edge.node import NodePlumbing
+from edge.outbox import OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +50,8 @@ class GateAgent:
         node = config.node_id
         # pymodbus logs every unanswered request at ERROR; the driver logs the loss once.
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        self.outbox = Outbox.from_settings(config.outbox, node)
-        self.commands = CommandHandler(
-            "gate",
-            node,
-            load_public_key(config.server_public_key),
-            SqliteNonceStore(config.outbox.nonce_path),
-            self.outbox,
-            self._execute,
-        )
-        self.link = MqttLink.from_settings(
-            config.broker, "gate", node, self.outbox, self.commands.handle, config.outbox
-        )
+        plumbing = NodePlumbing.build(config, "gate", self._execute)
+        self.outbox, self.commands, self.link = plumbing.outbox, plumbing.commands, plumbing.link
         self.barrier = BarrierDriver(config.barrier)
         self.cameras = [Camera(c) for c in config.cameras]
         self.ocr = OcrWorker(reader or GateReader(config.ocr))

@@ -17,15 +17,13 @@ from typing import Any
 from contract import topics
 from contract.ids import format_ts, utc_now
 from contract.payloads import SignedCommand, TruckCommand
-from contract.signing import load_public_key
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
-from edge.commands import CommandHandler, ExecOutcome
+from edge.commands import ExecOutcome
 from edge.config import TruckConfig
-from edge.link import MqttLink
-from edge.nonces import SqliteNonceStore
-from edge.outbox import Outbox, OutboxError
+from edge.node import NodePlumbing
+from edge.outbox import OutboxError
 from edge.truck.policy import Sample, should_report
 from edge.truck.position import position_payload, sample_of
 
@@ -35,19 +33,8 @@ log = logging.getLogger(__name__)
 class TruckAgent:
     def __init__(self, config: TruckConfig) -> None:
         self.config = config
-        node = config.node_id
-        self.outbox = Outbox.from_settings(config.outbox, node)
-        self.commands = CommandHandler(
-            "truck",
-            node,
-            load_public_key(config.server_public_key),
-            SqliteNonceStore(config.outbox.nonce_path),
-            self.outbox,
-            self._execute,
-        )
-        self.link = MqttLink.from_settings(
-            config.broker, "truck", node, self.outbox, self.commands.handle, config.outbox
-        )
+        plumbing = NodePlumbing.build(config, "truck", self._execute)
+        self.outbox, self.commands, self.link = plumbing.outbox, plumbing.commands, plumbing.link
         self.gnss = GnssDriver(config.gnss)
         self.lock = ElockDriver(config.lock) if config.lock is not None else None
         self._last: Sample | None = None

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+from server.rules.alarms import DEFAULT_SEVERITY as RULES_DEFAULT_SEVERITY
+
 Status = Literal["active_unack", "active_ack", "cleared_unack", "cleared_ack"]
 Action = Literal["ack", "clear", "assign", "comment"]
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -28,22 +30,8 @@ INITIAL: Final[Status] = "active_unack"
 #: Severity rank: 0 is the most severe.
 SEVERITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-#: Default severity of each contract alarm type (CONTRACT.md, Alarm types).
-DEFAULT_SEVERITY: Final[dict[str, Severity]] = {
-    "ROUTE_DEVIATION": "major",
-    "FORBIDDEN_ZONE": "critical",
-    "UNPLANNED_STOP": "minor",
-    "LOCK_OPENED": "critical",
-    "LOCK_TAMPER": "critical",
-    "LOCK_LOW_BATTERY": "warning",
-    "LOCK_WRONG_PASSWORD": "major",
-    "GNSS_LOST": "minor",
-    "DEVICE_OFFLINE": "major",
-    "TRANSIT_OVERDUE": "major",
-    "OVERSPEED": "minor",
-    "POSITION_IMPLAUSIBLE": "major",
-    "GATE_MISMATCH": "major",
-}
+#: Default severity of each contract alarm type (CONTRACT.md): the rules' table.
+DEFAULT_SEVERITY: Final[dict[str, Severity]] = dict(RULES_DEFAULT_SEVERITY.items())
 
 _NEXT: Final[dict[tuple[Status, Action], Status]] = {
     ("active_unack", "ack"): "active_ack",

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from contract.config_file import ConfigError, load_model
+from contract.config_file import ConfigError, load_model, print_errors
 from server.audit.anchor import AnchorFileError, read_anchor, write_anchor
 from server.audit.log import verify
 from server.config import ServerConfig
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         config = load_model(args.config, ServerConfig)
         engine = _engine(config)
     except ConfigError as err:
-        print(f"{err.path}: {'; '.join(err.errors)}", file=sys.stderr)
+        print_errors(err)
         return 2
     except CannotRun as err:
         print(f"audit {args.command}: {err}", file=sys.stderr)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from contract.config_file import ConfigError, load_model
+from contract.config_file import ConfigError, load_model, print_errors
 from contract.ids import utc_now
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
@@ -68,9 +68,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_model(args.config, ServerConfig)
     except ConfigError as err:
-        print(f"{err.path}: {len(err.errors)} error(s)", file=sys.stderr)
-        for line in err.errors:
-            print(f"  {line}", file=sys.stderr)
+        print_errors(err)
         return 1
     try:
         password = _read_password(args.password_file)
