@@ -146,7 +146,8 @@ def markdown(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
         f"- wrong numbers reported confident with a valid check digit: **{s['confident_wrong']}**",
         f"- plates read exactly: **{s['plates_exact']}/{s['plates']} "
         f"({s['plates_exact_pct']:.1f} %)**",
-        f"- median time per container photo: {s['ms_p50']:.0f} ms",
+        f"- median time per container photo: {s['ms_p50']:.0f} ms (wall clock on the machine "
+        "that ran it, which may be shared; docs/gate-vision.md gives speed as ratios)",
         "",
         "## Containers",
         "",

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 #: A BGR (or grey) 8-bit image as OpenCV returns it.
 Image = npt.NDArray[Any]
 
+#: Longest side (px) of the frame the text detector sees by default.
+DETECT_SIDE = int(os.environ.get("BONDWATCH_OCR_DETECT_SIDE", "1440"))
+
 
 @dataclass(frozen=True)
 class TextBox:
@@ -81,20 +84,33 @@ class OcrEngine:
         from rapidocr_onnxruntime import RapidOCR  # imported late: heavy, gate-only dependency
 
         threads = int(os.environ.get("BONDWATCH_OCR_THREADS", "-1"))
-        # Detection on at most 1280 px a side: gate text is large, and this is most of the time.
+        # rapidocr's "max" limit type ignores det_limit_side_len and detects at up to
+        # 2000 px a side; `detect` scales the frame itself instead (see there).
         self._ocr: Any = RapidOCR(
             intra_op_num_threads=threads,
-            inter_op_num_threads=threads,
+            inter_op_num_threads=1 if threads == -1 else threads,
             det_limit_type="max",
-            det_limit_side_len=1280,
         )
 
-    def detect(self, image: Image) -> list[TextBox]:
-        """Text boxes in `image` (BGR)."""
-        boxes, _elapsed = self._ocr.text_det(image)
+    def detect(self, image: Image, max_side: int = DETECT_SIDE) -> list[TextBox]:
+        """Text boxes in `image` (BGR), in its pixels.
+
+        Detection runs on the frame scaled to at most `max_side` px a side (most of
+        the detector's time is proportional to the pixels; gate text is large) and the
+        boxes are scaled back, so crops are still cut from the full-resolution frame.
+        """
+        scale = 1.0
+        work = image
+        if max(image.shape[:2]) > max_side:
+            scale = max_side / max(image.shape[:2])
+            work = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        boxes, _elapsed = self._ocr.text_det(work)
         if boxes is None or len(boxes) == 0:
             return []
-        return [TextBox(upright_corners(np.asarray(b, dtype=np.float32))) for b in boxes]
+        return [
+            TextBox(upright_corners(np.asarray(b, dtype=np.float32) / np.float32(scale)))
+            for b in boxes
+        ]
 
     def recognise(self, crops: list[Image]) -> list[tuple[str, float]]:
         """Text and score (0–1) of each line image."""

@@ -29,7 +29,7 @@ from devices.ocr.containers import (
     merge_digit_runs,
     single_token_candidates,
 )
-from devices.ocr.engine import Image, OcrEngine, TextBox, crop_box, shared_engine
+from devices.ocr.engine import DETECT_SIDE, Image, OcrEngine, TextBox, crop_box, shared_engine
 from devices.ocr.plates import find_plate
 from devices.ocr.results import (
     DEFAULT_REVIEW_THRESHOLD,
@@ -110,6 +110,20 @@ class ReaderConfig(BaseModel):
     )
     read_plates: bool = Field(default=True, description="also look for a Chinese licence plate")
     max_containers: int = Field(default=4, ge=1, le=8, description="most numbers kept per image")
+    detect_side: int = Field(
+        default=DETECT_SIDE,
+        ge=320,
+        le=4096,
+        description="longest side (px) of the frame the text detector sees; boxes are "
+        "scaled back and cut from the full frame",
+    )
+    first_boxes: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="text boxes recognised first (largest characters first); the others are "
+        "read only when these do not give a confident number, its size/type code and the plate",
+    )
 
 
 class GateReader:
@@ -139,20 +153,51 @@ class GateReader:
         elif max(image.shape[:2]) < MIN_WORK_SIDE:
             scale = MIN_WORK_SIDE / max(image.shape[:2])
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        tokens = self._tokens(image)
-        containers = self._containers(image, tokens)
-        plate = self._plate(original, tokens) if self.config.read_plates else None
+        containers, plate = self._pass(image, original, self.config.detect_side)
+        if not _confident(containers) and max(image.shape[:2]) > self.config.detect_side:
+            # Thin columns and widely spaced digits can be lost when detecting on the
+            # scaled frame: a frame without a confident number is looked at again at
+            # its own resolution, and the better reading kept.
+            fine, fine_plate = self._pass(image, original, max(image.shape[:2]))
+            if _rank_key(fine) > _rank_key(containers):
+                containers = fine
+            plate = plate or fine_plate
         elapsed = (time.perf_counter() - started) * 1000.0
         return ImageReading(containers=containers, plate=plate, elapsed_ms=elapsed)
 
-    def _tokens(self, image: Image) -> list[Token]:
-        boxes = self.engine.detect(image)
+    def _pass(
+        self, image: Image, original: Image, detect_side: int
+    ) -> tuple[list[ContainerResult], PlateResult | None]:
+        """Detect at `detect_side`, recognise the largest text first, the rest if needed."""
+        boxes = [
+            b
+            for b in self.engine.detect(image, detect_side)
+            if min(b.width, b.height) >= MIN_TEXT_PX
+        ]
+        first, rest = _stages(boxes, self.config.first_boxes)
+        tokens = self._tokens(image, first)
+        containers = self._containers(image, tokens)
+        plate = self._plate(original, tokens) if self.config.read_plates else None
+        if rest and not self._settled(containers, plate):
+            tokens += self._tokens(image, rest)
+            containers = self._containers(image, tokens)
+            plate = self._plate(original, tokens) if self.config.read_plates else None
+        return containers, plate
+
+    def _settled(self, containers: list[ContainerResult], plate: PlateResult | None) -> bool:
+        """True when the boxes read so far answer everything: the rest need not be read.
+
+        A confident number with its check digit seen and valid, its size/type code,
+        and the plate when plates are wanted.
+        """
+        if not _confident(containers) or containers[0].iso_type is None:
+            return False
+        return plate is not None or not self.config.read_plates
+
+    def _tokens(self, image: Image, boxes: list[TextBox]) -> list[Token]:
         crops: list[Image] = []
         owners: list[tuple[TextBox, bool]] = []
         for box in boxes:
-            # Text under 10 px high is never the container number or the plate.
-            if min(box.width, box.height) < MIN_TEXT_PX:
-                continue
             crop = crop_box(image, box)
             if box.height >= 1.5 * box.width:
                 line = unstack(crop_box(image, box, pad=0.1))
@@ -183,31 +228,23 @@ class GateReader:
         """
         grown_boxes: list[TextBox] = []
         crops: list[Image] = []
-        height, width = image.shape[:2]
         for tok in tokens:
             text = tok.norm
             if not tok.vertical or not 4 <= len(text) < 11:
                 continue
             if sum(ch.isdigit() for ch in text) < 4 and not (len(text) == 4 and text.isalpha()):
                 continue
-            x0, y0, x1, y1 = tok.box.bounds
-            pitch = (y1 - y0) / len(text)
-            missing = 11 - len(text)
-            top = max(0.0, y0 - missing * pitch * 1.1)
-            bottom = min(float(height), y1 + missing * pitch * 1.1)
-            pad = 0.25 * (x1 - x0)
-            left, right = max(0.0, x0 - pad), min(float(width), x1 + pad)
-            region = np.ascontiguousarray(image[int(top) : int(bottom), int(left) : int(right)])
-            if region.size == 0:
-                continue
-            line = unstack(region)
+            grown = _grow_column(tok.box, len(text), image.shape[:2])
+            line = unstack(crop_box(image, grown))
+            if line is None:
+                # Paint of another colour beside a label column hides the gaps between
+                # characters: try again closer to the column.
+                grown = _grow_column(tok.box, len(text), image.shape[:2], side=0.05)
+                line = unstack(crop_box(image, grown))
             if line is None:
                 continue
             crops.append(line)
-            corners = np.array(
-                [[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32
-            )
-            grown_boxes.append(TextBox(corners))
+            grown_boxes.append(grown)
         texts = self.engine.recognise(crops) if crops else []
         return [
             Token(text, score, box, True)
@@ -395,6 +432,62 @@ class GateReader:
         if not found:
             return None
         return max(found, key=lambda p: p.confidence)
+
+
+def _grow_column(box: TextBox, chars: int, shape: tuple[int, ...], side: float = 0.25) -> TextBox:
+    """`box` (a column holding `chars` of 11 characters) grown along its own axis.
+
+    Up and down by the missing characters' pitch, sideways by a quarter of its
+    width; measured along the column so that a slanted column stays inside.
+    """
+    tl, tr, br, bl = box.points.astype(np.float64)
+    down = (bl - tl) + (br - tr)
+    length = float(np.linalg.norm(down)) / 2.0 or 1.0
+    down = down / (2.0 * length)
+    across = (tr - tl) + (br - bl)
+    width = float(np.linalg.norm(across)) / 2.0 or 1.0
+    across = across / (2.0 * width)
+    grow = (11 - chars) * length / chars * 1.1
+    pad = side * width
+    corners = np.array(
+        [
+            tl - down * grow - across * pad,
+            tr - down * grow + across * pad,
+            br + down * grow + across * pad,
+            bl + down * grow - across * pad,
+        ]
+    )
+    height, wide = shape[0], shape[1]
+    corners[:, 0] = corners[:, 0].clip(0, wide - 1)
+    corners[:, 1] = corners[:, 1].clip(0, height - 1)
+    return TextBox(corners.astype(np.float32))
+
+
+def _confident(containers: list[ContainerResult]) -> bool:
+    """A top number with its check digit seen and valid, above the review threshold."""
+    return bool(containers) and containers[0].check_digit_ok and not containers[0].needs_review
+
+
+def _rank_key(containers: list[ContainerResult]) -> tuple[bool, bool, float]:
+    if not containers:
+        return (False, False, 0.0)
+    top = containers[0]
+    return (top.check_digit_ok and not top.needs_review, top.check_digit_ok, top.confidence)
+
+
+def _char_height(box: TextBox) -> float:
+    """Character height of a box: its short side (a column's width, a line's height)."""
+    return min(box.width, box.height)
+
+
+def _stages(boxes: list[TextBox], first: int) -> tuple[list[TextBox], list[TextBox]]:
+    """Boxes to recognise first (the `first` with the largest characters) and the rest.
+
+    The container number is painted in the largest characters on a door or side;
+    weights, tare and capacity labels are smaller.
+    """
+    ordered = sorted(boxes, key=_char_height, reverse=True)
+    return ordered[:first], ordered[first:]
 
 
 def _similar(a: str, b: str) -> bool:

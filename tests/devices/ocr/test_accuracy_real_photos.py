@@ -8,17 +8,11 @@ import pytest
 
 from devices.ocr.accuracy import markdown, summary, text_table
 
-# Reading all 76 photos takes about 3 minutes on two cores (the first test pays for it).
+# Reading all 76 photos takes about 3-6 minutes on two cores (the first test pays for it).
 pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 7 open: 72/76 (94.7 %) read exactly, target 95 % — see "
-    "docs/gate-vision-accuracy.md; a reader that reaches the target makes this test fail "
-    "so the mark is removed",
-)
 def test_container_numbers(container_table, plate_table, capsys):
     with capsys.disabled():
         print("\n" + text_table(container_table, []))
