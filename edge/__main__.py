@@ -9,9 +9,12 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contract.config_file import ConfigError, load_model, print_errors
+from edge.config import AgentCommon
+
+C = TypeVar("C", bound=AgentCommon)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,26 +29,37 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from edge.config import GateConfig, TruckConfig
+    # Each kind imports only its own drivers: a truck gateway has no OpenCV, OCR or Modbus.
+    if args.kind == "gate":
+        from edge.gate.config import GateConfig
 
-    model: type[TruckConfig] | type[GateConfig] = GateConfig if args.kind == "gate" else TruckConfig
-    try:
-        config = load_model(args.config, model)
-    except ConfigError as err:
-        print_errors(err)
-        return 1
-    if args.validate_config:
-        print(f"{args.config}: OK")
-        return 0
-    if isinstance(config, GateConfig):
+        gate = _load(args.config, GateConfig)
+        if gate is None or args.validate_config:
+            return 1 if gate is None else 0
         from edge.gate.agent import GateAgent
 
-        asyncio.run(_run_until_signal(GateAgent(config).run()))
+        asyncio.run(_run_until_signal(GateAgent(gate).run()))
         return 0
+    from edge.config import TruckConfig
+
+    truck = _load(args.config, TruckConfig)
+    if truck is None or args.validate_config:
+        return 1 if truck is None else 0
     from edge.truck.agent import TruckAgent
 
-    asyncio.run(_run_until_signal(TruckAgent(config).run()))
+    asyncio.run(_run_until_signal(TruckAgent(truck).run()))
     return 0
+
+
+def _load(path: Path, model: type[C]) -> C | None:
+    """The validated file, or None after printing every error with its path."""
+    try:
+        config = load_model(path, model)
+    except ConfigError as err:
+        print_errors(err)
+        return None
+    print(f"{path}: OK")
+    return config
 
 
 async def _run_until_signal(agent_run: Coroutine[Any, Any, None]) -> None:

@@ -23,8 +23,8 @@ from devices.barrier.driver import BarrierDriver
 from devices.camera import Camera
 from devices.ocr import GateReader, PassageReading
 from edge.commands import ExecOutcome
-from edge.config import GateConfig
 from edge.gate import lane as L
+from edge.gate.config import GateConfig
 from edge.gate.vision import OcrWorker, PassageCapture, capture_passage
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError

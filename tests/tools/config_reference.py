@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from edge.config import GateConfig, TruckConfig
+from edge.config import TruckConfig
+from edge.gate.config import GateConfig
 from server.config import ServerConfig
 
 HEADER = """# Configuration reference

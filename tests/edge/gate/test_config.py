@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from contract.config_file import ConfigError, load_model
-from edge.config import GateConfig
+from edge.gate.config import GateConfig
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "config" / "examples" / "gate.yaml"

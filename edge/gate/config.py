@@ -1,0 +1,85 @@
+"""The gate controller's configuration (`bondwatch-edge gate --config FILE`).
+
+Kept apart from `edge.config` so that a truck gateway never imports OpenCV, OCR or
+Modbus: a truck installs without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from contract.ids import NodeId, is_node_id
+from devices.barrier.driver import ModbusBarrierConfig
+from devices.camera.config import CameraConfig
+from devices.ocr.reader import ReaderConfig
+from edge.config import AgentCommon
+
+
+class GateConfig(AgentCommon):
+    """`bondwatch-edge gate --config FILE` (one lane per agent)."""
+
+    lane: NodeId = Field(description="this lane's id, as the server knows it (e.g. L1)")
+    direction: Literal["in", "out"] = Field(
+        description="in: trucks enter the bonded area through this lane; out: they leave"
+    )
+    barrier: ModbusBarrierConfig = Field(
+        description="the barrier and loop detector (Modbus RTU relay/IO module)"
+    )
+    cameras: list[CameraConfig] = Field(
+        min_length=1, max_length=4, description="the lane's cameras (1 to 4), each named uniquely"
+    )
+    ocr: ReaderConfig = Field(
+        default_factory=ReaderConfig, description="container-number and plate reader"
+    )
+    images_dir: Path = Field(
+        description="where captured frames are saved as JPEG (persistent disk); passages "
+        "refer to them as gate://{node_id}/{path below this folder}"
+    )
+    decision_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="seconds to wait for the server's signed decision after a passage is "
+        "published; without one the barrier stays down and the lane shows hold",
+    )
+    frames_per_camera: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="sharpest frames of each camera's burst that are read and saved "
+        "(OCR takes seconds per frame on a gate PC)",
+    )
+    max_frame_age_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="frames older than this at the trigger are not used (a stalled stream "
+        "must not show the previous truck)",
+    )
+    ocr_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        description="longest wait for the reading of one passage; after it the passage is "
+        "published with what was read",
+    )
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> Self:
+        seen: dict[str, str] = {}
+        for camera in self.cameras:
+            if camera.name in seen:
+                raise ValueError(
+                    f"cameras {seen[camera.name]} and {camera.url} on gate {self.node_id} are "
+                    f"both named {camera.name!r} — give each camera its own name"
+                )
+            if not is_node_id(camera.name):
+                raise ValueError(
+                    f"camera name {camera.name!r} on gate {self.node_id} names image files: "
+                    "use only letters, digits, '-' and '_'"
+                )
+            seen[camera.name] = camera.url
+        return self
