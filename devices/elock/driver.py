@@ -198,7 +198,9 @@ class ElockDriver:
         splitter = FrameSplitter()
         while True:
             try:
-                chunk = await asyncio.wait_for(reader.read(4096), timeout=self.config.silence_s)
+                # asyncio.timeout, not wait_for: see devices/gnss/driver.py.
+                async with asyncio.timeout(self.config.silence_s):
+                    chunk = await reader.read(4096)
             except TimeoutError:
                 await self._set_health(
                     "degraded", f"no frame from the locks for {self.config.silence_s:.0f} s"
@@ -387,9 +389,8 @@ class ElockDriver:
         try:
             for attempts in range(1, self.config.retries + 2):
                 try:
-                    await asyncio.wait_for(
-                        self._connected.wait(), timeout=self.config.ack_timeout_s
-                    )
+                    async with asyncio.timeout(self.config.ack_timeout_s):
+                        await self._connected.wait()
                     await self._send(phone, body, self._versions.get(phone), serial)
                 except (TimeoutError, TransportError, OSError) as err:
                     logger.warning(
@@ -397,9 +398,8 @@ class ElockDriver:
                     )
                     continue
                 try:
-                    answer = await asyncio.wait_for(
-                        asyncio.shield(future), timeout=self.config.ack_timeout_s
-                    )
+                    async with asyncio.timeout(self.config.ack_timeout_s):
+                        answer = await asyncio.shield(future)
                 except TimeoutError:
                     logger.info(
                         "lock %s: no answer to %s (serial %d, attempt %d of %d)",

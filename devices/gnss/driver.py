@@ -106,7 +106,10 @@ class GnssDriver:
         last_sentence = loop.time()
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(4096), timeout=timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that lands as the read completes (the agent then hangs on stop).
+                async with asyncio.timeout(timeout):
+                    data = await reader.read(4096)
             except TimeoutError:
                 data = None
             except (OSError, TransportError) as err:

@@ -11,6 +11,8 @@ def test_truck_agent_imports_no_gate_or_server_code():
         "import sys, edge.__main__, edge.config, edge.truck.agent; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"the truck agent imports {result.stdout.strip()}"
