@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -267,6 +268,11 @@ class LockStub:
     async def stdin_control(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(sys.stdin.fileno())):
+            # /dev/null or a file (CI runs with no standard input): epoll cannot watch it.
+            logger.info("no control on stdin (not a pipe or terminal); use --control-port")
+            return
         try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         except (ValueError, OSError) as err:
