@@ -17,6 +17,7 @@ from contract.payloads import (
     CommandResult,
     GateCommand,
     Health,
+    LaneStatus,
     LockReport,
     Passage,
     Position,
@@ -43,6 +44,13 @@ CHANNELS: list[tuple[str, str, type[BaseModel], bool, str]] = [
     ("truck/{node_id}/lock", "edge", LockReport, False, "an e-lock state report or event"),
     ("{kind}/{node_id}/health", "edge", Health, False, "a device's health changed"),
     ("gate/{node_id}/passage", "edge", Passage, False, "a truck passed a gate lane: OCR readings"),
+    (
+        "gate/{node_id}/lane",
+        "edge",
+        LaneStatus,
+        True,
+        "the lane's state and its traffic light (red/green), on every change",
+    ),
     ("gate/{node_id}/command", "server", GateCommand, False, "signed open/hold for one passage"),
     ("truck/{node_id}/command", "server", TruckCommand, False, "signed unseal/query"),
     (

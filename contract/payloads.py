@@ -33,6 +33,8 @@ HealthDevice = Literal["gnss", "lock", "camera", "barrier", "ocr"]
 HealthStatus = Literal["ok", "degraded", "down"]
 AvailabilityState = Literal["online", "offline", "stopped"]
 CommandOutcome = Literal["done", "refused", "expired", "bad_signature", "failed"]
+LanePhase = Literal["idle", "reading", "waiting", "hold", "opening", "open", "closing"]
+LaneSignal = Literal["red", "green"]
 
 
 class ContractModel(BaseModel):
@@ -118,6 +120,34 @@ class Passage(EdgeMessage):
     replayed: bool = False
 
 
+class LaneStatus(EdgeMessage):
+    """What a gate lane is doing and what its traffic light shows (retained)."""
+
+    lane: RecordId = Field(description="the lane's id, as in passages and commands")
+    state: LanePhase = Field(
+        description="idle: no truck; reading: cameras and OCR at work; waiting: passage "
+        "published, decision due; hold: barrier stays down (hold, timeout, lost broker, "
+        "failure); opening: a verified open is carried out; open: barrier open, truck "
+        "passing; closing: the truck left, barrier closing"
+    )
+    passage_id: RecordId | None = Field(
+        default=None, description="the lane's current passage (null before it is published)"
+    )
+    signal: LaneSignal = Field(
+        description="the lane's traffic light: green only while the barrier is open for a "
+        "verified open command, red otherwise"
+    )
+    reason: str | None = Field(
+        default=None, max_length=1000, description="why the lane is in this state"
+    )
+
+    @model_validator(mode="after")
+    def _green_only_when_open(self) -> Self:
+        if self.signal == "green" and self.state != "open":
+            raise ValueError(f"signal green needs state open, not {self.state!r}")
+        return self
+
+
 class CommandResult(EdgeMessage):
     command_id: RecordId
     result: CommandOutcome
@@ -171,6 +201,7 @@ EDGE_PAYLOADS: Final[dict[str, type[EdgeMessage]]] = {
     "lock": LockReport,
     "health": Health,
     "passage": Passage,
+    "lane": LaneStatus,
     "command/result": CommandResult,
 }
 

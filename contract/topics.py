@@ -10,14 +10,14 @@ from contract.version import TOPIC_PREFIX
 
 Kind = Literal["truck", "gate"]
 Channel = Literal[
-    "availability", "position", "lock", "health", "passage", "command", "command/result"
+    "availability", "position", "lock", "health", "passage", "lane", "command", "command/result"
 ]
 
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
 #: Which channels each kind of node publishes (edge→server).
 EDGE_CHANNELS: Final[dict[str, tuple[str, ...]]] = {
     "truck": ("availability", "position", "lock", "health", "command/result"),
-    "gate": ("availability", "health", "passage", "command/result"),
+    "gate": ("availability", "health", "passage", "lane", "command/result"),
 }
 
 
@@ -55,6 +55,11 @@ def lock(node_id: str) -> str:
 
 def passage(node_id: str) -> str:
     return build("gate", node_id, "passage")
+
+
+def lane(node_id: str) -> str:
+    """A gate lane's state and traffic light (retained)."""
+    return build("gate", node_id, "lane")
 
 
 def command(kind: Kind, node_id: str) -> str:
@@ -99,6 +104,7 @@ def server_subscriptions(share_group: str | None = None) -> list[str]:
         f"{TOPIC_PREFIX}/truck/+/position",
         f"{TOPIC_PREFIX}/truck/+/lock",
         f"{TOPIC_PREFIX}/gate/+/passage",
+        f"{TOPIC_PREFIX}/gate/+/lane",
         f"{TOPIC_PREFIX}/+/+/command/result",
     ]
     if share_group is None:

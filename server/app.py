@@ -13,10 +13,12 @@ from fastapi import Depends, FastAPI
 from contract.version import CONTRACT_VERSION
 from server.alarms import AlarmService
 from server.alarms.effects import AlarmEffects
+from server.alarms.escalation import EscalationPolicy, Escalator
 from server.api import alarms as alarms_api
 from server.api import audit as audit_api
 from server.api import console_views, errors
 from server.api import gates as gates_api
+from server.api import reports as reports_api
 from server.api.auth import install_auth
 from server.api.gates import passage_out
 from server.api.routes import health_router, router
@@ -68,6 +70,7 @@ def create_app(
     app.include_router(audit_api.router, dependencies=[Depends(guard)])  # hash-chained audit
     app.include_router(gates_api.router, dependencies=[Depends(guard)])  # passages, releases
     app.include_router(console_views.router, dependencies=[Depends(guard)])  # console pages
+    app.include_router(reports_api.router, dependencies=[Depends(guard)])  # supervisor reports
     # --- live stream (server.stream): authenticates its own handshake, so no guard ---
     app.state.stream_hub = svc.stream
     app.include_router(stream_router)
@@ -83,6 +86,12 @@ def build_services(config: ServerConfig) -> Services:
     svc.alarms = AlarmService(store.engine)
     svc.alarms.add_listener(alarm_publisher(svc.stream))
     return svc
+
+
+def escalator_for(alarms: AlarmService, console: ConsoleSettings) -> Escalator:
+    """The periodic escalation of unacknowledged alarms (server.alarms.escalation)."""
+    policy = EscalationPolicy.from_minutes(console.escalate_after_min, console.escalate_severities)
+    return Escalator(alarms, policy, console.escalation_check_s)
 
 
 def _db_password(config: ServerConfig) -> str | None:
@@ -111,6 +120,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         alarm_service,
     )
     telemetry = TelemetryWriter(config.telemetry, svc.metrics) if config.telemetry else None
+    escalator = escalator_for(alarm_service, config.console)
     handlers = [trips.on_messages, gates.on_messages, judge.on_messages, svc.stream.on_messages]
     if telemetry is not None:
         handlers.append(telemetry.on_messages)
@@ -146,6 +156,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
+            escalation = group.create_task(escalator.run_forever(), name="alarm-escalation")
             telemetry_task = (
                 group.create_task(telemetry.run(svc.store), name="telemetry")
                 if telemetry is not None
@@ -168,6 +179,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             ingest_task.cancel()
             timers.cancel()
             commands.cancel()
+            escalation.cancel()
             if telemetry_task is not None:
                 telemetry_task.cancel()
     finally:

@@ -21,7 +21,7 @@ from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import utc_now
 from contract.mqtt_client import make_client
-from contract.payloads import PayloadError, decode_edge
+from contract.payloads import Availability, PayloadError, decode_edge
 from server.config import IngestSettings
 from server.metrics import Metrics
 from server.store import Store
@@ -54,12 +54,21 @@ def validate(topic: str, payload: bytes) -> IncomingMessage | Rejection:
         return Rejection(
             "node_mismatch", f"payload node_id {message.node_id!r} published on {topic}"
         )
-    return IncomingMessage(
-        channel=info.channel,
-        message=message,
-        raw=payload.decode("utf-8"),
-        received_at=utc_now(),
-    )
+    received_at = utc_now()
+    raw = payload.decode("utf-8")
+    if (
+        isinstance(message, Availability)
+        and message.state == "offline"
+        and message.ts < received_at
+    ):
+        # `offline` is the last will: the gateway composes it when it connects (its `ts`
+        # and `seq` are then) and the broker publishes it when the connection is lost.
+        # The event is the loss, so it is timed by its arrival; judged at the
+        # connect time it would come before the trip's start or before the very
+        # messages of that connection, and they would clear it again.
+        message = message.model_copy(update={"ts": received_at})
+        raw = message.to_json().decode("utf-8")
+    return IncomingMessage(channel=info.channel, message=message, raw=raw, received_at=received_at)
 
 
 def _broker_lost(raised: Exception) -> aiomqtt.MqttError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -46,6 +47,11 @@ JUDGED_CHANNELS = ("position", "lock", "availability", "health")
 #: Keep a checkpoint every this many judged events, and at most this many per trip.
 CHECKPOINT_EVERY = 50
 MAX_CHECKPOINTS = 2000
+#: More trips in transit than any one server process follows (one query per tick).
+MAX_TRIPS_FOLLOWED = 1_000_000
+#: Trips not heard from since they started, taken up per tick (each is rebuilt from the
+#: store; after a restart most trucks bring their runs back themselves, at once).
+ADOPT_PER_TICK = 100
 
 Key = tuple[datetime, int]
 
@@ -166,12 +172,19 @@ class Judge:
         self._runs: dict[str, TripRun] = {}  # by vehicle id
         self._windows: dict[str, SeqWindow] = {}
         self.reruns = 0
+        # The ingest (judge_batch) and the timers (tick) run in different worker
+        # threads; both change the runs.
+        self._lock = threading.Lock()
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         await asyncio.to_thread(self.judge_batch, batch)
 
     def judge_batch(self, batch: Sequence[IncomingMessage], now: float | None = None) -> None:
         """Judge freshly stored messages (`now`: monotonic seconds, for the hold)."""
+        with self._lock:
+            self._judge_batch(batch, now)
+
+    def _judge_batch(self, batch: Sequence[IncomingMessage], now: float | None) -> None:
         clock = time.monotonic() if now is None else now
         by_node: dict[str, list[tuple[Key, EdgeMessage]]] = defaultdict(list)
         for item in batch:
@@ -221,13 +234,39 @@ class Judge:
             return None, False
         if run is not None and run.trip["trip_id"] == trip["trip_id"]:
             return run, False
+        return self._start_run(vehicle_id, trip), True
+
+    def _start_run(self, vehicle_id: str, trip: dict[str, Any]) -> TripRun:
         run = TripRun(trip=trip, ctx=self._context(trip))
         self._runs[vehicle_id] = run
         # A trip seen for the first time by this process: rebuild from the store. The
         # sink ignores effects it had already applied before a restart.
         self._replay(run, vehicle_id, (trip["started_at"], -1), upto=None)
         self._windows[vehicle_id] = SeqWindow(upto=self._store.max_seq(vehicle_id))
-        return run, True
+        return run
+
+    def _follow_trips(self) -> None:
+        """Follow exactly the trips in transit: forget runs of trips that have ended (a
+        released truck that parks and switches off is not DEVICE_OFFLINE), and start
+        runs for trips not heard from since they started (a gateway dead from the
+        departure gate on is DEVICE_OFFLINE after `silence_s`)."""
+        in_transit: dict[str, dict[str, Any]] = {}
+        for trip in self._store.list_trips("in_transit", limit=MAX_TRIPS_FOLLOWED):
+            if trip["started_at"] is not None:  # newest first: keep the newest
+                in_transit.setdefault(trip["vehicle_id"], trip)
+        for vehicle_id, run in list(self._runs.items()):
+            current = in_transit.get(vehicle_id)
+            if current is None or current["trip_id"] != run.trip["trip_id"]:
+                del self._runs[vehicle_id]
+                self._windows.pop(vehicle_id, None)
+        silent = [v for v in in_transit if v not in self._runs][:ADOPT_PER_TICK]
+        for vehicle_id in silent:
+            log.info(
+                "trip %s of %s: not heard from since it started",
+                in_transit[vehicle_id]["trip_id"],
+                vehicle_id,
+            )
+            self._start_run(vehicle_id, in_transit[vehicle_id])
 
     def _context(self, trip: dict[str, Any]) -> TripContext:
         credit = self._store.declaration_credit(trip["declaration_id"]) or "general"
@@ -263,7 +302,13 @@ class Judge:
         self._emit(run, effects)
 
     def tick(self, now: datetime, clock: float | None = None) -> None:
-        """Held messages past their hold, then the timer rules (silence, time limit)."""
+        """The trips in transit; held messages past their hold; then the timer rules
+        (silence, time limit)."""
+        with self._lock:
+            self._follow_trips()
+            self._tick(now, clock)
+
+    def _tick(self, now: datetime, clock: float | None) -> None:
         monotonic = time.monotonic() if clock is None else clock
         for node_id, run in list(self._runs.items()):
             window = self._windows.get(node_id)

@@ -25,6 +25,7 @@ BarrierState = Literal["closed", "opening", "open", "closing", "fault", "unknown
 BarrierAction = Literal["open", "close"]
 CommandMode = Literal["pulse", "hold"]
 UnansweredKind = Literal["no_reply", "crc_error", "garbled"]
+LampColour = Literal["red", "green"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +174,43 @@ def command_plan(
         CoilWrite(this, True, pulse_s),
         CoilWrite(this, False),
     )
+
+
+def lamp_colour(
+    wanted: LampColour, status: BarrierStatus | None, last_command: BarrierAction | None
+) -> tuple[LampColour, str | None]:
+    """The colour the lane's traffic light must show, and why it is not `wanted` (or None).
+
+    Green needs all three: the lane asks for it (a verified open, truck in the lane),
+    the last command sent to the barrier was open, and the last reading shows the arm at
+    its fully-open limit without fault. Anything else is red: red is the default, the
+    state at start-up and whenever something is unknown.
+    """
+    if wanted == "red":
+        return "red", None
+    if last_command != "open":
+        return "red", "the barrier is not commanded open"
+    if status is None:
+        return "red", "the barrier's state is not known"
+    if status.barrier != "open":
+        return "red", f"the barrier is {status.barrier}, not fully open"
+    return "green", None
+
+
+def lamp_plan(colour: LampColour, registers: BarrierRegisterMap) -> tuple[CoilWrite, ...]:
+    """The coil writes that make the traffic light show `colour`, in order.
+
+    The lamp going dark is always written first: the light is never green and red at
+    once, and a failure half-way leaves it dark or red, never wrongly green.
+    """
+    red, green = registers.red_lamp_coil, registers.green_lamp_coil
+    off, on = (green, red) if colour == "red" else (red, green)
+    writes: list[CoilWrite] = []
+    if off is not None:
+        writes.append(CoilWrite(off, False))
+    if on is not None:
+        writes.append(CoilWrite(on, True))
+    return tuple(writes)
 
 
 def frame_crc_ok(frame: bytes) -> bool:

@@ -7,12 +7,17 @@ file descriptor (`spy:///dev/ttyUSB0`, `socket://host:port` to an RS-485 gateway
 transparent mode). `loop://` has no file descriptor and cannot be used.
 
 Fail safe: every path out of `open_barrier` that does not end with the barrier fully
-open commands it closed, including cancellation.
+open commands it closed, including cancellation. The lane's traffic light (when wired)
+is red from the first poll on, turns green only when asked (`want_lamp`) while the arm
+is at its fully-open limit after an open command, turns red before any close command,
+is written again after the module stops answering, and is set red when `run` ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,9 +34,12 @@ from devices.barrier.codec import (
     BarrierState,
     BarrierStatus,
     CommandMode,
+    LampColour,
     classify_unanswered,
     command_plan,
     decode_status,
+    lamp_colour,
+    lamp_plan,
 )
 from devices.barrier.debounce import PresenceDebouncer
 from devices.barrier.health import HealthStatus, HealthTracker, PollOutcome
@@ -42,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 PresenceCallback = Callable[[bool], Awaitable[None]]
 HealthCallback = Callable[[HealthStatus, str], Awaitable[None]]
+LampListener = Callable[[LampColour], None]
+#: The longest wait for setting the light red when `run` ends.
+LAMP_ON_EXIT_S = 1.0
 
 
 class ModbusBarrierConfig(BaseModel):
@@ -133,6 +144,18 @@ class BarrierDriver:
         self.no_replies = 0
         self.retries = 0
         self._ctx = f"barrier unit {config.unit_id} on {config.port}"
+        # The lane's traffic light: what the lane asks for, what it must show, what the
+        # module was last told (None: not known, written at the next chance).
+        self._last_status: BarrierStatus | None = None
+        self._lamp_wanted: LampColour = "red"
+        self.lamp: LampColour = "red"
+        """The colour the traffic light must show now (red until a verified open)."""
+        self.lamp_reason: str | None = None
+        """Why `lamp` is red although green was asked for (None otherwise)."""
+        self._lamp_written: LampColour | None = None
+        self._lamp_mutex: asyncio.Lock | None = None
+        self._lamp_listeners: list[LampListener] = []
+        self._lamp_error_logged: str | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -147,6 +170,13 @@ class BarrierDriver:
         try:
             while True:
                 outcome = await self._poll()
+                if outcome.status is not None:
+                    self._retarget_lamp()
+                    lamp_error = await self._sync_lamp_logged()
+                    if lamp_error is not None:
+                        outcome = dataclasses.replace(outcome, lamp_error=lamp_error)
+                else:
+                    self._lamp_written = None  # it may have restarted: write it again
                 change = health.feed(outcome)
                 if change is not None:
                     status, detail = change
@@ -169,7 +199,42 @@ class BarrierDriver:
                     delay = min(delay * 2, cfg.backoff_max_s)
                 await asyncio.sleep(delay)
         finally:
+            await self._lamp_red_on_exit()
             self.close()
+
+    def add_lamp_listener(self, listener: LampListener) -> None:
+        """Call `listener(colour)` whenever the colour the light must show changes."""
+        self._lamp_listeners.append(listener)
+
+    def want_lamp(self, colour: LampColour) -> LampColour:
+        """Ask for a colour; return the one the light must show (see `codec.lamp_colour`).
+
+        Nothing is written here: `sync_lamp` (and every poll of `run`) writes it.
+        """
+        self._lamp_wanted = colour
+        self._retarget_lamp()
+        return self.lamp
+
+    async def sync_lamp(self) -> None:
+        """Write the traffic light if the module may not show `lamp` yet.
+
+        Raises `DeviceError` (the next poll tries again). Without lamp coils, nothing.
+        """
+        cfg = self.config
+        if not cfg.registers.has_lamps:
+            return
+        async with self._lamp_lock():
+            while self._lamp_written != self.lamp:
+                colour = self.lamp
+                self._lamp_written = None  # unknown until every write is answered
+                for write in lamp_plan(colour, cfg.registers):
+                    address, on = write.address, write.on
+                    await self._request(
+                        f"write lamp coil {address}",
+                        lambda c: c.write_coil(address, on, device_id=cfg.unit_id),  # noqa: B023 (awaited at once)
+                    )
+                self._lamp_written = colour
+                logger.info("%s: lane signal %s", self._ctx, colour)
 
     async def status(self) -> BarrierStatus:
         """Read the inputs now. Raises `DeviceError` (or `TransportError`) if it cannot."""
@@ -225,6 +290,50 @@ class BarrierDriver:
             self._command_lock = asyncio.Lock()
         return self._command_lock
 
+    def _lamp_lock(self) -> asyncio.Lock:
+        if self._lamp_mutex is None:
+            self._lamp_mutex = asyncio.Lock()
+        return self._lamp_mutex
+
+    def _retarget_lamp(self) -> None:
+        colour, reason = lamp_colour(self._lamp_wanted, self._last_status, self._last_command)
+        self.lamp_reason = reason
+        if colour == self.lamp:
+            return
+        self.lamp = colour
+        for listener in self._lamp_listeners:
+            listener(colour)
+
+    async def _sync_lamp_logged(self) -> str | None:
+        """`sync_lamp`; a failure is logged once (until it succeeds) and returned."""
+        try:
+            await self.sync_lamp()
+        except DeviceError as err:
+            problem = str(err)
+            if problem != self._lamp_error_logged:
+                logger.error(
+                    "%s: cannot set the lane signal %s: %s (check registers.red_lamp_coil "
+                    "and green_lamp_coil, or set them null if no light is wired)",
+                    self._ctx,
+                    self.lamp,
+                    problem,
+                )
+                self._lamp_error_logged = problem
+            return problem
+        if self._lamp_error_logged is not None:
+            logger.info("%s: lane signal set again", self._ctx)
+            self._lamp_error_logged = None
+        return None
+
+    async def _lamp_red_on_exit(self) -> None:
+        """Leave the light red when the driver stops (best effort, bounded)."""
+        if not self.config.registers.has_lamps or self._client is None:
+            return
+        self.want_lamp("red")
+        with contextlib.suppress(DeviceError, TimeoutError):
+            async with asyncio.timeout(LAMP_ON_EXIT_S):
+                await self.sync_lamp()
+
     async def _close(self, start: float) -> BarrierResult:
         try:
             await self._execute("close")
@@ -264,6 +373,10 @@ class BarrierDriver:
     async def _execute(self, action: BarrierAction) -> None:
         cfg = self.config
         self._last_command = action
+        self._retarget_lamp()
+        if action == "close":
+            # Red before the arm moves down; a light that cannot be set does not stop it.
+            await self._sync_lamp_logged()
         for write in command_plan(action, cfg.registers, cfg.command_mode, cfg.pulse_s):
             address, on = write.address, write.on
             await self._request(
@@ -360,6 +473,7 @@ class BarrierDriver:
             )
             word = int(regs.registers[0]) if regs.registers else None
         status = decode_status(list(reply.bits), start, cfg.registers, self._last_command, word)
+        self._last_status = status
         return status, word
 
     # ---------------------------------------------------------------- transport

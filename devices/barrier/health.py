@@ -2,7 +2,8 @@
 
 `ok`: every one of the last `window` polls was answered at the first try and the
 barrier reports no fault. `degraded`: the module answers, but some recent poll needed
-a retry (lost or corrupted reply) or failed, or the barrier or module reports a fault.
+a retry (lost or corrupted reply) or failed, the barrier or module reports a fault, or
+the lane's traffic light could not be set.
 `down`: `down_after` polls in a row got no valid reply. A change is reported once;
 the same status again is not news.
 """
@@ -30,6 +31,8 @@ class PollOutcome:
     """Requests of this poll that had to be sent again."""
     crc_errors: int = 0
     """Replies of this poll that came back with a wrong CRC."""
+    lamp_error: str | None = None
+    """Why the lane's traffic light could not be set (None when it is as commanded)."""
 
     @property
     def answered(self) -> bool:
@@ -82,6 +85,8 @@ class HealthTracker:
             if outcome.status.barrier == "fault":
                 problems.append(f"barrier fault: {outcome.status.reason}")
             problems.extend(outcome.status.module_problems)
+        if outcome.lamp_error is not None:
+            problems.append(f"lane signal not set: {outcome.lamp_error}")
         if problems:
             return "degraded", "; ".join(problems)
         return "ok", "controller answering, barrier without fault"

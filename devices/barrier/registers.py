@@ -27,6 +27,10 @@ COIL_OPEN: Final = 0
 """Relay 1: wired to the barrier controller's OPEN push-button input (pulse) or held."""
 COIL_CLOSE: Final = 1
 """Relay 2: wired to the barrier controller's CLOSE push-button input (pulse mode)."""
+COIL_LAMP_RED: Final = 2
+"""Relay 3: the lane's traffic light, red lamp (lit while the relay is energised)."""
+COIL_LAMP_GREEN: Final = 3
+"""Relay 4: the lane's traffic light, green lamp (lit while the relay is energised)."""
 
 # Discrete inputs (opto-isolated dry-contact inputs, FC 0x02).
 DI_LOOP_LANE_1: Final = 0
@@ -76,6 +80,19 @@ class BarrierRegisterMap(BaseModel):
         le=0xFFFF,
         description="coil of the CLOSE relay; needed in pulse mode, unused in hold mode",
     )
+    red_lamp_coil: Address | None = Field(
+        default=COIL_LAMP_RED,
+        ge=0,
+        le=0xFFFF,
+        description="coil of the lane signal's red lamp; null if not wired (e.g. red on the "
+        "green relay's normally-closed contact)",
+    )
+    green_lamp_coil: Address | None = Field(
+        default=COIL_LAMP_GREEN,
+        ge=0,
+        le=0xFFFF,
+        description="coil of the lane signal's green lamp; null if the lane has no traffic light",
+    )
     loop_input: Address = Field(
         default=DI_LOOP_LANE_1,
         ge=0,
@@ -113,7 +130,15 @@ class BarrierRegisterMap(BaseModel):
             "fault_input": self.fault_input,
         }
         _check_distinct("discrete input", inputs)
-        _check_distinct("coil", {"open_coil": self.open_coil, "close_coil": self.close_coil})
+        _check_distinct(
+            "coil",
+            {
+                "open_coil": self.open_coil,
+                "close_coil": self.close_coil,
+                "red_lamp_coil": self.red_lamp_coil,
+                "green_lamp_coil": self.green_lamp_coil,
+            },
+        )
         start, count = self.input_span()
         if count > MAX_READ_BITS:
             raise ValueError(
@@ -127,6 +152,11 @@ class BarrierRegisterMap(BaseModel):
         used = [a for a in self.inputs().values() if a is not None]
         start = min(used)
         return start, max(used) - start + 1
+
+    @property
+    def has_lamps(self) -> bool:
+        """Whether a traffic light is wired (at least one lamp coil)."""
+        return self.red_lamp_coil is not None or self.green_lamp_coil is not None
 
     def inputs(self) -> dict[str, Address | None]:
         return {

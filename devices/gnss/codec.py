@@ -9,13 +9,17 @@ Which epochs give a fix, with which position and time, follows the rules gpsd (t
 reference daemon) uses to report, described in its driver_nmea0183.c: a new time of
 day starts a cycle; the kind of the last timed sentence before that becomes a "cycle
 ender" (except when GLL, which may trail its cycle, brings the new time); a timed
-cycle ender reports; before any ender is known every sentence that sets a position
-or fix mode reports; the fix mode is the one of the latest sentence that set it (GSA
-included). An epoch gives one `GnssFix`: a fix (mode 2/3) if one of its reports had
-one, with the position of the latest such report, else a no-fix (mode 1) if it was
-reported at all. It is emitted as soon as the sentence that closes this receiver's
-epochs arrives (learnt), else when the next epoch starts or at `flush()`. Where we
-deliberately differ from gpsd is listed in docs/gnss.md.
+cycle ender reports, and so does every untimed sentence after it that changes the fix
+until the next timed non-ender; before any ender is known every sentence that sets a
+position or fix mode reports; a report is dropped when the latest AIS message since
+the last report is half of a message 24 (as gpsd.c does); the fix mode is the one of
+the latest sentence that set it (GSA included; a GGA of quality 0 with a position is
+a fix, as in gpsd). An epoch gives one `GnssFix`: a fix (mode 2/3) if one of its
+reports had one, with the position of the latest such report, else a no-fix (mode 1)
+if it was reported at all; `receiver_valid` keeps the receiver's own verdict. It is
+emitted as soon as the sentence that closes this receiver's epochs arrives (learnt),
+else when the next epoch starts or at `flush()`. Where we deliberately differ from
+gpsd is listed in docs/gnss.md.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from devices.errors import ChecksumError, FrameError
+from devices.gnss.ais import AisTracker
 from devices.gnss.sentences import (
     SYSTEM_IDS,
     SYSTEM_ORDER,
@@ -55,11 +60,19 @@ _CONTINUES_CYCLE = frozenset({"GLL"})
 _BODY = re.compile(rb"[$!][^$!\x00-\x1f\x7f-\xff]*")
 _POSITION_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL"})
 _KNOWN_KINDS = frozenset({"GGA", "RMC", "GNS", "GLL", "GSA", "GSV", "VTG", "ZDA", "GBS"})
+_AIS_KINDS = frozenset({"VDM", "VDO"})
 
 
 @dataclass(frozen=True)
 class GnssFix:
-    """The receiver's solution for one epoch. `mode` 1 = no fix (position None)."""
+    """The receiver's solution for one epoch. `mode` 1 = no fix (position None).
+
+    `mode` follows gpsd, the reference: a receiver may send a position it itself calls
+    invalid (GGA quality 0, RMC status V, ...) and gpsd still reports it as a 2D/3D
+    fix. `receiver_valid` carries the receiver's own verdict: True only for a 2D/3D fix
+    that no sentence of its epoch declared invalid. Consumers that keep evidence (the
+    truck agent) must treat `receiver_valid=False` as no fix.
+    """
 
     time: datetime | None
     lat: float | None
@@ -72,6 +85,7 @@ class GnssFix:
     sats_by_system: dict[str, int]
     hdop: float | None
     systems: tuple[str, ...]
+    receiver_valid: bool = False
 
 
 @dataclass
@@ -105,6 +119,9 @@ class _Epoch:
     reported: bool = False
     reported_fix: tuple[float, float] | None = None
     emitted: bool = False
+    # A sentence of this epoch said the receiver has no valid fix: RMC status V or FAA
+    # mode N, GGA quality 0 or none, GLL status V or mode N, GNS mode N for every system.
+    declared_invalid: bool = False
     alt_m: float | None = None
     speed_mps: float | None = None
     course_deg: float | None = None
@@ -156,14 +173,18 @@ class NmeaStreamDecoder:
         self._last_tag: str | None = None
         self._enders: set[str] = set()
         self._reliable = False
-        self._continue = False
-        # GGA, GLL and GNS times count only once a date is known (from a valid RMC or
-        # a ZDA), as in gpsd: before that it cannot use them.
-        self._dated = False
+        # Whether the last timed sentence was a cycle ender: gpsd then reports again
+        # on every untimed sentence that changes the fix (a GSA after a GGA, ...).
+        self._after_ender = False
         # u-blox UBX packets in the stream: gpsd then runs its u-blox driver, which
         # does not report every position sentence before the cycle ender is known.
         self._ubx_seen = False
         self._skip_tail = b""
+        # AIS mixed into the stream (a marine feed): gpsd drops a report whose pending
+        # AIS message is an unpaired half of message 24 (devices/gnss/ais.py).
+        self._ais = AisTracker()
+        # The time of an RMC V that came before its epoch started (RMC before GGA).
+        self._invalid_ahead: float | None = None
         # The sentence that closed the last epochs (any kind, GSV by its last part):
         # once it repeats, an epoch is emitted as soon as it arrives.
         self._last_key: tuple[str, str] | None = None
@@ -243,6 +264,9 @@ class NmeaStreamDecoder:
             self.stats.malformed += 1
             return
         self.stats.sentences += 1
+        if sentence.kind in _AIS_KINDS and sentence.talker != "P":
+            self._ais.feed(sentence.fields)
+            return
         if sentence.talker == "P" or sentence.kind not in _KNOWN_KINDS:
             self.stats.unknown += 1
             return
@@ -256,39 +280,45 @@ class NmeaStreamDecoder:
         """One sentence through gpsd's cycle model: a new time of day starts a new
         epoch (and makes the kind of the last timed sentence a cycle ender, unless the
         new time comes from a GLL, which gpsd lets continue the cycle); the sentence's
-        data go into the epoch; a cycle ender makes a report."""
+        data go into the epoch; a cycle ender makes a report, and so does every
+        untimed sentence after it that changes the position or fix mode, until the
+        next timed sentence that is no ender."""
         kind = s.kind
         continues = kind in _CONTINUES_CYCLE
-        tod, counts, force = self._registered_time(s)
+        tod, force = self._registered_time(s)
         if tod is not None:
             seconds = _seconds(tod)
             if self._registered is None or abs(seconds - self._registered) > 0.01:
-                self._new_cycle(tod, out, tag_ender=counts and not continues)
+                self._new_cycle(tod, out, tag_ender=not continues)
             self._registered = seconds
         elif continues and to_time_of_day(fld(s.fields, 4)) is None:
             # A GLL without a time becomes the ender in place of the last one.
             self._enders.discard(self._last_tag or "")
             self._enders.add(kind)
             self._reliable = True
-        self._continue = continues
         effect = self._apply(s)
         epoch = self._epoch
+        changes = False
         if effect.position is not None:
             epoch.lat, epoch.lon = effect.position
+            changes = True
         if effect.mode is not None:
             epoch.fix_mode = effect.mode
+            changes = True
         if force:
             self._reliable = False
-        if force or (
-            ((counts or continues) and kind in self._enders)
-            or (
-                not self._reliable
-                and not self._ubx_seen
-                and (effect.position is not None or effect.mode is not None)
-            )
+        ender = (tod is not None or continues) and kind in self._enders
+        if tod is not None and not ender:
+            self._after_ender = False
+        if (
+            force
+            or ender
+            or (changes and (self._after_ender or (not self._reliable and not self._ubx_seen)))
         ):
             self._report()
-        if counts:
+        if ender:
+            self._after_ender = True
+        if tod is not None:
             self._last_tag = kind
         key = self._closing_key(s)
         if key is not None:
@@ -296,35 +326,31 @@ class NmeaStreamDecoder:
             if key == self._closer and not epoch.emitted and epoch.reported_fix is not None:
                 self._emit(epoch, out)
 
-    def _registered_time(self, s: Sentence) -> tuple[tuple[int, int, int, int] | None, bool, bool]:
-        """The time of day this sentence gives its cycle (RMC only with a valid fix
-        and a date, as in gpsd), whether that time takes part in learning the cycle
-        enders (GGA, GLL, GNS and GBS times only once a date is known, as gpsd cannot
-        use them before), and whether the sentence forces a report (a time-less no-fix
-        GGA/RMC, as some Quectel modules send, makes gpsd report at once)."""
+    def _registered_time(self, s: Sentence) -> tuple[tuple[int, int, int, int] | None, bool]:
+        """The time of day this sentence registers for its cycle, and whether it forces
+        a report. GGA, GLL, GNS, GBS and ZDA register their time whether or not a date
+        is known (gpsd's driver_nmea0183.c registers it before it checks for a year);
+        RMC only with status `A`/`D` and a date (a receiver without fix often sends a
+        stale RMC time). A time-less no-fix GGA/RMC, as some Quectel modules send, makes
+        gpsd report at once."""
         f = s.fields
         kind = s.kind
         if kind == "GGA":
             text = fld(f, 0)
             if not text and fld(f, 5) == "0":
-                return None, False, True
-            return to_time_of_day(text), self._dated, False
+                return None, True
+            return to_time_of_day(text), False
         if kind == "GLL":
-            return to_time_of_day(fld(f, 4)), self._dated, False
-        if kind in ("GNS", "GBS"):  # GBS (error estimates) carries its fix's time
-            return to_time_of_day(fld(f, 0)), self._dated, False
-        if kind == "ZDA":
-            tod = to_time_of_day(fld(f, 0))
-            self._dated = self._dated or (tod is not None and to_int(fld(f, 3)) is not None)
-            return tod, True, False
+            return to_time_of_day(fld(f, 4)), False
+        if kind in ("GNS", "GBS", "ZDA"):  # GBS (error estimates) carries its fix's time
+            return to_time_of_day(fld(f, 0)), False
         if kind == "RMC":
             if fld(f, 1) in ("A", "D"):
                 if fld(f, 0) and len(fld(f, 8)) == 6:
-                    self._dated = True
-                    return to_time_of_day(fld(f, 0)), True, False
-                return None, False, False
-            return None, False, not fld(f, 0) or not fld(f, 8)
-        return None, False, False
+                    return to_time_of_day(fld(f, 0)), False
+                return None, False
+            return None, not fld(f, 0) or not fld(f, 8)
+        return None, False
 
     def _new_cycle(
         self, tod: tuple[int, int, int, int], out: list[GnssFix], tag_ender: bool
@@ -339,8 +365,13 @@ class NmeaStreamDecoder:
         self._last_key = None
         self._close_epoch(out)
         self._epoch.tod = tod
+        if self._invalid_ahead is not None:
+            self._epoch.declared_invalid = abs(self._invalid_ahead - _seconds(tod)) <= 0.01
+            self._invalid_ahead = None
 
     def _report(self) -> None:
+        if self._ais.pending and not self._ais.report():
+            return
         epoch = self._epoch
         valid = epoch.fix_mode is not None and epoch.fix_mode >= 2
         epoch.reported = True
@@ -375,6 +406,7 @@ class NmeaStreamDecoder:
                 return _NOTHING
             epoch.has_position_sentence = True
             ok = fld(f, 5) == "A" and fld(f, 6) != "N"
+            epoch.declared_invalid |= not ok
             position = _position(fld(f, 0), fld(f, 1), fld(f, 2), fld(f, 3))
             if ok and position is not None:
                 return _Effect(position=position, mode=2)
@@ -398,10 +430,13 @@ class NmeaStreamDecoder:
             return _NOTHING
         epoch.has_position_sentence = True
         quality = to_int(fld(f, 5))
+        # Quality 0 ("fix not available or invalid") or none: the receiver calls the
+        # position invalid. gpsd still reports it as a fix (2D, 3D with an altitude
+        # and 4+ satellites, none under 3), so the decoder does too and marks the
+        # epoch `receiver_valid=False` (docs/gnss.md, receiver-declared invalid).
+        epoch.declared_invalid |= quality is None or quality <= 0
         position = _position(fld(f, 1), fld(f, 2), fld(f, 3), fld(f, 4))
-        # Quality 0 (or none) is "no fix" by the standard: not a fix, even though
-        # gpsd reports the position such a GGA may carry (see docs/gnss.md).
-        if quality is None or quality <= 0 or position is None:
+        if position is None:
             return _Effect(mode=1)
         sats_text = fld(f, 6)
         sats = to_int(sats_text)
@@ -420,8 +455,13 @@ class NmeaStreamDecoder:
             return _NOTHING
         epoch.has_position_sentence = True
         self._date_ddmmyy(fld(f, 8))
-        if fld(f, 1) not in ("A", "D") or fld(f, 11) == "N":
+        if fld(f, 1) not in ("A", "D"):
+            self._declare_invalid(fld(f, 0))
             return _Effect(mode=1)
+        # FAA mode N ("data not valid") with status A: gpsd reports the fix; the
+        # receiver calls it invalid.
+        if fld(f, 11) == "N":
+            self._declare_invalid(fld(f, 0))
         position = _position(fld(f, 2), fld(f, 3), fld(f, 4), fld(f, 5))
         if position is None:
             return _Effect(mode=1)
@@ -433,6 +473,17 @@ class NmeaStreamDecoder:
             epoch.course_deg = course
         return _Effect(position=position, mode=2)
 
+    def _declare_invalid(self, time_text: str) -> None:
+        """The receiver called the fix of `time_text` invalid in a sentence whose time
+        does not start a cycle (an RMC V): it belongs to the epoch of that time, which
+        may be the next one (RMC before GGA), not to the current one."""
+        tod = to_time_of_day(time_text)
+        epoch = self._epoch
+        if tod is None or epoch.tod is None or abs(_seconds(tod) - _seconds(epoch.tod)) <= 0.01:
+            epoch.declared_invalid = True
+        else:
+            self._invalid_ahead = _seconds(tod)
+
     def _gns(self, f: tuple[str, ...], epoch: _Epoch) -> _Effect:
         if len(f) < 9:
             self.stats.malformed += 1
@@ -442,9 +493,13 @@ class NmeaStreamDecoder:
         # One mode letter per constellation: a fix by any of them counts (gpsd looks
         # at the first letter only, which would drop BeiDou-only fixes).
         if not modes or all(c == "N" for c in modes):
+            epoch.declared_invalid = True
             return _Effect(mode=1)
         if fld(f, 12) in ("U", "V"):
-            return _NOTHING  # navigational status unsafe / not valid
+            # Navigational status unsafe / "not valid" (NMEA 4.11: V = the receiver
+            # gives no status, which real receivers send with good fixes): gpsd
+            # ignores the sentence, and it says nothing on the fix's validity.
+            return _NOTHING
         position = _position(fld(f, 1), fld(f, 2), fld(f, 3), fld(f, 4))
         if position is None:
             return _Effect(mode=1)
@@ -546,6 +601,7 @@ class NmeaStreamDecoder:
                 sats_by_system=by_system,
                 hdop=epoch.hdop,
                 systems=ordered,
+                receiver_valid=not epoch.declared_invalid,
             )
         self.stats.fixes += 1
         out.append(fix)

@@ -42,6 +42,9 @@ from devices.ocr.vertical import unstack
 
 logger = logging.getLogger(__name__)
 
+#: A rectangle in image pixels: x0, y0, x1, y1.
+Rect = tuple[int, int, int, int]
+
 MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
 #: Images larger than this (longest side) are scaled down before detection.
@@ -175,12 +178,13 @@ class GateReader:
             if min(b.width, b.height) >= MIN_TEXT_PX
         ]
         first, rest = _stages(boxes, self.config.first_boxes)
+        looks: dict[Rect, tuple[str, float]] = {}  # check-digit regions read, by place
         tokens = self._tokens(image, first)
-        containers = self._containers(image, tokens)
+        containers = self._containers(image, tokens, looks)
         plate = self._plate(original, tokens) if self.config.read_plates else None
         if rest and not self._settled(containers, plate):
             tokens += self._tokens(image, rest)
-            containers = self._containers(image, tokens)
+            containers = self._containers(image, tokens, looks)
             plate = self._plate(original, tokens) if self.config.read_plates else None
         return containers, plate
 
@@ -252,7 +256,9 @@ class GateReader:
             if text.strip() and score >= 0.3
         ]
 
-    def _containers(self, image: Image, tokens: list[Token]) -> list[ContainerResult]:
+    def _containers(
+        self, image: Image, tokens: list[Token], looks: dict[Rect, tuple[str, float]]
+    ) -> list[ContainerResult]:
         tokens = tokens + merge_digit_runs(tokens)
         candidates = single_token_candidates(tokens) + joined_candidates(tokens)
         # Check digits printed apart: a one-digit box after the serial, else a fresh look.
@@ -272,22 +278,33 @@ class GateReader:
                 )
             else:
                 missing.append(cand)
-        completed.extend(self._look_for_check_digits(image, missing))
+        completed.extend(self._look_for_check_digits(image, missing, looks))
         results = [self._judge(c) for c in completed]
         return self._rank(results, tokens)
 
-    def _look_for_check_digits(self, image: Image, cands: list[Candidate]) -> list[Candidate]:
+    def _look_for_check_digits(
+        self, image: Image, cands: list[Candidate], looks: dict[Rect, tuple[str, float]]
+    ) -> list[Candidate]:
         """Look again at the serial and what follows it, where the check digit should be.
 
         A lone framed digit reads poorly; the serial and the digit together read as
-        one line, and the digit after the serial's six is the check digit.
+        one line, and the digit after the serial's six is the check digit. `looks`
+        holds the regions already read during this image's reading: the same serial
+        found by several boxes, or again after the rest of the boxes are read, is
+        looked at once.
         """
-        crops: list[Image] = []
-        for cand in cands:
-            crops.append(self._check_region(image, cand))
-        texts = self.engine.recognise(crops) if crops else []
+        rects = [_check_rect(image.shape, cand) for cand in cands]
+        todo: dict[Rect, Image] = {}
+        for cand, rect in zip(cands, rects, strict=True):
+            if rect is not None and rect not in looks and rect not in todo:
+                todo[rect] = _check_crop(image, rect, cand.vertical)
+        looks.update(zip(todo, self.engine.recognise(list(todo.values())), strict=True))
         out: list[Candidate] = []
-        for cand, (text, score) in zip(cands, texts, strict=True):
+        for cand, rect in zip(cands, rects, strict=True):
+            if rect is None:
+                out.append(cand)
+                continue
+            text, score = looks[rect]
             digits = "".join(ch for ch in iso6346.normalise(text) if ch.isdigit())
             at = digits.find(cand.serial)
             if (
@@ -309,25 +326,6 @@ class GateReader:
             else:
                 out.append(cand)
         return out
-
-    @staticmethod
-    def _check_region(image: Image, cand: Candidate) -> Image:
-        x0, y0, x1, y1 = cand.tail.bounds
-        char = cand.char_height
-        h, w = image.shape[:2]
-        if cand.vertical:
-            box = (x0 - 0.3 * char, y0, x1 + 0.3 * char, y1 + 1.7 * char)
-        else:
-            box = (x0, y0 - 0.3 * char, x1 + 2.2 * char, y1 + 0.3 * char)
-        bx0, by0 = max(0, int(box[0])), max(0, int(box[1]))
-        bx1, by1 = min(w, int(box[2])), min(h, int(box[3]))
-        if bx1 - bx0 < 4 or by1 - by0 < 4:
-            return np.full((16, 16, 3), 255, dtype=np.uint8)
-        region: Image = np.ascontiguousarray(image[by0:by1, bx0:bx1])
-        if cand.vertical:
-            line = unstack(region)
-            return line if line is not None else region
-        return region
 
     def _judge(self, cand: Candidate) -> ContainerResult:
         """Check digit, unique repair or review; confidence as the chance of being right."""
@@ -432,6 +430,40 @@ class GateReader:
         if not found:
             return None
         return max(found, key=lambda p: p.confidence)
+
+
+def _check_rect(shape: tuple[int, ...], cand: Candidate) -> Rect | None:
+    """Where the serial and the check digit after it are: x0, y0, x1, y1 in pixels.
+
+    None when there is no such place: off the image, or a "line" region that is
+    not at least twice as wide as high (the serial and its check digit are seven
+    characters in a row; a squarer region comes from a box that is not a line of
+    text, e.g. a column read sideways).
+    """
+    x0, y0, x1, y1 = cand.tail.bounds
+    char = cand.char_height
+    h, w = shape[:2]
+    if cand.vertical:
+        box = (x0 - 0.3 * char, y0, x1 + 0.3 * char, y1 + 1.7 * char)
+    else:
+        box = (x0, y0 - 0.3 * char, x1 + 2.2 * char, y1 + 0.3 * char)
+    bx0, by0 = max(0, int(box[0])), max(0, int(box[1]))
+    bx1, by1 = min(w, int(box[2])), min(h, int(box[3]))
+    if bx1 - bx0 < 4 or by1 - by0 < 4:
+        return None
+    if not cand.vertical and bx1 - bx0 < 2 * (by1 - by0):
+        return None
+    return bx0, by0, bx1, by1
+
+
+def _check_crop(image: Image, rect: Rect, vertical: bool) -> Image:
+    """The check-digit region as one line (a column's characters laid side by side)."""
+    x0, y0, x1, y1 = rect
+    region: Image = np.ascontiguousarray(image[y0:y1, x0:x1])
+    if vertical:
+        line = unstack(region)
+        return line if line is not None else region
+    return region
 
 
 def _grow_column(box: TextBox, chars: int, shape: tuple[int, ...], side: float = 0.25) -> TextBox:

@@ -4,13 +4,17 @@ One lane per agent. A truck on the loop starts a reading (bursts from every came
 the sharpest frames read by OCR on a worker thread, fused) that is published as a
 `passage` through the durable outbox. The barrier opens only on a signed `open`
 command, verified by `edge.commands`, for that very passage and lane; the decisions
-themselves are `edge.gate.lane.step` (pure). Health of barrier, cameras and OCR is
-published on change; availability is the link's.
+themselves are `edge.gate.lane.step` (pure). The lane's traffic light follows the lane
+(`lane.lamp_for`, enforced again by the barrier driver: green only at the fully-open
+limit) and every change of the lane is published, retained, on the `lane` topic.
+Health of barrier, cameras and OCR is published on change; availability is the link's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -21,6 +25,7 @@ from contract.ids import format_ts, utc_now
 from contract.payloads import GateCommand, SignedCommand
 from devices.barrier.driver import BarrierDriver
 from devices.camera import Camera
+from devices.errors import DeviceError
 from devices.ocr import GateReader, PassageReading
 from edge.commands import ExecOutcome
 from edge.gate import lane as L
@@ -57,6 +62,9 @@ class GateAgent:
         self.ocr = OcrWorker(reader or GateReader(config.ocr))
         self.state = L.LaneState(lane=config.lane, decision_timeout_s=config.decision_timeout_s)
         self.signal: L.Signal = "idle"
+        self._lane_reason: str | None = "gate agent started"
+        self._lane_sent: L.LaneReport | None = None
+        self.barrier.add_lamp_listener(self._on_lamp)
         self._group: asyncio.TaskGroup | None = None
         self._health_sent: dict[str, tuple[str, str]] = {}
         self._camera_status: dict[str, str] = {}
@@ -67,6 +75,7 @@ class GateAgent:
 
     async def run(self) -> None:
         self._started = time.monotonic()
+        self._publish_lane()  # red at start-up: replaces whatever a previous run left
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -111,6 +120,12 @@ class GateAgent:
         self.state = result.state
         if result.state.phase != before:
             log.debug("%s: %s → %s on %s", self._ctx, before, result.state.phase, event)
+            self._lane_reason = L.default_reason(result.state)
+        for action in result.actions:
+            if isinstance(action, L.ShowSignal):
+                self._lane_reason = action.reason
+        # The light first (red before the barrier is told to close), then the rest.
+        self._show_lamp()
         for action in result.actions:
             if isinstance(action, L.StartReading):
                 self._spawn(self._read(action.attempt), f"reading-{action.attempt}")
@@ -126,6 +141,41 @@ class GateAgent:
             coro.close()
             return
         self._group.create_task(coro, name=name)
+
+    # ---- the lane's traffic light and its retained `lane` topic ----------------------
+
+    def _show_lamp(self) -> None:
+        """Ask the driver for the lane's colour, publish the lane, write the light."""
+        before = self.barrier.lamp
+        self.barrier.want_lamp(L.lamp_for(self.state))  # may call _on_lamp
+        self._publish_lane()
+        if self.barrier.lamp != before:
+            self._spawn(self._sync_lamp(), "lamp")
+
+    async def _sync_lamp(self) -> None:
+        # A failure is retried, logged and put in health by the driver's polling.
+        with contextlib.suppress(DeviceError):
+            await self.barrier.sync_lamp()
+
+    def _on_lamp(self, colour: str) -> None:
+        """The colour to show changed (the driver logs the write itself)."""
+        log.debug("%s: lane signal %s", self._ctx, colour)
+        self._publish_lane()
+
+    def _publish_lane(self) -> None:
+        reason = self._lane_reason
+        if self.barrier.lamp == "red" and L.lamp_for(self.state) == "green":
+            reason = self.barrier.lamp_reason or reason
+        report = L.lane_report(self.state, self.barrier.lamp, reason)
+        if report == self._lane_sent:
+            return
+        payload: dict[str, Any] = {"ts": format_ts(utc_now()), **dataclasses.asdict(report)}
+        try:
+            self.outbox.enqueue(topics.lane(self.config.node_id), payload, retain=True)
+        except OutboxError as err:
+            log.error("%s: lane state not stored: %s", self._ctx, err)
+            return
+        self._lane_sent = report
 
     def _show(self, action: L.ShowSignal) -> None:
         self.signal = action.signal
@@ -241,7 +291,13 @@ class GateAgent:
 
     async def _execute(self, command: SignedCommand) -> tuple[ExecOutcome, str]:
         assert isinstance(command, GateCommand)
-        event = L.Command(command.command_id, command.passage_id, command.lane, command.action)
+        event = L.Command(
+            command.command_id,
+            command.passage_id,
+            command.lane,
+            command.action,
+            tuple(command.reasons),
+        )
         result = self._apply(event)
         opening = next((a for a in result.actions if isinstance(a, L.OpenBarrier)), None)
         if opening is None:

@@ -19,6 +19,10 @@ Phases:
 | `opening` | a verified `open` is being carried out |
 | `open` | barrier open, truck still on the loop |
 | `closing` | the truck left; the barrier is closing |
+
+The lane's traffic light follows the phase (`lamp_for`): green in `open` only, red in
+every other phase — before a decision, on hold, while the arm moves, and at start-up.
+`lane_report` is what the gate publishes on its retained `lane` topic.
 """
 
 from __future__ import annotations
@@ -26,8 +30,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from contract.payloads import LanePhase
+
 Phase = Literal["empty", "reading", "awaiting", "held", "opening", "open", "closing"]
 Signal = Literal["idle", "wait", "hold", "go"]
+Lamp = Literal["red", "green"]
+#: The contract's name of each phase (`LaneStatus.state` on the `lane` topic).
+REPORTED_STATE: dict[Phase, LanePhase] = {
+    "empty": "idle",
+    "reading": "reading",
+    "awaiting": "waiting",
+    "held": "hold",
+    "opening": "opening",
+    "open": "open",
+    "closing": "closing",
+}
 
 
 # ---- events -------------------------------------------------------------------------
@@ -66,6 +83,8 @@ class Command:
     passage_id: str
     lane: str
     action: Literal["open", "hold"]
+    reasons: tuple[str, ...] = ()
+    """The server's reasons (shown with a hold)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +305,10 @@ def _command(state: LaneState, cmd: Command) -> Step:
                     ),
                 ),
             )
-        return _hold(state, "server decided hold", Answer("done", "barrier kept down: hold"))
+        why = "server decided hold"
+        if cmd.reasons:
+            why += ": " + "; ".join(cmd.reasons)
+        return _hold(state, why[:1000], Answer("done", "barrier kept down: hold"))
     # open
     if state.phase == "opening":
         return Step(state, (Answer("refused", f"barrier already opening for passage {current}"),))
@@ -345,3 +367,49 @@ def _tick(state: LaneState, tick: Tick) -> Step:
             state, f"no decision within {state.decision_timeout_s:g} s for {state.passage_id}"
         )
     return Step(state)
+
+
+# ---- what the lane shows ------------------------------------------------------------
+
+
+def lamp_for(state: LaneState) -> Lamp:
+    """The traffic light the lane asks for: green only while the barrier is open for a
+    verified `open` and the truck is still on the loop; red in every other phase."""
+    return "green" if state.phase == "open" else "red"
+
+
+def default_reason(state: LaneState) -> str | None:
+    """Why the lane is in its phase, when no `ShowSignal` said it."""
+    pid = state.passage_id
+    return {
+        "empty": None,
+        "reading": "truck in lane: reading",
+        "awaiting": f"passage {pid} published: decision due within {state.decision_timeout_s:g} s",
+        "held": state.hold_reason,
+        "opening": f"verified open for passage {pid}: barrier opening",
+        "open": f"passage {pid} released",
+        "closing": "truck left the loop: barrier closing",
+    }[state.phase]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneReport:
+    """The `lane` topic's payload fields (besides node_id, seq, ts)."""
+
+    lane: str
+    state: LanePhase
+    passage_id: str | None
+    signal: Lamp
+    reason: str | None
+
+
+def lane_report(state: LaneState, signal: Lamp, reason: str | None) -> LaneReport:
+    """The report of `state` with the light actually commanded (the barrier driver may
+    keep it red although the lane asks for green)."""
+    return LaneReport(
+        lane=state.lane,
+        state=REPORTED_STATE[state.phase],
+        passage_id=state.passage_id,
+        signal=signal if state.phase == "open" else "red",
+        reason=reason,
+    )

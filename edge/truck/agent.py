@@ -25,7 +25,7 @@ from edge.config import TruckConfig
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError
 from edge.truck.policy import Sample, should_report
-from edge.truck.position import position_payload, sample_of
+from edge.truck.position import has_valid_fix, position_payload, sample_of
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class TruckAgent:
 
     async def _on_fix(self, fix: GnssFix) -> None:
         sample = sample_of(fix, time.monotonic())
-        if fix.mode >= 2:
+        if has_valid_fix(fix):  # never a position the receiver called invalid
             self._last_fix = fix
         if not should_report(self.config.reporting, self._last, sample):
             return

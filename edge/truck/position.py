@@ -1,4 +1,14 @@
-"""A GNSS fix from `devices.gnss` as the contract's `position` payload (without seq)."""
+"""A GNSS fix from `devices.gnss` as the contract's `position` payload (without seq).
+
+Receiver-declared invalid positions: the decoder reports an epoch the way gpsd does,
+so a receiver that sends a position it itself calls invalid (GGA quality 0, RMC
+status V, FAA mode N — typically a cold-start guess) gives a 2D/3D `GnssFix` with
+`receiver_valid=False`. Such a position is not evidence of the route: the truck
+publishes it as `fix: "none"` without coordinates, altitude, speed or course, exactly
+like an epoch without fix. It is published rather than dropped so that the server
+learns at once that the truck has lost its fix (the reporting policy reports a fix
+loss and a recovery immediately) and times `GNSS_LOST` from there.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +23,41 @@ FIX_NAMES = {1: "none", 2: "2d", 3: "3d"}
 MPS_TO_KMH = 3.6
 
 
+def has_valid_fix(fix: GnssFix) -> bool:
+    """A 2D/3D fix with a position that the receiver itself calls valid."""
+    return fix.mode >= 2 and fix.receiver_valid and fix.lat is not None and fix.lon is not None
+
+
 def sample_of(fix: GnssFix, monotonic_s: float) -> Sample:
+    valid = has_valid_fix(fix)
     return Sample(
         t=monotonic_s,
-        lat=fix.lat,
-        lon=fix.lon,
-        course_deg=fix.course_deg,
-        speed_kmh=None if fix.speed_mps is None else fix.speed_mps * MPS_TO_KMH,
-        has_fix=fix.mode >= 2 and fix.lat is not None and fix.lon is not None,
+        lat=fix.lat if valid else None,
+        lon=fix.lon if valid else None,
+        course_deg=fix.course_deg if valid else None,
+        speed_kmh=None if fix.speed_mps is None or not valid else fix.speed_mps * MPS_TO_KMH,
+        has_fix=valid,
     )
 
 
 def position_payload(node_id: str, fix: GnssFix) -> dict[str, Any]:
-    has_fix = fix.mode >= 2 and fix.lat is not None and fix.lon is not None
+    valid = has_valid_fix(fix)
     payload: dict[str, Any] = {
         "node_id": node_id,
         "ts": format_ts(fix.time or utc_now()),
-        "fix": FIX_NAMES.get(fix.mode, "none") if has_fix else "none",
+        "fix": FIX_NAMES.get(fix.mode, "none") if valid else "none",
         "systems": list(fix.systems),
         "replayed": False,
     }
-    if has_fix:
+    if valid:
         payload["lat"] = round(fix.lat, 7)  # type: ignore[arg-type]
         payload["lon"] = round(fix.lon, 7)  # type: ignore[arg-type]
-    if fix.alt_m is not None:
-        payload["alt_m"] = round(fix.alt_m, 1)
-    if fix.speed_mps is not None:
-        payload["speed_kmh"] = round(max(0.0, fix.speed_mps * MPS_TO_KMH), 2)
-    if fix.course_deg is not None:
-        payload["course_deg"] = round(fix.course_deg % 360.0, 1) % 360.0
+        if fix.alt_m is not None:
+            payload["alt_m"] = round(fix.alt_m, 1)
+        if fix.speed_mps is not None:
+            payload["speed_kmh"] = round(max(0.0, fix.speed_mps * MPS_TO_KMH), 2)
+        if fix.course_deg is not None:
+            payload["course_deg"] = round(fix.course_deg % 360.0, 1) % 360.0
     if fix.sats_used is not None:
         payload["sats"] = fix.sats_used
     if fix.hdop is not None:

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 HELP = (
     "arrive [LANE] | leave [LANE] | jam on|off | silent on|off | crc N (every N-th reply, "
-    "0 off) | stuck open|closed on|off|clear | fault on|off | module_error on|off | state"
+    "0 off) | stuck open|closed on|off|clear | fault on|off | module_error on|off | "
+    "reboot [SECONDS] | state"
 )
 
 
@@ -63,13 +64,19 @@ def apply_command(line: str, plant: BarrierPlant, slave: RtuSlave, now: float) -
                 plant.motion = 0
         elif verb == "module_error":
             plant.module_error = _on_off(args[0])
+        elif verb == "reboot":
+            seconds = float(args[0]) if args else 1.0
+            if not 0 <= seconds <= 60:
+                raise ValueError("reboot SECONDS needs 0..60")
+            plant.reset_outputs()
+            slave.silent_until = now + seconds
         elif verb != "state":
             return f"ERR unknown command {verb!r}; " + HELP
     except (IndexError, ValueError) as err:
         return f"ERR {err or 'missing argument'}; " + HELP
     plant.tick(now)
     state = plant.snapshot() | {
-        "silent": slave.silent,
+        "silent": slave.silent or slave.silent_until > now,
         "crc_every": slave.crc_every,
         "requests": slave.requests,
     }

@@ -1,4 +1,5 @@
-"""The simulated plant: relay module outputs, the barrier arm, its limit switches, two loops.
+"""The simulated plant: relay module outputs, the barrier arm, its limit switches, two loops,
+and the lane's traffic light (red and green lamps on relays 3 and 4).
 
 Time is passed in (`now`, seconds): the model itself reads no clock, so it can be
 stepped in tests. The register layout is the default profile of
@@ -12,6 +13,8 @@ from typing import Any, Literal
 
 from devices.barrier.registers import (
     COIL_CLOSE,
+    COIL_LAMP_GREEN,
+    COIL_LAMP_RED,
     COIL_OPEN,
     DI_CLOSED_LIMIT,
     DI_FAULT,
@@ -27,6 +30,9 @@ N_INPUTS = 8
 FIRMWARE_VERSION = 0x0102
 _EPSILON = 1e-9  # summing time steps leaves float dust short of the end stops
 LimitOverride = Literal["on", "off"] | None
+Lamp = Literal["off", "red", "green", "both"]
+#: Lamp changes kept for the control channel's `state` (the newest ones).
+LAMP_HISTORY = 100
 
 
 @dataclass
@@ -52,6 +58,8 @@ class BarrierPlant:
     stuck_open_limit: LimitOverride = None
     stuck_closed_limit: LimitOverride = None
     commands: list[str] = field(default_factory=list)
+    lamp_history: list[Lamp] = field(default_factory=list)
+    """Every change of the traffic light, oldest first (the last `LAMP_HISTORY`)."""
     _last: float | None = None
     _auto_close_at: float | None = None
 
@@ -63,7 +71,9 @@ class BarrierPlant:
             return False
         self.tick(now)
         before = self.coils[address]
+        lamp_before = self.lamp()
         self.coils[address] = value
+        self._lamp_changed(lamp_before)
         rising = value and not before
         falling = before and not value
         if address == COIL_OPEN and rising:
@@ -73,6 +83,25 @@ class BarrierPlant:
         ):
             self._command("close")
         return True
+
+    def reset_outputs(self) -> None:
+        """Every relay released, as after a power cycle of the module."""
+        lamp_before = self.lamp()
+        self.coils = [False] * N_COILS
+        self._lamp_changed(lamp_before)
+
+    def _lamp_changed(self, before: Lamp) -> None:
+        now = self.lamp()
+        if now != before:
+            self.lamp_history.append(now)
+            del self.lamp_history[:-LAMP_HISTORY]
+
+    def lamp(self) -> Lamp:
+        """What the lane's traffic light shows."""
+        red, green = self.coils[COIL_LAMP_RED], self.coils[COIL_LAMP_GREEN]
+        if red and green:
+            return "both"
+        return "red" if red else "green" if green else "off"
 
     def _command(self, action: str) -> None:
         self.commands.append(action)
@@ -151,4 +180,6 @@ class BarrierPlant:
             "jammed": self.jammed,
             "fault": self.fault,
             "commands": list(self.commands),
+            "lamp": self.lamp(),
+            "lamps": list(self.lamp_history),
         }

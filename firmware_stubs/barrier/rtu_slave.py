@@ -41,6 +41,8 @@ class RtuSlave:
         self.framer = FramerRTU(DecodePDU(True))
         self.buffer = b""
         self.silent = False
+        self.silent_until = 0.0
+        """Monotonic time until which the module answers nothing (a reboot)."""
         self.crc_every = 0
         """Corrupt the CRC of every n-th reply (0: never, 1: all)."""
         self.replies = 0
@@ -76,8 +78,11 @@ class RtuSlave:
     def _handle(self, request: ModbusPDU) -> None:
         if request.dev_id not in (0, self.unit_id):
             return
+        now = time.monotonic()
+        if now < self.silent_until:
+            return  # rebooting: the request is lost, nothing is applied
         self.requests += 1
-        reply = self._apply(request, time.monotonic())
+        reply = self._apply(request, now)
         if request.dev_id == 0 or self.silent:
             return  # broadcasts are never answered; a silent module answers nothing
         reply.dev_id = self.unit_id

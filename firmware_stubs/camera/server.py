@@ -36,6 +36,7 @@ class SceneSource:
         iso_type: str = "22G1",
         out_folder: Path | None = None,
         burst: int = 3,
+        size: tuple[int, int] = (1920, 1080),
     ) -> None:
         self._lock = threading.Lock()
         self._numbers = itertools.cycle(numbers) if numbers else None
@@ -48,7 +49,8 @@ class SceneSource:
         self._out = out_folder
         self._burst = burst
         self._count = 0
-        self.frame: Image = np.zeros((1080, 1920, 3), dtype=np.uint8)
+        self.width, self.height = size
+        self.frame: Image = np.zeros((self.height, self.width, 3), dtype=np.uint8)
         self.label = ""
         self.jpeg = b""
         self.trigger()
@@ -60,12 +62,20 @@ class SceneSource:
             if number is None and self._photos is not None:
                 path = next(self._photos)
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                frame: Image = image if image is not None else np.zeros((1080, 1920, 3), np.uint8)
+                blank = np.zeros((self.height, self.width, 3), np.uint8)
+                frame: Image = image if image is not None else blank
                 label = path.name
             else:
                 if number is None:
                     number = next(self._numbers) if self._numbers else "CSQU3054383"
-                frame = render_door(Scene(number, iso_type or self._iso_type, seed=self._count))
+                scene = Scene(
+                    number,
+                    iso_type or self._iso_type,
+                    width=self.width,
+                    height=self.height,
+                    seed=self._count,
+                )
+                frame = render_door(scene)
                 label = number
             self.frame, self.label = frame, label
             self.jpeg = bytes(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1])

@@ -1,7 +1,8 @@
 """A BondWatch e-lock on a new pty.
 
     python -m firmware_stubs.elock --lock-id L1 --phone 13800000001 --secret s3cret \
-        [--control-port 7011] [--interval 5] [--lat 22.5 --lon 113.9] [--area 22.5,113.9,500]
+        [--control-port 7011] [--interval 5] [--lat 22.5 --lon 113.9] [--area 22.5,113.9,500] \
+        [--sealed-for TRIP]
 
 Prints the pty path, then READY. It registers (0x0100), authenticates (0x0102) when
 answered, reports its state every `--interval` seconds and on every event (0x0200
@@ -326,6 +327,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lon", type=float, help="initial longitude")
     parser.add_argument("--area", help="allowed unseal area LAT,LON,RADIUS_M")
     parser.add_argument("--jt808-2019", action="store_true", help="speak the 2019 header form")
+    parser.add_argument(
+        "--sealed-for",
+        metavar="TRIP_ID",
+        help="start sealed for this trip, as after sealing at the departure gate (the demo)",
+    )
     return parser.parse_args(argv)
 
 
@@ -337,6 +343,8 @@ async def amain(args: argparse.Namespace) -> None:
         lat=args.lat,
         lon=args.lon,
         area=_area([args.area]) if args.area else None,
+        state="sealed" if args.sealed_for else "unsealed",
+        trip_id=args.sealed_for or None,
     )
     port = VirtualPort.open()
     stub = LockStub(port, firmware, args)

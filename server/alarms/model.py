@@ -16,7 +16,7 @@ class AlarmEvent:
     id: int
     at: datetime
     actor: str
-    action: str  # raise, ack, clear, assign, comment
+    action: str  # raise, ack, clear, assign, comment, escalate
     from_status: str | None
     to_status: str
     comment: str | None
@@ -52,6 +52,8 @@ class Alarm:
     cleared_at: datetime | None
     comments: tuple[AlarmEvent, ...] = ()
     history: tuple[AlarmEvent, ...] | None = None
+    #: when the server escalated it (unacknowledged past the configured delay)
+    escalated_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -75,6 +77,7 @@ class Alarm:
             "assignee": self.assignee,
             "detail": self.detail,
             "cleared_at": format_ts(self.cleared_at) if self.cleared_at else None,
+            "escalated_at": format_ts(self.escalated_at) if self.escalated_at else None,
             "comments": [
                 {"at": format_ts(c.at), "actor": c.actor, "action": c.action, "text": c.comment}
                 for c in self.comments

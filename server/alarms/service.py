@@ -371,6 +371,22 @@ class AlarmService:
             events = self._events(conn, [r.id for r in rows])
         return [_alarm(r, events.get(r.id, []), None) for r in rows], int(total)
 
+    def active_by_vehicle(self) -> dict[str, tuple[list[int], str]]:
+        """Vehicle → (ids of its active alarms, the most severe severity among them)."""
+        a = schema.alarms.c
+        out: dict[str, tuple[list[int], str]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a.vehicle_id, a.id, a.severity).where(a.status.in_(ACTIVE)).order_by(a.id)
+            ).all()
+        for vehicle, alarm_id, severity in rows:
+            ids, worst = out.get(vehicle, ([], severity))
+            ids.append(int(alarm_id))
+            if SEVERITY_RANK.get(severity, 9) < SEVERITY_RANK.get(worst, 9):
+                worst = severity
+            out[vehicle] = (ids, worst)
+        return out
+
     def unresolved(self, trip_id: str, at_least: str = "major") -> list[Alarm]:
         """Alarms of a trip not yet cleared and acknowledged, of severity `at_least` or
         above: what blocks an automatic release (DESIGN.md, arrival gate)."""
@@ -448,6 +464,7 @@ def _alarm(
         cleared_at=_utc(m["cleared_at"]),
         comments=tuple(ev for ev in events if ev.comment),
         history=history,
+        escalated_at=_utc(m["escalated_at"]),
     )
 
 

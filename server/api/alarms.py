@@ -47,7 +47,9 @@ class EventOut(BaseModel):
     id: int
     at: str
     actor: str = Field(description="account, or `system` for the rules")
-    action: Literal["raise", "ack", "clear", "assign", "comment"]
+    action: Literal["raise", "ack", "clear", "assign", "comment", "escalate"] = Field(
+        description="`escalate`: the server escalated it (actor `system`, status unchanged)"
+    )
     from_status: str | None
     to_status: str
     comment: str | None
@@ -68,6 +70,11 @@ class AlarmOut(BaseModel):
     assignee: str | None
     detail: str
     cleared_at: str | None
+    escalated_at: str | None = Field(
+        default=None,
+        description="when the server escalated it: still `active_unack` `escalate_after_min` "
+        "minutes after `first_at` (console settings); null if never",
+    )
     comments: list[CommentOut]
     history: list[EventOut] | None = Field(
         default=None, description="every transition (GET /alarms/{id} only)"

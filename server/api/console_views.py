@@ -149,3 +149,20 @@ async def assignees(request: Request) -> list[dict[str, Any]]:
         for a in accounts
         if not a.disabled and a.role in ("officer", "supervisor")
     ]
+
+
+class AlarmVehicleOut(BaseModel):
+    vehicle_id: str
+    alarm_ids: list[int] = Field(description="its active alarms")
+    severity: str = Field(description="the most severe of them")
+
+
+@router.get("/alarm-vehicles", response_model=list[AlarmVehicleOut])
+async def alarm_vehicles(request: Request) -> list[dict[str, Any]]:
+    """Vehicles with active alarms, for the live map's colours: small even with thousands
+    of alarms (the map follows changes on the stream afterwards)."""
+    found = await asyncio.to_thread(alarm_service(request).active_by_vehicle)
+    return [
+        {"vehicle_id": vehicle, "alarm_ids": ids, "severity": severity}
+        for vehicle, (ids, severity) in sorted(found.items())
+    ]

@@ -68,6 +68,14 @@ class ReleaseOut(BaseModel):
     inspect: bool
     recorded_at: str
     recorded_by: str
+    trip_status: str | None = Field(
+        default=None,
+        description="the trip's status after the record: a trip held at its arrival gate "
+        "becomes `released` when nothing holds it any more (no command is sent to the gate)",
+    )
+    hold_reasons: list[str] = Field(
+        default_factory=list, description="what still holds a held trip, if anything"
+    )
 
 
 class OverrideIn(BaseModel):
@@ -152,7 +160,10 @@ async def record_release(
     declaration_id: Annotated[str, Path(max_length=64)], body: ReleaseIn, gates: Gates, actor: Actor
 ) -> dict[str, Any]:
     """Record the electronic release record (or a request for inspection), audited. The
-    arrival gate releases automatically only with a release record present."""
+    arrival gate releases automatically only with a release record present. A trip
+    already held at its arrival gate is judged again with the record: `released` when
+    nothing holds it any more; the gate is not commanded (the truck passes when it
+    presents itself again, or on an officer's override)."""
     return await asyncio.to_thread(
         gates.record_release,
         declaration_id,

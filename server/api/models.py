@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.ids import NodeId, RecordId, Timestamp
+from server.api.alarms import AlarmOut
+from server.api.gates import PassageOut
 
 Credit = Literal["advanced", "general_certified", "general", "dishonest"]
 
@@ -63,6 +65,20 @@ class TripOut(BaseModel):
     track: list[TrackPoint] | None = None
 
 
+class TripDetailOut(TripOut):
+    """One trip (`GET /trips/{id}`): the trip, its alarms and its gate passages."""
+
+    alarms: list[AlarmOut] = Field(
+        default_factory=list,
+        description="every alarm of the trip, active or cleared, oldest first (by first_at)",
+    )
+    passages: list[PassageOut] = Field(
+        default_factory=list,
+        description="its gate passages (departure, arrival, repeats), oldest first, each "
+        "with the decision, every reason and any officer override",
+    )
+
+
 class VehiclePosition(BaseModel):
     vehicle_id: str
     seq: int
@@ -86,4 +102,4 @@ def trip_out(row: dict[str, Any], track: list[dict[str, Any]] | None = None) -> 
     )
 
 
-__all__ = ["DeclarationIn", "TripOut", "VehiclePosition", "trip_out"]
+__all__ = ["DeclarationIn", "TripDetailOut", "TripOut", "VehiclePosition", "trip_out"]

@@ -9,14 +9,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from contract.ids import utc_now
+from server.alarms import AlarmQuery, AlarmService
 from server.api.actor import current_actor
+from server.api.alarms import AlarmOut
 from server.api.errors import ApiError
-from server.api.models import DeclarationIn, TripOut, VehiclePosition, trip_out
+from server.api.gates import PassageOut, passage_out
+from server.api.models import DeclarationIn, TripDetailOut, TripOut, VehiclePosition, trip_out
+from server.gates.store import GateStore, PassageQuery
 from server.services import Services
 from server.store.database import TRIP_STATUSES
 
 router = APIRouter(prefix="/api/v1")
 health_router = APIRouter()
+
+#: Alarms and passages listed with one trip (a trip has a handful; a bound all the same).
+TRIP_ITEMS_MAX = 1000
 
 
 def services(request: Request) -> Services:
@@ -54,13 +61,16 @@ async def list_trips(
     return [trip_out(r) for r in rows]
 
 
-@router.get("/trips/{trip_id}", response_model=TripOut, tags=["trips"])
+@router.get("/trips/{trip_id}", response_model=TripDetailOut, tags=["trips"])
 async def get_trip(
     trip_id: str,
     request: Request,
     track: Annotated[int, Query(ge=0, le=1, description="1 to include the track")] = 0,
-) -> TripOut:
-    store = services(request).store
+) -> TripDetailOut:
+    """One trip with its alarms and gate passages (oldest first); `?track=1` adds its
+    positions from departure to arrival, in fix-time order."""
+    svc = services(request)
+    store = svc.store
     row = await asyncio.to_thread(store.get_trip, trip_id)
     if row is None:
         raise ApiError(404, "not_found", f"no trip {trip_id!r}", "trip_id")
@@ -71,7 +81,22 @@ async def get_trip(
         )
     elif track:
         points = []
-    return trip_out(row, points)
+    alarms = svc.alarms or AlarmService(store.engine)
+
+    def history() -> tuple[list[AlarmOut], list[PassageOut]]:
+        found, _ = alarms.find(AlarmQuery(trip_id=trip_id, limit=TRIP_ITEMS_MAX))
+        found.sort(key=lambda a: (a.first_at, a.id))
+        rows = GateStore(store.engine).list_passages(
+            PassageQuery(trip_id=trip_id, limit=TRIP_ITEMS_MAX)
+        )
+        return (
+            [AlarmOut.model_validate(a.as_json()) for a in found],
+            [passage_out(p) for p in reversed(rows)],
+        )
+
+    trip_alarms, passages = await asyncio.to_thread(history)
+    base = trip_out(row, points)
+    return TripDetailOut(**base.model_dump(), alarms=trip_alarms, passages=passages)
 
 
 @router.get("/vehicles/positions", response_model=list[VehiclePosition], tags=["trips"])
@@ -81,8 +106,9 @@ async def vehicle_positions(request: Request) -> list[VehiclePosition]:
 
     def collect() -> list[VehiclePosition]:
         out = []
+        trips = store.open_trips_by_vehicle()  # one query, not one per vehicle
         for pos in store.latest_positions():
-            trip = store.open_trip_for_vehicle(pos["node_id"])
+            trip = trips.get(pos["node_id"])
             out.append(
                 VehiclePosition(
                     vehicle_id=pos["node_id"],

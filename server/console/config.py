@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+Severity = Literal["critical", "major", "minor", "warning"]
+
 
 class TileSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -58,7 +60,27 @@ class ConsoleSettings(BaseModel):
         default="Asia/Shanghai", description="IANA time zone the console shows times in"
     )
     poll_interval_ms: int = Field(
-        default=1500, ge=500, le=60_000, description="how often the live map asks for positions"
+        default=1500,
+        ge=500,
+        le=60_000,
+        description="how often a page re-reads the REST API while its live stream "
+        "(WS /api/v1/stream) cannot be opened, e.g. behind a proxy without WebSocket support; "
+        "with the stream up, pages do not poll",
+    )
+    resync_interval_s: int = Field(
+        default=120,
+        ge=0,
+        le=86_400,
+        description="safety net while the stream is up: each page re-reads its whole state "
+        "over REST this often (0 = never), picking up what the stream does not carry "
+        "(new trips, other server workers' events)",
+    )
+    reconnect_max_s: float = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="longest wait between two attempts to reopen a lost stream (the wait "
+        "starts at 0.5 s and doubles)",
     )
     offline_after_s: int = Field(
         default=120, ge=10, le=86_400, description="a truck with no newer fix is shown offline"
@@ -70,8 +92,20 @@ class ConsoleSettings(BaseModel):
         default=5,
         gt=0,
         le=1440,
-        description="a critical alarm still unacknowledged this long after it was raised is "
-        "shown escalated in the alarm queue (badge and colour)",
+        description="the server escalates an alarm of `escalate_severities` still "
+        "unacknowledged this long after it was first raised: it records `escalated_at`, a "
+        "system `escalate` step in its history and the audit log, and the queue shows it "
+        "escalated (badge and colour) until acknowledged",
+    )
+    escalate_severities: list[Severity] = Field(
+        default_factory=lambda: list[Severity](["critical"]),
+        description="severities that escalate (an empty list turns escalation off)",
+    )
+    escalation_check_s: float = Field(
+        default=10,
+        ge=0.2,
+        le=3600,
+        description="how often the server looks for alarms to escalate",
     )
     alarm_sound: bool = Field(
         default=True, description="play a tone when a new critical alarm reaches the queue"

@@ -32,7 +32,7 @@ ASSETS_HINT = (
 )
 
 #: The console's pages besides the live map (`/` ) and the login: URL /<name> → <name>.html.
-PAGES = ("alarms", "trip", "declarations", "audit", "gates")
+PAGES = ("alarms", "trip", "declarations", "audit", "gates", "reports")
 
 console_router = APIRouter(prefix="/api/v1/console", tags=["console"])
 
@@ -84,6 +84,11 @@ def mount_console(app: FastAPI, settings: ConsoleSettings) -> None:
             return FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
 
         return serve_page
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def no_favicon() -> Response:
+        # Browsers ask for it on every page; "no icon" rather than a 404 in their console.
+        return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
     app.add_api_route("/", page("index.html"), methods=["GET"], include_in_schema=False)
     app.add_api_route("/login", page("login.html"), methods=["GET"], include_in_schema=False)

@@ -1,8 +1,10 @@
 """`bondwatch-demo` — the whole system on one machine, with simulated trucks.
 
 A broker (Mosquitto when installed, the embedded amqtt otherwise), the server with
-SQLite, one simulated GNSS receiver per truck on a virtual serial port, and one truck
-agent per truck. Every part runs as its own process, as it would in the field.
+SQLite, one simulated GNSS receiver (and e-lock, sealed at departure) per truck on
+virtual serial ports, one truck agent per truck, and at the destination gate a barrier
+stub, a camera stub and a gate agent that read, release or hold each arriving truck
+(`server/demo/gate.py`). Every part runs as its own process, as it would in the field.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import secrets
 import shutil
 import signal
 import sys
@@ -26,8 +29,15 @@ from contract.config_file import load_model
 from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
 from server.demo.accounts import DemoCredentials, create_demo_accounts
 from server.demo.broker import PROJECT_ROOT, MosquittoBroker, find_mosquitto, free_port
+from server.demo.gate import (
+    Choreographer,
+    GateLane,
+    TruckAtGate,
+    gate_location,
+    with_stop_at_the_gate,
+)
 from server.demo.processes import Child
-from server.demo.scenario import Scenario
+from server.demo.scenario import DemoTruck, Scenario
 
 log = logging.getLogger("bondwatch.demo")
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo"
@@ -77,6 +87,8 @@ class Demo:
         self.children: list[Child] = []
         self.broker: MosquittoBroker | None = None
         self.credentials: DemoCredentials | None = None
+        self.gate: GateLane | None = None
+        self.choreographer: Choreographer | None = None
 
     def start(self) -> str:
         if self.run_dir.exists():
@@ -112,21 +124,39 @@ class Demo:
             )
         )
         base = f"http://127.0.0.1:{self.http_port}"
+        routes = sorted((DEMO_CONFIG / "routes").glob("*.geojson"))
+        gate_lonlat = (
+            gate_location(routes, self.scenario.gate.node_id) if self.scenario.gate else None
+        )
         self._spawn(Child.python("server", ["-m", "server", "--config", str(server_cfg)], logs))
         _wait_http(f"{base}/healthz", 30)
+        # The gate first: its OCR models load while the trucks start, and it sees every fix.
+        gate = self.scenario.gate
+        if gate is not None and gate_lonlat is not None:
+            self.gate = GateLane(gate, self.run_dir, broker, keys / "server.pub")
+            self.gate.start(self._spawn, logs)
+            self.choreographer = Choreographer(
+                gate,
+                self.gate,
+                broker,
+                gate_lonlat,
+                [
+                    TruckAtGate(t.node_id, str(t.declaration["containers"][0]))
+                    for t in self.scenario.trucks
+                    if t.declaration.get("containers")
+                    and t.declaration.get("destination_gate") == gate.node_id
+                ],
+            )
+            self.choreographer.start()
         start_time = time.time()
         for truck in self.scenario.trucks:
-            declaration = {
-                **truck.declaration,
-                "vehicle_id": truck.node_id,
-                "plate": truck.plate,
-                "route_id": truck.route_id,
-            }
-            status, body = _post(
-                f"{base}/api/v1/declarations", declaration, self.credentials.integration_token
-            )
-            if status != 201:
-                raise RuntimeError(f"declaration for {truck.node_id} refused: {status} {body}")
+            self._declare(base, truck)
+            lock = self._start_lock(truck, logs) if truck.elock else None
+            stops = truck.stops
+            if gate is not None and truck.declaration.get("destination_gate") == gate.node_id:
+                stops = with_stop_at_the_gate(
+                    stops, DEMO_CONFIG / truck.playback, gate.dwell_s * self.scenario.time_scale
+                )
             stub = Child.python(
                 f"gnss-{truck.node_id}",
                 [
@@ -139,7 +169,7 @@ class Demo:
                     "--speed-kmh",
                     str(truck.speed_kmh),
                     "--stops",
-                    truck.stops,
+                    stops,
                     "--time-scale",
                     str(self.scenario.time_scale),
                     "--start-time",
@@ -166,6 +196,7 @@ class Demo:
                         "gnss": {"type": "nmea", "port": port, "baudrate": 9600},
                         "reporting": {"interval_s": 10, "min_interval_s": 1, "distance_m": 100},
                     }
+                    | ({"lock": lock} if lock is not None else {})
                 )
             )
             self._spawn(
@@ -176,6 +207,63 @@ class Demo:
                 )
             )
         return base
+
+    def _declare(self, base: str, truck: DemoTruck) -> None:
+        """Register the truck's transit, and its release record if the scenario has one."""
+        assert self.credentials is not None
+        token = self.credentials.integration_token
+        declaration = {
+            **truck.declaration,
+            "vehicle_id": truck.node_id,
+            "plate": truck.plate,
+            "route_id": truck.route_id,
+        }
+        status, body = _post(f"{base}/api/v1/declarations", declaration, token)
+        if status != 201:
+            raise RuntimeError(f"declaration for {truck.node_id} refused: {status} {body}")
+        if truck.release == "none":
+            return
+        declaration_id = str(truck.declaration["declaration_id"])
+        record: dict[str, Any] = (
+            {"inspect": True}
+            if truck.release == "inspect"
+            else {
+                "release_id": f"R{declaration_id}",
+                "released_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        status, body = _post(f"{base}/api/v1/declarations/{declaration_id}/release", record, token)
+        if status != 201:
+            raise RuntimeError(f"release record for {declaration_id} refused: {status} {body}")
+
+    def _start_lock(self, truck: DemoTruck, logs: Path) -> dict[str, Any]:
+        """The truck's e-lock, sealed for its trip (the demo simulates its first lock)."""
+        lock_ids = [str(x) for x in truck.declaration.get("lock_ids", [])]
+        if not lock_ids:
+            raise RuntimeError(f"truck {truck.node_id} has elock: true but no lock_ids")
+        lock_id = lock_ids[0]
+        phone = f"1380000{self.scenario.trucks.index(truck) + 1:04d}"
+        stub = Child.python(
+            f"elock-{lock_id}",
+            [
+                "-m",
+                "firmware_stubs.elock",
+                "--lock-id",
+                lock_id,
+                "--phone",
+                phone,
+                "--secret",
+                secrets.token_hex(16),
+                "--interval",
+                "10",
+                "--sealed-for",
+                str(truck.declaration["declaration_id"]),
+            ],
+            logs,
+        )
+        self._spawn(stub, ready="READY")
+        port = next(line for line in stub.lines if line.startswith("/"))
+        return {"type": "jt808", "port": port, "lock_ids": [lock_id], "phones": {lock_id: phone}}
 
     def _spawn(self, child: Child, ready: str | None = None) -> None:
         self.children.append(child)
@@ -214,6 +302,8 @@ class Demo:
         return "127.0.0.1", port, "3.1.1"
 
     def stop(self) -> None:
+        if self.choreographer is not None:
+            self.choreographer.stop()
         for child in reversed(self.children):
             child.stop()
         if self.broker is not None:

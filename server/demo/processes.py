@@ -42,6 +42,8 @@ class Child:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv,
+            # Never the terminal's input: stubs would read (and steal) what is typed there.
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if ready else log,
             stderr=log,
             env=self.env,

@@ -110,7 +110,12 @@ def phase_of(trip: TripFacts, gate_id: str) -> Phase | None:
     """Which end of `trip` a passage at `gate_id` is, given the trip's status."""
     if trip.status == "declared" and trip.origin_gate == gate_id:
         return "departure"
-    if trip.status in ("in_transit", "arrived", "held") and trip.destination_gate == gate_id:
+    # `released` trips are offered by the store only while their truck has not passed
+    # the gate (released by a record after a hold): that truck presents itself again.
+    if (
+        trip.status in ("in_transit", "arrived", "held", "released")
+        and trip.destination_gate == gate_id
+    ):
         return "arrival"
     return None
 

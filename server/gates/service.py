@@ -22,14 +22,28 @@ from typing import Any, Literal
 from sqlalchemy import update
 
 from contract.ids import format_ts, utc_now
-from contract.payloads import CommandResult, GateCommand, Passage, SignedCommand
+from contract.payloads import (
+    CommandResult,
+    ContainerReading,
+    GateCommand,
+    Passage,
+    PlateReading,
+    SignedCommand,
+)
 from contract.topics import Kind
 from server.alarms import AlarmService
 from server.audit import append as audit_append
 from server.audit import write_transaction
 from server.gates.commands import CommandSigner, Publisher, SigningUnavailable
 from server.gates.config import GatesSettings
-from server.gates.decide import Decision, Reason, TripFacts, decide, match_candidates
+from server.gates.decide import (
+    Decision,
+    Reason,
+    ReleaseRecord,
+    TripFacts,
+    decide,
+    match_candidates,
+)
 from server.gates.lock_tokens import LockSecrets, unseal_token_b64
 from server.gates.store import GateStore, PassageQuery, decision_row
 from server.geo import Geography
@@ -41,6 +55,8 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 GATE_MISMATCH = "GATE_MISMATCH"
 MISMATCH_SEVERITY = "major"
+#: The trip has arrived: "not arrived within the time limit" no longer holds (docs/rules.md).
+ENDS_AT_ARRIVAL = "TRANSIT_OVERDUE"
 OverrideAction = Literal["open", "hold"]
 
 
@@ -147,6 +163,7 @@ class GateService:
         decision = self.decide_passage(msg, gate_id)
         now = utc_now()
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
+        cleared: int | None = None
         with write_transaction(self.store.engine) as conn:
             if self.gates.passage_exists(conn, msg.passage_id):
                 log.info(
@@ -173,6 +190,14 @@ class GateService:
             }
             self.gates.insert_passage(conn, row)
             self._move_trip(conn, decision, msg.ts)
+            if decision.phase == "arrival" and decision.trip_id is not None:
+                cleared = self.alarms.clear_in_transaction(
+                    conn,
+                    decision.trip_id,
+                    ENDS_AT_ARRIVAL,
+                    msg.ts,
+                    f"arrived at {gate_id} (passage {msg.passage_id})",
+                )
             if command is not None:
                 self.gates.insert_command(
                     conn, "gate", command, decision.action, SYSTEM, msg.passage_id, decision.trip_id
@@ -198,6 +223,8 @@ class GateService:
                 },
                 now,
             )
+        if cleared is not None:
+            self.alarms.notify([cleared])
         log.info(
             "passage %s at %s lane %s: %s (trip %s, %s) %s",
             msg.passage_id,
@@ -240,7 +267,9 @@ class GateService:
             self.gates.set_trip_status(
                 conn,
                 decision.trip_id,
-                ("in_transit", "arrived", "held"),
+                ("in_transit", "arrived", "held", "released")
+                if status == "released"
+                else ("in_transit", "arrived", "held"),
                 status,
                 ended_at=at if status == "released" else None,
             )
@@ -279,6 +308,9 @@ class GateService:
         inspect: bool,
         actor: str,
     ) -> dict[str, Any]:
+        """Store the declaration system's record, audited. A trip held at its arrival gate
+        is judged again with the record (`_after_hold`): released when nothing holds it
+        any more — without a command to the gate, see docs/gates.md."""
         if self.gates.declaration(declaration_id) is None:
             raise StoreError("not_found", f"no declaration {declaration_id!r}", "declaration_id")
         now = utc_now()
@@ -295,11 +327,13 @@ class GateService:
             "released_at": format_ts(released_at) if released_at else None,
             "inspect": inspect,
         }
+        record = ReleaseRecord(release_id, released_at, inspect)
         with write_transaction(self.store.engine) as conn:
             self.gates.insert_release(conn, row)
             audit_append(
                 conn, actor, "declaration.release", "declaration", declaration_id, details, now
             )
+            trip_status, reasons = self._after_hold(conn, declaration_id, record, actor, now)
         log.info(
             "declaration %s: %s by %s",
             declaration_id,
@@ -311,7 +345,76 @@ class GateService:
             "declaration_id": declaration_id,
             "recorded_at": format_ts(now),
             "recorded_by": actor,
+            "trip_status": trip_status,
+            "hold_reasons": reasons,
         }
+
+    def _after_hold(
+        self,
+        conn: Any,
+        trip_id: str,
+        record: ReleaseRecord,
+        actor: str,
+        now: datetime,
+    ) -> tuple[str | None, list[str]]:
+        """A record for a trip held at its arrival gate: decide its held passage again
+        with the record and the facts of now. Nothing holds it any more → the trip is
+        `released` (its truck passes when it presents itself again, or on an officer's
+        override); else it stays `held`. No command is sent either way: the barrier is
+        not moved behind the officer's back. (The trip's status, and the reasons that
+        still hold it.)"""
+        trip = self.store.get_trip(trip_id)
+        if trip is None or trip["status"] != "held":
+            return (trip["status"] if trip else None), []
+        held = self.gates.list_passages(PassageQuery(trip_id=trip_id, limit=1))
+        if not held or held[0]["phase"] != "arrival":
+            return "held", []
+        passage = held[0]
+        if passage["override_action"] == "hold":
+            return "held", [
+                f"an officer held passage {passage['passage_id']}: {passage['override_comment']}"
+            ]
+        facts = next(
+            (t for t in self.gates.trips_at_gate(passage["gate_id"]) if t.trip_id == trip_id),
+            None,
+        )
+        if facts is None:
+            return "held", []
+        decision = decide(
+            passage["gate_id"],
+            [ContainerReading.model_validate(c) for c in passage["containers"]],
+            PlateReading.model_validate(passage["plate"]) if passage["plate"] else None,
+            passage["ts"],
+            [replace(self._enrich(facts), release=record)],
+        )
+        if decision.action == "hold" or decision.trip_id != trip_id:
+            return "held", decision.reason_texts
+        self.gates.set_trip_status(conn, trip_id, ("held",), "released")
+        audit_append(
+            conn,
+            SYSTEM,
+            "trip.release",
+            "trip",
+            trip_id,
+            {
+                "from": "held",
+                "to": "released",
+                "release_id": record.release_id,
+                "recorded_by": actor,
+                "held_passage": passage["passage_id"],
+                "held_for": passage["reasons"],
+                "gate_command": None,
+            },
+            now,
+        )
+        log.info(
+            "trip %s released by record %s after the hold of passage %s; the gate is not "
+            "commanded: the truck passes when it presents itself again",
+            trip_id,
+            record.release_id,
+            passage["passage_id"],
+        )
+        return "released", []
 
     # ---- officer override ---------------------------------------------------------------
 

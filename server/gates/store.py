@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from contract.ids import format_ts
 from contract.payloads import LockReport, SignedCommand
@@ -21,7 +21,8 @@ from server.gates.decide import SEAL_ALARMS, Decision, ReleaseRecord, TripFacts
 from server.store import schema
 from server.store.database import as_utc
 
-#: Trip statuses a gate passage may concern.
+#: Trip statuses a gate passage may concern (and `released` while `ended_at` is unset:
+#: released by a record after a hold, the truck not yet through the gate).
 GATE_TRIP_STATUSES = ("declared", "in_transit", "arrived", "held")
 #: How many of a vehicle's newest lock reports are read to find each lock's state.
 LOCK_REPORTS_SCANNED = 500
@@ -51,7 +52,12 @@ class GateStore:
         query = (
             select(t.trip_id, t.status, t.vehicle_id, t.time_limit_min, t.started_at, d.body)
             .join(schema.declarations, d.declaration_id == t.declaration_id)
-            .where(t.status.in_(GATE_TRIP_STATUSES))
+            .where(
+                or_(
+                    t.status.in_(GATE_TRIP_STATUSES),
+                    and_(t.status == "released", t.ended_at.is_(None)),
+                )
+            )
         )
         out: list[TripFacts] = []
         with self.engine.connect() as conn:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, and_, case, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -172,15 +172,33 @@ class Store:
         return self.get_trip(declaration_id) or trip
 
     def open_trip_for_vehicle(self, vehicle_id: str) -> dict[str, Any] | None:
+        """The vehicle's trip on the road (`in_transit`), else its newest open one: the
+        next declaration may be registered before the current trip has arrived."""
+        t = schema.trips.c
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(schema.trips)
-                .where(schema.trips.c.vehicle_id == vehicle_id)
-                .where(schema.trips.c.status.in_(OPEN_TRIP_STATUSES))
-                .order_by(schema.trips.c.created_at.desc())
+                .where(t.vehicle_id == vehicle_id)
+                .where(t.status.in_(OPEN_TRIP_STATUSES))
+                .order_by(case((t.status == "in_transit", 0), else_=1), t.created_at.desc())
                 .limit(1)
             ).first()
         return _trip(row._mapping) if row else None
+
+    def open_trips_by_vehicle(self) -> dict[str, dict[str, Any]]:
+        """The open trip of every vehicle that has one (its newest), in one query."""
+        t = schema.trips.c
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(schema.trips)
+                .where(t.status.in_(OPEN_TRIP_STATUSES))
+                .order_by(t.vehicle_id, t.created_at.desc())
+            ).all()
+        for row in rows:
+            if row.vehicle_id not in out:
+                out[row.vehicle_id] = _trip(row._mapping)
+        return out
 
     def start_trip(self, trip_id: str, at: datetime) -> None:
         with self.engine.begin() as conn:

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, Table, inspect, select
 
 from contract.ids import utc_now
 from server.store import schema
@@ -38,6 +38,25 @@ def _alarms_and_audit(conn: Connection) -> None:
     conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash="0" * 64, at=None))
 
 
+def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
+    """ALTER TABLE … ADD COLUMN for each named column of `table` the database lacks.
+
+    The earlier migrations create tables from today's `schema`, so on a new database the
+    column exists already and this adds nothing; an older database gets it here.
+    """
+
+    def apply(conn: Connection) -> None:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {kind}')
+
+    return apply
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -58,6 +77,8 @@ MIGRATIONS: list[Migration] = [
         "gate passages, release records, signed commands",
         _create(schema.passages, schema.release_records, schema.commands),
     ),
+    # ---- escalation of unacknowledged alarms (server/alarms/escalation.py) ----
+    Migration(6, "alarms: escalated_at", _add_columns(schema.alarms, "escalated_at")),
 ]
 
 

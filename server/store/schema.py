@@ -162,6 +162,8 @@ alarms = Table(
     Column("detail", Text, nullable=False),
     Column("cleared_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    #: when the server escalated it (unacknowledged past the delay); added by migration 6
+    Column("escalated_at", DateTime(timezone=True)),
     Index("ix_alarms_status", "status"),
     Index("ix_alarms_vehicle", "vehicle_id"),
 )

@@ -4,6 +4,9 @@ The ingest path, the alarm service and the gates publish; every connected client
 its own bounded queue. Publishing never waits: a client whose queue is full is dropped
 (its socket closes with 1013, "try again later") and the publisher carries on.
 
+A client may ask for some kinds only (`kinds`) and for the positions of some vehicles
+only (`vehicles`): the alarm queue takes no positions, the trip page one truck's.
+
 Positions are throttled per client and vehicle to one message per `position_interval_s`;
 a position that arrives sooner is kept as that vehicle's pending one (the newest wins)
 and sent when the interval has passed, so the map always ends on the latest fix.
@@ -23,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from contract.ids import format_ts
-from contract.payloads import Position
+from contract.payloads import LaneStatus, Position
 from server.alarms.model import Alarm
 from server.store.database import IncomingMessage
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["position", "alarm", "passage"]
-KINDS: tuple[Kind, ...] = ("position", "alarm", "passage")
+Kind = Literal["position", "alarm", "passage", "lane"]
+KINDS: tuple[Kind, ...] = ("position", "alarm", "passage", "lane")
 
 #: What a client's queue yields when it has been dropped for being too slow.
 DROPPED: dict[str, Any] = {"type": "_dropped"}
@@ -42,6 +45,9 @@ class Client:
 
     name: str
     queue: asyncio.Queue[dict[str, Any]]
+    kinds: frozenset[str] = frozenset(KINDS)
+    #: positions of these vehicles only (None: every vehicle)
+    vehicles: frozenset[str] | None = None
     last_sent: dict[str, float] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: bool = False
@@ -50,11 +56,25 @@ class Client:
         """The next message; `DROPPED` once the hub gave up on this client."""
         return await self.queue.get()
 
+    def ready(self, most: int) -> list[dict[str, Any]]:
+        """Up to `most` more messages already queued, without waiting."""
+        out: list[dict[str, Any]] = []
+        while len(out) < most and not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+    def wants(self, kind: str, payload: dict[str, Any]) -> bool:
+        if kind not in self.kinds:
+            return False
+        if kind == "position" and self.vehicles is not None:
+            return str(payload.get("vehicle_id")) in self.vehicles
+        return True
+
 
 class Hub:
     def __init__(
         self,
-        queue_size: int = 1000,
+        queue_size: int = 5000,
         position_interval_s: float = 1.0,
         flush_every_s: float = 0.2,
     ) -> None:
@@ -70,10 +90,24 @@ class Hub:
 
     # ---- clients ----------------------------------------------------------------------
 
-    def connect(self, name: str) -> Client:
-        """A new client (call on the event loop that serves it)."""
+    def connect(
+        self,
+        name: str,
+        kinds: frozenset[str] | None = None,
+        vehicles: frozenset[str] | None = None,
+    ) -> Client:
+        """A new client (call on the event loop that serves it), for `kinds` (default all)
+        and the positions of `vehicles` (default all)."""
         self._bind(asyncio.get_running_loop())
-        client = Client(name, asyncio.Queue(maxsize=self.queue_size))
+        unknown = sorted(set(kinds or ()) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown stream event kind(s) {', '.join(unknown)}")
+        client = Client(
+            name,
+            asyncio.Queue(maxsize=self.queue_size),
+            frozenset(KINDS) if kinds is None else kinds,
+            vehicles,
+        )
         self._clients.add(client)
         log.info("stream client %s connected (%d now)", name, len(self._clients))
         return client
@@ -115,24 +149,31 @@ class Hub:
             loop.call_soon_threadsafe(self._deliver, kind, payload)
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
-        """Ingest handler: the newest stored fix of each vehicle in the batch."""
+        """Ingest handler: the newest stored fix of each vehicle in the batch, and every
+        lane change."""
         if not self._clients:
             return
-        newest: dict[str, Position] = {}
-        for item in batch:
-            msg = item.message
-            if isinstance(msg, Position) and msg.fix != "none":
-                known = newest.get(msg.node_id)
-                if known is None or (msg.ts, msg.seq) > (known.ts, known.seq):
-                    newest[msg.node_id] = msg
-        for msg in newest.values():
-            self.publish("position", position_event(msg))
+        if any("position" in c.kinds for c in self._clients):
+            newest: dict[str, Position] = {}
+            for item in batch:
+                msg = item.message
+                if isinstance(msg, Position) and msg.fix != "none":
+                    known = newest.get(msg.node_id)
+                    if known is None or (msg.ts, msg.seq) > (known.ts, known.seq):
+                        newest[msg.node_id] = msg
+            for msg in newest.values():
+                self.publish("position", position_event(msg))
+        for item in batch:  # a gate lane's state and traffic light, every change in order
+            if isinstance(item.message, LaneStatus):
+                self.publish("lane", lane_event(item.message))
 
     def _deliver(self, kind: Kind, payload: dict[str, Any]) -> None:
         self.published += 1
         message = {"type": kind, "data": payload}
         now = time.monotonic()
         for client in list(self._clients):
+            if not client.wants(kind, payload):
+                continue
             if kind == "position":
                 vehicle = str(payload.get("vehicle_id"))
                 if now - client.last_sent.get(vehicle, -1e9) < self.position_interval_s:
@@ -192,6 +233,12 @@ def position_event(msg: Position) -> dict[str, Any]:
         "fix": msg.fix,
         "replayed": msg.replayed,
     }
+
+
+def lane_event(msg: LaneStatus) -> dict[str, Any]:
+    """The `data` of a `lane` stream message (the contract's `lane` payload)."""
+    data: dict[str, Any] = msg.model_dump(mode="json")
+    return data
 
 
 def alarm_publisher(hub: Hub) -> Callable[[Alarm], None]:

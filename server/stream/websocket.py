@@ -7,6 +7,10 @@ must come from the server's own origin (a page elsewhere cannot ride on the cook
 Refusals accept and then close with 1008 (policy violation) and a reason, so the client
 sees why. The session is checked again every `RECHECK_S`: a logout or expiry ends the
 stream with 1008 too. A client too slow to keep up is closed with 1013.
+
+Optional query parameters narrow what a client gets: `kinds=alarm,passage` (default
+all three kinds) and `vehicle=TRK-1` (repeatable: the positions of those vehicles only).
+A bad value is refused the same way (1008 with the reason).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -23,13 +28,17 @@ from starlette.websockets import WebSocketState
 from contract.ids import utc_now
 from server.auth.accounts import Account
 from server.auth.dependencies import AuthContext
-from server.stream.hub import DROPPED, Hub
+from server.stream.hub import DROPPED, KINDS, Hub
 
 log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 RECHECK_S = 60.0
+#: Messages sent in one go once the first of them has arrived.
+SEND_BURST = 256
+MAX_VEHICLES = 100
+NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 stream_router = APIRouter(tags=["stream"])
 
@@ -65,6 +74,23 @@ async def authenticate(ws: WebSocket) -> tuple[Account | None, str]:
     return (account, "") if account else (None, "the session has ended; log in again")
 
 
+def subscription(ws: WebSocket) -> tuple[frozenset[str] | None, frozenset[str] | None, str]:
+    """`(kinds, vehicles, "")` from the query string, or `(None, None, reason)`."""
+    kinds: frozenset[str] = frozenset(KINDS)
+    raw = ws.query_params.get("kinds")
+    if raw is not None:
+        kinds = frozenset(k.strip() for k in raw.split(",") if k.strip())
+        unknown = sorted(kinds - set(KINDS))
+        if unknown or not kinds:
+            return None, None, f"kinds must be a comma-separated subset of {','.join(KINDS)}"
+    wanted = ws.query_params.getlist("vehicle")
+    if not wanted:
+        return kinds, None, ""
+    if len(wanted) > MAX_VEHICLES or not all(NODE_ID.fullmatch(v) for v in wanted):
+        return None, None, f"vehicle must be up to {MAX_VEHICLES} node ids [A-Za-z0-9_-]{{1,64}}"
+    return kinds, frozenset(wanted), ""
+
+
 async def _still_valid(ws: WebSocket, account: Account) -> bool:
     again, _ = await authenticate(ws)
     return again is not None and again.account_id == account.account_id
@@ -72,15 +98,22 @@ async def _still_valid(ws: WebSocket, account: Account) -> bool:
 
 @stream_router.websocket("/api/v1/stream")
 async def stream(ws: WebSocket) -> None:
-    """Messages `{"type": "position"|"alarm"|"passage", "data": {...}}`, server → client."""
+    """Messages `{"type": "position"|"alarm"|"passage"|"lane", "data": {...}}`, server →
+    client. Query: `kinds=position,alarm,passage,lane` (a subset), `vehicle=ID` (repeatable)."""
     account, reason = await authenticate(ws)
     if account is None:
         await ws.accept()  # then close, so that the client sees the code and the reason
         await ws.close(code=POLICY_VIOLATION, reason=reason)
         return
+    kinds, vehicles, reason = subscription(ws)
+    if kinds is None:
+        await ws.accept()
+        await ws.close(code=POLICY_VIOLATION, reason=reason)
+        return
     hub: Hub = ws.app.state.stream_hub
     peer = f"{account.username}@{ws.client.host if ws.client else '?'}"
-    client = hub.connect(peer)  # before accepting: nothing published after the open is lost
+    # before accepting: nothing published after the open is lost
+    client = hub.connect(peer, kinds, vehicles)
     reader: asyncio.Task[None] | None = None
     try:
         await ws.accept()
@@ -104,11 +137,12 @@ async def stream(ws: WebSocket) -> None:
                     await ws.close(code=POLICY_VIOLATION, reason="the session has ended")
                     return
                 continue
-            message = getter.result()
-            if message is DROPPED:
-                await ws.close(code=TRY_AGAIN_LATER, reason="too slow: reconnect")
-                return
-            await ws.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+            # The first message and whatever queued up behind it, without waiting again.
+            for message in [getter.result(), *client.ready(SEND_BURST)]:
+                if message is DROPPED:
+                    await ws.close(code=TRY_AGAIN_LATER, reason="too slow: reconnect")
+                    return
+                await ws.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
     except (WebSocketDisconnect, RuntimeError) as err:
         log.debug("stream client %s gone: %s", peer, err)
     finally:

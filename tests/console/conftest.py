@@ -24,13 +24,14 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from contract.payloads import LockReport, Position
 from server.alarms import AlarmService
-from server.app import build_services, create_app
+from server.app import build_services, create_app, escalator_for
 from server.auth.config import AuthSettings
 from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
 from server.services import Services
 from server.store.database import IncomingMessage
+from server.stream import position_event
 from tests.server.auth.session import PASSWORD, add_account
 from tests.server.conftest import demo_geography
 
@@ -52,7 +53,7 @@ INSTALL_CHROMIUM = (
     "set BONDWATCH_CHROMIUM to use another path. Playwright must never download a browser."
 )
 #: The accounts every console test can use.
-ACCOUNTS = {"officer": "li.officer", "supervisor": "zhang.chief", "admin": "it.admin"}
+ACCOUNTS = {"officer": "officer.one", "supervisor": "supervisor.one", "admin": "it.admin"}
 AUTH = AuthSettings(lockout_threshold=3, lockout_base_s=60, client_max_failures=50)
 
 
@@ -93,6 +94,10 @@ class ConsoleServer:
             )
             batch.append(IncomingMessage("position", msg, msg.model_dump_json(), at))
         assert len(self.services.store.store_messages(batch)) == len(points)
+        # …and on to the live stream, as the ingest hands every stored batch to the hub.
+        newest = batch[-1].message
+        assert isinstance(newest, Position)
+        self.services.stream.publish("position", position_event(newest))
 
     def store_lock(self, vehicle_id: str, lock_id: str, event: str, at: datetime) -> None:
         """Store a lock report through the store's ingest path."""
@@ -114,8 +119,10 @@ class ConsoleServer:
 
     @property
     def alarms(self) -> AlarmService:
-        """The alarm service over the test server's store (as the judge raises alarms)."""
-        return AlarmService(self.services.store.engine)
+        """The server's alarm service (as the judge raises alarms): its changes reach the
+        live stream."""
+        assert self.services.alarms is not None
+        return self.services.alarms
 
 
 @pytest.fixture(scope="package")
@@ -131,7 +138,8 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     services = build_services(config)
     for role, username in ACCOUNTS.items():
         add_account(services, username, role)  # type: ignore[arg-type]
-    app = create_app(services, auth=AUTH, console=ConsoleSettings(poll_interval_ms=500))
+    settings = ConsoleSettings(poll_interval_ms=500, escalation_check_s=0.5)
+    app = create_app(services, auth=AUTH, console=settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
@@ -143,9 +151,22 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
             pytest.fail("the console server did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    # The server's escalation task (server.alarms.escalation), as `serve` runs it.
+    assert services.alarms is not None
+    escalator = escalator_for(services.alarms, settings)
+    stop = threading.Event()
+
+    def escalate() -> None:
+        while not stop.wait(settings.escalation_check_s):
+            escalator.run_once()
+
+    escalation = threading.Thread(target=escalate, name="escalation", daemon=True)
+    escalation.start()
     try:
         yield ConsoleServer(f"http://127.0.0.1:{port}", services)
     finally:
+        stop.set()
+        escalation.join(10)
         server.should_exit = True
         thread.join(10)
         services.store.close()

@@ -36,13 +36,13 @@ def test_login_wrong_password_then_right_one(console: Console):
     console.page.fill("#password", PASSWORD)
     console.page.click("#submit")
     expect(console.page).to_have_url(f"{console.base_url}/")
-    expect(console.page.locator("#who")).to_have_text("Li.Officer · 关员")
+    expect(console.page.locator("#who")).to_have_text("Officer.One · 关员")
     cookie = console.page.context.cookies()[0]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     # English on request; the choice is kept.
     console.page.select_option("#lang", "en")
     expect(console.page.locator("header .sub")).to_have_text("Bonded transport monitoring")
-    expect(console.page.locator("#who")).to_have_text("Li.Officer · Officer")
+    expect(console.page.locator("#who")).to_have_text("Officer.One · Officer")
     console.page.reload()
     expect(console.page.locator("#logout")).to_have_text("Log out")
     console.page.click("#logout")

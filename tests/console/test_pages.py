@@ -33,7 +33,7 @@ ROUTE = [
 def open_trip(server: ConsoleServer, trip_id: str, vehicle_id: str, started: datetime) -> None:
     svc = server.services
     body = declaration(declaration_id=trip_id, vehicle_id=vehicle_id, plate="粤B·12345")
-    svc.store.create_declaration(body, started - timedelta(minutes=1), "zhang.chief")
+    svc.store.create_declaration(body, started - timedelta(minutes=1), "supervisor.one")
     svc.store.start_trip(trip_id, started)
 
 
@@ -119,26 +119,28 @@ def test_new_critical_alarm_is_flagged_then_acknowledged_with_a_comment(
     expect(page.locator("#action-dialog")).to_have_count(0)
     expect(flagged.locator(".status-cell")).to_have_text("已确认")
     expect(flagged).to_have_attribute("data-escalated", "0")
-    expect(page.locator("#alarm-history tbody tr[data-action='ack']")).to_contain_text("li.officer")
+    ack_row = page.locator("#alarm-history tbody tr[data-action='ack']")
+    expect(ack_row).to_contain_text("officer.one")
     console.screenshot("alarm-detail")
 
     status, body = console.api("GET", f"/api/v1/alarms/{critical.alarm_id}")
     assert status == 200 and body["status"] == "active_ack"
     ack = [h for h in body["history"] if h["action"] == "ack"]
-    assert [(h["actor"], h["comment"]) for h in ack] == [("li.officer", "已电话联系司机，现场核查")]
+    expected = [("officer.one", "已电话联系司机，现场核查")]
+    assert [(h["actor"], h["comment"]) for h in ack] == expected
     entries, _ = list_entries(
         console_server.services.store.engine,
         AuditQuery(action="alarm.ack", object_id=str(critical.alarm_id)),
     )
     assert [(e.actor, json.loads(e.details)["comment"]) for e in entries] == [
-        ("li.officer", "已电话联系司机，现场核查")
+        ("officer.one", "已电话联系司机，现场核查")
     ]
 
     # An officer cannot assign: the API refuses it too.
     status, error = console.api(
         "POST",
         f"/api/v1/alarms/{critical.alarm_id}/assign",
-        {"assignee": "li.officer", "comment": "mine"},
+        {"assignee": "officer.one", "comment": "mine"},
         csrf(console),
     )
     assert status == 403 and error["error"]["code"] == "forbidden"
@@ -160,34 +162,34 @@ def test_supervisor_assigns_then_audit_page_names_the_officer_and_verifies(
     raised = alarms.raise_(
         "D-ALM-2", "TRK-A2", "ROUTE_DEVIATION", "major", now - timedelta(minutes=3), None, "off"
     )
-    alarms.ack(raised.alarm_id, "li.officer", "正在核实偏航原因")
+    alarms.ack(raised.alarm_id, "officer.one", "正在核实偏航原因")
     console.login(ACCOUNTS["supervisor"])
     expect(console.page.locator("#who")).to_contain_text("科长")
     console.goto(f"/alarms?type=ROUTE_DEVIATION&id={raised.alarm_id}")
     page = console.page
     expect(page.locator("#alarm-fields .v-alarms-id")).to_have_text(str(raised.alarm_id))
     page.click("#do-assign")
-    page.select_option("#action-assignee", "li.officer")
+    page.select_option("#action-assignee", "officer.one")
     page.fill("#action-comment", "请跟进")
     page.click("#action-submit")
-    expect(row(page, raised.alarm_id).locator(".assignee-cell")).to_have_text("li.officer")
+    expect(row(page, raised.alarm_id).locator(".assignee-cell")).to_have_text("officer.one")
     # The assignee filter narrows the queue to that officer's alarms.
-    page.select_option("#alarm-filters select[name=assignee]", "li.officer")
+    page.select_option("#alarm-filters select[name=assignee]", "officer.one")
     expect(page.locator("#alarm-queue tbody tr")).to_have_count(1)
 
     status, entries = console.api(
         "GET", f"/api/v1/audit?action=alarm.ack&object_id={raised.alarm_id}"
     )
-    assert status == 200 and [e["actor"] for e in entries] == ["li.officer"]
+    assert status == 200 and [e["actor"] for e in entries] == ["officer.one"]
 
     console.goto("/audit")
     expect(page.locator("#audit-table[data-loaded]")).to_be_attached()
-    page.fill("#audit-filters input[name=actor]", "li.officer")
+    page.fill("#audit-filters input[name=actor]", "officer.one")
     page.fill("#audit-filters input[name=object_id]", str(raised.alarm_id))
     page.click("#audit-search")
     line = page.locator("#audit-table tbody tr[data-action='alarm.ack']")
     expect(line).to_have_count(1)
-    expect(line.locator(".actor")).to_have_text("li.officer")
+    expect(line.locator(".actor")).to_have_text("officer.one")
     expect(line.locator(".details")).to_contain_text("正在核实偏航原因")
     expect(page.locator("#audit-table tbody tr")).to_have_count(1)  # the assign was zhang's
     # A time range after everything shows nothing; paging counts from X-Total-Count.
@@ -224,7 +226,7 @@ def test_trip_timeline_and_track_playback(console: Console, console_server: Cons
         (113.485, 23.101),
         "over 80 km/h",
     )
-    alarms.ack(raised.alarm_id, "li.officer", "已提醒司机减速")
+    alarms.ack(raised.alarm_id, "officer.one", "已提醒司机减速")
 
     console.goto("/login")
     status, data = console.api("GET", "/api/v1/console/trips/D-TRIP-1/timeline")
@@ -236,8 +238,8 @@ def test_trip_timeline_and_track_playback(console: Console, console_server: Cons
     assert len(data["trip"]["track"]) == len(ROUTE)
     assert [a["id"] for a in data["alarms"]] == [raised.alarm_id]
     assert [(e["action"], e["actor"]) for e in data["audit"]] == [
-        ("declaration.create", "zhang.chief"),
-        ("alarm.ack", "li.officer"),
+        ("declaration.create", "supervisor.one"),
+        ("alarm.ack", "officer.one"),
     ]
     assert [(x["lock_id"], x["event"]) for x in data["locks"]] == [("EL-1", "sealed")]
 
@@ -249,7 +251,7 @@ def test_trip_timeline_and_track_playback(console: Console, console_server: Cons
     expect(timeline.locator("xpath=self::*[@data-kind='alarm']")).to_have_count(1)
     expect(page.locator("#timeline li[data-kind='alarm']")).to_contain_text("超速")
     expect(page.locator("#timeline li[data-kind='audit']")).to_have_count(2)
-    expect(page.locator("#timeline li[data-kind='audit']").last).to_contain_text("li.officer")
+    expect(page.locator("#timeline li[data-kind='audit']").last).to_contain_text("officer.one")
     expect(page.locator("#timeline li[data-kind='audit']").last).to_contain_text("已提醒司机减速")
     expect(page.locator("#timeline li[data-kind='lock']")).to_contain_text("施封")
     expect(page.locator("#timeline li[data-kind='trip']")).to_have_count(2)

@@ -6,6 +6,7 @@ import pytest
 from contract.ids import format_ts, parse_ts
 from contract.payloads import (
     EDGE_PAYLOADS,
+    LaneStatus,
     LockReport,
     Passage,
     PayloadError,
@@ -148,7 +149,48 @@ def test_every_edge_channel_has_a_model():
         "lock",
         "health",
         "passage",
+        "lane",
         "command/result",
     }
     with pytest.raises(PayloadError, match="channel"):
         decode_edge("command", b"{}")
+
+
+LANE = {
+    "node_id": "G-BAIYUN-1",
+    "seq": 12,
+    "ts": "2026-11-23T08:15:02.250Z",
+    "lane": "L1",
+    "state": "open",
+    "passage_id": "P-G-BAIYUN-1-L1-20261123T081502-a1b2c3",
+    "signal": "green",
+    "reason": "passage released",
+}
+
+
+def test_lane_status_round_trips():
+    lane = decode_edge("lane", json.dumps(LANE).encode())
+    assert isinstance(lane, LaneStatus)
+    assert (lane.state, lane.signal, lane.passage_id) == ("open", "green", LANE["passage_id"])
+    assert json.loads(lane.to_json()) == LANE
+    idle = decode_edge(
+        "lane", json.dumps({**LANE, "state": "idle", "signal": "red", "passage_id": None})
+    )
+    assert isinstance(idle, LaneStatus) and idle.passage_id is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"signal": "green", "state": "waiting"}, None),  # green only while open
+        ({"signal": "amber"}, "signal"),
+        ({"state": "parked"}, "state"),
+        ({"lane": ""}, "lane"),
+        ({"colour": "red"}, "colour"),
+        ({"reason": "x" * 1001}, "reason"),
+    ],
+)
+def test_bad_lane_status_is_refused_with_its_field(change, field):
+    with pytest.raises(PayloadError) as caught:
+        decode_edge("lane", json.dumps({**LANE, **change}))
+    assert caught.value.field == field

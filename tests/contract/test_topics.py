@@ -9,6 +9,7 @@ def test_builders_and_parse_round_trip():
         ("truck", "T_9", "lock"),
         ("gate", "G1", "passage"),
         ("gate", "G1", "command/result"),
+        ("gate", "G1", "lane"),
         ("truck", "a" * 64, "availability"),
     ]:
         topic = topics.build(kind, node, channel)  # type: ignore[arg-type]
@@ -16,6 +17,7 @@ def test_builders_and_parse_round_trip():
         assert (info.kind, info.node_id, info.channel) == (kind, node, channel)
     assert topics.position("T1") == "bondwatch/v1/truck/T1/position"
     assert topics.command("gate", "G7") == "bondwatch/v1/gate/G7/command"
+    assert topics.lane("G7") == "bondwatch/v1/gate/G7/lane"
     assert topics.command_result("truck", "T1") == "bondwatch/v1/truck/T1/command/result"
 
 
@@ -44,4 +46,5 @@ def test_shared_subscriptions():
     plain = topics.server_subscriptions()
     shared = topics.server_subscriptions("workers")
     assert "bondwatch/v1/truck/+/position" in plain
+    assert "bondwatch/v1/gate/+/lane" in plain
     assert shared == [f"$share/workers/{f}" for f in plain]

@@ -83,3 +83,31 @@ def test_health_metrics_console_and_openapi(api):
         "/api/v1/routes",
     ):
         assert path in paths
+
+
+def test_vehicle_positions_with_their_open_trips(api, services):
+    from datetime import timedelta
+
+    from contract.ids import utc_now
+    from contract.payloads import Position
+    from server.store.database import IncomingMessage
+
+    now = utc_now()
+    services.store.create_declaration(declaration(declaration_id="D-P1", vehicle_id="TRK-P1"), now)
+    services.store.start_trip("D-P1", now)
+    batch = []
+    for node, seq, lon in (("TRK-P1", 1, 113.40), ("TRK-P1", 2, 113.41), ("TRK-P2", 1, 113.5)):
+        msg = Position(
+            node_id=node,
+            seq=seq,
+            ts=now + timedelta(seconds=seq),
+            lat=23.1,
+            lon=lon,
+            fix="3d",
+        )
+        batch.append(IncomingMessage("position", msg, msg.model_dump_json(), now))
+    services.store.store_messages(batch)
+    body = {p["vehicle_id"]: p for p in api.get("/api/v1/vehicles/positions").json()}
+    assert (body["TRK-P1"]["seq"], body["TRK-P1"]["lon"]) == (2, 113.41)
+    assert (body["TRK-P1"]["trip_id"], body["TRK-P1"]["route_id"]) == ("D-P1", "R-HP-BY")
+    assert (body["TRK-P2"]["trip_id"], body["TRK-P2"]["route_id"]) == (None, None)

@@ -8,6 +8,7 @@ import aiomqtt
 
 from contract import topics
 from contract.broker import BrokerSettings
+from contract.ids import format_ts
 from server.config import IngestSettings
 from server.ingest import Ingest, Rejection, validate
 from server.metrics import Metrics
@@ -123,3 +124,20 @@ async def test_unacknowledged_messages_survive_a_server_restart(own_broker, serv
     finally:
         task2.cancel()
     assert [p["seq"] for p in services.store.track("TRK-7", None, None)] == list(range(1, 21))
+
+
+def test_last_will_is_timed_by_its_arrival():
+    """The will's `ts` is when the gateway connected; the event is the lost connection."""
+    topic = topics.availability("truck", "TRK-1")
+    will = json.dumps({"node_id": "TRK-1", "seq": 7, "ts": "2020-01-01T06:00:00.000Z",
+                       "state": "offline"}).encode()  # fmt: skip
+    outcome = validate(topic, will)
+    assert not isinstance(outcome, Rejection)
+    assert outcome.message.ts == outcome.received_at
+    assert json.loads(outcome.raw)["ts"] == format_ts(outcome.received_at)
+    assert outcome.message.seq == 7
+    online = json.dumps({"node_id": "TRK-1", "seq": 8, "ts": "2020-01-01T06:00:00.000Z",
+                         "state": "online"}).encode()  # fmt: skip
+    kept = validate(topic, online)
+    assert not isinstance(kept, Rejection)
+    assert kept.message.ts == datetime(2020, 1, 1, 6, tzinfo=UTC)

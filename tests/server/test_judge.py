@@ -10,12 +10,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from contract.payloads import Position
 from server.judge import Judge
 from server.rules.alarms import Clear, Effect, Raise
 from server.rules.profiles import DEFAULT_PROFILES
-from server.store import Store
+from server.store import Store, schema
 from server.store.database import IncomingMessage
 from tests.server.rules.trajectory import T0, TripBuilder, clean_trip, world
 
@@ -186,3 +187,48 @@ def test_tick_raises_device_offline_after_silence(store, geography):
     assert sink.raised() == []
     judge.tick(positions[-1].ts + timedelta(hours=2))
     assert "DEVICE_OFFLINE" in sink.raised()
+
+
+def test_tick_forgets_trips_that_have_ended(store, geography):
+    """A released truck that parks and switches off is not DEVICE_OFFLINE, nor late."""
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    positions = renumber(clean_trip(seed=4))[:200]
+    feed(store, judge, positions)
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(schema.trips).where(schema.trips.c.trip_id == "D1").values(status="released")
+        )
+    judge.tick(positions[-1].ts + timedelta(days=3))
+    assert sink.effects == [] and judge._runs == {}
+
+
+def test_tick_watches_a_trip_not_heard_from_since_it_started(store, geography):
+    """A gateway dead from the departure gate on: DEVICE_OFFLINE after `silence_s`."""
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    silence = DEFAULT_PROFILES["general"].silence_s
+    judge.tick(T0 + timedelta(seconds=silence - 1))
+    assert sink.effects == []
+    judge.tick(T0 + timedelta(seconds=silence + 1))
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+    assert sink.effects[0][1].detail["last_heard_at"] == T0.isoformat()
+
+
+def test_next_declaration_of_the_vehicle_does_not_stop_the_trip(store, geography):
+    """The declaration system registers the truck's next transit while it is on the road."""
+    store.create_declaration(
+        {
+            "declaration_id": "D2",
+            "vehicle_id": "T1",
+            "route_id": "R-SZ-DG",
+            "time_limit_min": 60,
+            "enterprise": {"code": "1", "name": "x", "credit": "general"},
+        },
+        T0 + timedelta(minutes=5),
+    )
+    sink = RecordingSink()
+    feed(store, Judge(store, geography, dict(DEFAULT_PROFILES), sink), deviation_trip())
+    assert [(trip, e.alarm_type) for trip, e in sink.effects if isinstance(e, Raise)] == [
+        ("D1", "ROUTE_DEVIATION")
+    ]

@@ -1,10 +1,14 @@
 // The alarm queue: severity then age, filters, a tone and a highlight for new critical
-// alarms, escalation of unacknowledged critical ones, and the officer actions.
-import { api } from "./api.js";
+// alarms, the server's escalation of unacknowledged ones, and the officer actions.
+// The queue is read over REST (in pages of 1000, the first shown at once), then kept
+// current from the live stream; only the rows in view are in the page (vtable.js).
+import { api, apiPage } from "./api.js";
 import { commentDialog } from "./dialog.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { alarmTone, unlockSound } from "./sound.js";
 import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
+import { LiveSource, mark, timed } from "./datasource.js";
+import { VirtualRows } from "./vtable.js";
 
 export const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 export const ALARM_TYPES = [
@@ -12,23 +16,32 @@ export const ALARM_TYPES = [
   "LOCK_LOW_BATTERY", "LOCK_WRONG_PASSWORD", "GNSS_LOST", "DEVICE_OFFLINE", "TRANSIT_OVERDUE",
   "OVERSPEED", "POSITION_IMPLAUSIBLE", "GATE_MISMATCH",
 ];
+//: Alarms read first (shown at once), then per request (the API's largest page), and
+//: kept in the page at most.
+const FIRST = 200;
+const PAGE = 1000;
+const MOST = 20_000;
+const AGE_EVERY_MS = 30_000;
 
 const state = {
-  ctx: null, alarms: [], tripRoutes: new Map(), seen: null, fresh: new Set(),
-  selected: null, detail: null, soundOn: true, timer: null,
+  ctx: null, list: [], byId: new Map(), total: 0, tripRoutes: new Map(), seen: null,
+  fresh: new Set(), selected: null, detail: null, soundOn: true, rows: null, source: null,
+  shown: false, detailTimer: null, askedTrips: new Set(),
 };
 
 // Severity first (critical on top), then the oldest first.
-export function sortAlarms(alarms) {
-  return [...alarms].sort((a, b) =>
-    (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9)
-    || Date.parse(a.first_at) - Date.parse(b.first_at) || a.id - b.id);
+export function compareAlarms(a, b) {
+  return (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9)
+    || Date.parse(a.first_at) - Date.parse(b.first_at) || a.id - b.id;
 }
 
-// A critical alarm nobody acknowledged within the configured delay is escalated.
-export function escalated(alarm, nowMs, afterMin) {
-  return alarm.severity === "critical" && alarm.status === "active_unack"
-    && nowMs - Date.parse(alarm.first_at) >= afterMin * 60_000;
+export function sortAlarms(alarms) {
+  return [...alarms].sort(compareAlarms);
+}
+
+// Escalated by the server (escalated_at) and still waiting for an acknowledgement.
+export function escalated(alarm) {
+  return Boolean(alarm.escalated_at) && alarm.status === "active_unack";
 }
 
 function age(iso, nowMs) {
@@ -44,57 +57,164 @@ function filters() {
   };
 }
 
-async function load() {
-  const f = filters();
-  const query = new URLSearchParams({ state: f.state, limit: "1000" });
-  for (const key of ["type", "status", "assignee"]) if (f[key]) query.set(key, f[key]);
-  const [alarms, trips] = await Promise.all([api("/alarms?" + query), api("/trips")]);
-  state.tripRoutes = new Map(trips.map((trip) => [trip.trip_id, trip.route_id]));
-  const shown = f.route ? alarms.filter((a) => state.tripRoutes.get(a.trip_id) === f.route) : alarms;
-  // New critical alarms since the last look (none on the first load: nothing is "new" then).
-  const fresh = shown.filter((a) => a.severity === "critical" && a.status.startsWith("active") && state.seen && !state.seen.has(a.id));
-  state.seen ??= new Set();
-  for (const a of alarms) state.seen.add(a.id);
-  if (fresh.length) {
-    for (const a of fresh) state.fresh.add(a.id);
-    if (state.soundOn && state.ctx.settings.alarm_sound !== false) alarmTone();
+function matches(a, f) {
+  if (f.state === "active" && !a.status.startsWith("active")) return false;
+  if (f.state === "cleared" && !a.status.startsWith("cleared")) return false;
+  if (f.type && a.type !== f.type) return false;
+  if (f.status && a.status !== f.status) return false;
+  if (f.assignee && a.assignee !== f.assignee) return false;
+  if (f.route && state.tripRoutes.get(a.trip_id) !== f.route) return false;
+  return true;
+}
+
+// ---- the model: a sorted list, kept sorted as changes arrive ---------------------------
+
+function position(list, alarm) {
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareAlarms(list[mid], alarm) < 0) lo = mid + 1; else hi = mid;
   }
-  state.alarms = sortAlarms(shown);
+  return lo;
+}
+
+function remove(id) {
+  const old = state.byId.get(id);
+  if (!old) return false;
+  let i = position(state.list, old);
+  while (i < state.list.length && state.list[i].id !== id) i += 1; // equal keys
+  if (i < state.list.length) state.list.splice(i, 1);
+  state.byId.delete(id);
+  state.rows.invalidate(id);
+  return true;
+}
+
+function upsert(alarm) {
+  remove(alarm.id);
+  state.list.splice(position(state.list, alarm), 0, alarm);
+  state.byId.set(alarm.id, alarm);
+}
+
+// New critical alarms since the page's baseline: flagged and sounded.
+function noticeNew(alarms) {
+  if (!state.seen) { state.seen = new Set(alarms.map((a) => a.id)); return; }
+  const fresh = alarms.filter((a) => !state.seen.has(a.id) && a.severity === "critical" && a.status.startsWith("active"));
+  for (const a of alarms) state.seen.add(a.id);
+  if (!fresh.length) return;
+  for (const a of fresh) { state.fresh.add(a.id); state.rows.invalidate(a.id); }
+  if (state.soundOn && state.ctx.settings.alarm_sound !== false) alarmTone();
+}
+
+async function readQueue() {
+  const f = filters();
+  const query = new URLSearchParams({ state: f.state });
+  for (const key of ["type", "status", "assignee"]) if (f[key]) query.set(key, f[key]);
+  const [first, trips] = await Promise.all([apiPage(`/alarms?${query}&limit=${FIRST}&offset=0`), api("/trips")]);
+  state.tripRoutes = new Map(trips.map((trip) => [trip.trip_id, trip.route_id]));
+  const total = first.total ?? first.data.length;
+  if (!state.shown) { applySnapshot({ alarms: first.data, total, filters: f, partial: true }); state.shown = true; }
+  const alarms = [...first.data];
+  for (let offset = FIRST; offset < Math.min(total, MOST); offset += PAGE) {
+    const page = await api(`/alarms?${query}&limit=${PAGE}&offset=${offset}`);
+    alarms.push(...page);
+    if (page.length < PAGE) break;
+  }
+  return { alarms, total, filters: f };
+}
+
+function applySnapshot({ alarms, total, filters: f, partial = false }) {
+  const unique = new Map(alarms.map((a) => [a.id, a]));
+  const shown = [...unique.values()].filter((a) => matches(a, f));
+  if (!partial) noticeNew(shown); // the first page alone is no baseline
+  state.list = sortAlarms(shown);
+  state.byId = new Map(state.list.map((a) => [a.id, a]));
+  state.total = f.route ? state.list.length : Math.max(total, state.list.length);
   render();
-  if (state.selected !== null) await loadDetail(state.selected, false);
-  setStatus("status.live", true);
+  if (!partial) mark("queue.loaded");
+  if (state.selected !== null) scheduleDetail(state.selected);
+}
+
+function applyChanges(alarms) {
+  const f = filters();
+  const entering = [];
+  for (const alarm of alarms) {
+    if (f.route && !state.tripRoutes.has(alarm.trip_id)) askRoute(alarm);
+    const had = state.byId.has(alarm.id);
+    if (matches(alarm, f)) {
+      upsert(alarm);
+      if (!had) { entering.push(alarm); state.total += 1; }
+    } else if (remove(alarm.id)) {
+      state.total = Math.max(0, state.total - 1);
+    }
+    if (alarm.id === state.selected) scheduleDetail(alarm.id);
+  }
+  noticeNew(entering);
+  render();
+}
+
+// An alarm of a trip the page does not know yet, under a route filter: look the trip up.
+function askRoute(alarm) {
+  if (state.askedTrips.has(alarm.trip_id)) return;
+  state.askedTrips.add(alarm.trip_id);
+  api(`/trips/${encodeURIComponent(alarm.trip_id)}`).then((trip) => {
+    state.tripRoutes.set(trip.trip_id, trip.route_id);
+    applyChanges([state.byId.get(alarm.id) ?? alarm]);
+  }).catch(() => null);
+}
+
+function onUpdate(update) {
+  if (update.kind === "snapshot") timed("queue.snapshot", () => applySnapshot(update.data));
+  else if (update.kind === "batch" && update.alarms.size) timed("queue.update", () => applyChanges([...update.alarms.values()]));
+}
+
+// ---- drawing ---------------------------------------------------------------------------
+
+function alarmRow(a) {
+  const now = Date.now();
+  const up = escalated(a);
+  const isNew = state.fresh.has(a.id);
+  const classes = ["sev-" + a.severity, a.status.startsWith("active") ? "is-active" : "is-cleared"];
+  if (up) classes.push("escalated");
+  if (isNew) classes.push("new");
+  if (a.id === state.selected) classes.push("selected");
+  const severity = el("td", { class: "sev" }, el("span", { class: "badge sev-" + a.severity, text: t("severity." + a.severity) }));
+  if (up) severity.append(" ", el("span", { class: "badge escalated-badge", text: t("alarms.escalated"), title: formatTime(a.escalated_at) }));
+  if (isNew) severity.append(" ", el("span", { class: "badge new-badge", text: t("alarms.new") }));
+  return el("tr", {
+    class: classes.join(" "), "data-id": a.id, "data-status": a.status, "data-severity": a.severity,
+    "data-escalated": up ? "1" : "0", "data-new": isNew ? "1" : "0",
+    onclick: () => pick(a.id),
+  },
+  severity,
+  el("td", { text: t("alarm.type." + a.type) }),
+  el("td", { text: a.vehicle_id }),
+  el("td", {}, el("a", { href: "/trip?id=" + encodeURIComponent(a.trip_id), text: a.trip_id })),
+  el("td", { class: "status-cell", text: t("alarm.status." + a.status) }),
+  el("td", { class: "assignee-cell", text: a.assignee ?? "—" }),
+  el("td", { text: formatTime(a.first_at) }),
+  el("td", { text: age(a.first_at, now) }),
+  el("td", { text: String(a.count) }));
 }
 
 function render() {
-  const now = Date.now();
-  const after = state.ctx.settings.escalate_after_min ?? 5;
-  document.getElementById("alarm-count").textContent = String(state.alarms.length);
-  const body = document.querySelector("#alarm-queue tbody");
-  body.replaceChildren(...state.alarms.map((a) => {
-    const up = escalated(a, now, after);
-    const classes = ["sev-" + a.severity, a.status.startsWith("active") ? "is-active" : "is-cleared"];
-    if (up) classes.push("escalated");
-    if (state.fresh.has(a.id)) classes.push("new");
-    if (a.id === state.selected) classes.push("selected");
-    const severity = el("td", { class: "sev" }, el("span", { class: "badge sev-" + a.severity, text: t("severity." + a.severity) }));
-    if (up) severity.append(" ", el("span", { class: "badge escalated-badge", text: t("alarms.escalated") }));
-    if (state.fresh.has(a.id)) severity.append(" ", el("span", { class: "badge new-badge", text: t("alarms.new") }));
-    const tr = el("tr", {
-      class: classes.join(" "), "data-id": a.id, "data-status": a.status, "data-severity": a.severity,
-      "data-escalated": up ? "1" : "0", "data-new": state.fresh.has(a.id) ? "1" : "0",
-      onclick: () => { state.fresh.delete(a.id); state.selected = a.id; render(); loadDetail(a.id, true).catch(showError); },
-    },
-    severity,
-    el("td", { text: t("alarm.type." + a.type) }),
-    el("td", { text: a.vehicle_id }),
-    el("td", {}, el("a", { href: "/trip?id=" + encodeURIComponent(a.trip_id), text: a.trip_id })),
-    el("td", { class: "status-cell", text: t("alarm.status." + a.status) }),
-    el("td", { class: "assignee-cell", text: a.assignee ?? "—" }),
-    el("td", { text: formatTime(a.first_at) }),
-    el("td", { text: age(a.first_at, now) }),
-    el("td", { text: String(a.count) }));
-    return tr;
-  }));
+  document.getElementById("alarm-count").textContent = String(state.total);
+  state.rows.setItems(state.list);
+  document.getElementById("alarm-queue").dataset.loaded = "1";
+  mark("queue.first_render");
+}
+
+function pick(id) {
+  const before = state.selected;
+  state.fresh.delete(id);
+  state.selected = id;
+  for (const x of [before, id]) if (x !== null) state.rows.invalidate(x);
+  state.rows.render();
+  loadDetail(id, true).catch(showError);
+}
+
+function scheduleDetail(id) {
+  clearTimeout(state.detailTimer);
+  state.detailTimer = setTimeout(() => { if (state.selected === id) loadDetail(id, false).catch(showError); }, 150);
 }
 
 async function loadDetail(id, scroll) {
@@ -109,12 +229,13 @@ function renderDetail() {
   const a = state.detail;
   const aside = document.getElementById("alarm-detail");
   if (!a) return;
-  const up = escalated(a, Date.now(), state.ctx.settings.escalate_after_min ?? 5);
+  const up = escalated(a);
   const rows = [
     ["alarms.id", String(a.id)], ["alarms.type", t("alarm.type." + a.type)],
     ["alarms.severity", t("severity." + a.severity)], ["alarms.status", t("alarm.status." + a.status)],
     ["col.vehicle", a.vehicle_id], ["trip.id", a.trip_id], ["alarms.assignee", a.assignee ?? "—"],
     ["alarms.first_at", formatTime(a.first_at)], ["alarms.last_at", formatTime(a.last_at)],
+    ["alarms.escalated_at", a.escalated_at ? formatTime(a.escalated_at) : "—"],
     ["alarms.count_col", String(a.count)], ["alarms.detail", a.detail || "—"],
     ["alarms.position", a.position ? a.position.coordinates.map((c) => c.toFixed(5)).join(", ") : "—"],
   ];
@@ -149,15 +270,25 @@ async function act(action) {
       ...people.map((p) => el("option", { value: p.username, text: `${p.display_name} (${p.username})`, selected: p.username === a.assignee })));
     fields.push(el("label", {}, el("span", { text: t("alarms.assignee") }), select));
   }
+  let changed = null;
   const done = await commentDialog({
     title: `${t("action." + (action === "comment" ? "comment_add" : action))} · #${a.id} ${t("alarm.type." + a.type)}`,
     fields,
-    submit: (comment, form) => api(`/alarms/${a.id}/${action}`, {
-      method: "POST",
-      body: action === "assign" ? { comment, assignee: form.assignee.value || null } : { comment },
-    }),
+    submit: async (comment, form) => {
+      changed = await api(`/alarms/${a.id}/${action}`, {
+        method: "POST",
+        body: action === "assign" ? { comment, assignee: form.assignee.value || null } : { comment },
+      });
+    },
   });
-  if (done) await load();
+  if (!done) return;
+  // The stream brings the change too; the answer shows it without waiting for it.
+  if (changed) {
+    state.detail = changed;
+    renderDetail();
+    const { history: _, ...row } = changed;
+    applyChanges([row]);
+  }
 }
 
 function fillFilters(routes, people) {
@@ -169,7 +300,10 @@ function fillFilters(routes, people) {
   const params = new URLSearchParams(location.search);
   for (const key of ["state", "type", "route", "status", "assignee"]) if (params.get(key)) form[key].value = params.get(key);
   // Another filter starts a new baseline: alarms it reveals are not "new".
-  form.addEventListener("change", () => { state.selected = null; state.seen = null; state.fresh.clear(); load().catch(showError); });
+  form.addEventListener("change", () => {
+    state.selected = null; state.seen = null; state.fresh.clear(); state.shown = false;
+    state.source.resync();
+  });
 }
 
 function soundButton() {
@@ -183,24 +317,31 @@ function soundButton() {
 async function start() {
   state.ctx = await startPage();
   if (!state.ctx) return;
+  setStatus("status.connecting", true);
   state.soundOn = state.ctx.settings.alarm_sound !== false;
-  const showDelay = () => { document.getElementById("escalate-min").textContent = t("age.min", { n: state.ctx.settings.escalate_after_min ?? 5 }); };
+  const showDelay = () => { document.getElementById("escalate-min").textContent = t("age.min", { n: Number((state.ctx.settings.escalate_after_min ?? 5).toFixed(2)) }); };
   showDelay();
   document.addEventListener("languagechange", showDelay);
+  state.rows = new VirtualRows({
+    scroller: document.querySelector("main.split > section.list"),
+    tbody: document.querySelector("#alarm-queue tbody"),
+    key: (a) => a.id, render: alarmRow, columns: 9,
+  });
   const [routes, people] = await Promise.all([api("/routes"), api("/console/assignees")]);
   fillFilters(routes, people);
   soundButton();
   translatePage();
-  document.addEventListener("languagechange", () => { render(); renderDetail(); });
+  document.addEventListener("languagechange", () => { state.rows.refresh(); renderDetail(); });
   const wanted = Number(new URLSearchParams(location.search).get("id"));
-  if (wanted) { state.selected = wanted; }
+  if (wanted) {
+    state.selected = wanted;
+    loadDetail(wanted, true).catch(showError);
+  }
   document.body.addEventListener("pointerdown", () => { if (state.soundOn) unlockSound(); }, { once: true });
-  const loop = async () => {
-    await load().catch(showError);
-    document.getElementById("alarm-queue").dataset.loaded = "1";
-    state.timer = setTimeout(loop, state.ctx.settings.poll_interval_ms);
-  };
-  loop();
+  state.source = new LiveSource({ settings: state.ctx.settings, kinds: ["alarm"], load: readQueue });
+  state.source.subscribe(onUpdate);
+  state.source.start();
+  setInterval(() => state.rows.refresh(), AGE_EVERY_MS); // the age column
 }
 
 start().catch(showError);

@@ -1,133 +1,182 @@
-// The live map page: who is logged in, the map, the truck list, one truck's trip.
-import { api, ApiError, setCsrfToken, toLogin } from "./api.js";
-import { formatTime, languagePicker, setDefaults, t, translatePage } from "./i18n.js";
-import { PollingSource } from "./datasource.js";
+// The live map page: the map, the truck list, one truck's trip. The trucks and their
+// alarms come from the REST API once, then from the live stream (datasource.js).
+import { api } from "./api.js";
+import { formatTime, t } from "./i18n.js";
+import { LiveSource, mark, newerFix, timed } from "./datasource.js";
 import { truckStatus } from "./status.js";
 import { openUsers } from "./users.js";
-import { renderPageNav } from "./shell.js";
+import { el, setStatus, showError, startPage } from "./shell.js";
+import { VirtualRows } from "./vtable.js";
 
-const ROLE_INCLUDES = { supervisor: ["officer"] };
-const state = { account: null, settings: null, selected: null, trips: new Map(), trucks: [] };
+//: How often statuses are recomputed without news (a truck turns offline by the clock).
+const STATUS_EVERY_MS = 5000;
 
-function holds(role, wanted) {
-  return wanted.includes(role) || (ROLE_INCLUDES[role] ?? []).some((r) => wanted.includes(r));
-}
+const state = {
+  settings: null, selected: null, map: null, rows: null,
+  trucks: new Map(), // vehicle_id → { ...position, trip_id, route_id, status }
+  alarmIds: new Map(), // vehicle_id → Set of its active alarm ids
+  sorted: [], // trucks by vehicle id, as listed
+};
 
-// Elements with data-roles="admin supervisor" exist only for accounts holding those roles.
-function applyRoles(role) {
-  for (const el of document.querySelectorAll("[data-roles]")) {
-    const allowed = holds(role, el.dataset.roles.split(" "));
-    el.hidden = !allowed;
-    if (!allowed) el.setAttribute("aria-hidden", "true");
-  }
-}
+const alarmVehicles = { has: (vehicle) => (state.alarmIds.get(vehicle)?.size ?? 0) > 0 };
 
-function setStatus(key, ok, detail = "") {
-  const el = document.getElementById("status");
-  el.textContent = t(key) + (detail ? ` — ${detail}` : "");
-  el.className = "status " + (ok ? "ok" : "bad");
-  el.dataset.state = ok ? "live" : "down";
+function withStatus(truck, nowMs) {
+  const status = truckStatus(truck, nowMs, state.settings, alarmVehicles);
+  return status === truck.status ? truck : { ...truck, status };
 }
 
 function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text ?? "—";
-  if (className) td.className = className;
-  return td;
+  return el("td", { text: text ?? "—", class: className });
 }
 
-function renderTruckList() {
-  const body = document.querySelector("#trucks tbody");
-  body.replaceChildren(...state.trucks.map((truck) => {
-    const tr = document.createElement("tr");
-    tr.dataset.vehicle = truck.vehicle_id;
-    if (truck.vehicle_id === state.selected) tr.className = "selected";
-    tr.append(
-      cell(truck.vehicle_id),
-      cell(t("truck." + truck.status), "st st-" + truck.status),
-      cell(truck.speed_kmh == null ? "—" : truck.speed_kmh.toFixed(0)),
-      cell(formatTime(truck.ts)),
-    );
-    tr.addEventListener("click", () => select(truck.vehicle_id, "list"));
-    return tr;
-  }));
+function truckRow(truck) {
+  return el("tr", {
+    "data-vehicle": truck.vehicle_id, class: truck.vehicle_id === state.selected ? "selected" : null,
+    onclick: () => select(truck.vehicle_id, "list"),
+  },
+  cell(truck.vehicle_id),
+  cell(t("truck." + truck.status), "st st-" + truck.status),
+  cell(truck.speed_kmh == null ? "—" : truck.speed_kmh.toFixed(0)),
+  cell(formatTime(truck.ts)));
+}
+
+function resort() {
+  state.sorted = [...state.trucks.values()].sort((a, b) => (a.vehicle_id < b.vehicle_id ? -1 : a.vehicle_id > b.vehicle_id ? 1 : 0));
+}
+
+async function tripOf(truck) {
+  if (truck.trip_id) return truck.trip_id;
+  // A trip that started after the page read the positions: ask for it.
+  const trips = await api("/trips");
+  const open = trips.find((trip) => trip.vehicle_id === truck.vehicle_id && ["declared", "in_transit", "arrived", "held"].includes(trip.status));
+  return open?.trip_id ?? null;
 }
 
 async function renderTrip() {
   const panel = document.getElementById("trip");
-  const truck = state.trucks.find((x) => x.vehicle_id === state.selected);
+  const truck = state.trucks.get(state.selected);
   const followBtn = document.getElementById("follow");
   followBtn.hidden = !truck;
-  followBtn.textContent = state.map.following === state.selected && truck ? t("follow.stop") : t("follow.start");
-  if (!truck) { panel.replaceChildren(Object.assign(document.createElement("p"), { textContent: t("trip.none"), className: "muted" })); state.map.showTrack(null); return; }
-  if (!truck.trip_id) { panel.replaceChildren(Object.assign(document.createElement("p"), { textContent: `${truck.vehicle_id}: ${t("trip.no_trip")}`, className: "muted" })); state.map.showTrack(null); return; }
-  const trip = await api(`/trips/${encodeURIComponent(truck.trip_id)}?track=1`);
+  followBtn.textContent = state.map?.following === state.selected && truck ? t("follow.stop") : t("follow.start");
+  if (!truck) { panel.replaceChildren(el("p", { text: t("trip.none"), class: "muted" })); state.map?.showTrack(null); return; }
+  const tripId = await tripOf(truck);
+  if (state.selected !== truck.vehicle_id) return;
+  if (!tripId) { panel.replaceChildren(el("p", { text: `${truck.vehicle_id}: ${t("trip.no_trip")}`, class: "muted" })); state.map.showTrack(null); return; }
+  const trip = await api(`/trips/${encodeURIComponent(tripId)}?track=1`);
   if (state.selected !== truck.vehicle_id) return;
   const rows = [
     ["trip.id", trip.trip_id], ["col.vehicle", trip.vehicle_id], ["trip.route", trip.route_id],
     ["trip.status", t("trip.status." + trip.status)], ["trip.started", formatTime(trip.started_at)],
     ["trip.limit", String(trip.time_limit_min)], ["trip.points", String(trip.track?.length ?? 0)],
   ];
-  const dl = document.createElement("dl");
-  dl.id = "trip-details";
-  for (const [key, value] of rows) {
-    dl.append(Object.assign(document.createElement("dt"), { textContent: t(key) }),
-              Object.assign(document.createElement("dd"), { textContent: value, className: "v-" + key.replace(".", "-") }));
-  }
+  const dl = el("dl", { id: "trip-details" });
+  for (const [key, value] of rows) dl.append(el("dt", { text: t(key) }), el("dd", { text: value, class: "v-" + key.replace(".", "-") }));
   panel.replaceChildren(dl);
   state.map.showTrack(trip.track);
 }
 
 function select(vehicleId, how) {
-  if (how === "unfollow") { renderTrip(); return; }
+  if (how === "unfollow") { renderTrip().catch(showError); return; }
+  const before = state.selected;
   state.selected = vehicleId;
-  renderTruckList();
+  for (const id of [before, vehicleId]) if (id) state.rows.invalidate(id);
+  state.rows.render();
+  state.map.markSelected([before, vehicleId].map((id) => state.trucks.get(id)).filter(Boolean), vehicleId);
   renderTrip().catch(showError);
 }
 
-function showError(err) {
-  console.error("console:", err?.stack || err);
-  if (err instanceof ApiError && err.status === 403) setStatus("error.forbidden", false, err.message);
-  else setStatus("status.disconnected", false, err.message);
+// ---- updates ---------------------------------------------------------------------------
+
+function onSnapshot({ positions, alarmVehicles: withAlarms }) {
+  const now = Date.now();
+  state.alarmIds = new Map(withAlarms.map((v) => [v.vehicle_id, new Set(v.alarm_ids)]));
+  const trucks = new Map();
+  for (const p of positions) {
+    const known = state.trucks.get(p.vehicle_id);
+    // A fix the stream brought may be newer than what the REST read saw.
+    const newest = known && newerFix(p, known) === known ? { ...known, trip_id: p.trip_id, route_id: p.route_id } : p;
+    trucks.set(p.vehicle_id, withStatus({ ...newest, status: null }, now));
+  }
+  state.trucks = trucks;
+  resort();
+  state.map.updateTrucks(state.sorted, state.selected);
+  state.rows.setItems(state.sorted);
+  document.getElementById("truck-count").textContent = String(state.sorted.length);
+  if (state.selected) renderTrip().catch(showError);
+}
+
+function onBatch(batch) {
+  const now = Date.now();
+  const changed = new Map();
+  let added = false;
+  for (const alarm of batch.alarms.values()) {
+    if (!alarm.vehicle_id) continue;
+    const ids = state.alarmIds.get(alarm.vehicle_id) ?? new Set();
+    if (alarm.status?.startsWith("active")) ids.add(alarm.id); else ids.delete(alarm.id);
+    state.alarmIds.set(alarm.vehicle_id, ids);
+    const truck = state.trucks.get(alarm.vehicle_id);
+    if (truck) changed.set(truck.vehicle_id, truck);
+  }
+  for (const p of batch.positions.values()) {
+    const known = state.trucks.get(p.vehicle_id);
+    if (known && newerFix(known, p) === known) continue; // older than what we show
+    if (!known) added = true;
+    changed.set(p.vehicle_id, { ...known, ...p });
+  }
+  if (!changed.size) return;
+  const updated = [];
+  for (const [id, truck] of changed) {
+    const next = withStatus(truck, now);
+    state.trucks.set(id, next);
+    state.rows.invalidate(id);
+    updated.push(next);
+  }
+  if (added) { resort(); document.getElementById("truck-count").textContent = String(state.sorted.length); }
+  else state.sorted = state.sorted.map((truck) => state.trucks.get(truck.vehicle_id));
+  state.map.applyChanges(updated, state.selected);
+  state.rows.setItems(state.sorted);
+  if (state.selected && changed.has(state.selected) && state.map.following === state.selected) renderTrip().catch(showError);
 }
 
 function onUpdate(update) {
-  if (update.kind === "error") { showError(update.error); return; }
-  const alarmVehicles = new Set(update.alarms.filter((a) => a.vehicle_id).map((a) => a.vehicle_id));
-  state.trucks = update.positions.map((p) => ({ ...p, status: truckStatus(p, update.at, state.settings, alarmVehicles) }));
-  state.map.updateTrucks(state.trucks, state.selected);
-  renderTruckList();
-  if (state.selected && state.map.following === state.selected) renderTrip().catch(showError);
-  setStatus("status.live", true);
+  if (update.kind === "snapshot") {
+    timed("map.snapshot", () => onSnapshot(update.data));
+    requestAnimationFrame(() => mark("map.first_render"));
+  } else if (update.kind === "batch") {
+    timed("map.update", () => onBatch(update));
+  }
+}
+
+// The clock turns trucks offline; nothing else would tell the page.
+function recheckStatuses() {
+  const now = Date.now();
+  const updated = [];
+  for (const [id, truck] of state.trucks) {
+    const next = withStatus(truck, now);
+    if (next !== truck) { state.trucks.set(id, next); state.rows.invalidate(id); updated.push(next); }
+  }
+  if (!updated.length) return;
+  state.sorted = state.sorted.map((truck) => state.trucks.get(truck.vehicle_id));
+  state.map.applyChanges(updated, state.selected);
+  state.rows.setItems(state.sorted);
+}
+
+// The truck list scrolls on its own, so that only the rows in view are in the page.
+function truckList() {
+  const table = document.getElementById("trucks");
+  const scroller = el("div", { id: "trucks-scroll", class: "vscroll" });
+  table.before(el("p", { class: "muted" }, el("span", { "data-i18n": "trucks.count", text: t("trucks.count") }), " ", el("span", { id: "truck-count", text: "0" })));
+  table.replaceWith(scroller);
+  scroller.append(table);
+  return new VirtualRows({ scroller, tbody: table.querySelector("tbody"), key: (truck) => truck.vehicle_id, render: truckRow, columns: 4 });
 }
 
 async function start() {
-  let me;
-  try {
-    me = await api("/auth/me");
-  } catch (err) {
-    if (err.status !== 401) setStatus("status.disconnected", false, err.message);
-    return;
-  }
-  state.account = me.account;
-  setCsrfToken(me.csrf_token);
-  const settings = await api("/console/config");
-  state.settings = settings;
-  setDefaults({ defaultLanguage: settings.default_language, zone: settings.time_zone });
-  languagePicker(document.getElementById("lang"));
-  renderPageNav();
-  document.getElementById("who").textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`;
-  document.getElementById("who").dataset.role = me.account.role;
-  applyRoles(me.account.role);
-  translatePage();
-  document.addEventListener("languagechange", () => {
-    document.getElementById("who").textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`;
-    renderTruckList(); renderTrip().catch(showError);
-  });
-  document.getElementById("logout").addEventListener("click", async () => {
-    await api("/auth/logout", { method: "POST" }).catch(() => null);
-    toLogin();
-  });
+  const ctx = await startPage();
+  if (!ctx) return;
+  state.settings = ctx.settings;
+  state.rows = truckList();
+  document.addEventListener("languagechange", () => { state.rows.refresh(); renderTrip().catch(showError); });
   document.getElementById("users-open").addEventListener("click", () => openUsers().catch(showError));
   document.getElementById("follow").addEventListener("click", () => {
     state.map.follow(state.map.following === state.selected ? null : state.selected);
@@ -135,14 +184,24 @@ async function start() {
   });
   if (!window.L || !window.L.markerClusterGroup) { setStatus("status.no_assets", false); return; }
   const { LiveMap } = await import("./map.js");
-  state.map = new LiveMap(document.getElementById("map"), settings, select);
+  state.map = new LiveMap(document.getElementById("map"), ctx.settings, select);
+  // The trucks are read while the geography loads (markers may come first).
+  const source = new LiveSource({
+    settings: ctx.settings,
+    kinds: ["position", "alarm"],
+    load: async () => {
+      const [positions, withAlarms] = await Promise.all([api("/vehicles/positions"), api("/console/alarm-vehicles")]);
+      return { positions, alarmVehicles: withAlarms };
+    },
+  });
+  source.subscribe(onUpdate);
+  source.start();
   const [routes, zones, gates] = await Promise.all([api("/routes"), api("/zones"), api("/gates")]);
   state.map.drawGeography({ routes, zones, gates });
   document.getElementById("map").dataset.ready = "1";
-  const source = new PollingSource(settings.poll_interval_ms);
-  source.subscribe(onUpdate);
-  source.start();
-  renderTrip();
+  mark("map.geography");
+  setInterval(() => timed("map.recheck", recheckStatuses), STATUS_EVERY_MS);
+  renderTrip().catch(showError);
 }
 
 start().catch(showError);

@@ -1,16 +1,20 @@
 // Gate lanes: the latest passage per lane, OCR readings with confidence and review flags,
 // the decision and its reasons, images (links), and the officer's override with a comment.
 // Built on CONTRACT.md's passage shape; a server without /passages shows "no passages yet".
+// Read over REST, then kept current from the live stream's passages.
 import { api } from "./api.js";
 import { commentDialog } from "./dialog.js";
 import { formatTime, t, translatePage } from "./i18n.js";
-import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
+import { applyRoles, el, showError, startPage } from "./shell.js";
+import { LiveSource, timed } from "./datasource.js";
 
 //: The override request body (CONTRACT: override with mandatory comment; `action` as in the
 //: gate command: open / hold).
 export function overrideBody(action, comment) { return { action, comment }; }
 
-const state = { ctx: null, passages: [], available: true, timer: null };
+//: Passages kept and listed (the newest).
+const KEEP = 200;
+const state = { ctx: null, passages: [], available: true, source: null };
 
 const passageTime = (p) => p.at ?? p.ts ?? p.decided_at ?? p.created_at ?? null;
 const laneKey = (p) => `${p.gate_id ?? p.node_id ?? "?"} · ${p.lane ?? "?"}`;
@@ -114,17 +118,37 @@ function render() {
   applyRoles(state.ctx.account.role, lanes);
 }
 
-async function load() {
-  if (!state.available) return;
+async function readPassages() {
+  if (!state.available) return [];
   try {
-    const passages = await api("/passages?limit=200");
-    state.passages = [...passages].sort((a, b) => Date.parse(passageTime(b)) - Date.parse(passageTime(a)));
+    return await api(`/passages?limit=${KEEP}`);
   } catch (err) {
     if (err.status !== 404) throw err;
     state.available = false; // this server has no gate passages (yet)
+    return [];
+  }
+}
+
+const newestFirst = (a, b) => Date.parse(passageTime(b)) - Date.parse(passageTime(a));
+
+function onUpdate(update) {
+  if (update.kind === "snapshot") {
+    state.passages = [...update.data].sort(newestFirst);
+  } else if (update.kind === "batch" && update.passages.length) {
+    timed("gates.update", () => {
+      const byId = new Map(state.passages.map((p) => [p.passage_id, p]));
+      for (const p of update.passages) byId.set(p.passage_id, p); // a decision or override replaces
+      state.passages = [...byId.values()].sort(newestFirst).slice(0, KEEP);
+    });
+  } else {
+    return;
   }
   render();
-  setStatus("status.live", true);
+  document.getElementById("lanes").dataset.loaded = "1";
+}
+
+async function load() {
+  state.source?.resync();
 }
 
 async function start() {
@@ -132,12 +156,9 @@ async function start() {
   if (!state.ctx) return;
   translatePage();
   document.addEventListener("languagechange", render);
-  const loop = async () => {
-    await load().catch(showError);
-    document.getElementById("lanes").dataset.loaded = "1";
-    if (state.available) state.timer = setTimeout(loop, Math.max(state.ctx.settings.poll_interval_ms, 2000));
-  };
-  loop();
+  state.source = new LiveSource({ settings: state.ctx.settings, kinds: ["passage"], load: readPassages });
+  state.source.subscribe(onUpdate);
+  state.source.start();
 }
 
 start().catch(showError);

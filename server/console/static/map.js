@@ -9,6 +9,12 @@ const ZONE_STYLE = {
   urban: { color: "#7e22ce", fillColor: "#9333ea", fillOpacity: 0.08, weight: 1, dashArray: "4 4" },
 };
 const EARTH_CIRCUMFERENCE_M = 40075016.686;
+//: A truck's place in the marker clusters is brought up to date once it has moved this
+//: many screen pixels from where the clusters last placed it (see applyChanges)…
+const REINDEX_PX = 8;
+//: …at most this often, and for at most this many trucks at a time (the rest next time).
+const REINDEX_EVERY_MS = 1000;
+const REINDEX_MOST = 80;
 
 // Metres on the ground per screen pixel at a latitude and zoom (Web Mercator).
 export function metresPerPixel(lat, zoom) {
@@ -25,6 +31,7 @@ export class LiveMap {
     this.onSelect = onSelect;
     const maxZoom = settings.tiles?.max_zoom ?? 18;
     this.map = L.map(element, { zoomControl: true, minZoom: 3, maxZoom, worldCopyJump: false });
+    this.map.setView([23.1, 113.4], 10); // until the geography says where to look
     if (settings.tiles) {
       L.tileLayer(settings.tiles.url, {
         attribution: settings.tiles.attribution, maxZoom: settings.tiles.max_zoom,
@@ -43,7 +50,10 @@ export class LiveMap {
     this.trucks.addTo(this.map);
     this.markers = new Map();
     this.following = null;
+    this.stale = new Set(); // markers whose cluster place lags behind their position
+    this.reindexTimer = null;
     this.map.on("zoomend", () => this.resizeCorridors());
+    this.map.on("moveend", () => this.reindexSoon(0));
     this.map.on("dragstart", () => { this.following = null; this.onSelect?.(null, "unfollow"); });
   }
 
@@ -104,43 +114,130 @@ export class LiveMap {
     });
   }
 
+  // All trucks at once (a snapshot): markers of trucks not in `trucks` are removed.
   updateTrucks(trucks, selectedId) {
-    const seen = new Set();
+    const seen = new Set(trucks.map((truck) => truck.vehicle_id));
+    const gone = [];
+    for (const [id, marker] of this.markers) {
+      if (!seen.has(id)) { gone.push(marker); this.markers.delete(id); this.stale.delete(marker); }
+    }
+    if (gone.length) this.uncluster(gone);
+    this.applyChanges(trucks, selectedId);
+  }
+
+  // Some trucks changed (a stream batch). Re-placing a marker in Leaflet.markercluster's
+  // clusters costs about a millisecond with 2,000 trucks, so a moved truck's marker is
+  // moved on screen at once, and its cluster place is updated later, in batches, once it
+  // has drifted REINDEX_PX pixels (trucks in view) — see reindex().
+  applyChanges(trucks, selectedId) {
+    const added = [];
+    let followed = null;
     for (const truck of trucks) {
-      seen.add(truck.vehicle_id);
-      const latlng = [truck.lat, truck.lon];
+      const latlng = L.latLng(truck.lat, truck.lon);
+      const selected = truck.vehicle_id === selectedId;
+      const key = `${truck.status}|${selected}`;
       let marker = this.markers.get(truck.vehicle_id);
-      const key = `${truck.status}|${truck.vehicle_id === selectedId}`;
       if (!marker) {
-        marker = L.marker(latlng, { icon: this.truckIcon(truck.vehicle_id, truck.status, truck.vehicle_id === selectedId), keyboard: true });
+        marker = L.marker(latlng, { icon: this.truckIcon(truck.vehicle_id, truck.status, selected), keyboard: true });
         marker.on("click", () => this.onSelect?.(truck.vehicle_id, "click"));
         marker.iconKey = key;
+        marker.clusteredAt = latlng;
         this.markers.set(truck.vehicle_id, marker);
-        this.trucks.addLayer(marker);
+        added.push(marker);
       } else {
         const old = marker.getLatLng();
-        if (old.lat !== truck.lat || old.lng !== truck.lon) marker.setLatLng(latlng);
-        if (marker.iconKey !== key) { marker.setIcon(this.truckIcon(truck.vehicle_id, truck.status, truck.vehicle_id === selectedId)); marker.iconKey = key; }
+        if (old.lat !== latlng.lat || old.lng !== latlng.lng) {
+          this.trucks._ignoreMove = true; // the cluster group would re-place it right away
+          marker.setLatLng(latlng);
+          this.trucks._ignoreMove = false;
+          this.stale.add(marker);
+        }
+        if (marker.iconKey !== key) { marker.setIcon(this.truckIcon(truck.vehicle_id, truck.status, selected)); marker.iconKey = key; }
       }
-      if (this.following === truck.vehicle_id) {
-        this.trucks.zoomToShowLayer(marker, () => this.map.panTo(latlng, { animate: false }));
-      }
+      if (this.following === truck.vehicle_id) followed = marker;
     }
-    for (const [id, marker] of this.markers) {
-      if (!seen.has(id)) { this.trucks.removeLayer(marker); this.markers.delete(id); }
+    if (added.length) this.trucks.addLayers(added);
+    if (this.stale.size) this.reindexSoon(REINDEX_EVERY_MS);
+    if (followed) {
+      if (this.stale.has(followed)) this.reindex([followed]);
+      const latlng = followed.getLatLng();
+      this.trucks.zoomToShowLayer(followed, () => this.map.panTo(latlng, { animate: false }));
+    }
+  }
+
+  reindexSoon(ms) {
+    if (this.reindexTimer !== null) return;
+    this.reindexTimer = setTimeout(() => { this.reindexTimer = null; this.reindexDrifted(); }, ms);
+  }
+
+  // The trucks in view that drifted REINDEX_PX from their cluster place, oldest first.
+  reindexDrifted() {
+    if (!this.stale.size) return;
+    const view = this.map.getBounds().pad(0.2);
+    const due = [];
+    for (const marker of this.stale) {
+      const now = marker.getLatLng();
+      if (!view.contains(now) && !view.contains(marker.clusteredAt)) continue; // on panning
+      const a = this.map.latLngToLayerPoint(now), b = this.map.latLngToLayerPoint(marker.clusteredAt);
+      if (a.distanceTo(b) < REINDEX_PX) continue;
+      due.push(marker);
+      if (due.length >= REINDEX_MOST) break;
+    }
+    if (due.length) this.reindex(due);
+    if (due.length >= REINDEX_MOST) this.reindexSoon(REINDEX_EVERY_MS);
+  }
+
+  // Out of the clusters at their old place, back in at their new one, in one batch.
+  reindex(markers) {
+    this.uncluster(markers);
+    for (const marker of markers) { marker.clusteredAt = marker.getLatLng(); this.stale.delete(marker); }
+    this.trucks.addLayers(markers);
+  }
+
+  // markercluster finds a marker in its grids by position: remove at the indexed place.
+  uncluster(markers) {
+    const now = markers.map((marker) => marker.getLatLng());
+    markers.forEach((marker) => { marker._latlng = marker.clusteredAt; });
+    this.trucks.removeLayers(markers);
+    markers.forEach((marker, i) => { marker._latlng = now[i]; });
+  }
+
+  // Marks the selected truck (and unmarks the one before).
+  markSelected(trucks, selectedId) {
+    for (const truck of trucks) {
+      const marker = this.markers.get(truck.vehicle_id);
+      const key = `${truck.status}|${truck.vehicle_id === selectedId}`;
+      if (marker && marker.iconKey !== key) {
+        marker.setIcon(this.truckIcon(truck.vehicle_id, truck.status, truck.vehicle_id === selectedId));
+        marker.iconKey = key;
+      }
     }
   }
 
   follow(vehicleId) {
     this.following = vehicleId;
     const marker = vehicleId && this.markers.get(vehicleId);
+    if (marker && this.stale.has(marker)) this.reindex([marker]);
     if (marker) this.trucks.zoomToShowLayer(marker, () => this.map.panTo(marker.getLatLng()));
   }
 
   showTrack(points) {
     this.layers.track.clearLayers();
+    this.trackLine = null;
     if (!points || points.length < 2) return;
-    L.polyline(points.map((p) => [p.lat, p.lon]), { color: "#0f172a", weight: 3, opacity: 0.7, className: "trip-track" })
+    this.trackLine = L.polyline(points.map((p) => [p.lat, p.lon]), { color: "#0f172a", weight: 3, opacity: 0.7, className: "trip-track" })
       .addTo(this.layers.track);
+  }
+
+  // The track grew by its last point(s): extend the drawn line (drawn anew if none yet).
+  extendTrack(points) {
+    if (!this.trackLine) {
+      const markers = this.layers.track.getLayers().filter((layer) => !(layer instanceof L.Polyline));
+      this.showTrack(points);
+      for (const m of markers) m.addTo(this.layers.track); // e.g. the playback marker
+      return;
+    }
+    const drawn = this.trackLine.getLatLngs().length;
+    for (const p of points.slice(drawn)) this.trackLine.addLatLng([p.lat, p.lon]);
   }
 }

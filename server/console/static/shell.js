@@ -13,6 +13,7 @@ export const PAGES = [
   ["/gates", "nav.gates", ""],
   ["/declarations", "nav.declarations", "supervisor integration"],
   ["/audit", "nav.audit", "supervisor admin"],
+  ["/reports", "nav.reports", "supervisor admin"],
 ];
 
 export function holds(role, wanted) {

@@ -1,11 +1,19 @@
 // One trip: its timeline (alarms and their history, officers' actions from the audit log,
-// lock events) and its track played back on the map over the route corridor.
+// lock events) and its track played back on the map over the route corridor. While the
+// page is open the live stream extends the track (the trip's truck only) and a change of
+// one of its alarms or a passage of its truck reads the timeline again.
 import { api } from "./api.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { el, setStatus, showError, startPage } from "./shell.js";
+import { LiveSource, timed } from "./datasource.js";
 
 const L = window.L;
-const state = { ctx: null, map: null, data: null, points: [], times: [], index: 0, marker: null, playing: false, raf: null, clock: 0 };
+//: Changes of the trip's alarms or passages within this time are read in one go.
+const RELOAD_AFTER_MS = 500;
+const state = {
+  ctx: null, map: null, data: null, points: [], times: [], index: 0, marker: null, playing: false,
+  raf: null, clock: 0, source: null, tripId: null, reloadTimer: null,
+};
 
 // Timeline entries, oldest first: { at, kind, key, params, actor, ref }.
 export function timelineEntries(data) {
@@ -23,6 +31,8 @@ export function timelineEntries(data) {
     }
   }
   for (const entry of data.audit) {
+    // The server's own steps on alarms (escalation) are in the alarms' history already.
+    if (entry.actor === "system" && entry.object_type === "alarm") continue;
     items.push({ at: entry.at, kind: "audit", key: "timeline.audit", actor: entry.actor,
       params: { action: t("audit.action." + entry.action) === "audit.action." + entry.action ? entry.action : t("audit.action." + entry.action), object: `${entry.object_type} ${entry.object_id}` },
       note: entry.details?.comment ?? null, ref: entry.seq });
@@ -98,8 +108,10 @@ function play() {
   state.raf = requestAnimationFrame(step);
 }
 
-function setupPlayback() {
+function setupPlayback(keepPlace = false) {
   const track = state.data.trip.track ?? [];
+  const wasAtEnd = state.index >= state.points.length - 1;
+  const index = state.index;
   state.points = track;
   state.times = track.map((p) => Date.parse(p.ts));
   const bar = document.getElementById("playback");
@@ -114,20 +126,76 @@ function setupPlayback() {
   }).addTo(state.map.layers.track);
   const slider = document.getElementById("play-slider");
   slider.max = String(track.length - 1);
+  if (keepPlace) { showPoint(wasAtEnd ? track.length - 1 : index); return; }
   showPoint(0);
   const bounds = L.latLngBounds(track.map((p) => [p.lat, p.lon]));
   if (bounds.isValid()) state.map.map.fitBounds(bounds.pad(0.3), { maxZoom: 15, animate: false });
 }
 
-async function loadTrip(tripId) {
-  stop();
-  const data = await api(`/console/trips/${encodeURIComponent(tripId)}/timeline`);
-  state.data = data;
+// A new fix of the trip's truck: the track grows; a slider at its end follows it.
+function extendTrack(fix) {
+  const trip = state.data?.trip;
+  if (!trip || !trip.started_at || trip.ended_at) return;
+  const at = Date.parse(fix.ts);
+  if (at < Date.parse(trip.started_at)) return;
+  const last = state.times[state.times.length - 1];
+  if (last !== undefined && at <= last) return; // known, or late (the next reading has it)
+  const point = { ts: fix.ts, lat: fix.lat, lon: fix.lon, speed_kmh: fix.speed_kmh, course_deg: fix.course_deg, seq: fix.seq };
+  const atEnd = state.index >= state.points.length - 1;
+  state.points.push(point);
+  state.times.push(at);
+  trip.track = state.points;
+  if (state.points.length === 1) { setupPlayback(); renderSummary(); return; }
+  state.map.extendTrack(state.points);
+  document.getElementById("play-slider").max = String(state.points.length - 1);
+  if (atEnd && !state.playing) showPoint(state.points.length - 1);
   renderSummary();
-  renderTimeline();
-  setupPlayback();
-  document.getElementById("timeline").dataset.trip = tripId;
-  setStatus("status.live", true);
+}
+
+function reloadSoon() {
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(() => state.source?.resync(), RELOAD_AFTER_MS);
+}
+
+function onUpdate(update) {
+  if (update.kind === "snapshot") {
+    const same = state.data?.trip.trip_id === update.data.trip.trip_id;
+    if (same && state.playing) stop();
+    state.data = update.data;
+    renderSummary();
+    renderTimeline();
+    setupPlayback(same);
+    document.getElementById("timeline").dataset.trip = update.data.trip.trip_id;
+    return;
+  }
+  if (update.kind !== "batch" || !state.data) return;
+  timed("trip.update", () => {
+    const trip = state.data.trip;
+    const fix = update.positions.get(trip.vehicle_id);
+    if (fix) extendTrack(fix);
+    const touched = [...update.alarms.values()].some((a) => a.trip_id === trip.trip_id)
+      || update.passages.some((p) => p.trip_id === trip.trip_id);
+    if (touched) reloadSoon();
+  });
+}
+
+// The trip's state comes from the live source's reads (at once, after a reconnection and
+// when its alarms change); its truck's fixes from the stream.
+function loadTrip(tripId, vehicleId) {
+  stop();
+  state.tripId = tripId;
+  state.data = null;
+  const load = () => api(`/console/trips/${encodeURIComponent(tripId)}/timeline`);
+  const vehicles = vehicleId ? [vehicleId] : [];
+  // Without a known truck, no positions at all (never every truck's).
+  const kinds = vehicleId ? ["position", "alarm", "passage"] : ["alarm", "passage"];
+  if (state.source) { state.source.kinds = kinds; state.source.restart({ vehicles, load }); return; }
+  state.source = new LiveSource({ settings: state.ctx.settings, kinds, vehicles, load });
+  state.source.subscribe((update) => {
+    if (update.kind === "snapshot" && update.data.trip.trip_id !== state.tripId) return; // an older pick
+    onUpdate(update);
+  });
+  state.source.start();
 }
 
 async function start() {
@@ -137,6 +205,7 @@ async function start() {
   const picker = document.getElementById("trip-pick");
   const trips = await api("/trips");
   picker.append(...trips.map((trip) => el("option", { value: trip.trip_id, text: `${trip.trip_id} · ${trip.vehicle_id} · ${t("trip.status." + trip.status)}` })));
+  const vehicleOf = new Map(trips.map((trip) => [trip.trip_id, trip.vehicle_id]));
   const wanted = new URLSearchParams(location.search).get("id");
   if (!L) { setStatus("status.no_assets", false); return; }
   const { LiveMap } = await import("./map.js");
@@ -149,10 +218,10 @@ async function start() {
   picker.addEventListener("change", () => {
     if (!picker.value) return;
     history.replaceState(null, "", "/trip?id=" + encodeURIComponent(picker.value));
-    loadTrip(picker.value).catch(showError);
+    loadTrip(picker.value, vehicleOf.get(picker.value));
   });
   document.addEventListener("languagechange", () => { if (state.data) { renderSummary(); renderTimeline(); showPoint(state.index); } });
-  if (wanted) { picker.value = wanted; await loadTrip(wanted); }
+  if (wanted) { picker.value = wanted; loadTrip(wanted, vehicleOf.get(wanted)); }
   else document.getElementById("timeline").replaceChildren(el("li", { class: "muted", text: t("trip.pick_hint") }));
 }
 

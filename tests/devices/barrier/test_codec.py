@@ -19,6 +19,8 @@ from devices.barrier.codec import (
     decode_inputs,
     decode_status,
     frame_crc_ok,
+    lamp_colour,
+    lamp_plan,
     module_problems,
 )
 from devices.barrier.registers import BarrierRegisterMap
@@ -161,3 +163,58 @@ def test_known_crc_from_the_spec_example() -> None:
     assert frame_crc_ok(bytes.fromhex("01020000 0005 b809".replace(" ", "")))
     assert classify_unanswered(b"") == "no_reply"
     assert classify_unanswered(b"\x01\x02") == "garbled"
+
+
+def _status(barrier: str) -> BarrierStatus:
+    return BarrierStatus(
+        lane_occupied=True,
+        barrier=barrier,  # type: ignore[arg-type]
+        open_limit=barrier == "open",
+        closed_limit=barrier == "closed",
+        fault_input=barrier == "fault",
+    )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "barrier", "last", "colour", "why"),
+    [
+        ("green", "open", "open", "green", None),
+        ("red", "open", "open", "red", None),
+        ("green", "opening", "open", "red", "the barrier is opening, not fully open"),
+        ("green", "fault", "open", "red", "the barrier is fault, not fully open"),
+        ("green", "unknown", "open", "red", "the barrier is unknown, not fully open"),
+        ("green", "open", "close", "red", "the barrier is not commanded open"),
+        ("green", "open", None, "red", "the barrier is not commanded open"),
+        ("green", None, "open", "red", "the barrier's state is not known"),
+    ],
+)
+def test_green_needs_the_ask_an_open_command_and_the_open_limit(
+    wanted, barrier, last, colour, why
+) -> None:
+    status = None if barrier is None else _status(barrier)
+    assert lamp_colour(wanted, status, last) == (colour, why)
+
+
+@given(
+    st.sampled_from(["red", "green"]),
+    st.sampled_from(["closed", "opening", "open", "closing", "fault", "unknown", None]),
+    st.sampled_from(["open", "close", None]),
+)
+def test_the_light_is_never_green_unless_every_condition_holds(wanted, barrier, last) -> None:
+    status = None if barrier is None else _status(barrier)
+    colour, why = lamp_colour(wanted, status, last)
+    green_allowed = wanted == "green" and barrier == "open" and last == "open"
+    assert (colour == "green") == green_allowed
+    assert (why is None) == (colour == wanted)
+
+
+def test_lamp_plan_darkens_one_lamp_before_lighting_the_other() -> None:
+    assert lamp_plan("red", DEFAULT) == (CoilWrite(3, False), CoilWrite(2, True))
+    assert lamp_plan("green", DEFAULT) == (CoilWrite(2, False), CoilWrite(3, True))
+    # Red on the green relay's normally-closed contact: only the green coil is driven.
+    changeover = BarrierRegisterMap(red_lamp_coil=None, green_lamp_coil=5)
+    assert lamp_plan("red", changeover) == (CoilWrite(5, False),)
+    assert lamp_plan("green", changeover) == (CoilWrite(5, True),)
+    none = BarrierRegisterMap(red_lamp_coil=None, green_lamp_coil=None)
+    assert not none.has_lamps
+    assert lamp_plan("green", none) == ()

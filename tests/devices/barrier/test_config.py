@@ -16,7 +16,17 @@ def test_defaults_are_the_documented_profile() -> None:
     assert config.stopbits == 1
     assert config.registers.open_coil == 0
     assert config.registers.close_coil == 1
+    assert config.registers.red_lamp_coil == 2
+    assert config.registers.green_lamp_coil == 3
+    assert config.registers.has_lamps
     assert config.registers.input_span() == (0, 5)
+
+
+def test_a_lamp_on_a_barrier_relay_names_both_fields() -> None:
+    with pytest.raises(ValidationError, match="green_lamp_coil and open_coil both use coil 0"):
+        BarrierRegisterMap(green_lamp_coil=0)
+    with pytest.raises(ValidationError, match="green_lamp_coil and red_lamp_coil both use coil"):
+        BarrierRegisterMap(red_lamp_coil=4, green_lamp_coil=4)
 
 
 def test_same_input_twice_names_both_fields() -> None:

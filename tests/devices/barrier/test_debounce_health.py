@@ -75,6 +75,16 @@ def test_health_sequence() -> None:
     assert change == ("degraded", "barrier fault: both limit switches")
 
 
+def test_a_light_that_cannot_be_set_degrades_health() -> None:
+    h = HealthTracker(down_after=3, window=4)
+    assert h.feed(PollOutcome(status=OK)) is not None
+    change = h.feed(PollOutcome(status=OK, lamp_error="module answered with exception 2"))
+    assert change == (
+        "degraded",
+        "lane signal not set: module answered with exception 2",
+    )
+
+
 @given(st.lists(st.booleans(), max_size=80))
 def test_health_reports_only_changes(answered: list[bool]) -> None:
     h = HealthTracker(down_after=2, window=5)

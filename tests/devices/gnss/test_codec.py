@@ -227,7 +227,9 @@ def test_gll_stamped_a_second_late_continues_the_cycle() -> None:
     assert all(f.lat is not None and abs(f.lat - (22 + 32.1299 / 60)) < 1e-9 for f in valid[1:])
 
 
-def test_gga_quality_0_is_no_fix_even_with_a_position() -> None:
+def test_gga_quality_0_is_reported_as_gpsd_does_but_not_receiver_valid() -> None:
+    # A cold-start guess: GGA quality 0 with a position and 4 satellites, RMC says V.
+    # gpsd reports it as a fix, so the decoder does; the receiver's verdict is kept.
     bodies = [
         "GPRMC,100000,V,2232.1234,N,11403.5678,E,,,231126,,,N",
         "GPGGA,100000,2232.1234,N,11403.5678,E,0,04,,35.2,M,-3.0,M,,",
@@ -236,7 +238,25 @@ def test_gga_quality_0_is_no_fix_even_with_a_position() -> None:
     ]
     fixes, _ = decode(_sentences(*bodies))
     assert fixes
-    assert all(f.mode == 1 and f.lat is None for f in fixes)
+    assert all(f.mode >= 2 and f.lat is not None for f in fixes)
+    assert not any(f.receiver_valid for f in fixes)
+
+
+def test_a_valid_epoch_is_receiver_valid_and_a_no_fix_never_is() -> None:
+    fixes, _ = decode(EPOCH)
+    assert [f.receiver_valid for f in fixes] == [True]
+    no_fix, _ = decode(
+        _sentences("GPGGA,100000,,,,,0,00,,,M,,M,,", "GPRMC,100000,V,,,,,,,231126,,,N")
+    )
+    assert no_fix
+    assert all(f.mode == 1 and not f.receiver_valid for f in no_fix)
+
+
+def test_rmc_status_a_with_faa_mode_n_is_a_fix_the_receiver_calls_invalid() -> None:
+    bodies = [f"GPRMC,1000{t:02d},A,2232.1234,N,11403.5678,E,1.0,90.0,231126,,,N" for t in range(3)]
+    fixes, _ = decode(_sentences(*bodies))
+    assert [f.mode for f in fixes] == [2, 2, 2]
+    assert not any(f.receiver_valid for f in fixes)
 
 
 def test_gsa_mode_is_the_cycle_verdict() -> None:

@@ -21,6 +21,9 @@ from edge.gate.lane import (
     StartReading,
     Step,
     Tick,
+    default_reason,
+    lamp_for,
+    lane_report,
     step,
 )
 
@@ -238,4 +241,52 @@ def test_the_barrier_opens_only_for_a_matching_open_command(events):
             assert before.occupied
         if isinstance(event, Command):
             assert result.answer() is not None or opens
+        # The light is green only in `open`, which only a matching open reaches.
+        if lamp_for(result.state) == "green":
+            assert result.state.phase == "open" and result.state.occupied
+            assert before.phase in ("opening", "open")
         state = result.state
+
+
+def test_the_light_is_green_only_while_open_and_red_before_closing():
+    lamps = []
+    state = fresh()
+    lamps.append(lamp_for(state))
+    for event in (
+        Presence(True),
+        PassageSent(1, P, 100.0),
+        Command("c1", P, LANE, "open"),
+        BarrierOpened(True),
+    ):
+        state = step(state, event).state
+        lamps.append(lamp_for(state))
+    assert lamps == ["red", "red", "red", "red", "green"]
+    leaving = step(state, Presence(False))
+    assert leaving.state.phase == "closing"
+    assert lamp_for(leaving.state) == "red"  # red as the close is ordered, not after it
+    assert any(isinstance(a, CloseBarrier) for a in leaving.actions)
+    assert lamp_for(step(leaving.state, BarrierClosed(True)).state) == "red"
+
+
+def test_hold_timeout_and_lost_broker_are_red_with_their_reason():
+    held = step(awaiting(), Command("c1", P, LANE, "hold", ("release_missing", "dishonest")))
+    assert lamp_for(held.state) == "red"
+    assert held.state.hold_reason == "server decided hold: release_missing; dishonest"
+    report = lane_report(held.state, "red", default_reason(held.state))
+    assert (report.state, report.signal, report.passage_id) == ("hold", "red", P)
+    assert report.reason == "server decided hold: release_missing; dishonest"
+    timed_out = step(awaiting(100.0), Tick(110.5)).state
+    assert (lane_report(timed_out, "red", None).state, lamp_for(timed_out)) == ("hold", "red")
+    lost = step(awaiting(), Tick(101.0, connected=False)).state
+    assert lamp_for(lost) == "red"
+    assert default_reason(lost) == "no connection to the broker: no decision can arrive"
+
+
+def test_lane_report_names_the_contract_states():
+    assert lane_report(fresh(), "red", None).state == "idle"
+    assert lane_report(awaiting(), "red", None).state == "waiting"
+    reading = step(fresh(), Presence(True)).state
+    assert lane_report(reading, "red", None).passage_id is None
+    assert default_reason(awaiting()) == f"passage {P} published: decision due within 10 s"
+    # The report never says green outside `open`, whatever it is given.
+    assert lane_report(awaiting(), "green", None).signal == "red"

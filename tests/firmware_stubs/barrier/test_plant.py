@@ -110,6 +110,8 @@ def test_stuck_limit_overrides_the_arm() -> None:
         ("stuck closed off", lambda p, s: p.stuck_closed_limit == "off"),
         ("fault on", lambda p, s: p.fault),
         ("module_error on", lambda p, s: p.input_registers()[0] == 0x0005),
+        ("reboot", lambda p, s: s.silent_until == 1.0 and not any(p.coils)),
+        ("reboot 0", lambda p, s: s.silent_until == 0.0),
         ("state", lambda p, s: True),
     ],
 )
@@ -122,10 +124,40 @@ def test_control_commands(line: str, check) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["", "fly", "jam maybe", "arrive 3", "crc -1", "stuck door on", "jam"]
+    "line",
+    ["", "fly", "jam maybe", "arrive 3", "crc -1", "stuck door on", "jam", "reboot 99", "reboot x"],
 )
 def test_bad_control_commands_say_why(line: str) -> None:
     plant = BarrierPlant()
     reply = apply_command(line, plant, RtuSlave(-1, 1, plant), 0.0)
     assert reply.startswith("ERR "), reply
     assert "arrive [LANE]" in reply  # the help comes along
+
+
+def test_the_traffic_light_follows_relays_3_and_4() -> None:
+    plant = BarrierPlant()
+    plant.tick(0.0)
+    assert plant.lamp() == "off"
+    plant.write_coil(2, True, 0.0)
+    assert plant.lamp() == "red"
+    plant.write_coil(2, False, 0.1)
+    plant.write_coil(3, True, 0.1)
+    assert plant.lamp() == "green"
+    plant.write_coil(2, True, 0.2)
+    assert plant.lamp() == "both"  # a driver bug would show here
+    plant.write_coil(0, True, 0.3)  # the barrier relays do not touch the light
+    assert plant.lamp_history == ["red", "off", "green", "both"]
+    plant.reset_outputs()
+    assert plant.lamp() == "off"
+    assert plant.snapshot()["lamps"] == ["red", "off", "green", "both", "off"]
+    assert plant.snapshot()["lamp"] == "off"
+
+
+def test_a_rebooting_module_answers_nothing_for_a_while() -> None:
+    plant = BarrierPlant()
+    slave = RtuSlave(-1, 1, plant)
+    plant.write_coil(2, True, 0.0)
+    reply = apply_command("reboot 0.5", plant, slave, 10.0)
+    assert '"silent":true' in reply and '"lamp":"off"' in reply
+    assert slave.silent_until == 10.5
+    assert '"silent":false' in apply_command("state", plant, slave, 10.6)

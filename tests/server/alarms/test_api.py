@@ -215,3 +215,18 @@ def test_openapi_alarm_schema_has_the_contract_fields(api):
     contract = "id type severity trip_id vehicle_id first_at last_at count position status"
     assert set(contract.split()) | {"assignee", "comments"} <= fields
     assert set(schemas["VerifyOut"]["properties"]) == {"ok", "entries", "first_bad_seq", "reason"}
+
+
+def test_alarm_vehicles_for_the_map(api, raised, services):
+    AlarmService(services.store.engine).raise_(
+        "D-0001", "TRK-1", "LOCK_TAMPER", "critical", T0, None, "shell"
+    )
+    res = api.get("/api/v1/console/alarm-vehicles")
+    assert res.status_code == 200, res.text
+    body = res.json()
+    trk1 = next(a for a in body if a["vehicle_id"] == "TRK-1")
+    assert trk1["severity"] == "critical" and len(trk1["alarm_ids"]) == 2
+    assert raised["dev"] in trk1["alarm_ids"] and raised["battery"] not in trk1["alarm_ids"]
+    assert [a for a in body if a["vehicle_id"] == "TRK-2"] == [
+        {"vehicle_id": "TRK-2", "alarm_ids": [raised["tamper"]], "severity": "critical"}
+    ]

@@ -16,9 +16,9 @@ from tests.server.conftest import declaration
 
 
 def test_login_sets_a_strict_httponly_cookie_and_me_answers(make_client, services):
-    add_account(services, "li.officer", "officer")
+    add_account(services, "officer.one", "officer")
     client = make_client()
-    res = client.post("/api/v1/auth/login", json={"username": "li.officer", "password": PASSWORD})
+    res = client.post("/api/v1/auth/login", json={"username": "officer.one", "password": PASSWORD})
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["account"]["role"] == "officer" and body["via"] == "session"
@@ -28,7 +28,7 @@ def test_login_sets_a_strict_httponly_cookie_and_me_answers(make_client, service
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain-HTTP test client with cookie_secure=auto
     me = client.get("/api/v1/auth/me").json()
-    assert me["account"]["username"] == "li.officer" and me["csrf_token"] == body["csrf_token"]
+    assert me["account"]["username"] == "officer.one" and me["csrf_token"] == body["csrf_token"]
     # The store keeps only digests and argon2id hashes.
     with services.store.engine.connect() as conn:
         stored = conn.execute(select(schema.accounts.c.password_hash)).scalar_one()

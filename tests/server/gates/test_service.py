@@ -204,6 +204,55 @@ def test_release_records_are_validated_audited_and_taken_from_integrations(
     assert release(officer).status_code == 403  # releases come from the declaration system
 
 
+def test_release_record_after_a_hold_releases_the_trip_not_the_barrier(
+    gate_world: GateWorld, gate_api: TestClient
+) -> None:
+    depart(gate_world)
+    pass_gate(gate_world, DEST, "P-ARR-4", 5)  # no release record yet → held
+    sent = len(gate_world.recorder.sent)
+    res = release(gate_api)
+    assert res.status_code == 201, res.text
+    assert (res.json()["trip_status"], res.json()["hold_reasons"]) == ("released", [])
+    trip = gate_world.services.store.get_trip("D-0001")
+    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is None
+    assert len(gate_world.recorder.sent) == sent  # no command behind the officer's back
+    row = gate_world.gates.gates.get_passage("P-ARR-4")
+    assert row is not None and row["decision"] == "hold" and row["override_action"] is None
+    actions = audit_actions(gate_world)
+    assert actions[-2:] == [
+        ("test-supervisor", "declaration.release", "D-0001"),
+        ("system", "trip.release", "D-0001"),
+    ]
+    # the truck presents itself again: decided again, opened, and the trip ends there
+    command = pass_gate(gate_world, DEST, "P-ARR-5", 1)
+    assert command is not None and (command.action, command.reasons) == ("open", [])
+    trip = gate_world.services.store.get_trip("D-0001")
+    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is not None
+    assert verify(gate_world.services.store.engine).ok
+
+
+def test_release_record_does_not_lift_other_holds(
+    gate_world: GateWorld, gate_api: TestClient
+) -> None:
+    depart(gate_world)
+    AlarmService(gate_world.services.store.engine).raise_(
+        "D-0001", "TRK-1", "LOCK_TAMPER", "critical", utc_now() - timedelta(minutes=30),
+        None, "shell tampered",
+    )  # fmt: skip
+    pass_gate(gate_world, DEST, "P-ARR-6", 5)
+    res = release(gate_api).json()
+    assert res["trip_status"] == "held"
+    assert res["hold_reasons"] == [
+        "the seal did not hold during the trip (LOCK_TAMPER)",
+        "unresolved alarm LOCK_TAMPER",
+    ]
+    # an officer's hold stands against a later record
+    gate_api.post("/api/v1/passages/P-ARR-6/override", json={"action": "hold", "comment": "x-ray"})
+    assert release(gate_api).json()["hold_reasons"] == ["an officer held passage P-ARR-6: x-ray"]
+    trip = gate_world.services.store.get_trip("D-0001")
+    assert trip is not None and trip["status"] == "held"
+
+
 def test_officer_override(gate_world: GateWorld, gate_api: TestClient) -> None:
     depart(gate_world)
     pass_gate(gate_world, DEST, "P-ARR-3", 5)  # no release record → held
@@ -351,3 +400,50 @@ def test_first_fix_starts_a_trip_only_when_configured(gate_world: GateWorld) -> 
     asyncio.run(TripTracker(gate_world.services.store, start_on_first_fix=True).on_messages(batch))
     trip = gate_world.services.store.get_trip("D-0001")
     assert trip is not None and trip["status"] == "in_transit"
+
+
+def test_trip_lists_its_alarms_and_passages(gate_world: GateWorld, gate_api: TestClient) -> None:
+    depart(gate_world)
+    alarms = AlarmService(gate_world.services.store.engine)
+    alarms.raise_("D-0001", "TRK-1", "UNPLANNED_STOP", "minor", utc_now() - timedelta(minutes=40),
+                  (113.4, 23.2), "stopped 20 min")  # fmt: skip
+    alarms.raise_("D-0001", "TRK-1", "ROUTE_DEVIATION", "major", utc_now() - timedelta(minutes=30),
+                  None, "off the corridor")  # fmt: skip
+    alarms.raise_("D-0002", "TRK-2", "LOCK_TAMPER", "critical", utc_now(), None, "not this trip")
+    pass_gate(gate_world, DEST, "P-ARR-7", 5)
+    trip = gate_api.get("/api/v1/trips/D-0001").json()
+    assert trip["status"] == "held" and "track" in trip
+    assert [(a["type"], a["severity"], a["status"]) for a in trip["alarms"]] == [
+        ("UNPLANNED_STOP", "minor", "active_unack"),
+        ("ROUTE_DEVIATION", "major", "active_unack"),
+    ]
+    assert trip["alarms"][0]["position"] == {"type": "Point", "coordinates": [113.4, 23.2]}
+    assert [(p["passage_id"], p["phase"], p["decision"]) for p in trip["passages"]] == [
+        ("P-DEP-1", "departure", "open"),
+        ("P-ARR-7", "arrival", "hold"),
+    ]
+    assert trip["passages"][1]["reasons"] == [
+        "no electronic release record",
+        "unresolved alarm ROUTE_DEVIATION",
+    ]
+    listed = gate_api.get("/api/v1/trips").json()
+    assert "alarms" not in listed[0] and "passages" not in listed[0]  # the list stays light
+    register(gate_world, declaration_id="D-0003", vehicle_id="TRK-3", containers=["MSKU1234565"])
+    fresh = gate_api.get("/api/v1/trips/D-0003").json()
+    assert (fresh["alarms"], fresh["passages"]) == ([], [])
+
+
+def test_arrival_clears_transit_overdue_after_counting_it(
+    gate_world: GateWorld, gate_api: TestClient
+) -> None:
+    depart(gate_world, ago_min=200)
+    alarms = AlarmService(gate_world.services.store.engine)
+    alarms.raise_("D-0001", "TRK-1", "TRANSIT_OVERDUE", "major", utc_now() - timedelta(minutes=80),
+                  None, "late")  # fmt: skip
+    assert release(gate_api).status_code == 201
+    command = pass_gate(gate_world, DEST, "P-ARR-8", 10)
+    assert command is not None and "unresolved alarm TRANSIT_OVERDUE" in command.reasons
+    found, _ = alarms.find(AlarmQuery(trip_id="D-0001"))
+    assert [(a.type, a.status) for a in found] == [("TRANSIT_OVERDUE", "cleared_unack")]
+    row = gate_world.gates.gates.get_passage("P-ARR-8")
+    assert row is not None and found[0].cleared_at == row["ts"]

@@ -139,3 +139,31 @@ def test_slow_client_closed_with_1013(services: Services) -> None:
             assert code == 1013
             assert len(got) <= 5
             assert hub.dropped_clients == 1
+
+
+def test_kinds_and_vehicle_narrow_the_subscription(api: TestClient, services: Services) -> None:
+    hub = services.stream
+    with (
+        api.websocket_connect(f"{URL}?kinds=alarm,passage") as queue,
+        api.websocket_connect(f"{URL}?kinds=position&vehicle=TRK-2&vehicle=TRK-3") as trip,
+        api.websocket_connect(URL) as everything,
+    ):
+        for vehicle in ("TRK-1", "TRK-2"):
+            hub.publish("position", {"vehicle_id": vehicle, "seq": 1})
+        hub.publish("passage", {"n": 1})
+        assert [everything.receive_json()["type"] for _ in range(3)] == [
+            "position",
+            "position",
+            "passage",
+        ]
+        # the queue skipped both positions, the trip page took TRK-2's only
+        assert queue.receive_json() == {"type": "passage", "data": {"n": 1}}
+        took = trip.receive_json()
+        assert took == {"type": "position", "data": {"vehicle_id": "TRK-2", "seq": 1}}
+        hub.publish("position", {"vehicle_id": "TRK-3", "seq": 1})
+        assert trip.receive_json()["data"]["vehicle_id"] == "TRK-3"
+        assert everything.receive_json()["data"]["vehicle_id"] == "TRK-3"
+    for bad in ("kinds=", "kinds=alarm,lock", "vehicle=TRK 1", "vehicle=" + "x" * 65):
+        code, reason = refused(api, f"{URL}?{bad}")
+        assert code == 1008 and reason.startswith(("kinds must", "vehicle must")), (bad, reason)
+    assert hub.client_count == 0
