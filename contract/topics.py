@@ -92,21 +92,30 @@ def parse(topic: str) -> TopicInfo:
     return TopicInfo(kind=kind, node_id=node_id, channel=channel)  # type: ignore[arg-type]
 
 
-def server_subscriptions(share_group: str | None = None) -> list[str]:
+PASSAGE_FILTER = f"{TOPIC_PREFIX}/gate/+/passage"
+
+
+def server_subscriptions(
+    share_group: str | None = None, *, passages: bool | None = None
+) -> list[str]:
     """The filters a server worker subscribes to (edge→server channels).
 
     With `share_group`, the filters are MQTT 5 shared subscriptions
-    (`$share/<group>/…`) so several workers split the load.
+    (`$share/<group>/…`) so several workers split the load. `passages=True` gives
+    only the gate passages (the server takes them on a connection of their own, so
+    that a gate never waits behind a backlog of positions), `False` all but them.
     """
     filters = [
         f"{TOPIC_PREFIX}/+/+/availability",
         f"{TOPIC_PREFIX}/+/+/health",
         f"{TOPIC_PREFIX}/truck/+/position",
         f"{TOPIC_PREFIX}/truck/+/lock",
-        f"{TOPIC_PREFIX}/gate/+/passage",
+        PASSAGE_FILTER,
         f"{TOPIC_PREFIX}/gate/+/lane",
         f"{TOPIC_PREFIX}/+/+/command/result",
     ]
+    if passages is not None:
+        filters = [f for f in filters if (f == PASSAGE_FILTER) == passages]
     if share_group is None:
         return filters
     if not is_node_id(share_group):

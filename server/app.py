@@ -124,6 +124,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     handlers = [trips.on_messages, gates.on_messages, judge.on_messages, svc.stream.on_messages]
     if telemetry is not None:
         handlers.append(telemetry.on_messages)
+    split = config.ingest.passage_connection
     ingest = Ingest(
         config.broker,
         config.ingest,
@@ -131,8 +132,25 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         svc.metrics,
         handlers=handlers,
         client_id=client_id,
+        passages=False if split else None,
     )
-    svc.ingest_connected = ingest.connected.is_set
+    ingests = [ingest]
+    if split:
+        passage_id = f"{client_id}-passages"
+        ingests.append(
+            Ingest(
+                config.broker.model_copy(update={"client_id": passage_id}),
+                config.ingest,
+                svc.store,
+                svc.metrics,
+                # Only what concerns passages: the judge's lock is held for whole
+                # batches of positions, and a passage must not wait for it.
+                handlers=[gates.on_messages, svc.stream.on_messages],
+                client_id=passage_id,
+                passages=True,
+            )
+        )
+    svc.ingest_connected = lambda: all(i.connected.is_set() for i in ingests)
 
     def passage_to_stream(passage_id: str) -> None:
         row = gates.gates.get_passage(passage_id)
@@ -152,7 +170,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as group:
-            ingest_task = group.create_task(ingest.run(), name="ingest")
+            ingest_tasks = [
+                group.create_task(each.run(), name=f"ingest-{n}") for n, each in enumerate(ingests)
+            ]
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
@@ -176,7 +196,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             log.info("shutting down")
             server.should_exit = True
             await http_task
-            ingest_task.cancel()
+            for task in ingest_tasks:
+                task.cancel()
             timers.cancel()
             commands.cancel()
             escalation.cancel()

@@ -64,6 +64,12 @@ class IngestSettings(BaseModel):
         description="MQTT shared-subscription group; set it when several workers share the load",
     )
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="rows per store write")
+    passage_connection: bool = Field(
+        default=True,
+        description="take gate passages on a second broker connection (client id "
+        "`<client_id>-passages`) with its own batches, so that a gate decision never "
+        "waits behind a backlog of positions",
+    )
     batch_wait_ms: int = Field(
         default=20, ge=0, le=5000, description="longest wait to fill a batch"
     )

@@ -97,13 +97,18 @@ class Ingest:
         metrics: Metrics,
         handlers: Sequence[FreshHandler] = (),
         client_id: str = "bondwatch-server-1",
+        passages: bool | None = None,
     ) -> None:
+        """`passages`: None takes every edge channel; True only gate passages, False
+        all but them (`topics.server_subscriptions`): the server runs one Ingest of
+        each so that a passage is decided at once even behind a position backlog."""
         self._broker = broker
         self._settings = settings
         self._store = store
         self._metrics = metrics
         self._handlers = list(handlers)
         self._client_id = client_id
+        self._passages = passages
         self._queue: asyncio.Queue[tuple[IncomingMessage | None, int, int]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._logged_rejects: dict[str, float] = {}
@@ -143,8 +148,15 @@ class Ingest:
         async with client:
             paho = client._client
             paho.manual_ack_set(True)
-            for filt in topics.server_subscriptions(self._settings.share_group):
+            share = self._settings.share_group
+            for filt in topics.server_subscriptions(share, passages=self._passages):
                 await client.subscribe(filt, qos=1)
+            if self._passages is not None:
+                # The session is persistent: a session that took everything before
+                # (an older server, or `ingest.passage_connection` off) would go on
+                # receiving the other connection's channels.
+                for filt in topics.server_subscriptions(share, passages=not self._passages):
+                    await client.unsubscribe(filt)
             self.connected.set()
             log.info("ingest subscribed at %s:%d", self._broker.host, self._broker.port)
             async with asyncio.TaskGroup() as group:

@@ -190,8 +190,9 @@ class Judge:
         for item in batch:
             msg = item.message
             by_node[msg.node_id].append(((msg.ts, msg.seq), msg))
+        trips = self._store.open_trips_for_vehicles(by_node)
         for node_id, messages in by_node.items():
-            run, rebuilt = self._run_for(node_id)
+            run, rebuilt = self._run_for(node_id, trips.get(node_id))
             if run is None or rebuilt:
                 continue  # no trip to judge, or the rebuild from the store included these
             window = self._windows[node_id]
@@ -224,10 +225,10 @@ class Judge:
             effects += run.advance(key, msg)
         self._emit(run, effects)
 
-    def _run_for(self, vehicle_id: str) -> tuple[TripRun | None, bool]:
-        """The vehicle's run, and whether it was just rebuilt from the store."""
+    def _run_for(self, vehicle_id: str, trip: dict[str, Any] | None) -> tuple[TripRun | None, bool]:
+        """The vehicle's run for its open `trip`, and whether it was just rebuilt from
+        the store."""
         run = self._runs.get(vehicle_id)
-        trip = self._store.open_trip_for_vehicle(vehicle_id)
         if trip is None or trip["status"] != "in_transit" or trip["started_at"] is None:
             self._runs.pop(vehicle_id, None)
             self._windows.pop(vehicle_id, None)

@@ -40,8 +40,9 @@ class TripTracker:
                 known = first_fix.get(msg.node_id)
                 if known is None or msg.ts < known.ts:
                     first_fix[msg.node_id] = msg
+        trips = self._store.open_trips_for_vehicles(first_fix)
         for vehicle_id, fix in first_fix.items():
-            trip = self._store.open_trip_for_vehicle(vehicle_id)
+            trip = trips.get(vehicle_id)
             if trip is not None and trip["status"] == "declared":
                 self._store.start_trip(trip["trip_id"], fix.ts)
                 log.info(

@@ -52,6 +52,7 @@ class GateStore:
         query = (
             select(t.trip_id, t.status, t.vehicle_id, t.time_limit_min, t.started_at, d.body)
             .join(schema.declarations, d.declaration_id == t.declaration_id)
+            .where(or_(d.origin_gate == gate_id, d.destination_gate == gate_id))
             .where(
                 or_(
                     t.status.in_(GATE_TRIP_STATUSES),

@@ -6,7 +6,7 @@ The ingest path calls it from a worker thread; the REST API from FastAPI's threa
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +157,8 @@ class Store:
                         vehicle_id=body["vehicle_id"],
                         body=body,
                         created_at=now,
+                        origin_gate=body.get("origin_gate"),
+                        destination_gate=body.get("destination_gate"),
                     )
                 )
                 conn.execute(schema.trips.insert().values(**trip))
@@ -184,6 +186,28 @@ class Store:
                 .limit(1)
             ).first()
         return _trip(row._mapping) if row else None
+
+    def open_trips_for_vehicles(self, vehicle_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """`open_trip_for_vehicle` of many vehicles in a query per 500 (the ingest asks
+        this once per batch: a batch of a busy server holds thousands of trucks)."""
+        t = schema.trips.c
+        wanted = sorted(set(vehicle_ids))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    select(schema.trips)
+                    .where(t.vehicle_id.in_(wanted[i : i + 500]))
+                    .where(t.status.in_(OPEN_TRIP_STATUSES))
+                    .order_by(
+                        t.vehicle_id,
+                        case((t.status == "in_transit", 0), else_=1),
+                        t.created_at.desc(),
+                    )
+                ).all()
+                for row in rows:
+                    out.setdefault(row.vehicle_id, _trip(row._mapping))
+        return out
 
     def open_trips_by_vehicle(self) -> dict[str, dict[str, Any]]:
         """The open trip of every vehicle that has one (its newest), in one query."""

@@ -5,6 +5,7 @@ A migration is never edited once released: a change of schema is a new migration
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,26 @@ def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     return apply
 
 
+def _declaration_gates(conn: Connection) -> None:
+    """declarations.origin_gate / destination_gate, filled from each body, and indexed."""
+    _add_columns(schema.declarations, "origin_gate", "destination_gate")(conn)
+    d = schema.declarations
+    present = {i["name"] for i in inspect(conn).get_indexes(d.name)}
+    for index in d.indexes:
+        if index.name not in present:
+            index.create(conn)
+    rows = conn.execute(select(d.c.declaration_id, d.c.body).where(d.c.origin_gate.is_(None)))
+    for declaration_id, body in rows.all():
+        data = body if isinstance(body, dict) else json.loads(body)
+        conn.execute(
+            d.update()
+            .where(d.c.declaration_id == declaration_id)
+            .values(
+                origin_gate=data.get("origin_gate"), destination_gate=data.get("destination_gate")
+            )
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -79,6 +100,7 @@ MIGRATIONS: list[Migration] = [
     ),
     # ---- escalation of unacknowledged alarms (server/alarms/escalation.py) ----
     Migration(6, "alarms: escalated_at", _add_columns(schema.alarms, "escalated_at")),
+    Migration(7, "declarations: origin and destination gate, indexed", _declaration_gates),
 ]
 
 

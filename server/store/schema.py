@@ -66,6 +66,11 @@ declarations = Table(
     Column("vehicle_id", String(64), nullable=False),
     Column("body", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Copies of the body's gates, so that a gate finds its trips by index (migration 7).
+    Column("origin_gate", String(64)),
+    Column("destination_gate", String(64)),
+    Index("ix_declarations_origin_gate", "origin_gate"),
+    Index("ix_declarations_destination_gate", "destination_gate"),
 )
 
 trips = Table(

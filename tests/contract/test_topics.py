@@ -48,3 +48,12 @@ def test_shared_subscriptions():
     assert "bondwatch/v1/truck/+/position" in plain
     assert "bondwatch/v1/gate/+/lane" in plain
     assert shared == [f"$share/workers/{f}" for f in plain]
+
+
+def test_passages_split_from_the_rest_and_together_all():
+    every = topics.server_subscriptions("workers")
+    only = topics.server_subscriptions("workers", passages=True)
+    rest = topics.server_subscriptions("workers", passages=False)
+    assert only == ["$share/workers/bondwatch/v1/gate/+/passage"]
+    assert "$share/workers/bondwatch/v1/truck/+/position" in rest and only[0] not in rest
+    assert sorted(only + rest) == sorted(every)

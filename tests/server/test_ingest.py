@@ -141,3 +141,67 @@ def test_last_will_is_timed_by_its_arrival():
     kept = validate(topic, online)
     assert not isinstance(kept, Rejection)
     assert kept.message.ts == datetime(2020, 1, 1, 6, tzinfo=UTC)
+
+
+async def test_passages_have_a_connection_of_their_own(own_broker, services):
+    """A passage is decided while the other connection is still busy with positions,
+    and a session that took everything before no longer gets passages once split."""
+    from tests.server.gates.conftest import passage_fields
+
+    broker = own_broker
+    settings = BrokerSettings(host=broker.host, port=broker.port)
+    metrics = Metrics()
+    main_seen: list[str] = []
+    busy = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_main(batch):
+        main_seen.extend(item.channel for item in batch)
+        busy.set()
+        await release.wait()  # judging a long backlog
+
+    passages_seen: list[str] = []
+
+    async def gate(batch):
+        passages_seen.extend(item.message.passage_id for item in batch)
+
+    def ingest(handler, client_id, passages):
+        return Ingest(settings, IngestSettings(batch_wait_ms=5), services.store, metrics,
+                      handlers=[handler], client_id=client_id, passages=passages)  # fmt: skip
+
+    before = ingest(slow_main, "test-split-main", None)  # an unsplit server's session
+    task = asyncio.create_task(before.run())
+    await asyncio.wait_for(before.connected.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    main = ingest(slow_main, "test-split-main", False)
+    gates = ingest(gate, "test-split-passages", True)
+    tasks = [asyncio.create_task(i.run()) for i in (main, gates)]
+    try:
+        await asyncio.wait_for(main.connected.wait(), 10)
+        await asyncio.wait_for(gates.connected.wait(), 10)
+        body = {"node_id": "G-1", "seq": 1, "ts": format_ts(T0), **passage_fields("P-1")}
+        async with aiomqtt.Client(broker.host, broker.port, identifier="test-pub-s") as pub:
+            for seq in range(1, 201):
+                await pub.publish(topics.position("TRK-S"), position(seq, node="TRK-S"), qos=1)
+            await asyncio.wait_for(busy.wait(), 10)
+            await pub.publish(topics.passage("G-1"), json.dumps(body).encode(), qos=1)
+        for _ in range(100):
+            if passages_seen:
+                break
+            await asyncio.sleep(0.05)
+        assert passages_seen == ["P-1"] and not release.is_set()
+        release.set()
+        for _ in range(200):
+            if metrics.value("bondwatch_ingest_messages_total", outcome="stored") >= 201:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a passage the main session still took would come now
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert metrics.value("bondwatch_ingest_messages_total", outcome="stored") == 201
+    assert set(main_seen) == {"position"} and len(main_seen) == 200
+    assert metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") == 0

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contract.payloads import Health, Position
+from server.gates.store import GateStore
 from server.store import Store, StoreError
 from server.store.database import IncomingMessage
 from server.store.migrations import MIGRATIONS, current_version
@@ -69,3 +70,49 @@ def test_declaration_conflict_changes_nothing(store):
     assert info.value.code == "conflict" and info.value.field == "declaration_id"
     trip = store.get_trip("D1")
     assert trip is not None and trip["vehicle_id"] == "T1" and trip["status"] == "declared"
+
+
+def test_open_trips_of_many_vehicles_as_one_by_one(store):
+    """The batch lookup of the ingest agrees with the single one: the trip on the road
+    wins over a newer declared one, a closed trip is no open trip."""
+    for i, (vehicle, minute) in enumerate([("T1", 0), ("T1", 5), ("T2", 1), ("T3", 2)]):
+        body = {"declaration_id": f"D{i}", "vehicle_id": vehicle, "route_id": "R1",
+                "time_limit_min": 60}  # fmt: skip
+        store.create_declaration(body, T0 + timedelta(minutes=minute))
+    store.start_trip("D0", T0 + timedelta(minutes=10))  # T1: on the road, D1 declared after
+    with store.engine.begin() as conn:  # D3 held at a gate: no longer open
+        assert GateStore.set_trip_status(conn, "D3", ["declared"], "held")
+    vehicles = ["T1", "T2", "T3", "T9"] + [f"X{i}" for i in range(600)]  # over one chunk
+    batch = store.open_trips_for_vehicles(vehicles)
+    assert {v: t["trip_id"] for v, t in batch.items()} == {"T1": "D0", "T2": "D2"}
+    for vehicle in vehicles[:4]:
+        single = store.open_trip_for_vehicle(vehicle)
+        assert batch.get(vehicle) == single
+
+
+def test_migration_7_fills_the_declaration_gates_of_an_older_database(store_url):
+    """A gate finds its trips by indexed columns; an older database gets them from the
+    bodies of its declarations."""
+    from sqlalchemy import text
+
+    store = Store.open(store_url)
+    for i, (origin, dest) in enumerate([("G-A", "G-B"), ("G-B", "G-C"), ("G-C", "G-D")]):
+        body = {"declaration_id": f"D{i}", "vehicle_id": f"T{i}", "route_id": "R1",
+                "time_limit_min": 60, "origin_gate": origin, "destination_gate": dest}  # fmt: skip
+        store.create_declaration(body, T0)
+    with store.engine.begin() as conn:  # back to the schema before migration 7
+        for name in ("ix_declarations_origin_gate", "ix_declarations_destination_gate"):
+            conn.execute(text(f"DROP INDEX {name}"))
+        for column in ("origin_gate", "destination_gate"):
+            conn.execute(text(f"ALTER TABLE declarations DROP COLUMN {column}"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE version >= 7"))
+    store.close()
+
+    again = Store.open(store_url)  # migrates
+    try:
+        assert current_version(again.engine) == max(m.version for m in MIGRATIONS)
+        at_b = sorted(t.trip_id for t in GateStore(again.engine).trips_at_gate("G-B"))
+        assert at_b == ["D0", "D1"]
+        assert GateStore(again.engine).trips_at_gate("G-X") == []
+    finally:
+        again.close()
