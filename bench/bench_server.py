@@ -20,7 +20,9 @@ live-stream hub with one console connected.
   `PASSAGE_EVERY_S` while trucks report live at `server.gate_decision_load_per_s`
   positions per second (the issue's 10,000/s, or 80 % of the measured ingest
   rate when that is lower, so the queue does not grow without bound); latency is
-  from publishing the passage to receiving its signed command.
+  from publishing the passage to receiving its signed command. Passages are taken and
+  decided by the gate worker, a child process of its own (`server.gates.worker`), as
+  the server runs by default (`ingest.passages: process`).
 """
 
 from __future__ import annotations
@@ -47,15 +49,16 @@ from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import format_ts, utc_now
 from contract.mqtt_client import make_client
-from contract.signing import generate_private_key
+from contract.signing import generate_private_key, private_key_to_pem
 from devices.ocr.iso6346 import with_check_digit
 from server.alarms import AlarmService
 from server.alarms.effects import AlarmEffects
-from server.config import IngestSettings
+from server.config import IngestSettings, ServerConfig, StorageSettings
 from server.demo.broker import MosquittoBroker
 from server.gates.commands import CommandPublisher, CommandSigner
 from server.gates.config import GatesSettings
 from server.gates.service import GateService
+from server.gates.worker import GateWorker, WorkerSpec
 from server.geo import Gate, Geography, Route, Site
 from server.ingest import Ingest
 from server.judge import Judge
@@ -75,8 +78,10 @@ DRAIN_TIMEOUT_S = 120.0
 TARGET_PER_S = 10_000.0
 LOAD_S = 12.0
 PASSAGE_EVERY_S = 0.05
-N_GATE_TRIPS = int(LOAD_S / PASSAGE_EVERY_S) + 10
+N_PASSAGES = int(LOAD_S / PASSAGE_EVERY_S)  # as long as the load runs
+N_GATE_TRIPS = N_PASSAGES + 10
 GATE_ID = "G-BENCH"
+GEO_SEED = 42
 SITE_ID = "S-BENCH"
 
 Message = tuple[str, bytes]
@@ -243,6 +248,7 @@ def _setup_store(store: Store) -> None:
 class Server:
     """The ingest path as `server.app` wires it, with a count of messages handled."""
 
+    config: ServerConfig
     broker: MosquittoBroker
     store: Store
     geo: Geography
@@ -272,7 +278,11 @@ class Server:
             self.hub.on_messages,
             self._count,
         ]
-        self.passage_handlers = [self.gates.on_messages, self.hub.on_messages]
+        self.worker = GateWorker(
+            WorkerSpec(self.config, geography=bench_geography, log_level=logging.WARNING),
+            on_passage=lambda _: None,
+            on_alarm=lambda alarm_id: alarms.notify([alarm_id]),
+        )
 
     async def _count(self, batch: Sequence[IncomingMessage]) -> None:
         self.handled += sum(1 for item in batch if item.channel == "position")
@@ -280,18 +290,18 @@ class Server:
             self.done.set()
 
     def start(self) -> tuple[list[asyncio.Task[None]], list[Ingest]]:
-        """Both ingest connections of `server.app` (positions and the rest; passages)."""
+        """The ingest connection of `server.app` for all but passages (the gate worker,
+        a process of its own, takes those)."""
         ingests = [
             Ingest(
                 self.settings,
                 IngestSettings(),
                 self.store,
                 self.metrics,
-                self.passage_handlers if passages else self.handlers,
-                f"bench-ingest{suffix}",
-                passages=passages,
+                self.handlers,
+                "bench-ingest",
+                passages=False,
             )
-            for suffix, passages in (("", False), ("-passages", True))
         ]
         return [asyncio.create_task(i.run()) for i in ingests], ingests
 
@@ -318,8 +328,47 @@ async def _read_console(hub: Hub) -> None:
         await console.next()
 
 
-async def _gate_latencies(settings: BrokerSettings, load: Any) -> list[float]:
-    """Publish a passage every `PASSAGE_EVERY_S` while `load` runs; ms to each command."""
+def _gate_process(settings: BrokerSettings, count: int, conn: Any) -> None:
+    """A gate controller, a process of its own as on a real gate: says `ready` once
+    subscribed, starts on `go`, and sends back its latencies."""
+    conn.send(asyncio.run(_gate_latencies(settings, count, conn)))
+    conn.close()
+
+
+class GateController:
+    """The parent's handle on `_gate_process`."""
+
+    def __init__(self, settings: BrokerSettings, count: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, theirs = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_gate_process, args=(settings, count, theirs))
+        self._proc.start()
+        theirs.close()
+
+    async def _receive(self, wait_s: float) -> Any:
+        try:
+            if not await asyncio.to_thread(self._conn.poll, wait_s):
+                raise RuntimeError(f"the gate controller process said nothing in {wait_s} s")
+            return self._conn.recv()
+        except EOFError as err:
+            raise RuntimeError(f"the gate controller failed ({self._proc.exitcode})") from err
+
+    async def ready(self) -> None:
+        if await self._receive(60) != "ready":
+            raise RuntimeError("the gate controller did not start")
+
+    async def latencies(self) -> list[float]:
+        """Start publishing; the latencies once every passage has its command."""
+        self._conn.send("go")
+        try:
+            got: list[float] = await self._receive(LOAD_S * 2 + DRAIN_TIMEOUT_S)
+        finally:
+            await asyncio.to_thread(self._proc.join, 10)
+        return got
+
+
+async def _gate_latencies(settings: BrokerSettings, count: int, conn: Any) -> list[float]:
+    """Publish `count` passages, one every `PASSAGE_EVERY_S`; ms to each command."""
     node = GATE_ID
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -337,8 +386,11 @@ async def _gate_latencies(settings: BrokerSettings, load: Any) -> list[float]:
                         answered.set()
 
         receiver = asyncio.create_task(receive())
+        conn.send("ready")
+        if await asyncio.to_thread(conn.recv) != "go":
+            raise RuntimeError("the bench did not start the gate controller")
         g = 0
-        while load.is_alive() and g < N_GATE_TRIPS:
+        while g < count:
             vehicle = f"GTK-{g:05d}"
             passage_id = f"P-{uuid.uuid4().hex[:12]}"
             body = {
@@ -373,6 +425,7 @@ async def _gate_latencies(settings: BrokerSettings, load: Any) -> list[float]:
 
 
 async def _run_server(
+    config: ServerConfig,
     broker: MosquittoBroker,
     store: Store,
     geo: Geography,
@@ -380,10 +433,12 @@ async def _run_server(
     backlog: list[Message],
     routes: Sequence[Route],
 ) -> dict[str, float]:
-    server = Server(broker, store, geo)
+    server = Server(config, broker, store, geo)
     reader = asyncio.create_task(_read_console(server.hub))
     commands = asyncio.create_task(server.publisher.run())
+    worker = asyncio.create_task(server.worker.run())
     try:
+        await asyncio.wait_for(server.worker.connected.wait(), 120)
         await server.take(0)  # the session and its subscriptions
         proc = _publish(broker, warm, "warm")
         await server.take(len(warm))
@@ -399,17 +454,19 @@ async def _run_server(
         live = _positions(routes, PER_VEHICLE + 1, per_vehicle)
         tasks, _ = server.start()
         server.wanted, server.done = server.handled + len(live), asyncio.Event()
+        gate = GateController(server.settings, N_PASSAGES)
+        await gate.ready()
         load = _publish(broker, live, "live", rate=load_rate)
-        latencies = await _gate_latencies(server.settings, load)
+        latencies = await gate.latencies()
         await asyncio.to_thread(_join, load)
         await asyncio.wait_for(server.done.wait(), DRAIN_TIMEOUT_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        reader.cancel()
-        commands.cancel()
-        await asyncio.gather(reader, commands, return_exceptions=True)
+        for task in (reader, commands, worker):
+            task.cancel()
+        await asyncio.gather(reader, commands, worker, return_exceptions=True)
     return {
         "ingest": ingest_rate,
         "load": load_rate,
@@ -432,11 +489,16 @@ def _geography(routes: list[Route], rng: np.random.Generator) -> Geography:
     )
 
 
+def bench_geography() -> Geography:
+    """The bench's geography, the same in every process that builds it (the gate worker)."""
+    rng = np.random.default_rng(GEO_SEED)
+    return _geography(_routes(rng), rng)
+
+
 def run() -> dict[str, dict[str, Any]]:
     logging.getLogger("server").setLevel(logging.WARNING)
-    rng = np.random.default_rng(42)
-    routes = _routes(rng)
-    geo = _geography(routes, rng)
+    geo = bench_geography()
+    routes = list(geo.routes)
     warm = _positions(routes, 1, 1)
     backlog = _positions(routes, 2, PER_VEHICLE - 1)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
@@ -444,9 +506,16 @@ def run() -> dict[str, dict[str, Any]]:
         with MosquittoBroker(work / "broker") as broker:
             drain_rate = asyncio.run(_drain_baseline(broker, warm, backlog))
             store = Store.open(f"sqlite:///{work / 'store.db'}")
+            key_file = work / "server.pem"
+            key_file.write_bytes(private_key_to_pem(generate_private_key()))
+            config = ServerConfig(
+                broker=BrokerSettings(host=broker.host, port=broker.port, client_id="bench"),
+                storage=StorageSettings(url=f"sqlite:///{work / 'store.db'}"),
+                signing_key_file=key_file,
+            )
             try:
                 _setup_store(store)
-                got = asyncio.run(_run_server(broker, store, geo, warm, backlog, routes))
+                got = asyncio.run(_run_server(config, broker, store, geo, warm, backlog, routes))
             finally:
                 store.close()
 

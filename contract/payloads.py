@@ -29,7 +29,9 @@ LockEvent = Literal[
     "unseal_refused_outside_area",
     "motor_stuck",
 ]
-HealthDevice = Literal["gnss", "lock", "camera", "barrier", "ocr"]
+#: `outbox`: the node's durable outbox (degraded while it thins old positions, down while
+#: it refuses them, ok when it has room again; docs/edge-outbox.md).
+HealthDevice = Literal["gnss", "lock", "camera", "barrier", "ocr", "outbox"]
 HealthStatus = Literal["ok", "degraded", "down"]
 AvailabilityState = Literal["online", "offline", "stopped"]
 CommandOutcome = Literal["done", "refused", "expired", "bad_signature", "failed"]
@@ -89,7 +91,9 @@ class LockReport(EdgeMessage):
 
 
 class Health(EdgeMessage):
-    device: HealthDevice
+    device: HealthDevice = Field(
+        description="gnss, lock, camera, barrier, ocr, or outbox (the node's durable outbox)"
+    )
     status: HealthStatus
     detail: str = Field(default="", max_length=1000)
 

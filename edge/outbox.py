@@ -10,6 +10,10 @@ but not contiguous: `reserve_seq()` hands out seqs for payloads that do not go
 through the outbox (the last will, `online`, `stopped`), and thinning deletes old
 positions when the outbox is full. Both are recorded (table `reserved`, counter
 `thinned_total`) so every gap can be explained. See docs/edge-outbox.md.
+
+The outbox's own state (`ok` → `thinning` → `full` and back) is kept in the file
+too, and each change is handed once to the state listeners after its transaction
+(the agents publish it as a `health` message of device `outbox`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ VACUUM_FREE_PAGES: Final = 1024
 RESERVED_KEEP: Final = 10_000
 
 OutboxState = Literal["ok", "thinning", "full"]
+OUTBOX_STATES: Final[tuple[OutboxState, ...]] = ("ok", "thinning", "full")
+#: Called once per change of state, after the change was committed: (state, reason).
+StateListener = Callable[[OutboxState, str], None]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -127,6 +134,7 @@ class Outbox:
         *,
         min_free_disk_bytes: int = 64 * 1024 * 1024,
         low_water: float = 0.9,
+        recover_below: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not is_node_id(node_id):
@@ -138,9 +146,14 @@ class Outbox:
         self.max_bytes = max_bytes
         self.min_free_disk_bytes = min_free_disk_bytes
         self.low_water = low_water
+        self.recover_below = recover_below
         self._clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self._state_listeners: list[StateListener] = []
         self._state: OutboxState = "ok"
+        #: The state last handed to the state listeners (and stored in the file).
+        self._reported: OutboxState = "ok"
+        self._state_reason = ""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
@@ -151,13 +164,15 @@ class Outbox:
             self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM outbox").fetchone()[0]
         )
         self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._load_state()
         log.info(
-            "outbox %s for node %s: %d messages (%d bytes) waiting, last seq %d",
+            "outbox %s for node %s: %d messages (%d bytes) waiting, last seq %d, state %s",
             path,
             node_id,
             self._count,
             self._bytes,
             self.last_seq(),
+            self._state,
         )
 
     @classmethod
@@ -169,6 +184,17 @@ class Outbox:
             settings.max_bytes,
             min_free_disk_bytes=settings.min_free_disk_bytes,
         )
+
+    def _load_state(self) -> None:
+        """The state reported before a restart: a full outbox stays full across power cuts."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='state'").fetchone()
+        stored = str(row[0]) if row is not None else "ok"
+        for state in OUTBOX_STATES:
+            if state == stored:
+                self._state = self._reported = state
+        if self._state != "ok" and self._roomy(0):
+            # Drained before the restart, but the change was not reported yet.
+            self._set_state("ok", "outbox has room again")
 
     # -- setup -----------------------------------------------------------------
 
@@ -214,6 +240,32 @@ class Outbox:
     def _notify(self) -> None:
         for callback in self._listeners:
             callback()
+
+    def add_state_listener(self, callback: StateListener) -> None:
+        """Call `callback(state, reason)` once per change of `stats().state`.
+
+        Called after the change's transaction, so the callback may enqueue (the
+        agents publish a `health` message); a state that changes and changes back
+        within one call of `enqueue_many` or `ack_many` is not reported.
+        """
+        self._state_listeners.append(callback)
+
+    def _report_state(self) -> None:
+        """Store and hand on a change of state (outside any transaction)."""
+        state = self._state
+        if state == self._reported:
+            return
+        self._reported = state
+        try:
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
+        except sqlite3.OperationalError as err:  # the disk is full: still say it
+            log.error("outbox %s: state %s not stored: %s", self.path, state, err)
+        for callback in self._state_listeners:
+            try:
+                callback(state, self._state_reason)
+            except Exception:
+                log.exception("outbox %s: state listener failed on %s", self.path, state)
 
     # -- seqs ------------------------------------------------------------------
 
@@ -273,6 +325,16 @@ class Outbox:
         keep: bool | None = None,
     ) -> list[int]:
         """Store several `(topic, payload, retain)` messages in one transaction."""
+        try:
+            seqs = self._store(messages, keep)
+        finally:
+            self._report_state()
+        self._notify()
+        return seqs
+
+    def _store(
+        self, messages: Sequence[tuple[str, dict[str, Any], bool]], keep: bool | None
+    ) -> list[int]:
         seqs: list[int] = []
         now = self._clock()
         try:
@@ -313,7 +375,6 @@ class Outbox:
                 self._refused()
                 raise OutboxFullError(f"outbox {self.path}: {err}") from err
             raise OutboxError(f"outbox {self.path}: {err}") from err
-        self._notify()
         return seqs
 
     def _refused(self) -> None:
@@ -337,9 +398,14 @@ class Outbox:
         return self._bytes + extra > self.max_bytes or self._disk_short(extra)
 
     def _roomy(self, size: int) -> bool:
-        """Comfortably within both limits: below the low-water mark and the disk floor."""
+        """Room again: under `recover_below` of `max_bytes` and above the disk floor.
+
+        Thinning stops at `low_water` (90 %), so thinning alone never makes the
+        outbox roomy: the state goes back to `ok` only when messages left it (or the
+        disk floor cleared), and does not flap with every thinning pass.
+        """
         return (
-            self._bytes + size <= self.low_water * self.max_bytes
+            self._bytes + size <= self.recover_below * self.max_bytes
             and self.free_disk_bytes() - size >= self.min_free_disk_bytes
         )
 
@@ -354,7 +420,7 @@ class Outbox:
         """Inside a transaction: thin old positions until `size` more bytes fit."""
         if not self._over_limit(size):
             if self._state != "ok" and self._roomy(size):
-                self._set_state("ok", "outbox below its limit again")
+                self._set_state("ok", "outbox has room again")
             return
         target = self.low_water * self.max_bytes
         while self._bytes + size > target and self._thin_once():
@@ -413,6 +479,7 @@ class Outbox:
         level = logging.INFO if state == "ok" else logging.ERROR
         log.log(level, "outbox %s of node %s is now %s: %s", self.path, self.node_id, state, reason)
         self._state = state
+        self._state_reason = reason
 
     # -- reading and acknowledging -----------------------------------------------
 
@@ -447,6 +514,12 @@ class Outbox:
         ids = [int(i) for i in item_ids]
         if not ids:
             return 0
+        try:
+            return self._remove(ids)
+        finally:
+            self._report_state()
+
+    def _remove(self, ids: list[int]) -> int:
         removed = 0
         freed = 0
         with self._transaction():
@@ -466,7 +539,7 @@ class Outbox:
             # executescript steps the pragma to the end (execute frees one page only).
             self._db.executescript("PRAGMA incremental_vacuum;")
         if self._state != "ok" and self._roomy(0):
-            self._set_state("ok", "backlog drained below the limit")
+            self._set_state("ok", "backlog drained: outbox has room again")
         return removed
 
     def _freelist_pages(self) -> int:

@@ -29,6 +29,7 @@ from server.console.config import ConsoleSettings
 from server.console.web import mount_console
 from server.gates.commands import CommandPublisher, CommandSigner
 from server.gates.service import GateService
+from server.gates.worker import GateWorker, WorkerSpec, passage_batches, passages_client_id
 from server.geo import Geography
 from server.ingest import Ingest
 from server.judge import Judge
@@ -124,7 +125,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     handlers = [trips.on_messages, gates.on_messages, judge.on_messages, svc.stream.on_messages]
     if telemetry is not None:
         handlers.append(telemetry.on_messages)
-    split = config.ingest.passage_connection
+    where = config.ingest.passages
     ingest = Ingest(
         config.broker,
         config.ingest,
@@ -132,15 +133,15 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         svc.metrics,
         handlers=handlers,
         client_id=client_id,
-        passages=False if split else None,
+        passages=None if where == "shared" else False,
     )
     ingests = [ingest]
-    if split:
-        passage_id = f"{client_id}-passages"
+    if where == "connection":
+        passage_id = passages_client_id(config)
         ingests.append(
             Ingest(
                 config.broker.model_copy(update={"client_id": passage_id}),
-                config.ingest,
+                passage_batches(config.ingest),
                 svc.store,
                 svc.metrics,
                 # Only what concerns passages: the judge's lock is held for whole
@@ -150,13 +151,24 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
                 passages=True,
             )
         )
-    svc.ingest_connected = lambda: all(i.connected.is_set() for i in ingests)
 
     def passage_to_stream(passage_id: str) -> None:
         row = gates.gates.get_passage(passage_id)
         if row is not None:
             svc.stream.publish("passage", passage_out(row).model_dump(mode="json"))
 
+    worker = (
+        GateWorker(
+            WorkerSpec(config, log_level=logging.getLogger().getEffectiveLevel()),
+            on_passage=passage_to_stream,
+            on_alarm=lambda alarm_id: alarm_service.notify([alarm_id]),
+        )
+        if where == "process"
+        else None
+    )
+    svc.ingest_connected = lambda: (
+        all(i.connected.is_set() for i in ingests) and (worker is None or worker.connected.is_set())
+    )
     gates.add_listener(passage_to_stream)
     app = create_app(svc, gates=gates)
     server = uvicorn.Server(
@@ -173,6 +185,8 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             ingest_tasks = [
                 group.create_task(each.run(), name=f"ingest-{n}") for n, each in enumerate(ingests)
             ]
+            if worker is not None:
+                ingest_tasks.append(group.create_task(worker.run(), name="gate-worker"))
             http_task = group.create_task(server.serve(), name="http")
             timers = group.create_task(judge.tick_forever(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
@@ -190,7 +204,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
                 else config.http.port
             )
             print(f"bondwatch-server listening on http://{config.http.host}:{port}/", flush=True)
-            if ready is not None:
+            if ready is not None:  # for tests: the HTTP server and every connection are up
+                while not svc.ingest_connected():  # noqa: ASYNC110 - several sources
+                    await asyncio.sleep(0.05)
                 ready.set()
             await stop.wait()
             log.info("shutting down")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,11 +65,13 @@ class IngestSettings(BaseModel):
         description="MQTT shared-subscription group; set it when several workers share the load",
     )
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="rows per store write")
-    passage_connection: bool = Field(
-        default=True,
-        description="take gate passages on a second broker connection (client id "
-        "`<client_id>-passages`) with its own batches, so that a gate decision never "
-        "waits behind a backlog of positions",
+    passages: Literal["process", "connection", "shared"] = Field(
+        default="process",
+        description="where gate passages are taken and decided: `process` — a child "
+        "process of their own with its own broker connections (client ids "
+        "`<client_id>-passages` and `<client_id>-gate-commands`), so that a gate decision "
+        "never waits behind the position stream; `connection` — a second connection in "
+        "the server's process; `shared` — the same connection as everything else",
     )
     batch_wait_ms: int = Field(
         default=20, ge=0, le=5000, description="longest wait to fill a batch"

@@ -153,7 +153,7 @@ class Ingest:
                 await client.subscribe(filt, qos=1)
             if self._passages is not None:
                 # The session is persistent: a session that took everything before
-                # (an older server, or `ingest.passage_connection` off) would go on
+                # (an older server, or `ingest.passages: shared`) would go on
                 # receiving the other connection's channels.
                 for filt in topics.server_subscriptions(share, passages=not self._passages):
                     await client.unsubscribe(filt)

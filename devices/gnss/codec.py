@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from devices.errors import ChecksumError, FrameError
 from devices.gnss.ais import AisTracker
+from devices.gnss.binary import UbxFinder
 from devices.gnss.sentences import (
     SYSTEM_IDS,
     SYSTEM_ORDER,
@@ -53,7 +54,6 @@ KNOT_MPS = 1852.0 / 3600.0
 MAX_SENTENCE_LEN = 1024
 
 _START = re.compile(rb"[$!]")
-_UBX_SYNC = b"\xb5\x62"
 #: Sentences gpsd marks "cycle continue": they may come after the timed sentence
 #: that ends a cycle (driver_nmea0183.c, nmea_phrase table).
 _CONTINUES_CYCLE = frozenset({"GLL"})
@@ -178,8 +178,9 @@ class NmeaStreamDecoder:
         self._after_ender = False
         # u-blox UBX packets in the stream: gpsd then runs its u-blox driver, which
         # does not report every position sentence before the cycle ender is known.
+        # Only a whole packet with a valid checksum counts (devices/gnss/binary.py).
         self._ubx_seen = False
-        self._skip_tail = b""
+        self._ubx = UbxFinder()
         # AIS mixed into the stream (a marine feed): gpsd drops a report whose pending
         # AIS message is an unpaired half of message 24 (devices/gnss/ais.py).
         self._ais = AisTracker()
@@ -226,6 +227,7 @@ class NmeaStreamDecoder:
             if end == size and not final:
                 if end - start > MAX_SENTENCE_LEN:
                     self.stats.malformed += 1
+                    self._not_nmea(buf[start:end])
                     pos = end
                     continue
                 pos = start  # wait for the rest of this sentence
@@ -233,10 +235,12 @@ class NmeaStreamDecoder:
             line = bytes(buf[start:end])
             terminator = buf[end] if end < size else None
             if terminator in (0x0D, 0x0A, 0x24, 0x21, None) or b"*" in line:
-                self._handle_line(line, out)
+                if not self._handle_line(line, out):
+                    self._not_nmea(line)
             else:
                 # A `$` inside a binary packet: not a sentence, just bytes.
                 self.stats.binary_bytes_skipped += len(line)
+                self._not_nmea(line)
             pos = end
         del buf[:pos]
 
@@ -244,14 +248,20 @@ class NmeaStreamDecoder:
         chunk = buf[start:end]
         noise = len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
         self.stats.binary_bytes_skipped += noise
-        if not self._ubx_seen and noise:
-            self._ubx_seen = _UBX_SYNC in (self._skip_tail + chunk[:1]) or _UBX_SYNC in chunk
-            self._skip_tail = bytes(chunk[-1:])
+        if noise:
+            self._not_nmea(chunk)
 
-    def _handle_line(self, line: bytes, out: list[GnssFix]) -> None:
+    def _not_nmea(self, data: bytes | bytearray) -> None:
+        """Bytes between accepted sentences, pseudo-sentences inside packets included:
+        the run in which a UBX packet is looked for."""
+        if not self._ubx_seen:
+            self._ubx_seen = self._ubx.feed(data)
+
+    def _handle_line(self, line: bytes, out: list[GnssFix]) -> bool:
+        """Decode one framed line; False if it is no sentence (bad checksum, ...)."""
         if len(line) > MAX_SENTENCE_LEN:
             self.stats.malformed += 1
-            return
+            return False
         try:
             sentence = parse_sentence(line)
         except ChecksumError:
@@ -259,21 +269,23 @@ class NmeaStreamDecoder:
                 self.stats.bad_checksum += 1
             else:
                 self.stats.missing_checksum += 1
-            return
+            return False
         except FrameError:
             self.stats.malformed += 1
-            return
+            return False
         self.stats.sentences += 1
+        self._ubx.end_run()
         if sentence.kind in _AIS_KINDS and sentence.talker != "P":
             self._ais.feed(sentence.fields)
-            return
+            return True
         if sentence.talker == "P" or sentence.kind not in _KNOWN_KINDS:
             self.stats.unknown += 1
-            return
+            return True
         try:
             self._sentence(sentence, out)
         except (ValueError, OverflowError):
             self.stats.malformed += 1
+        return True
 
     # ------------------------------------------------------------- epochs
     def _sentence(self, s: Sentence, out: list[GnssFix]) -> None:

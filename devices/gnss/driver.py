@@ -10,16 +10,15 @@ Health (reported only when it changes, with a detail string):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from devices.errors import TransportError
 from devices.gnss.codec import GnssFix, NmeaStreamDecoder
-from devices.serial_port import open_serial
+from devices.gnss.port import ReceiverPort, open_receiver_port
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +49,13 @@ class NmeaGnssConfig(BaseModel):
         default=10.0, gt=0, description="Longest wait between reopen attempts (doubling)."
     )
 
+    @field_validator("stopbits")
+    @classmethod
+    def _stopbits_a_uart_has(cls, value: float) -> float:
+        if value not in (1, 1.5, 2):
+            raise ValueError(f"stopbits must be 1, 1.5 or 2, not {value:g}")
+        return value
+
 
 class GnssDriver:
     """Runs one receiver until cancelled; survives unplug/replug with the same URL."""
@@ -58,6 +64,8 @@ class GnssDriver:
         self.config = config
         self.decoder = NmeaStreamDecoder()
         self.health: tuple[str, str] | None = None
+        #: The open port while there is one (its `serial` shows the line settings).
+        self.port: ReceiverPort | None = None
         self._on_health: OnHealth | None = None
 
     async def run(self, on_fix: OnFix, on_health: OnHealth) -> None:
@@ -67,7 +75,7 @@ class GnssDriver:
         lost = False
         while True:
             try:
-                reader, writer = await open_serial(
+                opened = await open_receiver_port(
                     port,
                     baudrate=self.config.baudrate,
                     bytesize=self.config.bytesize,
@@ -86,13 +94,12 @@ class GnssDriver:
                 logger.info("gnss %s: device back", port)
                 lost = False
             backoff = self.config.reconnect_min_s
+            self.port = opened
             try:
-                reason = await self._read(reader, on_fix)
+                reason = await self._read(opened.reader, on_fix)
             finally:
-                writer.close()
-                # bounded: a serial transport may never report its close
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                self.port = None
+                await opened.close()  # bounded: a port may never confirm its close
             logger.warning("gnss %s: device lost: %s", port, reason)
             lost = True
             await self._set_health("down", f"{port}: {reason}")

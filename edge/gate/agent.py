@@ -22,7 +22,7 @@ from typing import Any
 
 from contract import topics
 from contract.ids import format_ts, utc_now
-from contract.payloads import GateCommand, SignedCommand
+from contract.payloads import GateCommand, HealthDevice, SignedCommand
 from devices.barrier.driver import BarrierDriver
 from devices.camera import Camera
 from devices.errors import DeviceError
@@ -31,6 +31,7 @@ from edge.commands import ExecOutcome
 from edge.gate import lane as L
 from edge.gate.config import GateConfig
 from edge.gate.vision import OcrWorker, PassageCapture, capture_passage
+from edge.health import health_status
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError
 
@@ -55,8 +56,10 @@ class GateAgent:
         node = config.node_id
         # pymodbus logs every unanswered request at ERROR; the driver logs the loss once.
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        plumbing = NodePlumbing.build(config, "gate", self._execute)
+        self._ctx = f"gate {node} lane {config.lane}"
+        plumbing = NodePlumbing.build(config, "gate", self._execute, self._ctx)
         self.outbox, self.commands, self.link = plumbing.outbox, plumbing.commands, plumbing.link
+        self.health = plumbing.health
         self.barrier = BarrierDriver(config.barrier)
         self.cameras = [Camera(c) for c in config.cameras]
         self.ocr = OcrWorker(reader or GateReader(config.ocr))
@@ -66,9 +69,7 @@ class GateAgent:
         self._lane_sent: L.LaneReport | None = None
         self.barrier.add_lamp_listener(self._on_lamp)
         self._group: asyncio.TaskGroup | None = None
-        self._health_sent: dict[str, tuple[str, str]] = {}
         self._camera_status: dict[str, str] = {}
-        self._ctx = f"gate {node} lane {config.lane}"
         self._started = time.monotonic()
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -339,23 +340,9 @@ class GateAgent:
     async def _on_barrier_health(self, status: str, detail: str) -> None:
         self._health("barrier", status, detail)
 
-    def _health(self, device: str, status: str, detail: str) -> None:
-        if self._health_sent.get(device, ("", ""))[0] == status:
-            return  # the same status again is not news
-        self._health_sent[device] = (status, detail)
-        log.info("%s %s: %s (%s)", self._ctx, device, status, detail)
-        try:
-            self.outbox.enqueue(
-                topics.health("gate", self.config.node_id),
-                {
-                    "ts": format_ts(utc_now()),
-                    "device": device,
-                    "status": status,
-                    "detail": detail[:1000],
-                },
-            )
-        except OutboxError as err:
-            log.error("%s: health of %s not stored: %s", self._ctx, device, err)
+    def _health(self, device: HealthDevice, status: str, detail: str) -> None:
+        """Publish a change (the same status again is not news); a lost device logs once."""
+        self.health.report(device, health_status(status), detail)
 
 
 def _plate(capture: PassageCapture) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """The truck agent: GNSS and e-lock drivers → reporting policy → outbox → MQTT.
 
 Lock events are published at once; fixes when the reporting policy says so; device
-health on every change. Signed `unseal` and `query` commands are verified by
-`edge.commands` and carried out through the e-lock driver.
+health on every change (`edge.health`: a lost device is logged once, its return once).
+Signed `unseal` and `query` commands are verified by `edge.commands` and carried out
+through the e-lock driver.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import time
 from typing import Any
 
 from contract import topics
-from contract.ids import format_ts, utc_now
+from contract.ids import format_ts
 from contract.payloads import SignedCommand, TruckCommand
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
 from edge.commands import ExecOutcome
 from edge.config import TruckConfig
+from edge.health import health_status
 from edge.node import NodePlumbing
-from edge.outbox import OutboxError
+from edge.outbox import OutboxError, OutboxFullError
 from edge.truck.policy import Sample, should_report
 from edge.truck.position import has_valid_fix, position_payload, sample_of
 
@@ -35,6 +37,7 @@ class TruckAgent:
         self.config = config
         plumbing = NodePlumbing.build(config, "truck", self._execute)
         self.outbox, self.commands, self.link = plumbing.outbox, plumbing.commands, plumbing.link
+        self.health = plumbing.health
         self.gnss = GnssDriver(config.gnss)
         self.lock = ElockDriver(config.lock) if config.lock is not None else None
         self._last: Sample | None = None
@@ -57,8 +60,12 @@ class TruckAgent:
     def _publish(self, topic: str, payload: dict[str, Any]) -> None:
         try:
             self.outbox.enqueue(topic, payload)
-        except OutboxError as err:  # full or unusable: counted by the outbox, said once here
-            log.error("%s: %s not stored: %s", self.config.node_id, topic, err)
+        except OutboxFullError as err:
+            # Counted by the outbox (`refused_total`); the change to `full` was logged
+            # and published as `outbox` health once, not once per refused position.
+            log.debug("truck %s: %s not stored: %s", self.config.node_id, topic, err)
+        except OutboxError as err:  # unusable: a bug or a broken file, said every time
+            log.error("truck %s: %s not stored: %s", self.config.node_id, topic, err)
 
     async def _on_fix(self, fix: GnssFix) -> None:
         sample = sample_of(fix, time.monotonic())
@@ -88,22 +95,10 @@ class TruckAgent:
         self._publish(topics.lock(self.config.node_id), payload)
 
     async def _on_gnss_health(self, status: str, detail: str) -> None:
-        self._health("gnss", status, detail)
+        self.health.report("gnss", health_status(status), detail)
 
     async def _on_lock_health(self, status: str, detail: str) -> None:
-        self._health("lock", status, detail)
-
-    def _health(self, device: str, status: str, detail: str) -> None:
-        log.info("%s %s: %s (%s)", self.config.node_id, device, status, detail)
-        self._publish(
-            topics.health("truck", self.config.node_id),
-            {
-                "ts": format_ts(utc_now()),
-                "device": device,
-                "status": status,
-                "detail": detail[:1000],
-            },
-        )
+        self.health.report("lock", health_status(status), detail)
 
     # ---- verified commands → e-lock --------------------------------------------------
 

@@ -28,6 +28,14 @@ def _start_time(text: str) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _hdop_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(":")
+    pair = (float(low), float(high or low))
+    if not 0 < pair[0] <= pair[1]:
+        raise argparse.ArgumentTypeError(f"HDOP range {text!r}: need 0 < LOW <= HIGH")
+    return pair
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m firmware_stubs.gnss")
     source = p.add_mutually_exclusive_group(required=True)
@@ -39,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stops", default="", help='planned stops "km:seconds,..."')
     p.add_argument("--rate", type=float, default=1.0, help="epochs per second, 1-10")
     p.add_argument("--noise-m", type=float, default=3.0, help="horizontal error bound, m")
+    p.add_argument(
+        "--hdop",
+        type=_hdop_range,
+        default=(0.7, 1.2),
+        help="HDOP outside zones: a value or LOW:HIGH (default 0.7:1.2); the error scales with it",
+    )
     p.add_argument(
         "--talker", default="GN", choices=["GN", "GP", "BD", "GB"], help="GGA/RMC/GSA talker"
     )
@@ -67,6 +81,7 @@ async def amain(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         time_scale=args.time_scale,
         noise_m=args.noise_m,
+        hdop=args.hdop,
         talker=args.talker,
         bds_talker=args.bds_talker,
         seed=args.seed,

@@ -17,7 +17,9 @@ def parse_stops(text: str) -> list[tuple[float, float]]:
 
 @dataclass
 class Motion:
-    """Distance and speed along a route of `length_m`, advanced by `step(dt)`."""
+    """Distance and speed along a route of `length_m`, advanced by `step(dt)`: speed
+    changes by at most `accel_mps2` (speeding up and braking), up to `cruise_mps`; the
+    truck stops exactly at each planned stop, waits there, and at the end."""
 
     length_m: float
     cruise_mps: float
@@ -35,6 +37,14 @@ class Motion:
             return self.stops[self._next_stop]
         return (self.length_m, 0.0)
 
+    def _stoppable_mps(self, to_go: float, dt: float) -> float:
+        """The highest speed from which steps of `dt`, each `accel * dt` slower than the
+        last, stop within `to_go` metres: from v = n * a * dt they cover
+        a * dt**2 * n * (n + 1) / 2. Braking along it never exceeds `accel`."""
+        step = self.accel_mps2 * dt
+        n = math.sqrt(0.25 + 2.0 * to_go / (step * dt)) - 0.5
+        return step * n
+
     def step(self, dt: float) -> None:
         if self.finished:
             return
@@ -46,24 +56,25 @@ class Motion:
         assert target is not None
         stop_at, dwell = target
         to_go = stop_at - self.distance_m
-        braking = self.speed_mps**2 / (2 * self.accel_mps2)
-        if to_go <= braking + self.speed_mps * dt * 0.5:
-            # Brake so as to arrive exactly at the stop.
-            self.speed_mps = math.sqrt(max(0.0, 2 * self.accel_mps2 * max(to_go, 0.0)))
-            self.speed_mps = max(0.0, self.speed_mps - self.accel_mps2 * dt)
-        else:
-            self.speed_mps = min(self.cruise_mps, self.speed_mps + self.accel_mps2 * dt)
+        self.speed_mps = min(
+            self.cruise_mps,
+            self.speed_mps + self.accel_mps2 * dt,
+            self._stoppable_mps(max(to_go, 0.0), dt),
+        )
         advance = self.speed_mps * dt
         if advance >= to_go or (self.speed_mps == 0.0 and to_go < 1.0):
+            # Arrived, rolling at most `accel * dt` (the speed of this last step): the
+            # speed is zero from the next step on, for the dwell (one step at least).
             self.distance_m = stop_at
-            self.speed_mps = 0.0
             if self._next_stop < len(self.stops):
                 self._next_stop += 1
-                self.dwell_left_s = dwell
+                self.dwell_left_s = max(dwell, dt / 2)
             elif self.loop:
                 self.distance_m = 0.0
+                self.speed_mps = 0.0
                 self._next_stop = 0
             else:
+                self.speed_mps = 0.0
                 self.finished = True
         else:
             self.distance_m += advance

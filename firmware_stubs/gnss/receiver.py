@@ -61,6 +61,8 @@ class Settings:
     time_scale: float = 1.0
     start_time: datetime = field(default_factory=lambda: datetime(2026, 11, 23, 8, 0, 0))
     noise_m: float = 3.0
+    #: HDOP outside zones, drawn uniformly from this range each epoch.
+    hdop: tuple[float, float] = (0.7, 1.2)
     talker: str = "GN"
     bds_talker: str = "BD"
     seed: int = 1
@@ -197,8 +199,9 @@ class SimulatedReceiver:
         zone_kinds = {z.kind for z in self.zones if z.contains(x, y)}
         fix = "tunnel" not in zone_kinds and self.sim_s >= self.faults.jam_until
         urban = "urban" in zone_kinds
-        hdop = self.rng.uniform(1.6, 3.2) if urban else self.rng.uniform(0.7, 1.2)
-        # Error grows with HDOP, bounded by --noise-m outside urban multipath.
+        hdop = self.rng.uniform(1.6, 3.2) if urban else self.rng.uniform(*s.hdop)
+        # Error grows with HDOP (sigma per axis = HDOP x --noise-m / 3.6), bounded by
+        # --noise-m outside urban multipath.
         sigma = s.noise_m / 3.0 * hdop / 1.2
         dx, dy = self.rng.gauss(0, sigma), self.rng.gauss(0, sigma)
         norm = math.hypot(dx, dy)

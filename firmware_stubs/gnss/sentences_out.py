@@ -44,7 +44,7 @@ def _hms(t: datetime) -> str:
 def epoch_sentences(
     state: EpochState, talker: str, rng: random.Random, bds_talker: str = "BD"
 ) -> list[str]:
-    """GGA, RMC (talker `talker`, GN = combined), GSA (one per system, NMEA 4.10
+    """GGA, RMC, VTG (talker `talker`, GN = combined), GSA (one per system, NMEA 4.10
     system ids) and GSV for one epoch: GPS satellites as `GPGSV`, BeiDou ones as
     `BDGSV` (the Chinese convention, default) or `GBGSV` (NMEA 4.11)."""
     hms = _hms(state.time)
@@ -62,10 +62,15 @@ def epoch_sentences(
             f"{talker}RMC,{hms},A,{lat},{ns},{lon},{ew},{knots:.3f},{state.course_deg:.2f},"
             f"{state.time:%d%m%y},,,A,V"
         )
+        # course true (no magnetic model), speed in knots and km/h, FAA mode
+        out.append(
+            f"{talker}VTG,{state.course_deg:.2f},T,,M,{knots:.3f},N,{state.speed_mps * 3.6:.3f},K,A"
+        )
         gsa_mode = "3"
     else:
         out.append(f"{talker}GGA,{hms},,,,,0,00,99.99,,,,,,")
         out.append(f"{talker}RMC,{hms},V,,,,,,,{state.time:%d%m%y},,,N,V")
+        out.append(f"{talker}VTG,,T,,M,,N,,K,N")
         gsa_mode = "1"
     pdop = state.hdop * 1.6
     vdop = state.hdop * 1.3

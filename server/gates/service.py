@@ -164,6 +164,7 @@ class GateService:
         now = utc_now()
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
         cleared: int | None = None
+        raised: int | None = None
         with write_transaction(self.store.engine) as conn:
             if self.gates.passage_exists(conn, msg.passage_id):
                 log.info(
@@ -203,7 +204,7 @@ class GateService:
                     conn, "gate", command, decision.action, SYSTEM, msg.passage_id, decision.trip_id
                 )
             if decision.mismatch is not None:
-                self._raise_mismatch(conn, msg, gate_id, decision)
+                raised = self._raise_mismatch(conn, msg, gate_id, decision)
             audit_append(
                 conn,
                 SYSTEM,
@@ -223,8 +224,8 @@ class GateService:
                 },
                 now,
             )
-        if cleared is not None:
-            self.alarms.notify([cleared])
+        # committed: the live stream hears of the alarms the passage changed
+        self.alarms.notify([a for a in (cleared, raised) if a is not None])
         log.info(
             "passage %s at %s lane %s: %s (trip %s, %s) %s",
             msg.passage_id,
@@ -276,7 +277,8 @@ class GateService:
 
     def _raise_mismatch(
         self, conn: Any, msg: Passage, gate_id: str | None, decision: Decision
-    ) -> None:
+    ) -> int:
+        """Raise (or repeat) GATE_MISMATCH in `conn`'s transaction; the alarm's id."""
         position = None
         if gate_id is not None:
             gate = self.geography.gate(gate_id)
@@ -284,9 +286,10 @@ class GateService:
         trip_id = decision.trip_id or f"gate:{gate_id or msg.node_id}"[:64]
         vehicle = decision.vehicle_id or (msg.plate.text if msg.plate is not None else "unknown")
         detail = f"passage {msg.passage_id} lane {msg.lane}: {decision.mismatch}"
-        self.alarms.raise_in_transaction(
+        outcome = self.alarms.raise_in_transaction(
             conn, trip_id, vehicle, GATE_MISMATCH, MISMATCH_SEVERITY, msg.ts, position, detail
         )
+        return outcome.alarm_id
 
     def _publish(self, kind: Kind, command: SignedCommand) -> None:
         if self.publisher is None:

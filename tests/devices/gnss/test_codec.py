@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.gnss.codec import GnssFix, NmeaStreamDecoder, encode_sentence
+from tests.devices.gnss.binary_frames import ubx_frame
 
 
 def decode(data: bytes) -> tuple[list[GnssFix], NmeaStreamDecoder]:
@@ -97,7 +98,8 @@ EPOCH2 = _shifted(EPOCH, "081502.25", "081503.25")
 
 
 def test_binary_between_sentences_is_skipped() -> None:
-    ubx = bytes([0xB5, 0x62, 0x01, 0x07, 0x5C, 0x00]) + bytes(range(256)) + b"$\x00\x01"
+    # a UBX NAV-PVT-sized packet with a valid checksum, then noise
+    ubx = ubx_frame(0x01, 0x07, bytes(range(92))) + bytes(range(256)) + b"$\x00\x01"
     fixes, dec = decode(ubx + EPOCH + ubx + EPOCH2 + ubx)
     # With u-blox binary in the stream gpsd (u-blox driver) reports from the second
     # epoch on, once it knows the cycle's last sentence: so do we.

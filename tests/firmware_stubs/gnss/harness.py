@@ -10,9 +10,12 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver, NmeaGnssConfig
+from devices.gnss.sentences import Sentence, parse_sentence
+from devices.serial_port import open_serial
 
 ROUTE = {
     "type": "FeatureCollection",
@@ -116,12 +119,14 @@ class Reader:
     driver: GnssDriver
     fixes: list[GnssFix] = field(default_factory=list)
     health: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
     async def on_fix(self, fix: GnssFix) -> None:
         self.fixes.append(fix)
 
     async def on_health(self, status: str, detail: str) -> None:
         self.health.append(status)
+        self.details.append(detail)
 
     async def wait_for(self, pred: Callable[[], bool], within_s: float = 10.0) -> None:
         async with asyncio.timeout(within_s):
@@ -133,7 +138,7 @@ class Reader:
 
 
 @contextlib.asynccontextmanager
-async def reading(port: str, **config: float) -> AsyncIterator[Reader]:
+async def reading(port: str, **config: Any) -> AsyncIterator[Reader]:
     driver = GnssDriver(NmeaGnssConfig(type="nmea", port=port, **config))
     reader = Reader(driver)
     task = asyncio.create_task(driver.run(reader.on_fix, reader.on_health))
@@ -142,3 +147,50 @@ async def reading(port: str, **config: float) -> AsyncIterator[Reader]:
     finally:
         task.cancel()
         await asyncio.wait({task}, timeout=3.0)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line read from the port, and when (event loop time) its bytes arrived."""
+
+    at: float
+    raw: bytes
+
+    @property
+    def sentence(self) -> Sentence:
+        """The checked sentence (raises on a bad checksum)."""
+        return parse_sentence(self.raw)
+
+
+async def capture(
+    path: str, done: Callable[[list[Line]], bool], within_s: float = 10.0
+) -> list[Line]:
+    """Raw lines from the port `path` until `done(lines)` (checked at least every 50 ms)."""
+    loop = asyncio.get_running_loop()
+    stream, writer = await open_serial(path)
+    lines: list[Line] = []
+    pending = bytearray()
+    try:
+        async with asyncio.timeout(within_s):
+            while not done(lines):
+                try:
+                    async with asyncio.timeout(0.05):
+                        data = await stream.read(65536)
+                except TimeoutError:
+                    continue
+                now = loop.time()
+                pending += data
+                *complete, rest = pending.split(b"\r\n")
+                lines += [Line(now, bytes(c)) for c in complete if c]
+                pending = bytearray(rest)
+    finally:
+        writer.close()
+    return lines
+
+
+async def wait_done(proc: asyncio.subprocess.Process, within_s: float = 20.0) -> None:
+    """Wait for the stub's `DONE` line (the route or the log played to its end)."""
+    assert proc.stdout is not None
+    async with asyncio.timeout(within_s):
+        while (await proc.stdout.readline()).strip() != b"DONE":
+            pass

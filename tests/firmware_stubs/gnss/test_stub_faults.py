@@ -67,7 +67,7 @@ async def test_bad_checksums_are_counted_and_cost_one_epoch(tmp_path: Path) -> N
             stats = r.driver.decoder.stats
             assert stats.bad_checksum == 3
             assert stats.missing_checksum == 0
-            # GGA, RMC and the GPS GSA of one epoch were rejected: that epoch has no
+            # GGA, RMC and VTG of one epoch were rejected: that epoch has no
             # position; every other epoch, before and after, is there.
             assert sorted(steps(r.fixes)) == [1.0] * (len(r.fixes) - 2) + [2.0]
     finally:
