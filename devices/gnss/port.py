@@ -16,14 +16,12 @@ import io
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import serial
 
 from devices.errors import TransportError
-from devices.serial_port import open_serial
-
-Parity = Literal["N", "E", "O", "M", "S"]
+from devices.serial_port import Parity, open_serial
 
 #: How long one blocking read of a port without file descriptor may wait; bounds how
 #: late the reader thread notices that the port is being closed.
