@@ -27,6 +27,7 @@ from server.auth.dependencies import (
 )
 from server.auth.ratelimit import ClientLimiter
 from server.auth.roles import Role
+from server.auth.zones import DEFAULT_ZONE
 
 auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -59,10 +60,17 @@ class AccountOut(BaseModel):
     last_login_at: datetime | None
     locked_until: datetime | None
     has_password: bool
+    time_zone: str | None = Field(
+        default=None, description="the account's own IANA time zone; null = the console's"
+    )
 
 
 class MeOut(BaseModel):
     account: AccountOut
+    time_zone: str = Field(
+        description="the IANA zone the console shows this account's times in: its own, "
+        "else the console's `time_zone` (Asia/Shanghai unless configured)"
+    )
     csrf_token: str | None = Field(
         description="send it as X-CSRF-Token on every state-changing request of this session"
     )
@@ -72,6 +80,14 @@ class MeOut(BaseModel):
 
 class LoginOut(MeOut):
     expires_at: datetime
+
+
+class MePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    time_zone: Annotated[str | None, Field(max_length=64)] = Field(
+        description="an IANA zone name (e.g. Europe/Berlin), or null for the console's default"
+    )
 
 
 class AccountIn(BaseModel):
@@ -123,9 +139,16 @@ def _out(account: Account) -> AccountOut:
     return AccountOut.model_validate(account.public())
 
 
-def _me(account: Account, ctx: AuthContext) -> dict[str, Any]:
+def _default_zone(request: Request) -> str:
+    settings = getattr(request.app.state, "console_settings", None)
+    zone = getattr(settings, "time_zone", None)
+    return zone if isinstance(zone, str) else DEFAULT_ZONE
+
+
+def _me(account: Account, ctx: AuthContext, request: Request) -> dict[str, Any]:
     return {
         "account": _out(account),
+        "time_zone": account.time_zone or _default_zone(request),
         "csrf_token": account.csrf_token,
         "via": account.via,
         "session_idle_s": ctx.settings.session_idle_min * 60,
@@ -191,7 +214,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> Any:
     )
     response.headers["Cache-Control"] = "no-store"
     account = replace(result.account, via="session", csrf_token=result.csrf_token)
-    return {**_me(account, ctx), "expires_at": result.expires_at}
+    return {**_me(account, ctx, request), "expires_at": result.expires_at}
 
 
 @auth_router.post("/logout", status_code=204)
@@ -213,7 +236,20 @@ async def logout(request: Request, account: Me) -> Response:
 async def me(request: Request, account: Me, response: Response) -> Any:
     """The logged-in account and this session's CSRF token."""
     response.headers["Cache-Control"] = "no-store"
-    return _me(account, auth_context(request))
+    return _me(account, auth_context(request), request)
+
+
+@auth_router.patch("/me", response_model=MeOut)
+async def update_me(body: MePatch, request: Request, account: Me, response: Response) -> Any:
+    """An account's own settings: its time zone for the times the console shows."""
+    ctx = auth_context(request)
+    changed = await asyncio.to_thread(
+        ctx.accounts.set_time_zone, account, body.time_zone, utc_now()
+    )
+    kept = replace(changed, via=account.via, session_id=account.session_id,
+                   csrf_token=account.csrf_token, token_id=account.token_id)  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    return _me(kept, ctx, request)
 
 
 @auth_router.post("/password", status_code=204)

@@ -1,6 +1,7 @@
 """Read endpoints the console pages need beyond the REST API: one trip's whole story
-(alarms with history, officer actions from the audit log, lock events) and the accounts an
-alarm can be assigned to. Included in the app with the guard, like every /api/v1 router."""
+(gate passages, alarms with history, officer actions from the audit log, lock events), the
+newest release record of each declaration, and the accounts an alarm can be assigned to.
+Included in the app with the guard, like every /api/v1 router."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 from contract.ids import format_ts
 from contract.payloads import LockReport
 from server.alarms import AlarmQuery, AlarmService
 from server.api.alarms import AlarmOut, alarm_service
 from server.api.errors import ApiError
+from server.api.gates import PassageOut, passage_out
 from server.api.models import TripOut, trip_out
 from server.audit import AuditQuery, list_entries
 from server.auth.dependencies import auth_context
+from server.gates.store import GateStore, PassageQuery
 from server.services import Services
+from server.store import schema
+from server.store.database import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,14 @@ class TimelineOut(BaseModel):
     trip: TripOut
     alarms: list[AlarmOut] = Field(description="the trip's alarms, each with its history")
     audit: list[AuditLine] = Field(
-        description="audit entries on the declaration and on the trip's alarms, oldest first"
+        description="audit entries on the declaration, the trip, its alarms and its gate "
+        "passages (officers' overrides, the server's decisions), oldest first"
     )
     locks: list[LockEventOut] = Field(description="lock reports during the trip")
+    passages: list[PassageOut] = Field(
+        description="the trip's gate passages, oldest first: time (`ts`), gate, lane, "
+        "direction, the server's decision with every reason, and any officer override"
+    )
 
 
 class AssigneeOut(BaseModel):
@@ -115,15 +126,23 @@ def _timeline(svc: Services, alarms: AlarmService, trip_id: str) -> dict[str, An
         track = svc.store.track(trip["vehicle_id"], trip["started_at"], trip["ended_at"])
     found, _ = alarms.find(AlarmQuery(trip_id=trip_id, limit=1000))
     with_history = [alarms.get(a.id) for a in found]
+    passages = GateStore(svc.store.engine).list_passages(
+        PassageQuery(trip_id=trip_id, limit=TIMELINE_LIMIT)
+    )
+    passages.sort(key=lambda p: (p["ts"], p["decided_at"]))
     audit = _audit_for(svc, "declaration", trip["declaration_id"])
+    audit.extend(_audit_for(svc, "trip", trip_id))
     for alarm in found:
         audit.extend(_audit_for(svc, "alarm", str(alarm.id)))
-    audit.sort(key=lambda line: line["seq"])
+    for passage in passages:
+        audit.extend(_audit_for(svc, "passage", passage["passage_id"]))
+    audit = sorted({line["seq"]: line for line in audit}.values(), key=lambda line: line["seq"])
     return {
         "trip": trip_out(trip, track if track is not None else []),
         "alarms": [a.as_json() for a in with_history if a is not None],
         "audit": audit,
         "locks": _lock_events(svc, trip),
+        "passages": [passage_out(p) for p in passages],
     }
 
 
@@ -131,8 +150,9 @@ def _timeline(svc: Services, alarms: AlarmService, trip_id: str) -> dict[str, An
 async def trip_timeline(
     trip_id: Annotated[str, Path(max_length=64)], request: Request
 ) -> dict[str, Any]:
-    """Everything that happened on one trip: its track, alarms with their history, the
-    officers' actions (audit) and the lock events."""
+    """Everything that happened on one trip: its track, gate passages with their
+    decisions, alarms with their history, the officers' actions (audit) and the lock
+    events."""
     svc: Services = request.app.state.services
     found = await asyncio.to_thread(_timeline, svc, alarm_service(request), trip_id)
     if found is None:
@@ -149,6 +169,46 @@ async def assignees(request: Request) -> list[dict[str, Any]]:
         for a in accounts
         if not a.disabled and a.role in ("officer", "supervisor")
     ]
+
+
+class ReleaseLine(BaseModel):
+    declaration_id: str
+    release_id: str | None
+    released_at: str | None
+    inspect: bool
+    recorded_at: str
+    recorded_by: str = Field(description="the account that recorded it")
+
+
+def _latest_releases(svc: Services) -> list[dict[str, Any]]:
+    r = schema.release_records.c
+    newest = select(func.max(r.id)).group_by(r.declaration_id).scalar_subquery()
+    query = select(schema.release_records).where(r.id.in_(newest)).order_by(r.declaration_id)
+    with svc.store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = []
+    for row in rows:
+        m = row._mapping
+        released, recorded = as_utc(m["released_at"]), as_utc(m["recorded_at"])
+        assert recorded is not None
+        out.append(
+            {
+                "declaration_id": m["declaration_id"],
+                "release_id": m["release_id"],
+                "released_at": format_ts(released) if released else None,
+                "inspect": bool(m["inspect"]),
+                "recorded_at": format_ts(recorded),
+                "recorded_by": m["recorded_by"],
+            }
+        )
+    return out
+
+
+@router.get("/releases", response_model=list[ReleaseLine])
+async def latest_releases(request: Request) -> list[dict[str, Any]]:
+    """The newest release record (or request for inspection) of every declaration that has
+    one, for the declarations page."""
+    return await asyncio.to_thread(_latest_releases, request.app.state.services)
 
 
 class AlarmVehicleOut(BaseModel):

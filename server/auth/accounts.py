@@ -19,6 +19,7 @@ from server.auth.audit_seam import audit_hook
 from server.auth.config import AuthSettings
 from server.auth.ratelimit import lockout_for
 from server.auth.roles import PERSON_ROLES, Role
+from server.auth.zones import zone_problem
 from server.store import StoreError, schema
 from server.store.database import as_utc
 
@@ -49,6 +50,7 @@ class Account:
     last_login_at: datetime | None
     locked_until: datetime | None
     has_password: bool
+    time_zone: str | None = None  # the officer's own; None = the console's `time_zone`
     via: Literal["session", "token", "none"] = "none"
     session_id: str | None = None
     csrf_token: str | None = None
@@ -64,6 +66,7 @@ class Account:
             "last_login_at": self.last_login_at,
             "locked_until": self.locked_until,
             "has_password": self.has_password,
+            "time_zone": self.time_zone,
         }
 
 
@@ -94,6 +97,7 @@ def _account(row: Any, **how: Any) -> Account:
         last_login_at=as_utc(m["last_login_at"]),
         locked_until=as_utc(m["locked_until"]),
         has_password=m["password_hash"] is not None,
+        time_zone=m["time_zone"],
         **how,
     )
 
@@ -273,6 +277,28 @@ class AccountStore:
             audit_hook(conn, actor, "user.update", "account", username, changed)
         log.info("account %s changed by %s: %s", username, actor, ", ".join(changed))
         found = self.get(username)
+        assert found is not None
+        return found
+
+    def set_time_zone(self, account: Account, zone: str | None, now: datetime) -> Account:
+        """An account's own time zone for the times the console shows (None: the console's
+        default), audited in the account's name."""
+        if zone is not None and (problem := zone_problem(zone)):
+            raise StoreError("invalid", problem, "time_zone")
+        if zone == account.time_zone:
+            return account
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(schema.accounts)
+                .where(A.account_id == account.account_id)
+                .values(time_zone=zone, updated_at=now)
+            )
+            audit_hook(
+                conn, account.username, "account.time_zone", "account", account.username,
+                {"time_zone": zone, "previous": account.time_zone},
+            )  # fmt: skip
+        log.info("%s set its time zone to %s", account.username, zone or "the default")
+        found = self.get(account.username)
         assert found is not None
         return found
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.auth.zones import DEFAULT_ZONE, zone_problem
+
 Severity = Literal["critical", "major", "minor", "warning"]
 
 
@@ -57,7 +59,9 @@ class ConsoleSettings(BaseModel):
         default="zh-CN", description="language of the console until the officer picks another"
     )
     time_zone: str = Field(
-        default="Asia/Shanghai", description="IANA time zone the console shows times in"
+        default=DEFAULT_ZONE,
+        description="IANA time zone the console shows times in for accounts that have not "
+        "chosen their own (each officer may pick one in the console's header)",
     )
     poll_interval_ms: int = Field(
         default=1500,
@@ -115,3 +119,11 @@ class ConsoleSettings(BaseModel):
         description="folder holding node_modules/leaflet and node_modules/leaflet.markercluster "
         "(default: server/console/vendor, filled by `make console-assets`)",
     )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, zone: str) -> str:
+        problem = zone_problem(zone)
+        if problem:
+            raise ValueError(problem)
+        return zone

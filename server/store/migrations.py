@@ -101,6 +101,8 @@ MIGRATIONS: list[Migration] = [
     # ---- escalation of unacknowledged alarms (server/alarms/escalation.py) ----
     Migration(6, "alarms: escalated_at", _add_columns(schema.alarms, "escalated_at")),
     Migration(7, "declarations: origin and destination gate, indexed", _declaration_gates),
+    # ---- the officer's own time zone (server/auth, console) ----
+    Migration(8, "accounts: time_zone", _add_columns(schema.accounts, "time_zone")),
 ]
 
 

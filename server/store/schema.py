@@ -106,6 +106,9 @@ accounts = Table(
     Column("last_login_at", DateTime(timezone=True)),
     Column("failed_logins", Integer, nullable=False),
     Column("locked_until", DateTime(timezone=True)),
+    # The officer's own IANA time zone for shown times; NULL = the console's `time_zone`
+    # (migration 8).
+    Column("time_zone", String(64)),
 )
 
 #: Browser sessions; the cookie holds a secret whose SHA-256 is `token_hash`.

@@ -6,12 +6,15 @@ chromium chromium-driver`, done by `make console-assets` when root)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,18 +25,24 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from contract.payloads import LockReport, Position
+from contract.ids import format_ts
+from contract.payloads import GateCommand, LockReport, Passage, Position, decode_edge
+from contract.signing import generate_private_key, private_key_to_pem
 from server.alarms import AlarmService
+from server.api.gates import passage_out
 from server.app import build_services, create_app, escalator_for
 from server.auth.config import AuthSettings
 from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
+from server.gates.commands import CommandSigner
+from server.gates.service import GateService
 from server.services import Services
 from server.store.database import IncomingMessage
 from server.stream import position_event
 from tests.server.auth.session import PASSWORD, add_account
 from tests.server.conftest import demo_geography
+from tests.server.gates.conftest import Recorder, passage_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -70,6 +79,9 @@ class ConsoleServer:
     base_url: str
     services: Services
     seq: dict[str, int] = field(default_factory=dict)
+    #: The server's gate service (signing, as the real server's) and the commands it sent.
+    gates: GateService | None = None
+    commands: Recorder = field(default_factory=Recorder)
 
     def store_positions(
         self, vehicle_id: str, points: list[tuple[float, float, float]], at: datetime
@@ -117,6 +129,44 @@ class ConsoleServer:
         batch = [IncomingMessage("lock", msg, msg.model_dump_json(), at)]
         assert len(self.services.store.store_messages(batch)) == 1
 
+    def pass_gate(
+        self,
+        gate_node: str,
+        passage_id: str,
+        at: datetime,
+        readings: list[dict[str, Any]] | None = None,
+        plate_reading: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Passage:
+        """A gate controller's passage through the real path: stored by the store's ingest,
+        then handed to the `GateService` as the ingest does (decided, recorded, audited,
+        its command sent, the live stream told). `fields` as `passage_fields` takes them;
+        `readings` and `plate_reading` replace its readings (confidence, review flags)."""
+        assert self.gates is not None, "this server has no GateService"
+        seq = self.seq.get(gate_node, 0) + 1
+        self.seq[gate_node] = seq
+        body: dict[str, Any] = {"node_id": gate_node, "seq": seq, "ts": format_ts(at)}
+        body |= passage_fields(passage_id, **fields)
+        if readings is not None:
+            body["containers"] = readings
+        if plate_reading is not None:
+            body["plate"] = plate_reading
+        raw = json.dumps(body)
+        message = decode_edge("passage", raw)
+        assert isinstance(message, Passage)
+        fresh = self.services.store.store_messages([IncomingMessage("passage", message, raw, at)])
+        assert len(fresh) == 1
+        with ThreadPoolExecutor(1) as pool:  # the ingest's handler is a coroutine
+            pool.submit(asyncio.run, self.gates.on_messages(fresh)).result(30)
+        return message
+
+    def gate_commands(self, passage_id: str) -> list[GateCommand]:
+        """The signed gate commands sent for one passage, oldest first."""
+        return [
+            c for _, c in self.commands.sent
+            if isinstance(c, GateCommand) and c.passage_id == passage_id
+        ]  # fmt: skip
+
     @property
     def alarms(self) -> AlarmService:
         """The server's alarm service (as the judge raises alarms): its changes reach the
@@ -125,21 +175,44 @@ class ConsoleServer:
         return self.services.alarms
 
 
-@pytest.fixture(scope="package")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
-    missing = missing_assets(ConsoleSettings())
+@contextmanager
+def running_console_server(
+    folder: Path, settings: ConsoleSettings, accounts: dict[str, str] = ACCOUNTS
+) -> Iterator[ConsoleServer]:
+    """The real app on a free port (uvicorn in a thread): SQLite in `folder`, the demo
+    geography, the given accounts, a `GateService` that signs its commands (into
+    `ConsoleServer.commands`) and tells the live stream of every passage, and the
+    server's escalation task."""
+    missing = missing_assets(settings)
     if missing:
         pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
-    folder = tmp_path_factory.mktemp("console-server")
+    key_file = folder / "server.pem"
+    key_file.write_bytes(private_key_to_pem(generate_private_key()))
     config = ServerConfig(
         storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
         geography=demo_geography(),
+        signing_key_file=key_file,
     )
     services = build_services(config)
-    for role, username in ACCOUNTS.items():
+    for role, username in accounts.items():
         add_account(services, username, role)  # type: ignore[arg-type]
-    settings = ConsoleSettings(poll_interval_ms=500, escalation_check_s=0.5)
-    app = create_app(services, auth=AUTH, console=settings)
+    commands = Recorder()
+    gates = GateService(
+        services.store,
+        services.geography,
+        config.gates,
+        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
+        commands,
+        services.alarms,
+    )
+
+    def passage_to_stream(passage_id: str) -> None:  # as `server.app.serve` does
+        row = gates.gates.get_passage(passage_id)
+        if row is not None:
+            services.stream.publish("passage", passage_out(row).model_dump(mode="json"))
+
+    gates.add_listener(passage_to_stream)
+    app = create_app(services, auth=AUTH, console=settings, gates=gates)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
@@ -163,13 +236,21 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     escalation = threading.Thread(target=escalate, name="escalation", daemon=True)
     escalation.start()
     try:
-        yield ConsoleServer(f"http://127.0.0.1:{port}", services)
+        yield ConsoleServer(f"http://127.0.0.1:{port}", services, gates=gates, commands=commands)
     finally:
         stop.set()
         escalation.join(10)
         server.should_exit = True
         thread.join(10)
         services.store.close()
+
+
+@pytest.fixture(scope="package")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    folder = tmp_path_factory.mktemp("console-server")
+    settings = ConsoleSettings(poll_interval_ms=500, escalation_check_s=0.5)
+    with running_console_server(folder, settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="package")
@@ -200,6 +281,8 @@ class Console:
     base_url: str
     requests: list[str]
     console_errors: list[str]
+    #: Origins besides its server the page may reach (a configured tile server).
+    allowed: set[str] = field(default_factory=set)
 
     def goto(self, path: str) -> None:
         self.page.goto(self.base_url + path)
@@ -235,22 +318,26 @@ class Console:
         return status, (json.loads(text) if text else None)
 
     def foreign_requests(self) -> list[str]:
-        origin = urlsplit(self.base_url).netloc
+        origins = {urlsplit(self.base_url).netloc} | self.allowed
         return [
             u
             for u in self.requests
-            if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != origin
+            if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc not in origins
         ]
 
 
-@pytest.fixture
-def console(browser: Browser, console_server: ConsoleServer) -> Iterator[Console]:
+@contextmanager
+def console_tab(
+    browser: Browser, base_url: str, allowed: set[str] | None = None
+) -> Iterator[Console]:
+    """A new browser context (zh-CN, Shanghai) on `base_url`; on leaving, the page must
+    have made no request beyond its server (and the `allowed` origins)."""
     context = browser.new_context(
         viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
     page = context.new_page()
     page.set_default_timeout(10_000)
-    tab = Console(page, console_server.base_url, [], [])
+    tab = Console(page, base_url, [], [], set(allowed or ()))
     page.on("request", lambda request: tab.requests.append(request.url))
     page.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda err: tab.console_errors.append(str(err)))
@@ -259,3 +346,9 @@ def console(browser: Browser, console_server: ConsoleServer) -> Iterator[Console
         assert tab.foreign_requests() == [], "the console must not reach beyond its server"
     finally:
         context.close()
+
+
+@pytest.fixture
+def console(browser: Browser, console_server: ConsoleServer) -> Iterator[Console]:
+    with console_tab(browser, console_server.base_url) as tab:
+        yield tab

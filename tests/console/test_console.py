@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from contract.ids import utc_now
 from tests.console.conftest import ACCOUNTS, Console, ConsoleServer
@@ -141,6 +144,71 @@ def test_live_map_routes_trucks_trip_follow_and_clusters(
     )
     # The only failed load allowed: /alarms, until the alarms API is on this server.
     assert [e for e in console.console_errors if "status of 404" not in e] == []
+
+
+def dot_colour(page: Page, vehicle: str) -> str:
+    return page.locator(f".truck[data-vehicle='{vehicle}'] .dot").evaluate(
+        "d => getComputedStyle(d).backgroundColor"
+    )
+
+
+def test_map_draws_zones_and_sites_and_colours_a_truck_with_an_alarm(
+    console: Console, console_server: ConsoleServer
+):
+    """Every zone and site of the geography on the map in its kind's colours; a truck
+    turns red with an active alarm and back when it is cleared; no tile server configured:
+    a plain background and not one tile requested."""
+    svc = console_server.services
+    now = utc_now()
+    svc.store.create_declaration(declaration(declaration_id="D-MAP-A", vehicle_id="TRK-A7"), now)
+    svc.store.start_trip("D-MAP-A", now - timedelta(minutes=5))
+    console_server.store_positions("TRK-A7", [(113.40, 23.30, 0.0)], now)  # stopped, north
+    console_server.store_positions("TRK-A8", [(113.55, 22.80, 60.0)], now)  # moving, south
+    console.login(ACCOUNTS["officer"])
+    page = console.page
+    expect(page.locator("#map[data-ready='1']")).to_be_attached()
+    _, zones = console.api("GET", "/api/v1/zones")
+    _, routes = console.api("GET", "/api/v1/routes")
+    kinds = Counter(f["properties"]["kind"] for f in zones["features"])
+    sites = sum(f["properties"]["kind"] == "site" for f in routes["features"])
+    assert kinds == {"forbidden": 2, "stop": 2, "tunnel": 1, "urban": 1} and sites >= 3
+    expect(page.locator("path.zone")).to_have_count(sum(kinds.values()))
+    for kind, count in kinds.items():
+        expect(page.locator(f"path.zone-{kind}")).to_have_count(count)
+    expect(page.locator("path.zone-forbidden").first).to_have_attribute("fill", "#dc2626")
+    expect(page.locator("path.zone-stop").first).to_have_attribute("fill", "#16a34a")
+    expect(page.locator("path.site")).to_have_count(sites)
+    expect(page.locator("path.site").first).to_have_attribute("fill", "#f59e0b")
+
+    truck = page.locator(".truck[data-vehicle='TRK-A7']")
+    expect(truck).to_have_attribute("data-status", "stopped")
+    assert dot_colour(page, "TRK-A7") == "rgb(245, 158, 11)"  # amber
+    expect(page.locator(".truck[data-vehicle='TRK-A8']")).to_have_attribute(
+        "data-status", "in_transit"
+    )
+    assert dot_colour(page, "TRK-A8") == "rgb(22, 163, 74)"  # green
+    # As the rules' effects do: raised in a transaction, the listeners told after it.
+    raised = console_server.alarms.raise_(
+        "D-MAP-A", "TRK-A7", "ROUTE_DEVIATION", "major", now, (113.40, 23.30), "off route"
+    )
+    console_server.alarms.notify([raised.alarm_id])
+    expect(truck).to_have_attribute("data-status", "alarm")
+    expect(truck).to_have_class(re.compile(r"\btruck-alarm\b"))
+    assert dot_colour(page, "TRK-A7") == "rgb(220, 38, 38)"  # red
+    expect(truck).to_have_attribute("title", "报警")
+    expect(page.locator("#trucks tr[data-vehicle='TRK-A7'] .st")).to_have_text("报警")
+    assert dot_colour(page, "TRK-A8") == "rgb(22, 163, 74)"  # the other one unchanged
+    console.screenshot("map-alarm")
+    console_server.alarms.officer_clear(raised.alarm_id, "officer.one", "已核实，车辆回到路线")
+    expect(truck).to_have_attribute("data-status", "stopped")
+    assert dot_colour(page, "TRK-A7") == "rgb(245, 158, 11)"
+
+    # No tile source configured: plain background, no tile layer, no tile requested.
+    expect(page.locator("#map")).to_have_class(re.compile(r"\bplain-background\b"))
+    expect(page.locator("#map")).not_to_have_attribute("data-tiles", re.compile(".*"))
+    expect(page.locator("img.leaflet-tile")).to_have_count(0)
+    tile_like = re.compile(r"/\d+/\d+/\d+(\.\w+)?(\?|$)")
+    assert [u for u in console.requests if tile_like.search(urlsplit(u).path)] == []
 
 
 def test_role_without_rights_is_refused_and_ui_hides_the_action(

@@ -9,7 +9,7 @@ import re
 import shutil
 from datetime import datetime, timedelta
 
-from playwright.sync_api import Locator, Page, Route, expect
+from playwright.sync_api import Locator, Page, expect
 
 from contract.ids import utc_now
 from server.audit import AuditQuery, list_entries
@@ -361,124 +361,114 @@ def test_gate_lanes_without_passages_say_so(console: Console):
     console.screenshot("gates-empty")
 
 
-PASSAGES = [
-    {
-        "passage_id": "P-2",
-        "node_id": "GATE-HP-1",
-        "gate_id": "G-HUANGPU-1",
-        "lane": 1,
-        "direction": "out",
-        "at": "2026-11-23T08:05:00Z",
-        "trip_id": "D-0001",
-        "containers": [
-            {
-                "number": "CSQU3054383",
-                "confidence": 0.97,
-                "check_digit_ok": True,
-                "needs_review": False,
-                "iso_type": "45G1",
-            },
-            {
-                "number": "MSKU1234560",
-                "confidence": 0.61,
-                "check_digit_ok": False,
-                "needs_review": True,
-            },
-        ],
-        "plate": {"text": "粤A·D3K21", "confidence": 0.88, "needs_review": False},
-        "images": ["/media/passages/P-2/front.jpg", "/media/passages/P-2/rear.jpg"],
-        "decision": "hold",
-        "reasons": ["container MSKU1234560 not declared", "OCR needs review"],
-    },
-    {
-        "passage_id": "P-1",
-        "gate_id": "G-HUANGPU-1",
-        "lane": 1,
-        "direction": "out",
-        "at": "2026-11-23T08:00:00Z",
-        "containers": [],
-        "plate": None,
-        "images": [],
-        "decision": "open",
-        "reasons": [],
-    },
-    {
-        "passage_id": "P-3",
-        "gate_id": "G-BAIYUN-1",
-        "lane": 2,
-        "direction": "in",
-        "at": "2026-11-23T08:01:00Z",
-        "containers": [
-            {
-                "number": "TGHU9876543",
-                "confidence": 0.99,
-                "check_digit_ok": True,
-                "needs_review": False,
-            }
-        ],
-        "plate": {"text": "粤B·77777", "confidence": 0.52, "needs_review": True},
-        "images": [],
-        "decision": "open",
-        "reasons": ["matches declaration D-0002"],
-    },
-]
+def reading(
+    number: str, confidence: float, ok: bool = True, review: bool = False
+) -> dict[str, object]:
+    return {
+        "number": number,
+        "confidence": confidence,
+        "check_digit_ok": ok,
+        "needs_review": review,
+    }
 
 
-def test_gate_lanes_show_the_contract_passages_and_override_needs_a_comment(console: Console):
-    """The passages endpoint is stubbed in the browser with CONTRACT.md's shapes."""
-    overrides: list[dict[str, object]] = []
+def test_gate_lanes_show_real_passages_and_an_officer_overrides_one(
+    console: Console, console_server: ConsoleServer
+):
+    """Passages made through the server's real path (store ingest → GateService: decided,
+    recorded, audited, signed command sent), then a real override through the page."""
+    svc = console_server.services
+    now = utc_now()
+    body = declaration(
+        declaration_id="D-GATE-1", vehicle_id="TRK-G1", plate="粤A·GT001",
+        containers=["GATU3000030"], origin_gate="G-NANSHA-2", route_id="R-NS-BY",
+    )  # fmt: skip
+    svc.store.create_declaration(body, now - timedelta(hours=1), "supervisor.one")
+    console_server.store_lock("TRK-G1", "EL-1", "sealed", now - timedelta(minutes=30))
+    # Lane L1: an older passage, then one with an undeclared container read badly.
+    console_server.pass_gate(
+        "G-NANSHA-2", "P-G0", now - timedelta(minutes=20), lane="L1",
+        containers=["ZHEU5000013"], plate="粤A·ZZ999",
+    )  # fmt: skip
+    console_server.pass_gate(
+        "G-NANSHA-2", "P-G1", now - timedelta(minutes=5), lane="L1", plate="粤A·GT001",
+        readings=[reading("GATU3000030", 0.97),
+                  reading("GATU3000045", 0.61, ok=False, review=True)],
+        images=["/media/passages/P-G1/front.jpg", "/media/passages/P-G1/rear.jpg"],
+    )  # fmt: skip
+    # Lane L2: a plate that needs review and no container read.
+    console_server.pass_gate(
+        "G-NANSHA-2", "P-G2", now - timedelta(minutes=4), lane="L2", containers=[],
+        plate_reading={"text": "粤B·77777", "confidence": 0.52, "needs_review": True},
+    )  # fmt: skip
+    assert console_server.gates is not None
+    held = console_server.gates.gates.get_passage("P-G1")
+    assert held is not None and held["decision"] == "hold" and held["trip_id"] == "D-GATE-1"
+    assert held["reason_codes"] == ["container_review"]
+    assert [c.action for c in console_server.gate_commands("P-G1")] == ["hold"]
 
-    def passages(route: Route) -> None:
-        route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps(PASSAGES),
-            headers={"X-Total-Count": str(len(PASSAGES))},
-        )
-
-    def override(route: Route) -> None:
-        overrides.append(
-            {"url": route.request.url, "body": json.loads(route.request.post_data or "{}")}
-        )
-        route.fulfill(status=200, content_type="application/json", body=json.dumps(PASSAGES[0]))
-
-    console.page.route("**/api/v1/passages?*", passages)
-    console.page.route("**/api/v1/passages/*/override", override)
     console.login(ACCOUNTS["officer"])
     expect(console.page.locator("#who")).to_contain_text("关员")
     console.goto("/gates")
     page = console.page
-    lanes = page.locator("#lanes article")
-    expect(lanes).to_have_count(2)  # the latest passage of each lane
-    lane = page.locator("#lanes article[data-passage='P-2']")
+    expect(page.locator("#lanes[data-loaded='1']")).to_be_attached()
+    lane = page.locator("#lanes article[data-passage='P-G1']")
+    expect(lane).to_have_attribute("data-lane", "G-NANSHA-2 · L1")
+    expect(page.locator("#lanes article[data-passage='P-G0']")).to_have_count(0)  # older
+    expect(page.locator("#passages-table tr[data-passage='P-G0']")).to_have_count(1)
     expect(lane).to_have_class(re.compile(r"\bdecision-hold\b"))
     expect(lane.locator(".decision")).to_have_text("拦截")
-    expect(lane.locator("ul.reasons li")).to_have_count(2)
-    expect(lane.locator("li[data-review='1']")).to_contain_text("MSKU1234560")
+    reasons = lane.locator("ul.reasons li")
+    expect(reasons).to_have_count(len(held["reasons"]))
+    expect(reasons.locator("xpath=self::*[@data-code='container_review']")).to_contain_text(
+        "集装箱号识别需复核"
+    )
+    expect(reasons.locator(".raw")).to_have_text(held["reasons"])
+    expect(lane.locator("li[data-review='1']")).to_contain_text("GATU3000045")
     expect(lane.locator("li[data-review='1']")).to_contain_text("61%")
     expect(lane.locator("li[data-review='1'] .bad-digit")).to_have_text("校验位错误")
     expect(lane.locator(".images a")).to_have_count(2)
     expect(lane.locator(".images a").first).to_have_attribute(
-        "href", "/media/passages/P-2/front.jpg"
+        "href", "/media/passages/P-G1/front.jpg"
     )
-    expect(page.locator("#lanes article[data-passage='P-3'] li[data-review='1']")).to_contain_text(
-        "粤B·77777"
-    )
-    expect(page.locator("#passages-table tbody tr")).to_have_count(3)
+    plate_lane = page.locator("#lanes article[data-passage='P-G2']")
+    expect(plate_lane.locator("li[data-review='1']")).to_contain_text("粤B·77777")
     console.screenshot("gates")
 
+    # The override: no comment, no request; with one, the decision changes for real.
     lane.locator(".override-open").click()
     expect(page.locator("#action-submit")).to_be_disabled()
     page.locator("#action-dialog form").evaluate("f => f.requestSubmit()")
-    assert overrides == []
+    expect(page.locator("#action-dialog")).to_be_visible()
     expect(page.locator("#override-action")).to_have_value("open")
     page.fill("#action-comment", "人工核对箱号无误，放行")
     page.click("#action-submit")
     expect(page.locator("#action-dialog")).to_have_count(0)
-    assert [o["body"] for o in overrides] == [
-        {"action": "open", "comment": "人工核对箱号无误，放行"}
+    expect(lane).to_have_attribute("data-decision", "open")
+    expect(lane.locator(".decision")).to_have_text("放行")
+    expect(lane.locator(".override")).to_have_attribute("data-by", "officer.one")
+    expect(lane.locator(".override")).to_contain_text("原判定：拦截")
+    expect(lane.locator(".override q")).to_have_text("人工核对箱号无误，放行")
+    expect(page.locator("#passages-table tr[data-passage='P-G1']")).to_have_attribute(
+        "data-decision", "open"
+    )
+    keep_for_docs(console, "gates")
+
+    status, passage = console.api("GET", "/api/v1/passages/P-G1")
+    assert status == 200 and (passage["decision"], passage["effective"]) == ("hold", "open")
+    assert (passage["override"]["by"], passage["override"]["comment"]) == (
+        "officer.one",
+        "人工核对箱号无误，放行",
+    )
+    entries, _ = list_entries(
+        svc.store.engine, AuditQuery(action="passage.override", object_id="P-G1")
+    )
+    assert [(e.actor, json.loads(e.details)["comment"], json.loads(e.details)["previous"])
+            for e in entries] == [("officer.one", "人工核对箱号无误，放行", "hold")]  # fmt: skip
+    assert [(c.action, c.reasons) for c in console_server.gate_commands("P-G1")] == [
+        ("hold", held["reasons"]),
+        ("open", ["officer override: 人工核对箱号无误，放行"]),
     ]
-    assert str(overrides[0]["url"]).endswith("/api/v1/passages/P-2/override")
 
 
 def test_every_string_has_both_languages():

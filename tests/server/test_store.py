@@ -4,7 +4,7 @@ import pytest
 
 from contract.payloads import Health, Position
 from server.gates.store import GateStore
-from server.store import Store, StoreError
+from server.store import Store, StoreError, schema
 from server.store.database import IncomingMessage
 from server.store.migrations import MIGRATIONS, current_version
 
@@ -116,3 +116,42 @@ def test_migration_7_fills_the_declaration_gates_of_an_older_database(store_url)
         assert GateStore(again.engine).trips_at_gate("G-X") == []
     finally:
         again.close()
+
+
+def test_migration_8_gives_older_accounts_the_default_time_zone(store_url):
+    """Accounts of a database from before migration 8 get the column, empty (= the
+    console's default zone), and keep everything else; a zone set afterwards is kept."""
+    from sqlalchemy import select, text
+
+    from server.auth.accounts import AccountStore
+    from server.auth.config import AuthSettings
+
+    store = Store.open(store_url)
+    AccountStore(store.engine, AuthSettings()).create(
+        "test", "officer.old", "Old Officer", "officer", "correct horse battery", T0
+    )
+    with store.engine.begin() as conn:  # back to the schema before migration 8
+        conn.execute(text("ALTER TABLE accounts DROP COLUMN time_zone"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE version >= 8"))
+    assert current_version(store.engine) == 7
+    store.close()
+
+    again = Store.open(store_url)  # migrates
+    try:
+        assert current_version(again.engine) == 8 == max(m.version for m in MIGRATIONS)
+        accounts = AccountStore(again.engine, AuthSettings())
+        old = accounts.get("officer.old")
+        assert old is not None and old.time_zone is None and old.display_name == "Old Officer"
+        changed = accounts.set_time_zone(old, "Europe/Berlin", T0)
+        assert changed.time_zone == "Europe/Berlin"
+        with again.engine.connect() as conn:
+            names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
+        assert "accounts: time_zone" in names
+    finally:
+        again.close()
+    third = Store.open(store_url)  # nothing more to do; the zone is still there
+    try:
+        found = AccountStore(third.engine, AuthSettings()).get("officer.old")
+        assert found is not None and found.time_zone == "Europe/Berlin"
+    finally:
+        third.close()

@@ -240,7 +240,8 @@ function renderDetail() {
     ["alarms.position", a.position ? a.position.coordinates.map((c) => c.toFixed(5)).join(", ") : "—"],
   ];
   const dl = el("dl", { id: "alarm-fields" });
-  for (const [key, value] of rows) dl.append(el("dt", { text: t(key) }), el("dd", { text: value, class: "v-" + key.replace(".", "-") }));
+  // The rules' own description of what happened is part of the record: as written.
+  for (const [key, value] of rows) dl.append(el("dt", { text: t(key) }), el("dd", { text: value, class: "v-" + key.replace(".", "-"), "data-raw": key === "alarms.detail" ? "" : null }));
   const actions = el("div", { class: "actions" },
     a.status.endsWith("_unack") ? el("button", { type: "button", id: "do-ack", text: t("action.ack"), onclick: () => act("ack") }) : null,
     a.status.startsWith("active") ? el("button", { type: "button", id: "do-clear", text: t("action.clear"), onclick: () => act("clear") }) : null,
@@ -253,7 +254,7 @@ function renderDetail() {
       el("td", { text: formatTime(h.at) }), el("td", { text: h.actor === "system" ? t("actor.system") : h.actor }),
       el("td", { text: t("event." + h.action) }),
       el("td", { text: (h.from_status ? t("alarm.status." + h.from_status) + " → " : "") + t("alarm.status." + h.to_status) }),
-      el("td", { text: [h.comment, h.detail].filter(Boolean).join(" · ") || "—" })))));
+      el("td", { "data-raw": "", text: [h.comment, h.detail].filter(Boolean).join(" · ") || "—" })))));
   aside.replaceChildren(
     el("h2", {}, el("span", { text: t("alarms.detail_heading") + " #" + a.id }), up ? el("span", { class: "badge escalated-badge", text: t("alarms.escalated") }) : null),
     dl, actions, el("h3", { text: t("alarms.history") }), history);

@@ -1,26 +1,12 @@
 // The audit log: search (actor, action, object, time range) with paging, and verification
 // of the hash chain.
 import { apiPage, api } from "./api.js";
-import { configuredZone, formatTime, t, translatePage } from "./i18n.js";
+import { actionLabel, configuredZone, formatTime, objectLabel, t, translatePage } from "./i18n.js";
 import { el, setStatus, showError, startPage } from "./shell.js";
+import { localToRfc3339 } from "./zonetime.js";
 
 const PAGE_SIZE = 50;
 const state = { offset: 0, total: 0 };
-
-// "+08:00" for Asia/Shanghai at that moment (Intl's longOffset: "GMT+08:00", or "GMT").
-export function zoneOffset(zone, date) {
-  const name = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
-    .formatToParts(date).find((p) => p.type === "timeZoneName")?.value ?? "GMT";
-  return name === "GMT" ? "+00:00" : name.slice(3);
-}
-
-// A datetime-local value ("2026-11-23T08:00" or with seconds) read in the console's zone.
-export function localToRfc3339(value, zone) {
-  if (!value) return null;
-  const plain = value.length === 16 ? value + ":00" : value;
-  const guess = new Date(plain + "Z");
-  return plain + zoneOffset(zone, guess);
-}
 
 function query() {
   const form = document.getElementById("audit-filters");
@@ -60,9 +46,10 @@ async function load() {
   state.total = page.total ?? page.data.length;
   document.querySelector("#audit-table tbody").replaceChildren(...page.data.map((entry) => el("tr", { "data-seq": entry.seq, "data-action": entry.action, "data-actor": entry.actor },
     el("td", { text: String(entry.seq) }), el("td", { text: formatTime(entry.at) }),
-    el("td", { class: "actor", text: entry.actor }), el("td", { class: "action", text: entry.action }),
-    el("td", { text: `${entry.object_type} ${entry.object_id}` }),
-    el("td", { class: "details", text: details(entry) }))));
+    el("td", { class: "actor", text: entry.actor === "system" ? t("actor.system") : entry.actor }),
+    el("td", { class: "action", text: actionLabel(entry.action) }),
+    el("td", { text: objectLabel(entry.object_type, entry.object_id) }),
+    el("td", { class: "details", "data-raw": "", text: details(entry) }))));
   const first = state.total ? state.offset + 1 : 0;
   const last = state.offset + page.data.length;
   document.getElementById("audit-range").textContent = t("page.range", { first, last, total: state.total });

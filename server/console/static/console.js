@@ -176,7 +176,11 @@ async function start() {
   if (!ctx) return;
   state.settings = ctx.settings;
   state.rows = truckList();
-  document.addEventListener("languagechange", () => { state.rows.refresh(); renderTrip().catch(showError); });
+  document.addEventListener("languagechange", () => {
+    state.rows.refresh();
+    if (state.map) { state.map.relabel(); state.map.applyChanges(state.sorted, state.selected); }
+    renderTrip().catch(showError);
+  });
   document.getElementById("users-open").addEventListener("click", () => openUsers().catch(showError));
   document.getElementById("follow").addEventListener("click", () => {
     state.map.follow(state.map.following === state.selected ? null : state.selected);

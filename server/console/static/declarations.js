@@ -1,11 +1,13 @@
-// Declarations: the list (from /trips), search, and registering one (POST /declarations)
-// with the API's refusal shown next to the field it names.
+// Declarations: the list (from /trips, with each one's newest release record), search,
+// registering one (POST /declarations) with the API's refusal shown next to the field it
+// names, and recording a release (supervisors; POST /declarations/{id}/release).
 import { api } from "./api.js";
 import { formatTime, t, translatePage } from "./i18n.js";
-import { el, setStatus, showError, startPage } from "./shell.js";
+import { releaseDialog } from "./release.js";
+import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
 
 const TRIP_STATUSES = ["declared", "in_transit", "arrived", "released", "held", "closed"];
-const state = { trips: [] };
+const state = { trips: [], releases: new Map(), role: null, lastRelease: null };
 
 export function matches(trip, text, status) {
   if (status && trip.status !== status) return false;
@@ -25,11 +27,44 @@ function render() {
     el("td", { text: trip.vehicle_id }), el("td", { text: trip.route_id }),
     el("td", { class: "st-trip-" + trip.status, text: t("trip.status." + trip.status) }),
     el("td", { text: formatTime(trip.created_at) }), el("td", { text: formatTime(trip.started_at) }),
-    el("td", { text: String(trip.time_limit_min) }))));
+    el("td", { text: String(trip.time_limit_min) }),
+    releaseCell(state.releases.get(trip.declaration_id)),
+    el("td", { class: "row-actions" }, el("button", { type: "button", class: "release-open", "data-roles": "supervisor",
+      text: t("release.open"), onclick: () => recordRelease(trip).catch(showError) })))));
+  applyRoles(state.role, document.querySelector("#decl-table tbody"));
+  renderReleaseMessage();
+}
+
+function releaseCell(record) {
+  if (!record) return el("td", { class: "release", text: "—" });
+  const what = record.inspect ? t("release.inspect") : record.release_id;
+  return el("td", { class: "release", "data-release": record.release_id ?? "", "data-inspect": record.inspect ? "1" : "0" },
+    el("span", { class: "what", text: what }), " ",
+    el("span", { class: "muted", text: t("release.by", { who: record.recorded_by, at: formatTime(record.recorded_at) }) }));
+}
+
+function renderReleaseMessage() {
+  const line = document.getElementById("release-message");
+  const done = state.lastRelease;
+  if (!done) { line.textContent = ""; return; }
+  line.className = "ok";
+  line.textContent = t(done.inspect ? "release.recorded_inspect" : "release.recorded", {
+    id: done.declaration_id, release: done.release_id ?? "",
+    status: done.trip_status ? t("trip.status." + done.trip_status) : "—",
+  });
+}
+
+async function recordRelease(trip) {
+  const done = await releaseDialog(trip);
+  if (!done) return;
+  state.lastRelease = done;
+  await load();
 }
 
 async function load() {
-  state.trips = await api("/trips");
+  const [trips, releases] = await Promise.all([api("/trips"), api("/console/releases")]);
+  state.trips = trips;
+  state.releases = new Map(releases.map((r) => [r.declaration_id, r]));
   render();
   setStatus("status.live", true);
 }
@@ -95,6 +130,7 @@ async function submit(event) {
 async function start() {
   const ctx = await startPage();
   if (!ctx) return;
+  state.role = ctx.account.role;
   const statusSelect = document.getElementById("decl-status");
   statusSelect.append(...TRIP_STATUSES.map((s) => el("option", { value: s, "data-i18n": "trip.status." + s, text: t("trip.status." + s) })));
   const [routes, gates] = await Promise.all([api("/routes"), api("/gates")]);

@@ -5,6 +5,7 @@
 import { api } from "./api.js";
 import { commentDialog } from "./dialog.js";
 import { formatTime, t, translatePage } from "./i18n.js";
+import { reasonItems } from "./reasons.js";
 import { applyRoles, el, showError, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
 
@@ -17,16 +18,20 @@ const KEEP = 200;
 const state = { ctx: null, passages: [], available: true, source: null };
 
 const passageTime = (p) => p.at ?? p.ts ?? p.decided_at ?? p.created_at ?? null;
-const laneKey = (p) => `${p.gate_id ?? p.node_id ?? "?"} · ${p.lane ?? "?"}`;
+const laneKey = (p) => `${p.gate_id ?? p.gate_node ?? p.node_id ?? "?"} · ${p.lane ?? "?"}`;
 
-// The decision as { action, reasons, overridden } whatever way the server nests it.
+// The decision as { action (the server's), effective (an override's, else the server's),
+// reasons, override } whatever way the server nests it.
 export function decisionOf(p) {
   const d = p.decision;
   const action = typeof d === "string" ? d : d?.action ?? p.action ?? null;
   const reasons = (typeof d === "object" && d?.reasons) || p.reasons || [];
   const override = p.override ?? (typeof d === "object" ? d?.override : null) ?? null;
-  return { action, reasons, override };
+  const effective = p.effective ?? override?.action ?? action;
+  return { action, effective, reasons, override };
 }
+
+const decisionText = (action) => t("gates.decision." + (action ?? "pending"));
 
 // The latest passage of every lane, newest lane activity first.
 export function latestPerLane(passages) {
@@ -45,7 +50,7 @@ function pct(confidence) {
 
 function reading(text, confidence, review, extra = []) {
   return el("li", { class: review ? "needs-review" : "", "data-review": review ? "1" : "0" },
-    el("strong", { text: text || "—" }), " ", el("span", { class: "conf", text: pct(confidence) }),
+    el("strong", { "data-raw": "", text: text || "—" }), " ", el("span", { class: "conf", text: pct(confidence) }),
     ...extra, review ? el("span", { class: "badge review", text: t("gates.needs_review") }) : null);
 }
 
@@ -55,7 +60,7 @@ function imageLinks(images) {
     const label = `${t("gates.image")} ${i + 1}`;
     return href && (href.startsWith("/") || /^https?:\/\//.test(href))
       ? el("a", { href, target: "_blank", rel: "noopener", text: label })
-      : el("span", { class: "muted", title: JSON.stringify(ref), text: `${label}: ${typeof ref === "string" ? ref : JSON.stringify(ref)}` });
+      : el("span", { class: "muted" }, `${label}: `, el("span", { "data-raw": "", title: JSON.stringify(ref), text: typeof ref === "string" ? ref : JSON.stringify(ref) }));
   });
 }
 
@@ -65,25 +70,27 @@ function card(key, p) {
     [c.check_digit_ok === false ? el("span", { class: "badge bad-digit", text: t("gates.check_digit_bad") }) : null,
      c.iso_type ? el("span", { class: "muted", text: ` ${c.iso_type}` }) : null]));
   const plate = p.plate ? reading(p.plate.text, p.plate.confidence, p.plate.needs_review) : el("li", { class: "muted", text: t("gates.no_plate") });
-  return el("article", { class: `lane decision-${decision.action ?? "none"}`, "data-lane": key, "data-passage": p.passage_id },
+  return el("article", { class: `lane decision-${decision.effective ?? "none"}`, "data-lane": key, "data-passage": p.passage_id, "data-decision": decision.effective ?? "" },
     el("h3", { text: key }),
     el("p", {}, el("time", { text: formatTime(passageTime(p)) }), " · ", t("gates.direction." + (p.direction ?? "in")),
       p.trip_id ? el("span", {}, " · ", el("a", { href: "/trip?id=" + encodeURIComponent(p.trip_id), text: p.trip_id })) : null),
     el("h4", { text: t("gates.containers") }), el("ul", { class: "readings" }, ...containers),
     el("h4", { text: t("gates.plate") }), el("ul", { class: "readings" }, plate),
     el("h4", { text: t("gates.decision") }),
-    el("p", { class: "decision" }, el("span", { class: "badge decision-" + (decision.action ?? "none"), text: t("gates.decision." + (decision.action ?? "pending")) })),
-    el("ul", { class: "reasons" }, ...decision.reasons.map((r) => el("li", { text: typeof r === "string" ? r : JSON.stringify(r) }))),
-    decision.override ? el("p", { class: "override" }, t("gates.overridden", { who: decision.override.actor ?? decision.override.by ?? "?", comment: decision.override.comment ?? "" })) : null,
+    el("p", { class: "decision" }, el("span", { class: "badge decision-" + (decision.effective ?? "none"), text: decisionText(decision.effective) })),
+    decision.override ? el("p", { class: "override", "data-by": decision.override.by ?? decision.override.actor ?? "" },
+      t("gates.overridden", { who: decision.override.by ?? decision.override.actor ?? "?", server: decisionText(decision.action) }),
+      " ", el("q", { "data-raw": "", text: decision.override.comment ?? "" })) : null,
+    el("ul", { class: "reasons" }, ...reasonItems(p, decision.reasons)),
     el("p", { class: "images" }, ...imageLinks(p.images)),
     el("div", { class: "actions", "data-roles": "officer" },
       el("button", { type: "button", class: "override-open", text: t("gates.override"), onclick: () => override(p) })));
 }
 
 async function override(p) {
-  const current = decisionOf(p).action;
+  const current = decisionOf(p).effective;
   const select = el("select", { name: "override_action", id: "override-action" },
-    ...["open", "hold"].map((a) => el("option", { value: a, text: t("gates.decision." + a), selected: a !== current })));
+    ...["open", "hold"].map((a) => el("option", { value: a, text: decisionText(a), selected: a !== current })));
   const done = await commentDialog({
     title: `${t("gates.override")} · ${laneKey(p)}`,
     fields: [el("label", {}, el("span", { text: t("gates.decision") }), select)],
@@ -108,12 +115,14 @@ function render() {
   lanes.replaceChildren(...latestPerLane(state.passages).map(([key, p]) => card(key, p)));
   body.replaceChildren(...state.passages.slice(0, 100).map((p) => {
     const decision = decisionOf(p);
-    return el("tr", { "data-passage": p.passage_id },
+    return el("tr", { "data-passage": p.passage_id, "data-decision": decision.effective ?? "" },
       el("td", { text: formatTime(passageTime(p)) }), el("td", { text: laneKey(p) }),
       el("td", { text: t("gates.direction." + (p.direction ?? "in")) }),
       el("td", { text: (p.containers ?? []).map((c) => `${c.number} ${pct(c.confidence)}${c.needs_review ? " ⚑" : ""}`).join(", ") || "—" }),
       el("td", { text: p.plate ? `${p.plate.text} ${pct(p.plate.confidence)}${p.plate.needs_review ? " ⚑" : ""}` : "—" }),
-      el("td", { text: t("gates.decision." + (decision.action ?? "pending")) + (decision.reasons.length ? ` (${decision.reasons.join("; ")})` : "") }));
+      el("td", { class: "decision" }, decisionText(decision.effective),
+        decision.override ? el("span", { class: "muted", text: " " + t("gates.overridden_short", { server: decisionText(decision.action) }) }) : null,
+        decision.reasons.length ? el("ul", { class: "reasons" }, ...reasonItems(p, decision.reasons)) : null));
   }));
   applyRoles(state.ctx.account.role, lanes);
 }

@@ -1,5 +1,5 @@
-// Every string the console shows, in zh-CN (default) and English; times in the configured
-// time zone (Asia/Shanghai unless the server says otherwise).
+// Every string the console shows, in zh-CN (default) and English; times in the officer's
+// time zone (the account's own, else the console's; Asia/Shanghai unless configured).
 const STRINGS = {
   "zh-CN": {
     "app.title": "转关运输监控",
@@ -235,7 +235,7 @@ const STRINGS = {
     "gates.no_plate": "未识别车牌",
     "gates.image": "图片",
     "gates.override": "人工改判",
-    "gates.overridden": "已由 {who} 人工改判：{comment}",
+    "gates.overridden": "已由 {who} 人工改判（原判定：{server}）：",
     "gates.none": "暂无过卡记录",
     "gates.unavailable": "暂无过卡记录（本服务器尚未提供卡口数据）",
     "nav.reports": "统计报表",
@@ -274,6 +274,82 @@ const STRINGS = {
     "reports.overridden": "人工改判",
     "reports.rate": "自动放行率",
     "reports.no_passages": "无过卡",
+    // page titles, landmarks, controls without visible text
+    "title.map": "BondWatch 转关运输监控",
+    "title.login": "BondWatch 登录",
+    "title.alarms": "BondWatch 报警队列",
+    "title.trip": "BondWatch 行程回放",
+    "title.gates": "BondWatch 卡口车道",
+    "title.declarations": "BondWatch 申报登记",
+    "title.audit": "BondWatch 审计日志",
+    "title.reports": "BondWatch 统计报表",
+    "map.label": "地图",
+    "map.zoom_in": "放大",
+    "map.zoom_out": "缩小",
+    "play.slider": "回放进度",
+    "play.speed": "回放速度",
+    "tz.label": "时区",
+    "tz.default": "默认（{zone}）",
+    // gate passages on the trip timeline and the gate page
+    "timeline.passage": "卡口 {gate} 车道 {lane}（{direction}）：{decision}",
+    "timeline.kind.passage": "过卡",
+    "gates.overridden_short": "（人工改判，原判定：{server}）",
+    "gates.reason.no_declaration": "无对应申报",
+    "gates.reason.ambiguous": "对应多份申报，无法确定",
+    "gates.reason.container_review": "集装箱号识别需复核",
+    "gates.reason.check_digit": "集装箱号校验位错误",
+    "gates.reason.container_undeclared": "集装箱未申报",
+    "gates.reason.container_missing": "申报的集装箱未出现",
+    "gates.reason.plate_review": "车牌识别需复核",
+    "gates.reason.plate_mismatch": "车牌与申报不符",
+    "gates.reason.lock_not_sealed": "关锁未施封",
+    "gates.reason.lock_unreported": "关锁未上报状态",
+    "gates.reason.seal_broken": "途中施封被破坏",
+    "gates.reason.release_missing": "无电子放行记录",
+    "gates.reason.inspection_requested": "报关系统要求查验",
+    "gates.reason.unresolved_alarm": "存在未处置报警",
+    "gates.reason.time_limit": "超过转关时限",
+    "gates.reason.dishonest": "企业为失信企业",
+    "gates.reason.not_started": "未在启运地卡口启运",
+    // audit actions and objects (audit page, trip timeline)
+    "audit.action.alarm.raise": "报警",
+    "audit.action.alarm.escalate": "报警升级",
+    "audit.action.declaration.release": "记录放行",
+    "audit.action.gate.decision": "卡口判定",
+    "audit.action.trip.release": "行程放行",
+    "audit.action.trip.unseal": "授权远程解封",
+    "audit.action.auth.login": "登录",
+    "audit.action.auth.login_failed": "登录失败",
+    "audit.action.auth.locked": "账户锁定",
+    "audit.action.auth.logout": "退出",
+    "audit.action.auth.password_changed": "修改密码",
+    "audit.action.token.issue": "签发 API 令牌",
+    "audit.action.token.revoke": "吊销 API 令牌",
+    "audit.action.user.create": "创建账户",
+    "audit.action.user.update": "修改账户",
+    "audit.action.account.time_zone": "设置时区",
+    "audit.object.alarm": "报警",
+    "audit.object.trip": "行程",
+    "audit.object.passage": "过卡",
+    "audit.object.declaration": "申报",
+    "audit.object.account": "账户",
+    "audit.object.session": "会话",
+    "audit.object.api_token": "API 令牌",
+    "audit.object.command": "指令",
+    // release records (declarations page)
+    "release.column": "放行记录",
+    "release.actions": "操作",
+    "release.open": "记录放行",
+    "release.title": "记录放行 · {id}",
+    "release.kind_release": "电子放行",
+    "release.kind_inspect": "要求查验",
+    "release.release_id": "放行单号",
+    "release.released_at": "放行时间（{zone}）",
+    "release.submit": "记录",
+    "release.inspect": "要求查验",
+    "release.by": "{who} 记录于 {at}",
+    "release.recorded": "已记录申报 {id} 的放行 {release}；行程状态：{status}",
+    "release.recorded_inspect": "已记录申报 {id} 要求查验；行程状态：{status}",
   },
   en: {
     "app.title": "Bonded transport monitoring",
@@ -509,7 +585,7 @@ const STRINGS = {
     "gates.no_plate": "no plate read",
     "gates.image": "Image",
     "gates.override": "Override",
-    "gates.overridden": "Overridden by {who}: {comment}",
+    "gates.overridden": "Overridden by {who} (the server decided: {server}):",
     "gates.none": "No passages yet",
     "gates.unavailable": "No passages yet (this server does not serve gate passages)",
     "nav.reports": "Reports",
@@ -548,6 +624,82 @@ const STRINGS = {
     "reports.overridden": "Overridden",
     "reports.rate": "Auto-release rate",
     "reports.no_passages": "No passages",
+    // page titles, landmarks, controls without visible text
+    "title.map": "BondWatch — Bonded transport monitoring",
+    "title.login": "BondWatch — Sign in",
+    "title.alarms": "BondWatch — Alarms",
+    "title.trip": "BondWatch — Trip",
+    "title.gates": "BondWatch — Gate lanes",
+    "title.declarations": "BondWatch — Declarations",
+    "title.audit": "BondWatch — Audit log",
+    "title.reports": "BondWatch — Reports",
+    "map.label": "Map",
+    "map.zoom_in": "Zoom in",
+    "map.zoom_out": "Zoom out",
+    "play.slider": "Playback position",
+    "play.speed": "Playback speed",
+    "tz.label": "Time zone",
+    "tz.default": "Default ({zone})",
+    // gate passages on the trip timeline and the gate page
+    "timeline.passage": "Gate {gate} lane {lane} ({direction}): {decision}",
+    "timeline.kind.passage": "Gate",
+    "gates.overridden_short": "(overridden; the server decided: {server})",
+    "gates.reason.no_declaration": "No matching declaration",
+    "gates.reason.ambiguous": "Matches several declarations",
+    "gates.reason.container_review": "Container reading needs review",
+    "gates.reason.check_digit": "Container check digit wrong",
+    "gates.reason.container_undeclared": "Container not declared",
+    "gates.reason.container_missing": "Declared container missing",
+    "gates.reason.plate_review": "Plate reading needs review",
+    "gates.reason.plate_mismatch": "Plate differs from the declaration",
+    "gates.reason.lock_not_sealed": "Lock not sealed",
+    "gates.reason.lock_unreported": "Lock has not reported",
+    "gates.reason.seal_broken": "Seal broken during the trip",
+    "gates.reason.release_missing": "No electronic release record",
+    "gates.reason.inspection_requested": "Inspection requested",
+    "gates.reason.unresolved_alarm": "Unresolved alarm",
+    "gates.reason.time_limit": "Time limit exceeded",
+    "gates.reason.dishonest": "Enterprise in the dishonest class",
+    "gates.reason.not_started": "Never started at the departure gate",
+    // audit actions and objects (audit page, trip timeline)
+    "audit.action.alarm.raise": "Alarm raised",
+    "audit.action.alarm.escalate": "Alarm escalated",
+    "audit.action.declaration.release": "Release recorded",
+    "audit.action.gate.decision": "Gate decision",
+    "audit.action.trip.release": "Trip released",
+    "audit.action.trip.unseal": "Remote unseal authorised",
+    "audit.action.auth.login": "Logged in",
+    "audit.action.auth.login_failed": "Failed login",
+    "audit.action.auth.locked": "Account locked",
+    "audit.action.auth.logout": "Logged out",
+    "audit.action.auth.password_changed": "Password changed",
+    "audit.action.token.issue": "API token issued",
+    "audit.action.token.revoke": "API token revoked",
+    "audit.action.user.create": "Account created",
+    "audit.action.user.update": "Account changed",
+    "audit.action.account.time_zone": "Time zone set",
+    "audit.object.alarm": "alarm",
+    "audit.object.trip": "trip",
+    "audit.object.passage": "passage",
+    "audit.object.declaration": "declaration",
+    "audit.object.account": "account",
+    "audit.object.session": "session",
+    "audit.object.api_token": "API token",
+    "audit.object.command": "command",
+    // release records (declarations page)
+    "release.column": "Release record",
+    "release.actions": "Actions",
+    "release.open": "Record release",
+    "release.title": "Record release · {id}",
+    "release.kind_release": "Electronic release",
+    "release.kind_inspect": "Inspection requested",
+    "release.release_id": "Release number",
+    "release.released_at": "Released at ({zone})",
+    "release.submit": "Record",
+    "release.inspect": "Inspection requested",
+    "release.by": "recorded by {who} at {at}",
+    "release.recorded": "Release {release} recorded for declaration {id}; trip status: {status}",
+    "release.recorded_inspect": "Inspection request recorded for declaration {id}; trip status: {status}",
   },
 };
 
@@ -564,6 +716,8 @@ export function language() {
 }
 
 export function configuredZone() { return timeZone; }
+
+export function setZone(zone) { if (zone) timeZone = zone; }
 
 export function setDefaults({ defaultLanguage, zone }) {
   if (zone) timeZone = zone;
@@ -583,6 +737,18 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? ""));
 }
 
+export function hasKey(key) { return key in STRINGS["zh-CN"]; }
+
+// An audit action ("alarm.ack") in words; an action this console does not know yet as is.
+export function actionLabel(action) {
+  return hasKey("audit.action." + action) ? t("audit.action." + action) : action;
+}
+
+// An audit entry's object ("alarm", "12") in words.
+export function objectLabel(type, id) {
+  return `${hasKey("audit.object." + type) ? t("audit.object." + type) : type} ${id}`;
+}
+
 export function formatTime(iso) {
   if (!iso) return "—";
   return new Intl.DateTimeFormat(language(), {
@@ -591,11 +757,14 @@ export function formatTime(iso) {
   }).format(new Date(iso));
 }
 
-// Elements carry data-i18n="key" (text) or data-i18n-placeholder / data-i18n-title.
+// Elements carry data-i18n="key" (text; the page's <title> too) or data-i18n-title /
+// data-i18n-aria-label / data-i18n-placeholder (that attribute).
 export function translatePage(root = document) {
   document.documentElement.lang = language();
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
   document.dispatchEvent(new CustomEvent("languagechange"));
 }
 

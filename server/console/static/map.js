@@ -30,13 +30,19 @@ export class LiveMap {
     this.settings = settings;
     this.onSelect = onSelect;
     const maxZoom = settings.tiles?.max_zoom ?? 18;
-    this.map = L.map(element, { zoomControl: true, minZoom: 3, maxZoom, worldCopyJump: false });
+    this.map = L.map(element, { zoomControl: false, minZoom: 3, maxZoom, worldCopyJump: false });
     this.map.setView([23.1, 113.4], 10); // until the geography says where to look
+    // Leaflet's own "Leaflet" link carries an English title: the name alone.
+    this.map.attributionControl.setPrefix('<a href="https://leafletjs.com" rel="noopener" target="_blank">Leaflet</a>');
+    this.zoomControl = null;
+    this.relabel();
     if (settings.tiles) {
-      L.tileLayer(settings.tiles.url, {
-        attribution: settings.tiles.attribution, maxZoom: settings.tiles.max_zoom,
+      this.tileLayer = L.tileLayer(settings.tiles.url, {
+        attribution: settings.tiles.attribution, maxZoom: settings.tiles.max_zoom, className: "base-tiles",
       }).addTo(this.map);
+      element.dataset.tiles = settings.tiles.url;
     } else {
+      this.tileLayer = null;
       element.classList.add("plain-background");
     }
     this.corridors = [];
@@ -57,17 +63,27 @@ export class LiveMap {
     this.map.on("dragstart", () => { this.following = null; this.onSelect?.(null, "unfollow"); });
   }
 
+  // The zoom buttons' titles in the officer's language (Leaflet's are English): made anew
+  // on every language change.
+  relabel() {
+    this.zoomControl?.remove();
+    this.zoomControl = L.control.zoom({ zoomInTitle: t("map.zoom_in"), zoomOutTitle: t("map.zoom_out") }).addTo(this.map);
+    for (const marker of this.markers?.values() ?? []) marker.iconKey = null; // titles anew
+  }
+
   drawGeography({ routes, zones, gates }) {
+    // Tooltips are functions: written when shown, in the language of that moment.
     for (const f of zones.features) {
-      L.geoJSON(f, { style: ZONE_STYLE[f.properties.kind] ?? {} })
-        .bindTooltip(`${t("legend." + f.properties.kind)} ${f.properties.name ?? f.properties.zone_id ?? ""}`)
+      const kind = f.properties.kind;
+      L.geoJSON(f, { style: { ...(ZONE_STYLE[kind] ?? {}), className: `zone zone-${kind}` } })
+        .bindTooltip(() => `${t("legend." + kind)} ${f.properties.name ?? f.properties.zone_id ?? ""}`)
         .addTo(this.layers.zones);
     }
     for (const f of routes.features) {
       const kind = f.properties.kind;
       if (kind === "site") {
-        L.geoJSON(f, { style: { color: "#b45309", fillColor: "#f59e0b", fillOpacity: 0.35, weight: 1 } })
-          .bindTooltip(`${t("legend.site")} ${f.properties.name ?? f.properties.site_id}`)
+        L.geoJSON(f, { style: { color: "#b45309", fillColor: "#f59e0b", fillOpacity: 0.35, weight: 1, className: "site" } })
+          .bindTooltip(() => `${t("legend.site")} ${f.properties.name ?? f.properties.site_id}`)
           .addTo(this.layers.routes);
       } else if (kind === "route" && f.geometry.type === "LineString") {
         const latlngs = f.geometry.coordinates.map(([lon, lat]) => [lat, lon]);
@@ -82,14 +98,14 @@ export class LiveMap {
         this.corridors.push(corridor);
         corridor.addTo(this.layers.routes);
         L.polyline(latlngs, { color: "#1d4ed8", weight: 2, className: "route-line" })
-          .bindTooltip(`${t("trip.route")} ${f.properties.route_id} · ${corridor.corridorM} m`)
+          .bindTooltip(() => `${t("trip.route")} ${f.properties.route_id} · ${corridor.corridorM} m`)
           .addTo(this.layers.routes);
       }
     }
     for (const f of gates.features) {
       const [lon, lat] = f.geometry.coordinates;
       L.circleMarker([lat, lon], { radius: 6, color: "#78350f", fillColor: "#92400e", fillOpacity: 1, weight: 2, className: "gate" })
-        .bindTooltip(`${t("legend.gate")} ${f.properties.name ?? ""} ${f.properties.gate_id}`)
+        .bindTooltip(() => `${t("legend.gate")} ${f.properties.name ?? ""} ${f.properties.gate_id}`)
         .addTo(this.layers.gates);
     }
     const bounds = L.featureGroup([this.layers.routes, this.layers.zones, this.layers.gates].flatMap((g) => g.getLayers())).getBounds();

@@ -1,7 +1,9 @@
 // What every console page shares: the logged-in account, the console settings, the header
-// (page links, who, language, logout), role-gated elements, the status line and DOM helpers.
+// (page links, who, language, time zone, logout), role-gated elements, the status line and
+// DOM helpers.
 import { api, ApiError, setCsrfToken, toLogin } from "./api.js";
 import { languagePicker, setDefaults, t, translatePage } from "./i18n.js";
+import { zonePicker } from "./zonepicker.js";
 
 const ROLE_INCLUDES = { supervisor: ["officer"] };
 
@@ -55,10 +57,23 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const statusLine = { key: null, detail: "" };
+
+function renderStatus() {
+  const node = document.getElementById("status");
+  if (!node || statusLine.key === null) return;
+  node.textContent = t(statusLine.key) + (statusLine.detail ? ` — ${statusLine.detail}` : "");
+}
+
+// The header's status line (the page's own text from now on, in the officer's language).
 export function setStatus(key, ok, detail = "") {
   const node = document.getElementById("status");
   if (!node) return;
-  node.textContent = t(key) + (detail ? ` — ${detail}` : "");
+  if (statusLine.key === null) document.addEventListener("languagechange", renderStatus);
+  delete node.dataset.i18n; // "connecting…" until the page says more
+  statusLine.key = key;
+  statusLine.detail = detail;
+  renderStatus();
   node.className = "status " + (ok ? "ok" : "bad");
   node.dataset.state = ok ? "live" : "down";
 }
@@ -81,8 +96,10 @@ export async function startPage() {
   }
   setCsrfToken(me.csrf_token);
   const settings = await api("/console/config");
-  setDefaults({ defaultLanguage: settings.default_language, zone: settings.time_zone });
+  // Times in the officer's own zone (its account's, else the console's).
+  setDefaults({ defaultLanguage: settings.default_language, zone: me.time_zone ?? settings.time_zone });
   languagePicker(document.getElementById("lang"));
+  zonePicker(document.getElementById("lang"), me, settings.time_zone);
   renderPageNav();
   const who = document.getElementById("who");
   const showWho = () => { who.textContent = `${me.account.display_name} · ${t("role." + me.account.role)}`; };

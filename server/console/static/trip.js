@@ -1,9 +1,10 @@
-// One trip: its timeline (alarms and their history, officers' actions from the audit log,
-// lock events) and its track played back on the map over the route corridor. While the
+// One trip: its timeline (gate passages with their decisions and reasons, alarms and their
+// history, officers' actions from the audit log, lock events) and its track played back on the map over the route corridor. While the
 // page is open the live stream extends the track (the trip's truck only) and a change of
 // one of its alarms or a passage of its truck reads the timeline again.
 import { api } from "./api.js";
-import { formatTime, t, translatePage } from "./i18n.js";
+import { actionLabel, formatTime, objectLabel, t, translatePage } from "./i18n.js";
+import { reasonItems } from "./reasons.js";
 import { el, setStatus, showError, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
 
@@ -15,13 +16,15 @@ const state = {
   raf: null, clock: 0, source: null, tripId: null, reloadTimer: null,
 };
 
+const SAME_TIME_ORDER = { passage: 0, lock: 1, trip: 2, alarm: 3, audit: 4 };
+
 // Timeline entries, oldest first: { at, kind, key, params, actor, ref }.
 export function timelineEntries(data) {
   const items = [];
   const trip = data.trip;
-  items.push({ at: trip.created_at, kind: "trip", key: "timeline.declared", actor: null });
-  if (trip.started_at) items.push({ at: trip.started_at, kind: "trip", key: "timeline.started", actor: null });
-  if (trip.ended_at) items.push({ at: trip.ended_at, kind: "trip", key: "timeline.ended", actor: null });
+  items.push({ at: trip.created_at, kind: "trip", key: "timeline.declared", actor: null, ref: "declared" });
+  if (trip.started_at) items.push({ at: trip.started_at, kind: "trip", key: "timeline.started", actor: null, ref: "started" });
+  if (trip.ended_at) items.push({ at: trip.ended_at, kind: "trip", key: "timeline.ended", actor: null, ref: "ended" });
   for (const alarm of data.alarms) {
     for (const h of alarm.history ?? []) {
       if (h.actor !== "system") continue; // officers' actions come from the audit log
@@ -31,17 +34,26 @@ export function timelineEntries(data) {
     }
   }
   for (const entry of data.audit) {
-    // The server's own steps on alarms (escalation) are in the alarms' history already.
-    if (entry.actor === "system" && entry.object_type === "alarm") continue;
-    items.push({ at: entry.at, kind: "audit", key: "timeline.audit", actor: entry.actor,
-      params: { action: t("audit.action." + entry.action) === "audit.action." + entry.action ? entry.action : t("audit.action." + entry.action), object: `${entry.object_type} ${entry.object_id}` },
-      note: entry.details?.comment ?? null, ref: entry.seq });
+    // The server's own steps on alarms (escalation) are in the alarms' history already,
+    // and its gate decisions are the passages' own entries.
+    if (entry.actor === "system" && ["alarm", "passage"].includes(entry.object_type)) continue;
+    items.push({ at: entry.at, kind: "audit", key: "timeline.audit",
+      actor: entry.actor === "system" ? t("actor.system") : entry.actor,
+      params: { action: actionLabel(entry.action), object: objectLabel(entry.object_type, entry.object_id) },
+      note: entry.details?.comment ?? null, ref: entry.seq, action: entry.action });
+  }
+  for (const p of data.passages ?? []) {
+    items.push({ at: p.ts, kind: "passage", key: "timeline.passage", actor: null, passage: p,
+      decision: p.decision,
+      params: { gate: p.gate_id ?? p.gate_node, lane: p.lane, direction: t("gates.direction." + p.direction),
+        decision: t("gates.decision." + p.decision) }, ref: p.passage_id });
   }
   for (const lock of data.locks) {
     items.push({ at: lock.at, kind: "lock", key: "timeline.lock", actor: null,
       params: { lock: lock.lock_id, event: t("lock.event." + lock.event) }, note: lock.battery_pct == null ? null : `${lock.battery_pct}%` });
   }
-  return items.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  // At the same instant a gate's decision comes before what it caused (the trip starting).
+  return items.sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || SAME_TIME_ORDER[a.kind] - SAME_TIME_ORDER[b.kind]);
 }
 
 function renderSummary() {
@@ -58,12 +70,15 @@ function renderSummary() {
 
 function renderTimeline() {
   const list = document.getElementById("timeline");
-  list.replaceChildren(...timelineEntries(state.data).map((item) => el("li", { class: `tl tl-${item.kind}${item.severity ? " sev-" + item.severity : ""}`, "data-kind": item.kind },
-    el("time", { text: formatTime(item.at) }),
+  list.replaceChildren(...timelineEntries(state.data).map((item) => el("li", {
+    class: `tl tl-${item.kind}${item.severity ? " sev-" + item.severity : ""}${item.decision ? " decision-" + item.decision : ""}`,
+    "data-kind": item.kind, "data-ref": item.ref ?? null, "data-decision": item.decision ?? null, "data-action": item.action ?? null },
+    el("time", { text: formatTime(item.at), datetime: item.at }),
     el("span", { class: "badge kind", text: t("timeline.kind." + item.kind) }),
     el("span", { class: "what", text: t(item.key, item.params ?? {}) }),
     item.actor ? el("span", { class: "actor", text: item.actor }) : null,
-    item.note ? el("q", { text: item.note }) : null)));
+    item.note ? el("q", { "data-raw": "", text: item.note }) : null,
+    item.passage?.reasons.length ? el("ul", { class: "reasons" }, ...reasonItems(item.passage, item.passage.reasons)) : null)));
 }
 
 // ---- playback -------------------------------------------------------------------------
@@ -204,7 +219,10 @@ async function start() {
   translatePage();
   const picker = document.getElementById("trip-pick");
   const trips = await api("/trips");
-  picker.append(...trips.map((trip) => el("option", { value: trip.trip_id, text: `${trip.trip_id} · ${trip.vehicle_id} · ${t("trip.status." + trip.status)}` })));
+  const tripLabel = (trip) => `${trip.trip_id} · ${trip.vehicle_id} · ${t("trip.status." + trip.status)}`;
+  const options = trips.map((trip) => el("option", { value: trip.trip_id, text: tripLabel(trip) }));
+  picker.append(...options);
+  document.addEventListener("languagechange", () => options.forEach((o, i) => { o.textContent = tripLabel(trips[i]); }));
   const vehicleOf = new Map(trips.map((trip) => [trip.trip_id, trip.vehicle_id]));
   const wanted = new URLSearchParams(location.search).get("id");
   if (!L) { setStatus("status.no_assets", false); return; }
@@ -220,7 +238,10 @@ async function start() {
     history.replaceState(null, "", "/trip?id=" + encodeURIComponent(picker.value));
     loadTrip(picker.value, vehicleOf.get(picker.value));
   });
-  document.addEventListener("languagechange", () => { if (state.data) { renderSummary(); renderTimeline(); showPoint(state.index); } });
+  document.addEventListener("languagechange", () => {
+    state.map.relabel();
+    if (state.data) { renderSummary(); renderTimeline(); showPoint(state.index); }
+  });
   if (wanted) { picker.value = wanted; loadTrip(wanted, vehicleOf.get(wanted)); }
   else document.getElementById("timeline").replaceChildren(el("li", { class: "muted", text: t("trip.pick_hint") }));
 }
