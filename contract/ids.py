@@ -46,8 +46,11 @@ def utc_now() -> datetime:
 
 
 def _to_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise ValueError("timestamp must carry a time zone, e.g. 2026-11-23T08:15:02.250Z")
+    if not offset:  # "…Z", as every edge node sends: the same instant, labelled UTC
+        return moment if moment.tzinfo is UTC else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
 
 

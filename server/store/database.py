@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contract.payloads import EdgeMessage, Position, decode_edge
 from server.store import schema
+from server.store.bulk import BulkInsert
 from server.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _Repeated(Exception):
+    """A batch held a message stored before: write it again, naming the new ones."""
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._edge_insert = BulkInsert(
+            schema.edge_messages, engine.dialect, EDGE_COLUMNS, ignore_conflicts_on=KEY
+        )
+        self._position_insert = BulkInsert(schema.positions, engine.dialect, POSITION_COLUMNS)
 
     @classmethod
     def open(cls, url: str, password: str | None = None) -> Store:
@@ -93,12 +102,39 @@ class Store:
     # ---- ingest -------------------------------------------------------------------
 
     def store_messages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
-        """Store each (node, seq) once; return the messages that were new, in batch order."""
+        """Store each (node, seq) once; return the messages that were new, in batch order.
+
+        A batch is first written through the driver's `executemany` (`BulkInsert`), its
+        rows converted before the transaction so that SQLite's single writer lock is held
+        only while the driver writes. A batch holding a message stored before (a
+        redelivery after a reconnect: rare) inserts fewer rows than it has; that
+        transaction is rolled back and the batch written again with RETURNING, which
+        names the new ones."""
         if not batch:
             return []
         unique: dict[tuple[str, int], IncomingMessage] = {}
         for item in batch:
             unique.setdefault((item.message.node_id, item.message.seq), item)
+        fresh = list(unique.values())
+        edge_params = self._edge_insert.params(
+            (m.message.node_id, m.message.seq, m.channel, m.message.ts, m.received_at, m.raw)
+            for m in fresh
+        )
+        position_params = self._position_insert.params(
+            _position_values(m.message) for m in fresh if m.channel == "position"
+        )
+        try:
+            with self.engine.begin() as conn:
+                if self._edge_insert.execute(conn, edge_params) != len(edge_params):
+                    raise _Repeated
+                self._position_insert.execute(conn, position_params)
+            return fresh
+        except _Repeated:
+            return self._store_new_of(unique)
+
+    def _store_new_of(
+        self, unique: dict[tuple[str, int], IncomingMessage]
+    ) -> list[IncomingMessage]:
         rows = [
             {
                 "node_id": m.message.node_id,
@@ -118,9 +154,10 @@ class Store:
             )
             inserted = {(r.node_id, r.seq) for r in conn.execute(stmt, rows)}
             fresh = [m for key, m in unique.items() if key in inserted]
-            position_rows = [_position_row(m.message) for m in fresh if m.channel == "position"]
-            if position_rows:
-                conn.execute(schema.positions.insert(), position_rows)
+            position_params = self._position_insert.params(
+                _position_values(m.message) for m in fresh if m.channel == "position"
+            )
+            self._position_insert.execute(conn, position_params)
         return fresh
 
     def message_count(self) -> int:
@@ -327,22 +364,22 @@ class Store:
         return list(result.values())
 
 
-def _position_row(message: EdgeMessage) -> dict[str, Any]:
+EDGE_COLUMNS = ("node_id", "seq", "channel", "ts", "received_at", "payload")
+POSITION_COLUMNS = (
+    "node_id", "seq", "ts", "lat", "lon", "alt_m", "speed_kmh", "course_deg", "fix", "sats",
+    "hdop", "replayed",
+)  # fmt: skip
+KEY = ("node_id", "seq")
+
+
+def _position_values(message: EdgeMessage) -> tuple[Any, ...]:
+    """A `positions` row, in `POSITION_COLUMNS` order."""
     assert isinstance(message, Position)
-    return {
-        "node_id": message.node_id,
-        "seq": message.seq,
-        "ts": message.ts,
-        "lat": message.lat,
-        "lon": message.lon,
-        "alt_m": message.alt_m,
-        "speed_kmh": message.speed_kmh,
-        "course_deg": message.course_deg,
-        "fix": message.fix,
-        "sats": message.sats,
-        "hdop": message.hdop,
-        "replayed": message.replayed,
-    }
+    return (
+        message.node_id, message.seq, message.ts, message.lat, message.lon, message.alt_m,
+        message.speed_kmh, message.course_deg, message.fix, message.sats, message.hdop,
+        message.replayed,
+    )  # fmt: skip
 
 
 def _position(row: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import pytest
 from contract.payloads import Health, Position
 from server.gates.store import GateStore
 from server.store import Store, StoreError, schema
-from server.store.database import IncomingMessage
+from server.store.database import POSITION_COLUMNS, IncomingMessage
 from server.store.migrations import MIGRATIONS, current_version
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -38,6 +38,41 @@ def test_each_node_seq_stored_once(store):
     second = store.store_messages([pos(2), pos(3), pos(1, node="T2")])
     assert [(m.message.node_id, m.message.seq) for m in second] == [("T1", 3), ("T2", 1)]
     assert store.message_count() == 4
+
+
+def test_bulk_rows_read_back_as_core_writes_them(store):
+    """The driver path (`BulkInsert`) and SQLAlchemy Core write the same values: a batch
+    through `store_messages` and the same rows through `insert()` read back equal."""
+    fix = Position(
+        node_id="T9", seq=1, ts=T0 + timedelta(microseconds=250_000), fix="3d", lat=22.5,
+        lon=113.25, alt_m=-3.5, speed_kmh=61.0, course_deg=359.9, sats=14, hdop=0.8,
+        replayed=True,
+    )  # fmt: skip
+    item = IncomingMessage("position", fix, fix.to_json().decode(), T0 + timedelta(seconds=9))
+    assert store.store_messages([item]) == [item]
+    with store.engine.begin() as conn:
+        bulk_edge = conn.execute(schema.edge_messages.select()).one()._asdict()
+        bulk_pos = conn.execute(schema.positions.select()).one()._asdict()
+        conn.execute(schema.edge_messages.delete())
+        conn.execute(schema.positions.delete())
+        conn.execute(schema.edge_messages.insert(), [{**bulk_edge}])
+        conn.execute(schema.positions.insert(), [{c: getattr(fix, c) for c in POSITION_COLUMNS}])
+        core_edge = conn.execute(schema.edge_messages.select()).one()._asdict()
+        core_pos = conn.execute(schema.positions.select()).one()._asdict()
+    assert bulk_edge == core_edge and bulk_pos == core_pos
+    assert bulk_pos["replayed"] is True and bulk_pos["alt_m"] == -3.5
+    track = store.track("T9", None, None)
+    assert track[0]["ts"] == fix.ts
+
+
+def test_a_batch_with_a_repeat_stores_the_rest_once(store):
+    store.store_messages([pos(2)])
+    again = store.store_messages([pos(1), pos(2), pos(3), pos(1)])  # 2 stored, 1 twice
+    assert [m.message.seq for m in again] == [1, 3]
+    assert [p["seq"] for p in store.track("T1", None, None)] == [1, 2, 3]
+    assert store.message_count() == 3
+    assert store.store_messages([pos(1), pos(2), pos(3)]) == []  # all repeats
+    assert store.message_count() == 3
 
 
 def test_other_channels_share_the_seq_space(store):
