@@ -116,13 +116,8 @@ class Store:
         for item in batch:
             unique.setdefault((item.message.node_id, item.message.seq), item)
         fresh = list(unique.values())
-        edge_params = self._edge_insert.params(
-            (m.message.node_id, m.message.seq, m.channel, m.message.ts, m.received_at, m.raw)
-            for m in fresh
-        )
-        position_params = self._position_insert.params(
-            _position_values(m.message) for m in fresh if m.channel == "position"
-        )
+        edge_params = self._edge_insert.params(_edge_values(m) for m in fresh)
+        position_params = self._position_params(fresh)
         try:
             with self.engine.begin() as conn:
                 if self._edge_insert.execute(conn, edge_params) != len(edge_params):
@@ -135,17 +130,7 @@ class Store:
     def _store_new_of(
         self, unique: dict[tuple[str, int], IncomingMessage]
     ) -> list[IncomingMessage]:
-        rows = [
-            {
-                "node_id": m.message.node_id,
-                "seq": m.message.seq,
-                "channel": m.channel,
-                "ts": m.message.ts,
-                "received_at": m.received_at,
-                "payload": m.raw,
-            }
-            for m in unique.values()
-        ]
+        rows = [dict(zip(EDGE_COLUMNS, _edge_values(m), strict=True)) for m in unique.values()]
         with self.engine.begin() as conn:
             stmt = (
                 self._insert(schema.edge_messages)
@@ -154,11 +139,13 @@ class Store:
             )
             inserted = {(r.node_id, r.seq) for r in conn.execute(stmt, rows)}
             fresh = [m for key, m in unique.items() if key in inserted]
-            position_params = self._position_insert.params(
-                _position_values(m.message) for m in fresh if m.channel == "position"
-            )
-            self._position_insert.execute(conn, position_params)
+            self._position_insert.execute(conn, self._position_params(fresh))
         return fresh
+
+    def _position_params(self, fresh: Sequence[IncomingMessage]) -> list[Any]:
+        return self._position_insert.params(
+            _position_values(m.message) for m in fresh if m.channel == "position"
+        )
 
     def message_count(self) -> int:
         with self.engine.connect() as conn:
@@ -370,6 +357,12 @@ POSITION_COLUMNS = (
     "hdop", "replayed",
 )  # fmt: skip
 KEY = ("node_id", "seq")
+
+
+def _edge_values(item: IncomingMessage) -> tuple[Any, ...]:
+    """An `edge_messages` row, in `EDGE_COLUMNS` order."""
+    m = item.message
+    return (m.node_id, m.seq, item.channel, m.ts, item.received_at, item.raw)
 
 
 def _position_values(message: EdgeMessage) -> tuple[Any, ...]:
