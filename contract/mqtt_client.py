@@ -16,6 +16,7 @@ from paho.mqtt.properties import Properties
 
 from contract.broker import BrokerSettings
 from contract.mqtt_properties import install as _cheaper_properties
+from contract.mqtt_receive import install as _cheaper_receiving
 
 #: How long the broker keeps a disconnected client's session and queued messages.
 SESSION_EXPIRY_S = 30 * 24 * 3600
@@ -31,6 +32,7 @@ def make_client(
 ) -> aiomqtt.Client:
     """A client with a persistent session named `identifier` (unless settings override it)."""
     _cheaper_properties()  # paho's MQTT 5 properties, at half the cost per message
+    _cheaper_receiving()  # no Condition nor topic-tree walk per received message
     tls_context = None
     if settings.tls:
         tls_context = ssl.create_default_context(

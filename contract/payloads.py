@@ -242,6 +242,10 @@ def decode(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
     if isinstance(raw, dict):
         data = raw
     else:
+        try:  # parsed and validated in one pass (pydantic-core): the common case
+            return model.model_validate_json(raw)
+        except ValidationError:
+            pass  # parsed again below, for the same error messages as a dict gets
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.client import MQTTMessage
 
 from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import utc_now
 from contract.mqtt_client import make_client
+from contract.mqtt_receive import deliver_to
 from contract.payloads import Availability, PayloadError, decode_edge
 from server.config import IngestSettings
 from server.metrics import Metrics
@@ -145,6 +147,7 @@ class Ingest:
             self._client_id,
             receive_maximum=max(self._settings.batch_max, 100),
         )
+        deliver_to(client, self._accept)  # straight from paho, no per-message task
         async with client:
             paho = client._client
             paho.manual_ack_set(True)
@@ -161,19 +164,20 @@ class Ingest:
             log.info("ingest subscribed at %s:%d", self._broker.host, self._broker.port)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write_loop(paho), name="ingest-writer")
-                async for message in client.messages:
-                    self._accept(message)
+                async for _ in client.messages:  # delivered to _accept; raises when lost
+                    pass
 
-    def _accept(self, message: aiomqtt.Message) -> None:
-        payload = (
-            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        )
-        outcome = validate(message.topic.value, payload)
+    def _accept(self, message: MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", "replace")
+        outcome = validate(topic, bytes(message.payload))
         if isinstance(outcome, Rejection):
             self._metrics.inc(
                 "bondwatch_ingest_messages_total", outcome="rejected", reason=outcome.reason
             )
-            self._log_reject(message.topic.value, outcome)
+            self._log_reject(topic, outcome)
             self._queue.put_nowait((None, message.mid, message.qos))
             return
         self._queue.put_nowait((outcome, message.mid, message.qos))
