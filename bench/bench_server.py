@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ from contract.mqtt_client import make_client
 from contract.signing import generate_private_key, private_key_to_pem
 from devices.ocr.iso6346 import with_check_digit
 from server.alarms import AlarmService
-from server.alarms.effects import AlarmEffects
 from server.config import IngestSettings, ServerConfig, StorageSettings
 from server.demo.broker import MosquittoBroker
 from server.gates.commands import CommandPublisher, CommandSigner
@@ -61,19 +60,19 @@ from server.gates.service import GateService
 from server.gates.worker import GateWorker, WorkerSpec
 from server.geo import Gate, Geography, Route, Site
 from server.ingest import Ingest
-from server.judge import Judge
+from server.judge_worker import JudgeSpec, JudgeWorker
 from server.metrics import Metrics
-from server.rules.profiles import DEFAULT_PROFILES
 from server.store import Store
-from server.store.database import IncomingMessage
 from server.stream import Hub
 from server.trips import TripTracker
 
 N_VEHICLES = 1000
 PER_VEHICLE = 41  # one warm-up position, then 40 in the backlog
 N_MESSAGES = N_VEHICLES * (PER_VEHICLE - 1)
-N_PUBLISHERS = 4
-T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+N_PUBLISHERS = 4  # N_VEHICLES a multiple of it: each truck on one connection, in order
+# Trips start a minute before the bench: fix times near the clock, as live trucks send
+# them, so that the rule timers (silence, time limit) raise nothing.
+T0 = utc_now().replace(microsecond=0) - timedelta(minutes=1)
 DRAIN_TIMEOUT_S = 120.0
 TARGET_PER_S = 10_000.0
 LOAD_S = 12.0
@@ -123,32 +122,22 @@ def _positions(routes: Sequence[Route], first: int, count: int) -> list[Message]
 def _publish_process(
     host: str, port: int, messages: list[Message], tag: str, rate: float | None
 ) -> None:
-    """`N_PUBLISHERS` paho clients publish their shares at QoS 1 (up to 1000 in flight
-    each), as fast as they can or at `rate` messages a second in all, then wait for
-    every PUBACK."""
+    """`N_PUBLISHERS` connections publish their shares at QoS 1 (`bench.mqtt_load`: packets
+    built in advance, so that the publishers take little of the server's CPU), as fast
+    as the broker takes them or at `rate` messages a second in all, and wait for every
+    PUBACK. Each truck's messages go through one connection, in order."""
     import threading
 
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    from bench import mqtt_load
+
+    errors: list[BaseException] = []
 
     def one(k: int, share: list[Message]) -> None:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{tag}-{k}")
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        client.connect(host, port)
-        client.loop_start()
-        infos = []
-        started = time.monotonic()
-        for i, (t, p) in enumerate(share):
-            if rate is not None and i % 20 == 0:
-                ahead = started + i / (rate / N_PUBLISHERS) - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
-            infos.append(client.publish(t, p, qos=1))
-        for info in infos:
-            info.wait_for_publish(60)
-        client.loop_stop()
-        client.disconnect()
+        per = rate / N_PUBLISHERS if rate is not None else None
+        try:
+            mqtt_load.publish(host, port, f"bench-pub-{tag}-{k}", share, per, DRAIN_TIMEOUT_S)
+        except (OSError, TimeoutError) as err:
+            errors.append(err)
 
     threads = [
         threading.Thread(target=one, args=(k, messages[k::N_PUBLISHERS]))
@@ -158,6 +147,8 @@ def _publish_process(
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise RuntimeError(f"publishing failed: {errors[0]}")
 
 
 def _publish(
@@ -269,14 +260,19 @@ class Server:
             self.publisher,
             alarms,
         )
-        self.judge = Judge(self.store, self.geo, dict(DEFAULT_PROFILES), AlarmEffects(alarms))
+        # The rules in their own process, as the server runs them by default
+        # (`ingest.judge: process`); a batch is handled once the child has judged it.
+        self.judge = JudgeWorker(
+            JudgeSpec(self.config, geography=bench_geography, log_level=logging.WARNING),
+            on_alarm=lambda alarm_id: alarms.notify([alarm_id]),
+            on_judged=self._count,
+        )
         self.hub = Hub()
         self.handlers = [
             TripTracker(self.store).on_messages,
             self.gates.on_messages,
             self.judge.on_messages,
             self.hub.on_messages,
-            self._count,
         ]
         self.worker = GateWorker(
             WorkerSpec(self.config, geography=bench_geography, log_level=logging.WARNING),
@@ -284,8 +280,8 @@ class Server:
             on_alarm=lambda alarm_id: alarms.notify([alarm_id]),
         )
 
-    async def _count(self, batch: Sequence[IncomingMessage]) -> None:
-        self.handled += sum(1 for item in batch if item.channel == "position")
+    def _count(self, judged: int) -> None:
+        self.handled += judged  # every message of the bench is a position
         if self.handled >= self.wanted:
             self.done.set()
 
@@ -437,8 +433,10 @@ async def _run_server(
     reader = asyncio.create_task(_read_console(server.hub))
     commands = asyncio.create_task(server.publisher.run())
     worker = asyncio.create_task(server.worker.run())
+    judge = asyncio.create_task(server.judge.run())
     try:
         await asyncio.wait_for(server.worker.connected.wait(), 120)
+        await asyncio.wait_for(server.judge.ready.wait(), 120)
         await server.take(0)  # the session and its subscriptions
         proc = _publish(broker, warm, "warm")
         await server.take(len(warm))
@@ -464,9 +462,9 @@ async def _run_server(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        for task in (reader, commands, worker):
+        for task in (reader, commands, worker, judge):
             task.cancel()
-        await asyncio.gather(reader, commands, worker, return_exceptions=True)
+        await asyncio.gather(reader, commands, worker, judge, return_exceptions=True)
     return {
         "ingest": ingest_rate,
         "load": load_rate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -14,6 +15,7 @@ Channel = Literal[
 ]
 
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
+CHANNELS: Final[frozenset[str]] = frozenset(get_args(Channel))
 #: Which channels each kind of node publishes (edge→server).
 EDGE_CHANNELS: Final[dict[str, tuple[str, ...]]] = {
     "truck": ("availability", "position", "lock", "health", "command/result"),
@@ -77,6 +79,7 @@ class TopicInfo:
     channel: Channel
 
 
+@functools.lru_cache(maxsize=65_536)  # the same few topics per node, thousands a second
 def parse(topic: str) -> TopicInfo:
     """Split a contract topic into kind, node id and channel, or raise `TopicError`."""
     prefix = TOPIC_PREFIX + "/"
@@ -87,7 +90,7 @@ def parse(topic: str) -> TopicInfo:
         raise TopicError(f"topic {topic!r} is not {prefix}<kind>/<node_id>/<channel>")
     kind, node_id, channel = parts
     _check(kind, node_id)
-    if channel not in get_args(Channel):
+    if channel not in CHANNELS:
         raise TopicError(f"topic {topic!r} has unknown channel {channel!r}")
     return TopicInfo(kind=kind, node_id=node_id, channel=channel)  # type: ignore[arg-type]
 

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI
@@ -31,8 +33,9 @@ from server.gates.commands import CommandPublisher, CommandSigner
 from server.gates.service import GateService
 from server.gates.worker import GateWorker, WorkerSpec, passage_batches, passages_client_id
 from server.geo import Geography
-from server.ingest import Ingest
+from server.ingest import FreshHandler, Ingest
 from server.judge import Judge
+from server.judge_worker import JudgeSpec, JudgeWorker
 from server.rules.profiles import DEFAULT_PROFILES, load_profiles
 from server.services import Services
 from server.store import Store
@@ -105,7 +108,22 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     svc = build_services(config)
     trips = TripTracker(svc.store, start_on_first_fix=config.trips.start_on_first_fix)
     alarm_service = svc.alarms or AlarmService(svc.store.engine)
-    judge = Judge(svc.store, svc.geography, svc.profiles, AlarmEffects(alarm_service))
+    # The trip rules: in a child process (default) or a worker thread; each also runs the
+    # rule timers (`judge_run`).
+    judge_worker: JudgeWorker | None = None
+    judging: FreshHandler
+    judge_run: Callable[[], Coroutine[Any, Any, None]]
+    if config.ingest.judge == "process":
+        svc.metrics.describe("bondwatch_judge_messages_total", "edge messages judged by the rules")
+        judge_worker = JudgeWorker(
+            JudgeSpec(config, log_level=logging.getLogger().getEffectiveLevel()),
+            on_alarm=lambda alarm_id: alarm_service.notify([alarm_id]),
+            on_judged=lambda n: svc.metrics.inc("bondwatch_judge_messages_total", n),
+        )
+        judging, judge_run = judge_worker.on_messages, judge_worker.run
+    else:
+        judge = Judge(svc.store, svc.geography, svc.profiles, AlarmEffects(alarm_service))
+        judging, judge_run = judge.on_messages, judge.tick_forever
     client_id = config.broker.client_id or "bondwatch-server-1"
     # Commands go out on the server's own connection (its own persistent session).
     publisher = CommandPublisher(
@@ -122,7 +140,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
     )
     telemetry = TelemetryWriter(config.telemetry, svc.metrics) if config.telemetry else None
     escalator = escalator_for(alarm_service, config.console)
-    handlers = [trips.on_messages, gates.on_messages, judge.on_messages, svc.stream.on_messages]
+    handlers = [trips.on_messages, gates.on_messages, judging, svc.stream.on_messages]
     if telemetry is not None:
         handlers.append(telemetry.on_messages)
     where = config.ingest.passages
@@ -167,7 +185,9 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
         else None
     )
     svc.ingest_connected = lambda: (
-        all(i.connected.is_set() for i in ingests) and (worker is None or worker.connected.is_set())
+        all(i.connected.is_set() for i in ingests)
+        and (worker is None or worker.connected.is_set())
+        and (judge_worker is None or judge_worker.ready.is_set())
     )
     gates.add_listener(passage_to_stream)
     app = create_app(svc, gates=gates)
@@ -188,7 +208,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             if worker is not None:
                 ingest_tasks.append(group.create_task(worker.run(), name="gate-worker"))
             http_task = group.create_task(server.serve(), name="http")
-            timers = group.create_task(judge.tick_forever(), name="rule-timers")
+            timers = group.create_task(judge_run(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
             escalation = group.create_task(escalator.run_forever(), name="alarm-escalation")
             telemetry_task = (

@@ -76,6 +76,13 @@ class IngestSettings(BaseModel):
     batch_wait_ms: int = Field(
         default=20, ge=0, le=5000, description="longest wait to fill a batch"
     )
+    judge: Literal["process", "thread"] = Field(
+        default="process",
+        description="where the trip rules run: `process` — a child process of their own, "
+        "fed each stored batch over a pipe, so that receiving and storing the position "
+        "stream and judging it use two cores; `thread` — a worker thread of the server's "
+        "process",
+    )
 
 
 class ServerConfig(BaseModel):

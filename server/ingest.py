@@ -207,7 +207,12 @@ class Ingest:
                         break
                     await asyncio.sleep(min(remaining, 0.005))
             valid = [item for item, _, _ in batch if item is not None]
-            fresh = await asyncio.to_thread(self._store.store_messages, valid)
+            # In the event loop's own thread, not a worker thread: SQLite's writer lock is
+            # held while the batch is written, and sqlite3 lets go of the interpreter
+            # lock at every row; a worker thread then waits up to the switch interval
+            # (5 ms) for it to come back while this thread parses messages, row after
+            # row, with every other writer (a gate decision) waiting behind the lock.
+            fresh = self._store.store_messages(valid)
             for _, mid, qos in batch:
                 paho.ack(mid, qos)  # type: ignore[attr-defined]
             self._metrics.inc("bondwatch_ingest_messages_total", len(fresh), outcome="stored")

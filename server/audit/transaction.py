@@ -3,7 +3,7 @@
 SQLite: Python's sqlite3 (3.11) opens a transaction only at the first INSERT/UPDATE/
 DELETE, so a SELECT before it reads outside the transaction. `BEGIN IMMEDIATE` takes
 the database's write lock up front: a read-check-write sequence inside it cannot
-interleave with another writer (others wait up to the store's `busy_timeout`).
+interleave with another writer (others wait for it: `server.store.writer_lock`).
 
 PostgreSQL: an ordinary READ COMMITTED transaction; callers lock the rows they
 read-check-write (`SELECT … FOR UPDATE`), and the audit chain head is locked by
@@ -17,19 +17,9 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from server.store.writer_lock import write_transaction
 
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A connection in a transaction that commits on success and rolls back on error."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+__all__ = ["snapshot", "write_transaction"]
 
 
 @contextmanager

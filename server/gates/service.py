@@ -139,8 +139,8 @@ class GateService:
             text = f"gate controller {msg.node_id} is not a configured gate"
             return Decision("hold", (Reason("unknown_gate", text),))
         trips = self.gates.trips_at_gate(gate_id)
-        matched = match_candidates(gate_id, msg.containers, msg.plate, trips)
-        enriched = [self._enrich(t) if t in matched else t for t in trips]
+        matched = {t.trip_id for t in match_candidates(gate_id, msg.containers, msg.plate, trips)}
+        enriched = [self._enrich(t) if t.trip_id in matched else t for t in trips]
         return decide(gate_id, msg.containers, msg.plate, msg.ts, enriched)
 
     def _enrich(self, trip: TripFacts) -> TripFacts:

@@ -23,26 +23,19 @@ keeps the passages of the persistent session in the meantime, and the store's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import multiprocessing
 import os
 import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from typing import Any
 
+from server.child import ChildProcess, ParentPipe, child_logging, stop_when_parent_gone
 from server.config import IngestSettings, ServerConfig
 from server.geo import Geography
 
 log = logging.getLogger(__name__)
-
-EventKind = Literal["connected", "passage", "alarm"]
-#: How long a stopping child may take before it is killed.
-STOP_TIMEOUT_S = 5.0
-RESTART_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,85 +71,36 @@ class GateWorker:
         on_passage: Callable[[str], None],
         on_alarm: Callable[[int], None],
     ) -> None:
-        self._spec = spec
         self._on_passage = on_passage
         self._on_alarm = on_alarm
         self.connected = asyncio.Event()
-        self.started = 0  # children started, for the log and the tests
-        self.pid: int | None = None
+        self._child = ChildProcess(
+            "bondwatch-gates", run_child, spec, self._event, on_exit=self.connected.clear
+        )
+
+    @property
+    def started(self) -> int:
+        """Children started, for the log and the tests."""
+        return self._child.started
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
 
     async def run(self) -> None:
         """Run the child until cancelled; a child that exits is replaced after a backoff."""
-        delay = 1.0
-        ctx = multiprocessing.get_context("spawn")
-        while True:
-            ours, theirs = ctx.Pipe(duplex=True)
-            proc = ctx.Process(
-                target=run_child, args=(self._spec, theirs), name="bondwatch-gates", daemon=True
-            )
-            proc.start()
-            theirs.close()
-            self.started += 1
-            self.pid = proc.pid
-            log.info("gate worker started (pid %s)", proc.pid)
-            try:
-                await self._relay(ours)
-            finally:
+        await self._child.run()
+
+    def _event(self, kind: str, value: Any) -> None:
+        if kind == "connected":
+            if value:
+                self.connected.set()
+            else:
                 self.connected.clear()
-                await asyncio.shield(asyncio.to_thread(_stop, proc))
-                ours.close()
-            log.error(
-                "gate worker (pid %s) exited with code %s; starting another in %.0f s",
-                proc.pid,
-                proc.exitcode,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX_S)
-
-    async def _relay(self, conn: Connection) -> None:
-        """Hand the child's events on until its end of the pipe closes."""
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            try:
-                while conn.poll():
-                    kind, value = conn.recv()
-                    self._event(kind, value)
-            except (EOFError, OSError):
-                if not ended.done():
-                    ended.set_result(None)
-
-        loop.add_reader(conn.fileno(), readable)
-        try:
-            await ended
-        finally:
-            loop.remove_reader(conn.fileno())
-
-    def _event(self, kind: EventKind, value: Any) -> None:
-        try:
-            if kind == "connected":
-                if value:
-                    self.connected.set()
-                else:
-                    self.connected.clear()
-            elif kind == "passage":
-                self._on_passage(str(value))
-            elif kind == "alarm":
-                self._on_alarm(int(value))
-        except Exception:
-            log.exception("gate worker event %s %r failed", kind, value)
-
-
-def _stop(proc: multiprocessing.process.BaseProcess) -> None:
-    if proc.is_alive():
-        proc.terminate()  # SIGTERM: the child closes its connections
-        proc.join(STOP_TIMEOUT_S)
-    if proc.is_alive():
-        log.warning("gate worker (pid %s) did not stop; killing it", proc.pid)
-        proc.kill()
-    proc.join()
+        elif kind == "passage":
+            self._on_passage(str(value))
+        elif kind == "alarm":
+            self._on_alarm(int(value))
 
 
 # ---- the child ----------------------------------------------------------------------
@@ -164,41 +108,8 @@ def _stop(proc: multiprocessing.process.BaseProcess) -> None:
 
 def run_child(spec: WorkerSpec, conn: Connection) -> None:
     """The child process's entry point."""
-    logging.basicConfig(
-        level=spec.log_level, format="%(asctime)s %(levelname)s %(name)s[gates]: %(message)s"
-    )
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C stops the parent, which stops us
+    child_logging(spec.log_level, "gates")
     asyncio.run(_decide(spec, conn))
-
-
-class _Pipe:
-    """The child's end: sends from any thread; its end of file means the parent is gone."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-
-    def send(self, kind: EventKind, value: object) -> None:
-        with self._lock, contextlib.suppress(OSError):
-            self._conn.send((kind, value))
-
-    async def wait_closed(self) -> None:
-        loop = asyncio.get_running_loop()
-        closed: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            try:
-                while self._conn.poll():
-                    self._conn.recv()  # the parent sends nothing
-            except (EOFError, OSError):
-                if not closed.done():
-                    closed.set_result(None)
-
-        loop.add_reader(self._conn.fileno(), readable)
-        try:
-            await closed
-        finally:
-            loop.remove_reader(self._conn.fileno())
 
 
 async def _decide(spec: WorkerSpec, conn: Connection) -> None:
@@ -211,7 +122,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
     from server.store import Store
 
     config = spec.config
-    pipe = _Pipe(conn)
+    pipe = ParentPipe(conn)
     password = os.environ.get(config.storage.password_env) if config.storage.password_env else None
     store = Store.open(config.storage.url, password)
     try:
@@ -255,7 +166,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
             ]
             parent = group.create_task(pipe.wait_closed(), name="parent")
             tasks.append(parent)
-            parent.add_done_callback(lambda _: _parent_gone(stop))
+            stop_when_parent_gone(parent, stop, "gate worker")
             await stop.wait()
             for task in tasks:
                 task.cancel()
@@ -263,13 +174,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
         store.close()
 
 
-def _parent_gone(stop: asyncio.Event) -> None:
-    if not stop.is_set():
-        log.info("the server process is gone; the gate worker stops")
-        stop.set()
-
-
-async def _report_connection(ingest: Any, publisher: Any, pipe: _Pipe) -> None:
+async def _report_connection(ingest: Any, publisher: Any, pipe: ParentPipe) -> None:
     """Tell the parent each time both broker connections are up, or one goes down."""
     was: bool | None = None
     while True:

@@ -14,6 +14,7 @@ integers), before the transaction begins, and the driver runs the lot (sqlite3 a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
@@ -53,7 +54,10 @@ class BulkInsert:
         processors: list[Callable[[Any], Any] | None] = []
         for name in self.columns:
             impl = table.c[name].type.dialect_impl(dialect)
-            processors.append(impl.bind_processor(dialect))
+            processor: Callable[[Any], Any] | None = impl.bind_processor(dialect)
+            if processor is not None and _default_sqlite_datetime(impl):
+                processor = _sqlite_datetime(processor)
+            processors.append(processor)
         self._processors = tuple(processors)
 
     def params(self, rows: Iterable[Sequence[Any]]) -> list[Any]:
@@ -79,3 +83,30 @@ class BulkInsert:
             return 0
         result = conn.exec_driver_sql(self.sql, params)
         return int(result.rowcount)
+
+
+#: SQLAlchemy's text form of a SQLite DATETIME (`sqlite.DATETIME`'s default storage format).
+SQLITE_DATETIME_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _default_sqlite_datetime(impl: Any) -> bool:
+    return (
+        isinstance(impl, sqlite.DATETIME)
+        and getattr(impl, "_storage_format", None) == SQLITE_DATETIME_FORMAT
+    )
+
+
+def _sqlite_datetime(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLAlchemy's SQLite DATETIME text, made by `datetime.isoformat` in C (a quarter of
+    the cost of its `%` formatting of seven fields): the same 26 characters, wall-clock
+    fields as they are, any UTC offset left out as SQLAlchemy leaves it out. Anything but
+    a `datetime` goes to SQLAlchemy's own processor."""
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return fallback(value)
+
+    return process

@@ -21,6 +21,7 @@ from contract.payloads import EdgeMessage, Position, decode_edge
 from server.store import schema
 from server.store.bulk import BulkInsert
 from server.store.migrations import migrate
+from server.store.writer_lock import BATCH_POLL_S, BUSY_TIMEOUT_MS, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -119,7 +120,7 @@ class Store:
         edge_params = self._edge_insert.params(_edge_values(m) for m in fresh)
         position_params = self._position_params(fresh)
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine, BATCH_POLL_S) as conn:
                 if self._edge_insert.execute(conn, edge_params) != len(edge_params):
                     raise _Repeated
                 self._position_insert.execute(conn, position_params)

@@ -190,3 +190,26 @@ def test_migration_8_gives_older_accounts_the_default_time_zone(store_url):
         assert found is not None and found.time_zone == "Europe/Berlin"
     finally:
         third.close()
+
+
+def test_the_sqlite_datetime_text_is_sqlalchemy_s() -> None:
+    """`BulkInsert`'s faster DATETIME text equals SQLAlchemy's own, whatever the value."""
+    from datetime import date, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from server.store.bulk import BulkInsert
+
+    dialect = sqlite_dialect.dialect()
+    theirs = schema.positions.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
+    ours = BulkInsert(schema.positions, dialect, ["ts"]).params
+    values = [
+        datetime(2026, 11, 23, 8, 15, 2, 250_000, tzinfo=UTC),
+        datetime(2026, 11, 23, 8, 15, 2, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 11, 23, 16, 15, 2, 1, tzinfo=timezone(timedelta(hours=8))),
+        datetime(999, 1, 2, 3, 4, 5, 6),  # naive, a three-digit year
+        datetime(9999, 12, 31, 23, 59, 59, 999_999),
+        date(2026, 11, 23),  # not a datetime: SQLAlchemy's own processor
+    ]
+    assert [row[0] for row in ours([v] for v in values)] == [theirs(v) for v in values]
+    assert ours([[values[1]]]) == [("2026-11-23 08:15:02.000000",)]

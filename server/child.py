@@ -1,0 +1,194 @@
+"""Server work in child processes of its own, each with its own interpreter lock.
+
+One server process receives, validates and stores the position stream on one core; the
+gate decisions (`server.gates.worker`) and the trip rules (`server.judge_worker`) run in
+children that the operating system schedules on the other. The parent and a child talk
+over a duplex pipe of `(kind, value)` events, pickled.
+
+`ChildProcess` is the parent's side: it starts the child (the `spawn` start method: a
+fresh interpreter that imports only what it needs), hands each event of the child to a
+callback, sends events to the child, and when the child exits logs it and starts another
+after a backoff. `ParentPipe` is the child's side: it sends from any thread, and its end
+of file means the parent is gone (the child then stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: How long a stopping child may take before it is killed.
+STOP_TIMEOUT_S = 5.0
+RESTART_MAX_S = 30.0
+
+EventHandler = Callable[[str, Any], None]
+
+
+class ChildProcess:
+    """Starts `target(spec, connection)` in a child, relays its events, restarts it."""
+
+    def __init__(
+        self,
+        name: str,
+        target: Callable[[Any, Connection], None],
+        spec: Any,
+        on_event: EventHandler,
+        on_exit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._spec = spec
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._conn: Connection | None = None
+        self._send_lock = threading.Lock()
+        self.started = 0  # children started, for the log and the tests
+        self.pid: int | None = None
+
+    async def run(self) -> None:
+        """Run the child until cancelled; a child that exits is replaced after a backoff."""
+        delay = 1.0
+        ctx = multiprocessing.get_context("spawn")
+        while True:
+            ours, theirs = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=self._target, args=(self._spec, theirs), name=self.name, daemon=True
+            )
+            proc.start()
+            theirs.close()
+            self.started += 1
+            self.pid = proc.pid
+            self._conn = ours
+            log.info("%s started (pid %s)", self.name, proc.pid)
+            try:
+                await self._relay(ours)
+            finally:
+                with self._send_lock:
+                    self._conn = None
+                self._on_exit()
+                await asyncio.shield(asyncio.to_thread(_stop, proc, self.name))
+                ours.close()
+            log.error(
+                "%s (pid %s) exited with code %s; starting another in %.0f s",
+                self.name,
+                proc.pid,
+                proc.exitcode,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_S)
+
+    def send(self, kind: str, value: Any) -> bool:
+        """Send an event to the child (blocks while its pipe is full: call it from a
+        worker thread); False when no child is running."""
+        with self._send_lock:
+            if self._conn is None:
+                return False
+            try:
+                self._conn.send((kind, value))
+            except OSError:
+                return False
+            return True
+
+    async def _relay(self, conn: Connection) -> None:
+        """Hand the child's events on until its end of the pipe closes."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                while conn.poll():
+                    kind, value = conn.recv()
+                    try:
+                        self._on_event(kind, value)
+                    except Exception:
+                        log.exception("%s event %s %r failed", self.name, kind, value)
+            except (EOFError, OSError):
+                if not ended.done():
+                    ended.set_result(None)
+
+        loop.add_reader(conn.fileno(), readable)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(conn.fileno())
+
+
+def _stop(proc: multiprocessing.process.BaseProcess, name: str) -> None:
+    if proc.is_alive():
+        proc.terminate()  # SIGTERM: the child closes its connections
+        proc.join(STOP_TIMEOUT_S)
+    if proc.is_alive():
+        log.warning("%s (pid %s) did not stop; killing it", name, proc.pid)
+        proc.kill()
+    proc.join()
+
+
+# ---- the child's side ------------------------------------------------------------------
+
+
+def child_logging(level: int, tag: str) -> None:
+    """The child's log lines, tagged; a Ctrl-C stops the parent, which stops the child."""
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s %(levelname)s %(name)s[{tag}]: %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ParentPipe:
+    """The child's end: sends from any thread; receives the parent's events."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, kind: str, value: object) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            self._conn.send((kind, value))
+
+    def receive(self) -> tuple[str, Any] | None:
+        """The parent's next event (blocking), or None once the parent is gone."""
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            return None
+        return str(kind), value
+
+    async def wait_closed(self) -> None:
+        """Until the parent is gone (for a child the parent sends nothing)."""
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                while self._conn.poll():
+                    self._conn.recv()
+            except (EOFError, OSError):
+                if not closed.done():
+                    closed.set_result(None)
+
+        loop.add_reader(self._conn.fileno(), readable)
+        try:
+            await closed
+        finally:
+            loop.remove_reader(self._conn.fileno())
+
+
+def stop_when_parent_gone(task: asyncio.Task[Any], stop: asyncio.Event, name: str) -> None:
+    """Set `stop` once `task` (waiting for the parent's end of the pipe) has ended."""
+
+    def gone(_: asyncio.Task[Any]) -> None:
+        if not stop.is_set():
+            log.info("the server process is gone; the %s stops", name)
+            stop.set()
+
+    task.add_done_callback(gone)

@@ -1,0 +1,198 @@
+"""The trip rules in a process of their own, beside the one that takes the position stream.
+
+Measured (`bench/bench_server.py`, py-spy, 2 cores): at 8,000 positions/s the judge —
+each trip's rules over 10,000 routes and zones, the trips looked up, the alarms written
+— was a third of the server process's interpreter time, on the same core as receiving,
+validating and storing. In a child process it has an interpreter and a core of its own.
+
+The parent hands each stored batch of the messages the rules look at to the child, as
+(channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the
+ingest's handlers); when the child falls behind, the pipe fills and the ingest waits
+for it. The child decodes the batch, judges it (`server.judge.Judge`), applies the
+effects to the alarms in the store, runs the rule timers (silence, time limits), and
+tells the parent the id of every alarm it changed (for the console stream) and how
+many messages it judged.
+
+Nothing is lost when the child dies: every message it is sent was stored first, and a
+new child rebuilds each trip in transit from the store — when its vehicle is next heard
+from, or at its first timer tick (`Judge._follow_trips`) — so a batch that finds no
+child running is left to the store for the same reason. The alarm sink ignores effects
+it has already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from server.child import ChildProcess, ParentPipe, child_logging, stop_when_parent_gone
+from server.config import ServerConfig
+from server.geo import Geography
+from server.judge import JUDGED_CHANNELS, Judge
+from server.store.database import IncomingMessage
+
+log = logging.getLogger(__name__)
+
+#: One message as it crosses the pipe.
+Wire = tuple[str, str, datetime]
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """What the child needs; pickled to it (the `spawn` start method)."""
+
+    config: ServerConfig
+    #: A module-level function building the geography; None loads `config.geography`.
+    geography: Callable[[], Geography] | None = None
+    log_level: int = logging.INFO
+    tick_s: float = 5.0
+    nice: int = 10
+
+
+class JudgeWorker:
+    """The parent's side: sends the batches, relays the child's alarms, restarts it."""
+
+    def __init__(
+        self,
+        spec: JudgeSpec,
+        on_alarm: Callable[[int], None],
+        on_judged: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        self._on_alarm = on_alarm
+        self._on_judged = on_judged
+        self.ready = asyncio.Event()  # the child has its geography and takes batches
+        self.judged = 0  # messages judged by the children, for the metrics and the bench
+        self._left = 0  # messages sent while no child ran, since the last log line
+        self._child = ChildProcess(
+            "bondwatch-judge", run_child, spec, self._event, on_exit=self.ready.clear
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    async def run(self) -> None:
+        """Run the child until cancelled; a child that exits is replaced after a backoff."""
+        await self._child.run()
+
+    async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
+        """The ingest handler: the judged channels of a stored batch, to the child."""
+        wire = [(m.channel, m.raw, m.received_at) for m in batch if m.channel in JUDGED_CHANNELS]
+        if not wire:
+            return
+        if await asyncio.to_thread(self._child.send, "batch", wire):
+            if self._left:
+                log.info("judge worker back: %d messages were left to the store", self._left)
+                self._left = 0
+            return
+        if not self._left:
+            log.warning(
+                "no judge worker running: messages are left to the store, and the next "
+                "worker judges them again from there"
+            )
+        self._left += len(wire)
+
+    def _event(self, kind: str, value: Any) -> None:
+        if kind == "ready":
+            self.ready.set()
+        elif kind == "alarm":
+            self._on_alarm(int(value))
+        elif kind == "judged":
+            self.judged += int(value)
+            self._on_judged(int(value))
+
+
+# ---- the child ----------------------------------------------------------------------
+
+
+def run_child(spec: JudgeSpec, conn: Connection) -> None:
+    """The child process's entry point."""
+    child_logging(spec.log_level, "judge")
+    os.nice(spec.nice)
+    asyncio.run(_serve(spec, conn))
+
+
+async def _serve(spec: JudgeSpec, conn: Connection) -> None:
+    # Imported here: the parent needs none of this to start the child.
+    from server.alarms import AlarmService
+    from server.alarms.effects import AlarmEffects
+    from server.rules.profiles import DEFAULT_PROFILES, load_profiles
+    from server.store import Store
+
+    config = spec.config
+    pipe = ParentPipe(conn)
+    password = os.environ.get(config.storage.password_env) if config.storage.password_env else None
+    store = Store.open(config.storage.url, password)
+    try:
+        geography = (
+            spec.geography()
+            if spec.geography is not None
+            else Geography.from_files(config.geography.routes, config.geography.zones)
+        )
+        profiles_file = config.geography.profiles
+        profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
+        alarms = AlarmService(store.engine)
+        alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
+        judge = Judge(store, geography, profiles, AlarmEffects(alarms))
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        parent: asyncio.Future[None] = loop.create_future()
+        # A thread of its own, not the event loop's pool: it blocks in the pipe's recv,
+        # and a daemon thread does not hold the process up when it stops.
+        threading.Thread(
+            target=_receive, args=(pipe, judge, loop, parent), name="judge", daemon=True
+        ).start()
+        pipe.send("ready", True)
+        async with asyncio.TaskGroup() as group:
+            timers = group.create_task(judge.tick_forever(spec.tick_s), name="rule-timers")
+            watcher = group.create_task(_wait(parent), name="parent")
+            stop_when_parent_gone(watcher, stop, "judge worker")
+            await stop.wait()
+            timers.cancel()
+            watcher.cancel()
+    finally:
+        store.close()
+
+
+async def _wait(future: asyncio.Future[None]) -> None:
+    await future
+
+
+def _receive(
+    pipe: ParentPipe, judge: Judge, loop: asyncio.AbstractEventLoop, gone: asyncio.Future[None]
+) -> None:
+    """Judge each batch the parent sends, until the parent is gone."""
+    from contract.payloads import PayloadError, decode_edge
+
+    while (event := pipe.receive()) is not None:
+        kind, wire = event
+        if kind != "batch":
+            continue
+        batch: list[IncomingMessage] = []
+        for channel, raw, received_at in wire:
+            try:  # stored after validation: a refusal here is a bug worth a line
+                message = decode_edge(channel, raw)
+            except PayloadError as err:
+                log.error("a stored %s message no longer decodes: %s", channel, err)
+                continue
+            batch.append(IncomingMessage(channel, message, raw, received_at))
+        try:
+            judge.judge_batch(batch)
+        except Exception:
+            log.exception("judging a batch of %d failed", len(batch))
+        pipe.send("judged", len(wire))
+    loop.call_soon_threadsafe(_settle, gone)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,155 @@
+"""The judge worker (server.judge_worker): the trip rules in a child process, fed the
+stored batches, its alarms relayed to the server; a killed child replaced, and the next
+one judges again from the store what it never saw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from contract.ids import utc_now
+from contract.payloads import Position
+from server.alarms import AlarmService
+from server.alarms.service import AlarmQuery
+from server.config import ServerConfig, StorageSettings
+from server.geo import Geography
+from server.judge_worker import JudgeSpec, JudgeWorker
+from server.store import Store
+from server.store.database import IncomingMessage
+from tests.server.conftest import declaration, demo_geography
+from tests.server.gates.test_broker import wait_until
+
+VEHICLE = "TRK-1"
+#: Fixes a second apart inside a forbidden zone: longer than the persistence of the
+#: declaration's credit class (advanced: 30 s).
+INSIDE = 40
+
+
+def _config(tmp_path: Path) -> ServerConfig:
+    return ServerConfig(
+        storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
+        geography=demo_geography(),
+    )
+
+
+def _forbidden_point() -> tuple[float, float]:
+    settings = demo_geography()
+    geo = Geography.from_files(settings.routes, settings.zones)
+    zone = next(z for z in geo.zones if z.kind == "forbidden")
+    point = zone.polygon.representative_point()
+    return point.x, point.y
+
+
+def _fixes(lon: float, lat: float, first: int, start: datetime, count: int) -> list[Position]:
+    return [
+        Position(
+            node_id=VEHICLE,
+            seq=first + n,
+            ts=start + timedelta(seconds=n),
+            lat=lat,
+            lon=lon,
+            speed_kmh=30.0,
+            course_deg=90.0,
+            fix="3d",
+            sats=12,
+            hdop=0.8,
+            systems=["GPS", "BDS"],
+        )
+        for n in range(count)
+    ]
+
+
+def _stored(store: Store, fixes: list[Position]) -> list[IncomingMessage]:
+    """As the ingest hands them on: stored first."""
+    batch = [
+        IncomingMessage("position", f, f.to_json().decode(), f.ts + timedelta(milliseconds=300))
+        for f in fixes
+    ]
+    return store.store_messages(batch)
+
+
+class Relayed:
+    def __init__(self) -> None:
+        self.alarms: list[int] = []
+        self.judged: list[int] = []
+
+
+@contextlib.asynccontextmanager
+async def running(spec: JudgeSpec) -> AsyncIterator[tuple[JudgeWorker, Relayed]]:
+    relayed = Relayed()
+    worker = JudgeWorker(spec, relayed.alarms.append, relayed.judged.append)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        yield worker, relayed
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _alarm_types(store: Store, ids: list[int]) -> list[str]:
+    service = AlarmService(store.engine)
+    return [a.type for a in (service.get(i, history=False) for i in ids) if a is not None]
+
+
+@pytest.mark.timeout(120)
+async def test_batches_are_judged_in_a_child_and_its_alarms_relayed(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    store = Store.open(config.storage.url)
+    start = utc_now() - timedelta(seconds=120)
+    store.create_declaration(declaration(), start - timedelta(minutes=5))
+    store.start_trip("D-0001", start)
+    lon, lat = _forbidden_point()
+    async with running(JudgeSpec(config)) as (worker, relayed):
+        assert worker.pid is not None and worker.pid != os.getpid()
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, 1, start + timedelta(seconds=1), INSIDE))
+        )
+        await wait_until(lambda: sum(relayed.judged) == INSIDE and bool(relayed.alarms), 20)
+        assert worker.judged == INSIDE
+        assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
+        # still inside: the one alarm goes on, no second one
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, INSIDE + 1, start + timedelta(seconds=INSIDE + 1), 2))
+        )
+        await wait_until(lambda: sum(relayed.judged) == INSIDE + 2, 20)
+    alarms, total = AlarmService(store.engine).find(AlarmQuery(state="active"))
+    assert total == 1
+    assert [(a.type, a.vehicle_id, a.count) for a in alarms] == [("FORBIDDEN_ZONE", VEHICLE, 1)]
+    store.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    store = Store.open(config.storage.url)
+    start = utc_now() - timedelta(seconds=120)
+    store.create_declaration(declaration(), start - timedelta(minutes=5))
+    store.start_trip("D-0001", start)
+    lon, lat = _forbidden_point()
+    async with running(JudgeSpec(config, tick_s=0.2)) as (worker, relayed):
+        first = worker.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await wait_until(lambda: not worker.ready.is_set(), 10)  # the parent noticed
+        # stored while no child runs: left to the store
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, 1, start + timedelta(seconds=1), INSIDE))
+        )
+        assert relayed.judged == []
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        assert worker.pid not in (None, first)
+        # the new child takes up the trip at its first tick and judges the stored fixes
+        await wait_until(lambda: bool(relayed.alarms), 20)
+    assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
+    store.close()
