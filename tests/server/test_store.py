@@ -202,6 +202,7 @@ def test_the_sqlite_datetime_text_is_sqlalchemy_s() -> None:
 
     dialect = sqlite_dialect.dialect()
     theirs = schema.positions.c.ts.type.dialect_impl(dialect).bind_processor(dialect)
+    assert theirs is not None
     ours = BulkInsert(schema.positions, dialect, ["ts"]).params
     values = [
         datetime(2026, 11, 23, 8, 15, 2, 250_000, tzinfo=UTC),
