@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -142,6 +143,19 @@ def child_logging(level: int, tag: str) -> None:
         level=level, format=f"%(asctime)s %(levelname)s %(name)s[{tag}]: %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def raise_priority(nice: int, name: str) -> None:
+    """Run this process at `nice` (below 0: before the rest of the machine) when allowed;
+    otherwise say once that it runs at the ordinary priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        log.info(
+            "the %s runs at the ordinary CPU priority (nice %d needs root or CAP_SYS_NICE)",
+            name,
+            nice,
+        )
 
 
 class ParentPipe:

@@ -64,7 +64,7 @@ class IngestSettings(BaseModel):
         default=None,
         description="MQTT shared-subscription group; set it when several workers share the load",
     )
-    batch_max: int = Field(default=2000, ge=1, le=100_000, description="rows per store write")
+    batch_max: int = Field(default=500, ge=1, le=100_000, description="rows per store write")
     passages: Literal["process", "connection", "shared"] = Field(
         default="process",
         description="where gate passages are taken and decided: `process` — a child "

@@ -54,6 +54,8 @@ class JudgeSpec:
     geography: Callable[[], Geography] | None = None
     log_level: int = logging.INFO
     tick_s: float = 5.0
+    #: The rules yield the CPU to gate decisions and to the broker when the machine is
+    #: saturated (they catch up from the pipe; the ingest waits when it is full).
     nice: int = 10
 
 

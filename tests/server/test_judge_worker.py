@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from contract.ids import utc_now
 from contract.payloads import Position
 from server.alarms import AlarmService
 from server.alarms.service import AlarmQuery
+from server.child import raise_priority
 from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
 from server.judge_worker import JudgeSpec, JudgeWorker
@@ -110,6 +112,7 @@ async def test_batches_are_judged_in_a_child_and_its_alarms_relayed(tmp_path: Pa
     lon, lat = _forbidden_point()
     async with running(JudgeSpec(config)) as (worker, relayed):
         assert worker.pid is not None and worker.pid != os.getpid()
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 10  # yields to gate decisions
         await worker.on_messages(
             _stored(store, _fixes(lon, lat, 1, start + timedelta(seconds=1), INSIDE))
         )
@@ -153,3 +156,17 @@ async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
         await wait_until(lambda: bool(relayed.alarms), 20)
     assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
     store.close()
+
+
+def test_a_priority_that_may_not_be_raised_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    with caplog.at_level(logging.INFO, logger="server.child"):
+        raise_priority(-5, "gate worker")
+    assert [r.getMessage() for r in caplog.records] == [
+        "the gate worker runs at the ordinary CPU priority (nice -5 needs root or CAP_SYS_NICE)"
+    ]
