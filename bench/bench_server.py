@@ -11,11 +11,15 @@ live-stream hub with one console connected.
   holds for it; timed from connecting until the last message is in.
 - `server.ingest_positions_per_s` — the same backlog, drained the same way by
   `server.ingest.Ingest`: validated, stored exactly once, acknowledged, trips
-  updated, judged by the rules, offered to the stream; timed from connecting until
-  the last batch has left every handler. Both drains start after a warm-up message
-  per truck (the judge has each trip's run), so the steady state is measured.
-  A backlog is drained rather than a live stream so that the publishers (Python,
-  on the same 2 cores) do not set the pace of both.
+  updated, offered to the stream, and judged by the rules in the judge worker, a child
+  process of its own as the server runs by default (`ingest.judge: process`); timed
+  from connecting until the judge worker has judged the last position. Both drains
+  start after a warm-up message per truck (the judge has each trip's run), so the
+  steady state is measured; each runs `DRAIN_ROUNDS` times on fresh backlogs and the
+  fastest counts. `server.ingest_to_drain_ratio` is the one over the other.
+  A backlog is drained rather than a live stream so that the publishers do not set
+  the pace of both; they write packets built in advance (`bench.mqtt_load`), so that
+  they take little of the 2 cores the server runs on.
 - `server.gate_decision_ms_p99` / `_p50` — gate controllers publish a passage every
   `PASSAGE_EVERY_S` while trucks report live at `server.gate_decision_load_per_s`
   positions per second (the issue's 10,000/s, or 80 % of the measured ingest
@@ -67,8 +71,13 @@ from server.stream import Hub
 from server.trips import TripTracker
 
 N_VEHICLES = 1000
-PER_VEHICLE = 41  # one warm-up position, then 40 in the backlog
-N_MESSAGES = N_VEHICLES * (PER_VEHICLE - 1)
+BACKLOG_PER_VEHICLE = 40
+#: Each drain (the baseline's and the server's) is run this many times, each on a fresh
+#: backlog, and the fastest is reported: the machine is shared and noisy (a run of the
+#: same code was seen anywhere between 6,400 and 12,200 positions/s).
+DRAIN_ROUNDS = 2
+PER_VEHICLE = 1 + DRAIN_ROUNDS * BACKLOG_PER_VEHICLE  # one warm-up position, then backlogs
+N_MESSAGES = N_VEHICLES * BACKLOG_PER_VEHICLE
 N_PUBLISHERS = 4  # N_VEHICLES a multiple of it: each truck on one connection, in order
 # Trips start a minute before the bench: fix times near the clock, as live trucks send
 # them, so that the rule timers (silence, time limit) raise nothing.
@@ -188,7 +197,7 @@ async def _receive(settings: BrokerSettings, client_id: str, count: int) -> floa
 
 
 async def _drain_baseline(
-    broker: MosquittoBroker, warm: list[Message], backlog: list[Message]
+    broker: MosquittoBroker, warm: list[Message], backlogs: list[list[Message]]
 ) -> float:
     settings = BrokerSettings(host=broker.host, port=broker.port)
     client_id = f"bench-drain-{uuid.uuid4().hex[:6]}"
@@ -197,8 +206,11 @@ async def _drain_baseline(
     # is still in flight when it stops: the backlog is published only after the warm-up.
     await asyncio.to_thread(_join, _publish(broker, warm, "drain-warm"))
     await _receive(settings, client_id, len(warm))
-    await asyncio.to_thread(_join, _publish(broker, backlog, "drain"))
-    return len(backlog) / await _receive(settings, client_id, len(backlog))
+    rates = []
+    for backlog in backlogs:
+        await asyncio.to_thread(_join, _publish(broker, backlog, "drain"))
+        rates.append(len(backlog) / await _receive(settings, client_id, len(backlog)))
+    return max(rates)
 
 
 # ---- the server -------------------------------------------------------------------------
@@ -426,7 +438,7 @@ async def _run_server(
     store: Store,
     geo: Geography,
     warm: list[Message],
-    backlog: list[Message],
+    backlogs: list[list[Message]],
     routes: Sequence[Route],
 ) -> dict[str, float]:
     server = Server(config, broker, store, geo)
@@ -441,11 +453,14 @@ async def _run_server(
         proc = _publish(broker, warm, "warm")
         await server.take(len(warm))
         await asyncio.to_thread(_join, proc)
-        await asyncio.to_thread(_join, _publish(broker, backlog, "backlog"))
-        ingest_rate = len(backlog) / await server.take(len(backlog))
-        stored = server.handled
-        if stored != len(warm) + len(backlog):
-            raise RuntimeError(f"ingest handled {stored} of {len(warm) + len(backlog)}")
+        rates = []
+        for backlog in backlogs:
+            await asyncio.to_thread(_join, _publish(broker, backlog, "backlog"))
+            rates.append(len(backlog) / await server.take(len(backlog)))
+        ingest_rate = max(rates)
+        stored, sent = server.handled, len(warm) + sum(len(b) for b in backlogs)
+        if stored != sent:
+            raise RuntimeError(f"ingest handled {stored} of {sent}")
 
         load_rate = min(TARGET_PER_S, 0.8 * ingest_rate)
         per_vehicle = int(load_rate * LOAD_S / N_VEHICLES) + 1
@@ -498,11 +513,14 @@ def run() -> dict[str, dict[str, Any]]:
     geo = bench_geography()
     routes = list(geo.routes)
     warm = _positions(routes, 1, 1)
-    backlog = _positions(routes, 2, PER_VEHICLE - 1)
+    backlogs = [
+        _positions(routes, 2 + r * BACKLOG_PER_VEHICLE, BACKLOG_PER_VEHICLE)
+        for r in range(DRAIN_ROUNDS)
+    ]
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         work = Path(tmp)
         with MosquittoBroker(work / "broker") as broker:
-            drain_rate = asyncio.run(_drain_baseline(broker, warm, backlog))
+            drain_rate = asyncio.run(_drain_baseline(broker, warm, backlogs))
             store = Store.open(f"sqlite:///{work / 'store.db'}")
             key_file = work / "server.pem"
             key_file.write_bytes(private_key_to_pem(generate_private_key()))
@@ -513,7 +531,7 @@ def run() -> dict[str, dict[str, Any]]:
             )
             try:
                 _setup_store(store)
-                got = asyncio.run(_run_server(config, broker, store, geo, warm, backlog, routes))
+                got = asyncio.run(_run_server(config, broker, store, geo, warm, backlogs, routes))
             finally:
                 store.close()
 
@@ -523,6 +541,7 @@ def run() -> dict[str, dict[str, Any]]:
     return {
         "server.ingest_positions_per_s": metric(got["ingest"], "1/s", TARGET_PER_S, "higher"),
         "server.broker_drain_per_s": metric(drain_rate, "1/s", None, "higher"),
+        "server.ingest_to_drain_ratio": metric(got["ingest"] / drain_rate, "", None, "higher"),
         "server.gate_decision_ms_p99": metric(got["p99"], "ms", 50.0, "lower"),
         "server.gate_decision_ms_p50": metric(got["p50"], "ms", None, "lower"),
         "server.gate_decision_load_per_s": metric(got["load"], "1/s", TARGET_PER_S, "higher"),
