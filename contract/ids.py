@@ -29,8 +29,10 @@ def format_ts(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a `Z`, the only form on the wire."""
     if moment.tzinfo is None:
         raise ValueError("timestamp must carry a time zone")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # "YYYY-MM-DDTHH:MM:SS.mmm+00:00" (milliseconds truncated, as the wire has always
+    # had them), "Z" for the offset: a third of the cost of strftime, thousands a second.
+    return utc.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def parse_ts(text: str) -> datetime:

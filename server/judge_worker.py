@@ -118,7 +118,7 @@ class JudgeWorker:
 def run_child(spec: JudgeSpec, conn: Connection) -> None:
     """The child process's entry point."""
     child_logging(spec.log_level, "judge")
-    os.nice(spec.nice)
+    os.setpriority(os.PRIO_PROCESS, 0, max(spec.nice, os.getpriority(os.PRIO_PROCESS, 0)))
     asyncio.run(_serve(spec, conn))
 
 

@@ -72,8 +72,13 @@ class GateService:
         publisher: Publisher | None = None,
         alarms: AlarmService | None = None,
         lock_secrets: LockSecrets | None = None,
+        inline: bool = False,
     ) -> None:
+        """`inline`: decide passages in the event loop's own thread rather than a worker
+        thread — for the gate worker, whose loop does nothing else: a passage then wakes
+        no other thread on its way to the command."""
         self.store = store
+        self._inline = inline
         self.gates = GateStore(store.engine)
         self.geography = geography
         self.settings = settings
@@ -111,7 +116,11 @@ class GateService:
         for item in batch:
             msg = item.message
             if isinstance(msg, Passage):
-                command = await asyncio.to_thread(self.handle_passage, msg)
+                command = (
+                    self.handle_passage(msg)
+                    if self._inline
+                    else await asyncio.to_thread(self.handle_passage, msg)
+                )
                 if command is not None:
                     self._publish("gate", command)
                 for listener in self._listeners:

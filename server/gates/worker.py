@@ -155,6 +155,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
             CommandSigner.from_file(config.signing_key_file, config.gates.command_ttl_s),
             publisher,
             alarms,
+            inline=True,
         )
         gates.add_listener(lambda passage_id: pipe.send("passage", passage_id))
         ingest_id = passages_client_id(config)

@@ -64,16 +64,21 @@ class BulkInsert:
         """Driver parameters for `rows` (values in `columns` order), converted as
         SQLAlchemy would convert them."""
         converting = [(i, p) for i, p in enumerate(self._processors) if p is not None]
+        positions = self._positions
+        in_order = positions == tuple(range(len(self.columns)))
         out: list[Any] = []
         for row in rows:
             values = list(row)
             for index, processor in converting:
-                if values[index] is not None:
-                    values[index] = processor(values[index])
-            if self._positions is None:
+                value = values[index]
+                if value is not None:
+                    values[index] = processor(value)
+            if positions is None:
                 out.append(dict(zip(self.columns, values, strict=True)))
+            elif in_order:  # the usual case: bound in the order of `columns`
+                out.append(tuple(values))
             else:
-                out.append(tuple(values[i] for i in self._positions))
+                out.append(tuple([values[i] for i in positions]))
         return out
 
     def execute(self, conn: Connection, params: list[Any]) -> int:

@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -39,6 +39,25 @@ def test_timestamp_format_is_rfc3339_ms_utc():
     )
     with pytest.raises(ValueError, match="time zone"):
         parse_ts("2026-11-23T08:15:02")
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2026, 11, 23, 8, 15, 2, tzinfo=UTC), "2026-11-23T08:15:02.000Z"),
+        (datetime(2026, 11, 23, 8, 15, 2, 999_999, tzinfo=UTC), "2026-11-23T08:15:02.999Z"),
+        (  # another offset: the same instant in UTC
+            datetime(2026, 11, 24, 0, 15, 2, 1000, tzinfo=timezone(timedelta(hours=8))),
+            "2026-11-23T16:15:02.001Z",
+        ),
+        (datetime(2026, 12, 31, 23, 59, 59, 500, tzinfo=UTC), "2026-12-31T23:59:59.000Z"),
+    ],
+)
+def test_timestamps_are_written_in_one_form(moment: datetime, text: str) -> None:
+    assert format_ts(moment) == text
+    assert parse_ts(text) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    with pytest.raises(ValueError, match="time zone"):
+        format_ts(moment.replace(tzinfo=None))
 
 
 def test_position_round_trip():
