@@ -65,6 +65,16 @@ def _unpack(self: Properties, buffer: Any) -> tuple[Properties, int]:
     return result
 
 
+def paho_checked(otherwise: str) -> bool:
+    """Whether the installed paho-mqtt is one this project's changes to it were checked
+    against; if not, log `otherwise` (what is left as paho does it)."""
+    version = getattr(paho.mqtt, "__version__", "")
+    if version.startswith(CHECKED_VERSIONS):
+        return True
+    log.info("paho-mqtt %s: %s", version, otherwise)
+    return False
+
+
 def installed() -> bool:
     return Properties.__init__ is _init
 
@@ -74,9 +84,7 @@ def install() -> bool:
     version this module was not checked against."""
     if installed():
         return True
-    version = getattr(paho.mqtt, "__version__", "")
-    if not version.startswith(CHECKED_VERSIONS):
-        log.info("paho-mqtt %s: MQTT 5 properties left as paho builds them", version)
+    if not paho_checked("MQTT 5 properties left as paho builds them"):
         return False
     Properties.__init__ = _init  # type: ignore[method-assign]
     Properties.clear = _clear  # type: ignore[method-assign]

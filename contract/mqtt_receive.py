@@ -29,14 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
-import paho.mqtt
 import paho.mqtt.client as paho_client
 from paho.mqtt.enums import MQTTErrorCode
 
-log = logging.getLogger(__name__)
+from contract.mqtt_properties import paho_checked
 
-#: paho-mqtt versions whose internals this module was checked against.
-CHECKED_VERSIONS = ("2.2.",)
+log = logging.getLogger(__name__)
 
 _original: dict[str, Any] = {
     "info_init": paho_client.MQTTMessageInfo.__init__,
@@ -111,9 +109,7 @@ def install() -> bool:
     version this module was not checked against."""
     if installed():
         return True
-    version = getattr(paho.mqtt, "__version__", "")
-    if not version.startswith(CHECKED_VERSIONS):
-        log.info("paho-mqtt %s: received messages handled as paho handles them", version)
+    if not paho_checked("received messages handled as paho handles them"):
         return False
     paho_client.MQTTMessageInfo.__init__ = _info_init  # type: ignore[method-assign]
     paho_client.Client._handle_on_message = _handle_on_message  # type: ignore[method-assign]

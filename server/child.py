@@ -23,7 +23,12 @@ import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.config import ServerConfig
+    from server.geo import Geography
+    from server.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +148,29 @@ def child_logging(level: int, tag: str) -> None:
         level=level, format=f"%(asctime)s %(levelname)s %(name)s[{tag}]: %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def open_world(
+    config: ServerConfig, geography: Callable[[], Geography] | None
+) -> tuple[Store, Geography]:
+    """The server's own store and geography, opened in a child (`geography`: a
+    module-level function building it, None to load `config.geography`). The caller
+    closes the store."""
+    from server.geo import Geography
+    from server.store import Store
+
+    name = config.storage.password_env
+    store = Store.open(config.storage.url, os.environ.get(name) if name else None)
+    try:
+        world = (
+            geography()
+            if geography is not None
+            else Geography.from_files(config.geography.routes, config.geography.zones)
+        )
+    except BaseException:
+        store.close()
+        raise
+    return store, world
 
 
 def raise_priority(nice: int, name: str) -> None:

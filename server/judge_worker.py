@@ -33,7 +33,13 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-from server.child import ChildProcess, ParentPipe, child_logging, stop_when_parent_gone
+from server.child import (
+    ChildProcess,
+    ParentPipe,
+    child_logging,
+    open_world,
+    stop_when_parent_gone,
+)
 from server.config import ServerConfig
 from server.geo import Geography
 from server.judge import JUDGED_CHANNELS, Judge
@@ -127,18 +133,11 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
     from server.alarms import AlarmService
     from server.alarms.effects import AlarmEffects
     from server.rules.profiles import DEFAULT_PROFILES, load_profiles
-    from server.store import Store
 
     config = spec.config
     pipe = ParentPipe(conn)
-    password = os.environ.get(config.storage.password_env) if config.storage.password_env else None
-    store = Store.open(config.storage.url, password)
+    store, geography = open_world(config, spec.geography)
     try:
-        geography = (
-            spec.geography()
-            if spec.geography is not None
-            else Geography.from_files(config.geography.routes, config.geography.zones)
-        )
         profiles_file = config.geography.profiles
         profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
         alarms = AlarmService(store.engine)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from server.child import (
     ChildProcess,
     ParentPipe,
     child_logging,
+    open_world,
     raise_priority,
     stop_when_parent_gone,
 )
@@ -130,18 +130,11 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
     from server.gates.service import GateService
     from server.ingest import Ingest
     from server.metrics import Metrics
-    from server.store import Store
 
     config = spec.config
     pipe = ParentPipe(conn)
-    password = os.environ.get(config.storage.password_env) if config.storage.password_env else None
-    store = Store.open(config.storage.url, password)
+    store, geography = open_world(config, spec.geography)
     try:
-        geography = (
-            spec.geography()
-            if spec.geography is not None
-            else Geography.from_files(config.geography.routes, config.geography.zones)
-        )
         alarms = AlarmService(store.engine)
         alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
         publisher_id = commands_client_id(config)

@@ -71,13 +71,19 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
                 await pub.publish(topics.position("TRK-1"), position(seq), qos=1)
             await pub.publish(topics.position("TRK-1"), b"garbage", qos=1)
             await pub.publish(topics.position("TRK-1"), position(51, lat=123), qos=1)
+        # rejections are counted as messages arrive, stored and repeated ones once their
+        # batch is written, and the trip starts in the handler after that: wait for all
         for _ in range(200):
+            trip = services.store.get_trip("D-0001")
             if (
                 metrics.value("bondwatch_ingest_messages_total", outcome="stored") >= 50
+                and metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") >= 3
                 and metrics.value(
                     "bondwatch_ingest_messages_total", outcome="rejected", reason="bad_payload"
                 )
                 >= 2
+                and trip is not None
+                and trip["status"] == "in_transit"
             ):
                 break
             await asyncio.sleep(0.05)

@@ -97,6 +97,15 @@ async def running(spec: JudgeSpec) -> AsyncIterator[tuple[JudgeWorker, Relayed]]
             await task
 
 
+def _trip_in_transit(config: ServerConfig) -> tuple[Store, datetime]:
+    """The store with TRK-1's trip started two minutes ago; the start."""
+    store = Store.open(config.storage.url)
+    start = utc_now() - timedelta(seconds=120)
+    store.create_declaration(declaration(), start - timedelta(minutes=5))
+    store.start_trip("D-0001", start)
+    return store, start
+
+
 def _alarm_types(store: Store, ids: list[int]) -> list[str]:
     service = AlarmService(store.engine)
     return [a.type for a in (service.get(i, history=False) for i in ids) if a is not None]
@@ -105,10 +114,7 @@ def _alarm_types(store: Store, ids: list[int]) -> list[str]:
 @pytest.mark.timeout(120)
 async def test_batches_are_judged_in_a_child_and_its_alarms_relayed(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    store = Store.open(config.storage.url)
-    start = utc_now() - timedelta(seconds=120)
-    store.create_declaration(declaration(), start - timedelta(minutes=5))
-    store.start_trip("D-0001", start)
+    store, start = _trip_in_transit(config)
     lon, lat = _forbidden_point()
     async with running(JudgeSpec(config)) as (worker, relayed):
         assert worker.pid is not None and worker.pid != os.getpid()
@@ -135,10 +141,7 @@ async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
     tmp_path: Path,
 ) -> None:
     config = _config(tmp_path)
-    store = Store.open(config.storage.url)
-    start = utc_now() - timedelta(seconds=120)
-    store.create_declaration(declaration(), start - timedelta(minutes=5))
-    store.start_trip("D-0001", start)
+    store, start = _trip_in_transit(config)
     lon, lat = _forbidden_point()
     async with running(JudgeSpec(config, tick_s=0.2)) as (worker, relayed):
         first = worker.pid
