@@ -78,10 +78,12 @@ class ChildProcess:
             try:
                 await self._relay(ours)
             finally:
+                self._on_exit()
+                # Stopped first: a sender blocked on a full pipe then fails and lets go
+                # of the lock, even when the child had stopped reading.
+                await asyncio.shield(asyncio.to_thread(_stop, proc, self.name))
                 with self._send_lock:
                     self._conn = None
-                self._on_exit()
-                await asyncio.shield(asyncio.to_thread(_stop, proc, self.name))
                 ours.close()
             log.error(
                 "%s (pid %s) exited with code %s; starting another in %.0f s",
