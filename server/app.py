@@ -36,7 +36,7 @@ from server.geo import Geography
 from server.ingest import FreshHandler, Ingest
 from server.judge import Judge
 from server.judge_worker import JudgeSpec, JudgeWorker
-from server.rules.profiles import DEFAULT_PROFILES, load_profiles
+from server.rules.profiles import configured_profiles
 from server.services import Services
 from server.store import Store
 from server.stream import alarm_publisher, stream_router
@@ -84,8 +84,7 @@ def create_app(
 def build_services(config: ServerConfig) -> Services:
     store = Store.open(config.storage.url, _db_password(config))
     geography = Geography.from_files(config.geography.routes, config.geography.zones)
-    profiles_file = config.geography.profiles
-    profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
+    profiles = configured_profiles(config.geography.profiles)
     svc = Services(config=config, store=store, geography=geography, profiles=profiles)
     svc.alarms = AlarmService(store.engine)
     svc.alarms.add_listener(alarm_publisher(svc.stream))

@@ -22,12 +22,14 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from server.config import ServerConfig
+from server.geo import Geography
+
 if TYPE_CHECKING:
-    from server.config import ServerConfig
-    from server.geo import Geography
     from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,16 @@ STOP_TIMEOUT_S = 5.0
 RESTART_MAX_S = 30.0
 
 EventHandler = Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """What a child needs; pickled to it (the `spawn` start method)."""
+
+    config: ServerConfig
+    #: A module-level function building the geography; None loads `config.geography`.
+    geography: Callable[[], Geography] | None = None
+    log_level: int = logging.INFO
 
 
 class ChildProcess:
@@ -158,7 +170,6 @@ def open_world(
     """The server's own store and geography, opened in a child (`geography`: a
     module-level function building it, None to load `config.geography`). The caller
     closes the store."""
-    from server.geo import Geography
     from server.store import Store
 
     name = config.storage.password_env
@@ -175,17 +186,13 @@ def open_world(
     return store, world
 
 
-def raise_priority(nice: int, name: str) -> None:
-    """Run this process at `nice` (below 0: before the rest of the machine) when allowed;
-    otherwise say once that it runs at the ordinary priority."""
+def set_priority(nice: int, name: str) -> None:
+    """Run this process at `nice` (below 0: before the rest of the machine, above: after
+    it) when allowed; otherwise say once that it keeps the priority it has."""
     try:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
     except PermissionError:
-        log.info(
-            "the %s runs at the ordinary CPU priority (nice %d needs root or CAP_SYS_NICE)",
-            name,
-            nice,
-        )
+        log.info("the %s keeps its CPU priority (nice %d needs root or CAP_SYS_NICE)", name, nice)
 
 
 class ParentPipe:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -35,13 +34,13 @@ from typing import Any
 
 from server.child import (
     ChildProcess,
+    ChildSpec,
     ParentPipe,
     child_logging,
     open_world,
+    set_priority,
     stop_when_parent_gone,
 )
-from server.config import ServerConfig
-from server.geo import Geography
 from server.judge import JUDGED_CHANNELS, Judge
 from server.store.database import IncomingMessage
 
@@ -52,13 +51,9 @@ Wire = tuple[str, str, datetime]
 
 
 @dataclass(frozen=True)
-class JudgeSpec:
+class JudgeSpec(ChildSpec):
     """What the child needs; pickled to it (the `spawn` start method)."""
 
-    config: ServerConfig
-    #: A module-level function building the geography; None loads `config.geography`.
-    geography: Callable[[], Geography] | None = None
-    log_level: int = logging.INFO
     tick_s: float = 5.0
     #: The rules yield the CPU to gate decisions and to the broker when the machine is
     #: saturated (they catch up from the pipe; the ingest waits when it is full).
@@ -124,7 +119,7 @@ class JudgeWorker:
 def run_child(spec: JudgeSpec, conn: Connection) -> None:
     """The child process's entry point."""
     child_logging(spec.log_level, "judge")
-    os.setpriority(os.PRIO_PROCESS, 0, max(spec.nice, os.getpriority(os.PRIO_PROCESS, 0)))
+    set_priority(spec.nice, "judge worker")
     asyncio.run(_serve(spec, conn))
 
 
@@ -132,14 +127,13 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
     # Imported here: the parent needs none of this to start the child.
     from server.alarms import AlarmService
     from server.alarms.effects import AlarmEffects
-    from server.rules.profiles import DEFAULT_PROFILES, load_profiles
+    from server.rules.profiles import configured_profiles
 
     config = spec.config
     pipe = ParentPipe(conn)
     store, geography = open_world(config, spec.geography)
     try:
-        profiles_file = config.geography.profiles
-        profiles = load_profiles(profiles_file) if profiles_file else dict(DEFAULT_PROFILES)
+        profiles = configured_profiles(config.geography.profiles)
         alarms = AlarmService(store.engine)
         alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
         judge = Judge(store, geography, profiles, AlarmEffects(alarms))

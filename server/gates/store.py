@@ -21,7 +21,7 @@ from contract.ids import format_ts
 from contract.payloads import LockReport, SignedCommand
 from server.gates.decide import SEAL_ALARMS, Decision, ReleaseRecord, TripFacts
 from server.store import schema
-from server.store.database import as_utc
+from server.store.database import as_utc, one_of
 
 #: Trip statuses a gate passage may concern (and `released` while `ended_at` is unset:
 #: released by a record after a hold, the truck not yet through the gate).
@@ -83,10 +83,9 @@ class GateStore:
             rows = conn.execute(query).all()
             missing = {r.declaration_id for r in rows if _facts_key(r) not in self._facts}
             bodies: dict[str, Any] = {}
-            for chunk in _chunks(sorted(missing), 500):
-                for row in conn.execute(
-                    select(d.declaration_id, d.body).where(d.declaration_id.in_(chunk))
-                ):
+            if missing:
+                ids = one_of(d.declaration_id, sorted(missing), conn.dialect.name)
+                for row in conn.execute(select(d.declaration_id, d.body).where(ids)):
                     body = row.body if isinstance(row.body, dict) else json.loads(row.body)
                     bodies[row.declaration_id] = body
         out: list[TripFacts] = []
@@ -317,10 +316,6 @@ def decision_row(decision: Decision) -> dict[str, Any]:
 
 def _facts_key(row: Any) -> tuple[str, str, Any]:
     return (row.trip_id, row.status, row.started)
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def _stored_time(value: Any) -> datetime | None:

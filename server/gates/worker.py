@@ -26,20 +26,19 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from server.child import (
     ChildProcess,
+    ChildSpec,
     ParentPipe,
     child_logging,
     open_world,
-    raise_priority,
+    set_priority,
     stop_when_parent_gone,
 )
 from server.config import IngestSettings, ServerConfig
-from server.geo import Geography
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,8 @@ log = logging.getLogger(__name__)
 GATE_NICE = -5
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
-    """What the child needs; pickled to it (the `spawn` start method)."""
-
-    config: ServerConfig
-    #: A module-level function building the geography; None loads `config.geography`.
-    geography: Callable[[], Geography] | None = None
-    log_level: int = logging.INFO
+#: What the gate worker needs (the server's configuration and geography).
+WorkerSpec = ChildSpec
 
 
 def passages_client_id(config: ServerConfig) -> str:
@@ -119,7 +112,7 @@ class GateWorker:
 def run_child(spec: WorkerSpec, conn: Connection) -> None:
     """The child process's entry point."""
     child_logging(spec.log_level, "gates")
-    raise_priority(GATE_NICE, "gate worker")
+    set_priority(GATE_NICE, "gate worker")
     asyncio.run(_decide(spec, conn))
 
 

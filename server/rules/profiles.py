@@ -226,6 +226,11 @@ def profiles_from_mapping(data: Any, source: str = "profiles") -> dict[CreditCla
     return result
 
 
+def configured_profiles(path: Path | str | None) -> dict[CreditClass, CreditProfile]:
+    """The profiles of `geography.profiles`, or the built-in ones when none is set."""
+    return load_profiles(path) if path else dict(DEFAULT_PROFILES)
+
+
 def load_profiles(path: Path | str) -> dict[CreditClass, CreditProfile]:
     """Read a profiles YAML file (see `config/demo/profiles.yaml`)."""
     p = Path(path)

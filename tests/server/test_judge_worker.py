@@ -19,7 +19,7 @@ from contract.ids import utc_now
 from contract.payloads import Position
 from server.alarms import AlarmService
 from server.alarms.service import AlarmQuery
-from server.child import raise_priority
+from server.child import set_priority
 from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
 from server.judge_worker import JudgeSpec, JudgeWorker
@@ -169,7 +169,7 @@ def test_a_priority_that_may_not_be_raised_is_said_once(
 
     monkeypatch.setattr(os, "setpriority", refuse)
     with caplog.at_level(logging.INFO, logger="server.child"):
-        raise_priority(-5, "gate worker")
+        set_priority(-5, "gate worker")
     assert [r.getMessage() for r in caplog.records] == [
-        "the gate worker runs at the ordinary CPU priority (nice -5 needs root or CAP_SYS_NICE)"
+        "the gate worker keeps its CPU priority (nice -5 needs root or CAP_SYS_NICE)"
     ]

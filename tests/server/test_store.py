@@ -117,7 +117,7 @@ def test_open_trips_of_many_vehicles_as_one_by_one(store):
     store.start_trip("D0", T0 + timedelta(minutes=10))  # T1: on the road, D1 declared after
     with store.engine.begin() as conn:  # D3 held at a gate: no longer open
         assert GateStore.set_trip_status(conn, "D3", ["declared"], "held")
-    vehicles = ["T1", "T2", "T3", "T9"] + [f"X{i}" for i in range(600)]  # over one chunk
+    vehicles = ["T1", "T2", "T3", "T9"] + [f"X{i}" for i in range(1200)]  # many, one query
     batch = store.open_trips_for_vehicles(vehicles)
     assert {v: t["trip_id"] for v, t in batch.items()} == {"T1": "D0", "T2": "D2"}
     for vehicle in vehicles[:4]:
