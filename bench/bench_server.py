@@ -210,7 +210,18 @@ async def _drain_baseline(
     for backlog in backlogs:
         await asyncio.to_thread(_join, _publish(broker, backlog, "drain"))
         rates.append(len(backlog) / await _receive(settings, client_id, len(backlog)))
+    await _unsubscribe(settings, client_id)
     return max(rates)
+
+
+async def _unsubscribe(settings: BrokerSettings, client_id: str) -> None:
+    """End the baseline's subscriptions. Its session outlives it (persistent, as the
+    server's): left subscribed, the broker would queue every later message for it as
+    well — twice the broker's work while the server is measured, and a queue that
+    its periodic save (`autosave_interval`) writes out in stalls of 0.3–0.4 s."""
+    async with make_client(settings, client_id) as client:
+        for filt in topics.server_subscriptions(None):
+            await client.unsubscribe(filt)
 
 
 # ---- the server -------------------------------------------------------------------------

@@ -166,6 +166,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
                 handlers=[gates.on_messages, svc.stream.on_messages],
                 client_id=passage_id,
                 passages=True,
+                writer=gates.store_passages,
             )
         )
 
@@ -210,6 +211,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             timers = group.create_task(judge_run(), name="rule-timers")
             commands = group.create_task(publisher.run(), name="command-publisher")
             escalation = group.create_task(escalator.run_forever(), name="alarm-escalation")
+            checkpoints = group.create_task(svc.store.checkpoint_forever(), name="checkpoints")
             telemetry_task = (
                 group.create_task(telemetry.run(svc.store), name="telemetry")
                 if telemetry is not None
@@ -236,6 +238,7 @@ async def serve(config: ServerConfig, ready: asyncio.Event | None = None) -> Non
             timers.cancel()
             commands.cancel()
             escalation.cancel()
+            checkpoints.cancel()
             if telemetry_task is not None:
                 telemetry_task.cancel()
     finally:

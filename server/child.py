@@ -173,7 +173,10 @@ def open_world(
     from server.store import Store
 
     name = config.storage.password_env
-    store = Store.open(config.storage.url, os.environ.get(name) if name else None)
+    # The server process checkpoints SQLite's log (its ingest's commits, and
+    # `checkpoint_forever`): a gate decision's commit must not do that work.
+    password = os.environ.get(name) if name else None
+    store = Store.open(config.storage.url, password, checkpoints=False)
     try:
         world = (
             geography()

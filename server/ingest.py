@@ -32,6 +32,8 @@ from server.store.database import IncomingMessage
 log = logging.getLogger(__name__)
 
 FreshHandler = Callable[[Sequence[IncomingMessage]], Awaitable[None]]
+#: Stores a batch, each (node, seq) once, and returns the messages that were new.
+Writer = Callable[[Sequence[IncomingMessage]], list[IncomingMessage]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +102,17 @@ class Ingest:
         handlers: Sequence[FreshHandler] = (),
         client_id: str = "bondwatch-server-1",
         passages: bool | None = None,
+        writer: Writer | None = None,
     ) -> None:
         """`passages`: None takes every edge channel; True only gate passages, False
         all but them (`topics.server_subscriptions`): the server runs one Ingest of
-        each so that a passage is decided at once even behind a position backlog."""
+        each so that a passage is decided at once even behind a position backlog.
+        `writer` stores each batch (by default `store.store_messages`); messages are
+        acknowledged once it returns."""
         self._broker = broker
         self._settings = settings
         self._store = store
+        self._write: Writer = writer or store.store_messages
         self._metrics = metrics
         self._handlers = list(handlers)
         self._client_id = client_id
@@ -217,9 +223,9 @@ class Ingest:
                     await asyncio.sleep(min(remaining, 0.005))
             valid = [item for item, _, _ in batch if item is not None]
             if self._write_inline:
-                fresh = self._store.store_messages(valid)
+                fresh = self._write(valid)
             else:
-                fresh = await asyncio.to_thread(self._store.store_messages, valid)
+                fresh = await asyncio.to_thread(self._write, valid)
             for _, mid, qos in batch:
                 paho.ack(mid, qos)  # type: ignore[attr-defined]
             self._metrics.inc("bondwatch_ingest_messages_total", len(fresh), outcome="stored")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, case, func, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from contract.ids import utc_now
@@ -71,6 +71,18 @@ def _must_utc(value: datetime) -> datetime:
 
 def _rank(column: Any) -> Any:
     return case(SEVERITY_RANK, value=column, else_=len(SEVERITIES))
+
+
+def _unresolved(status: str, severity: str, at_least: str) -> bool:
+    """Not yet cleared and acknowledged, and of severity `at_least` or above."""
+    return status != "cleared_ack" and SEVERITY_RANK[severity] <= SEVERITY_RANK[at_least]
+
+
+_TRIP_ALARMS = (  # built once: `unresolved_types` is read for every gate passage
+    select(schema.alarms.c.type, schema.alarms.c.severity, schema.alarms.c.status)
+    .where(schema.alarms.c.trip_id == bindparam("trip_id"))
+    .order_by(_rank(schema.alarms.c.severity), schema.alarms.c.first_at, schema.alarms.c.id)
+)
 
 
 class AlarmService:
@@ -390,11 +402,21 @@ class AlarmService:
     def unresolved(self, trip_id: str, at_least: str = "major") -> list[Alarm]:
         """Alarms of a trip not yet cleared and acknowledged, of severity `at_least` or
         above: what blocks an automatic release (DESIGN.md, arrival gate)."""
-        limit = SEVERITY_RANK[at_least]
         alarms, _ = self.find(AlarmQuery(trip_id=trip_id, limit=10_000))
-        return [
-            x for x in alarms if x.status != "cleared_ack" and SEVERITY_RANK[x.severity] <= limit
-        ]
+        return [x for x in alarms if _unresolved(x.status, x.severity, at_least)]
+
+    def unresolved_types(
+        self, trip_id: str, at_least: str = "major", conn: Connection | None = None
+    ) -> tuple[str, ...]:
+        """The types of `unresolved(trip_id, at_least)`, in its order, in one query (a
+        gate decision reads them for every passage)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.unresolved_types(trip_id, at_least, own)
+        rows = conn.execute(_TRIP_ALARMS, {"trip_id": trip_id})
+        return tuple(
+            kind for kind, severity, status in rows if _unresolved(status, severity, at_least)
+        )
 
     @staticmethod
     def _events(conn: Connection, alarm_ids: Sequence[int]) -> dict[int, list[AlarmEvent]]:

@@ -8,6 +8,12 @@ transaction stores the passage with its decision and reasons, moves the trip
 command, raises GATE_MISMATCH when the passage matches no declaration or differs from
 it, and appends the audit entry. Only then is the command published. `command/result`
 answers are stored against their command.
+
+On a connection of passages only (the gate worker, `ingest.passages: process`, and
+`connection`), `store_passages` is that Ingest's writer: the passage's own message row
+(its (node, seq), exactly once) goes into the decision's transaction, so that a passage
+takes SQLite's one writer lock once, not twice — each time it may wait behind a batch
+of positions (docs/gates.md#speed).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
 from contract.ids import format_ts, utc_now
 from contract.payloads import (
@@ -91,6 +97,9 @@ class GateService:
         self._unknown_nodes: set[str] = set()
         self._warned_unsigned = False
         self._listeners: list[Callable[[str], None]] = []
+        # Passages decided and recorded by `store_passages`, waiting for `on_messages`
+        # to publish their command (None: recorded, nothing to send).
+        self._recorded: dict[str, GateCommand | None] = {}
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call `callback(passage_id)` after each passage is decided and recorded."""
@@ -112,15 +121,37 @@ class GateService:
 
     # ---- ingest handler -----------------------------------------------------------------
 
+    def store_passages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
+        """An Ingest's writer (`Ingest(writer=…)`): store `batch` and return what was new,
+        as `Store.store_messages` does, each passage decided and recorded in the same
+        transaction as its message row. A passage whose decision fails is stored
+        undecided, and `on_messages` tries it once more."""
+        fresh = self.store.store_messages([i for i in batch if not isinstance(i.message, Passage)])
+        for item in batch:
+            msg = item.message
+            if not isinstance(msg, Passage):
+                continue
+            try:
+                new, command = self._handle_passage(msg, stored_as=item)
+            except Exception:
+                log.exception("passage %s from %s: not decided", msg.passage_id, msg.node_id)
+                fresh.extend(self.store.store_messages([item]))
+                continue
+            if new:
+                self._recorded[msg.passage_id] = command
+                fresh.append(item)
+        return fresh
+
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         for item in batch:
             msg = item.message
             if isinstance(msg, Passage):
-                command = (
-                    self.handle_passage(msg)
-                    if self._inline
-                    else await asyncio.to_thread(self.handle_passage, msg)
-                )
+                if msg.passage_id in self._recorded:
+                    command = self._recorded.pop(msg.passage_id)
+                elif self._inline:
+                    command = self.handle_passage(msg)
+                else:
+                    command = await asyncio.to_thread(self.handle_passage, msg)
                 if command is not None:
                     self._publish("gate", command)
                 for listener in self._listeners:
@@ -147,39 +178,51 @@ class GateService:
         if gate_id is None:
             text = f"gate controller {msg.node_id} is not a configured gate"
             return Decision("hold", (Reason("unknown_gate", text),))
-        trips = self.gates.trips_at_gate(gate_id)
-        matched = {t.trip_id for t in match_candidates(gate_id, msg.containers, msg.plate, trips)}
-        enriched = [self._enrich(t) if t.trip_id in matched else t for t in trips]
+        with self.gates.reading() as conn:
+            trips = self.gates.trips_at_gate(gate_id, conn)
+            matched = {
+                t.trip_id for t in match_candidates(gate_id, msg.containers, msg.plate, trips)
+            }
+            enriched = [self._enrich(t, conn) if t.trip_id in matched else t for t in trips]
         return decide(gate_id, msg.containers, msg.plate, msg.ts, enriched)
 
-    def _enrich(self, trip: TripFacts) -> TripFacts:
+    def _enrich(self, trip: TripFacts, conn: Connection) -> TripFacts:
         return replace(
             trip,
-            lock_states=self.gates.lock_states(trip.vehicle_id, trip.lock_ids),
-            seal_alarms=self.gates.seal_alarms(trip.trip_id),
-            unresolved_alarms=tuple(
-                a.type for a in self.alarms.unresolved(trip.trip_id, at_least="major")
-            ),
-            release=self.gates.latest_release(trip.trip_id),
+            lock_states=self.gates.lock_states(trip.vehicle_id, trip.lock_ids, conn),
+            seal_alarms=self.gates.seal_alarms(trip.trip_id, conn),
+            unresolved_alarms=self.alarms.unresolved_types(trip.trip_id, "major", conn),
+            release=self.gates.latest_release(trip.trip_id, conn),
         )
 
     def handle_passage(self, msg: Passage) -> GateCommand | None:
         """Decide one passage and record everything; the command to publish, if any."""
+        return self._handle_passage(msg)[1]
+
+    def _handle_passage(
+        self, msg: Passage, stored_as: IncomingMessage | None = None
+    ) -> tuple[bool, GateCommand | None]:
+        """Decide and record; with `stored_as`, its message row goes into the same
+        transaction. (False, None) when that (node, seq) was stored before (nothing
+        is written); else (True, the command to publish, if any)."""
         gate_id = self.gate_of_node(msg.node_id)
         if gate_id is None and msg.node_id not in self._unknown_nodes:
             self._unknown_nodes.add(msg.node_id)
             log.warning("passage %s from %s: not a configured gate", msg.passage_id, msg.node_id)
+
         decision = self.decide_passage(msg, gate_id)
         now = utc_now()
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
         cleared: int | None = None
         raised: int | None = None
         with write_transaction(self.store.engine) as conn:
+            if stored_as is not None and not self.store.store_message_in(conn, stored_as):
+                return False, None  # a redelivery: decided when it first came
             if self.gates.passage_exists(conn, msg.passage_id):
                 log.info(
                     "passage %s from %s seen before; not decided again", msg.passage_id, msg.node_id
                 )
-                return None
+                return True, None
             row = {
                 "passage_id": msg.passage_id,
                 "gate_node": msg.node_id,
@@ -247,8 +290,8 @@ class GateService:
         )
         if msg.replayed:  # sent late from the gate's outbox: the truck is long gone
             log.info("passage %s was replayed; its command is recorded, not sent", msg.passage_id)
-            return None
-        return command
+            return True, None
+        return True, command
 
     def _sign_gate(
         self, node_id: str, passage_id: str, lane: str, decision: Decision
@@ -387,7 +430,7 @@ class GateService:
                 f"an officer held passage {passage['passage_id']}: {passage['override_comment']}"
             ]
         facts = next(
-            (t for t in self.gates.trips_at_gate(passage["gate_id"]) if t.trip_id == trip_id),
+            (t for t in self.gates.trips_at_gate(passage["gate_id"], conn) if t.trip_id == trip_id),
             None,
         )
         if facts is None:
@@ -397,7 +440,7 @@ class GateService:
             [ContainerReading.model_validate(c) for c in passage["containers"]],
             PlateReading.model_validate(passage["plate"]) if passage["plate"] else None,
             passage["ts"],
-            [replace(self._enrich(facts), release=record)],
+            [replace(self._enrich(facts, conn), release=record)],
         )
         if decision.action == "hold" or decision.trip_id != trip_id:
             return "held", decision.reason_texts

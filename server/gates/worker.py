@@ -153,6 +153,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
             handlers=[gates.on_messages],
             client_id=ingest_id,
             passages=True,
+            writer=gates.store_passages,  # a passage's row and decision: one transaction
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

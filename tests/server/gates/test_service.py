@@ -8,11 +8,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from contract.ids import format_ts, utc_now
-from contract.payloads import GateCommand, Passage, TruckCommand
+from contract.payloads import GateCommand, Passage, TruckCommand, decode_edge
 from contract.signing import CommandVerifier, MemoryNonceStore
 from devices.elock.authorisation import check_unseal_token
 from server.alarms import AlarmQuery, AlarmService
@@ -447,3 +448,81 @@ def test_arrival_clears_transit_overdue_after_counting_it(
     assert [(a.type, a.status) for a in found] == [("TRANSIT_OVERDUE", "cleared_unack")]
     row = gate_world.gates.gates.get_passage("P-ARR-8")
     assert row is not None and found[0].cleared_at == row["ts"]
+
+
+def unstored_passage(world: GateWorld, passage_id: str, seq: int) -> Any:
+    """A passage as the ingest hands it to its writer: validated, not yet stored."""
+    from server.store.database import IncomingMessage
+
+    raw = json.dumps({"node_id": ORIGIN, "seq": seq, "ts": format_ts(utc_now()),
+                      **passage_fields(passage_id)})  # fmt: skip
+    return IncomingMessage("passage", decode_edge("passage", raw), raw, utc_now())
+
+
+def stored_keys(world: GateWorld) -> list[tuple[str, int]]:
+    m = schema.edge_messages.c
+    with world.services.store.engine.connect() as conn:
+        rows = conn.execute(select(m.node_id, m.seq).where(m.node_id == ORIGIN)).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def test_passage_writer_stores_and_decides_in_one_transaction(
+    gate_world: GateWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate worker's writer: the passage's (node, seq) row and its decision take the
+    writer lock once; the command goes out from `on_messages` without a second decision;
+    a redelivery (same node and seq) writes nothing at all."""
+    from server.store import writer_lock
+
+    register(gate_world)
+    sealed(gate_world)
+    locks: list[int] = []
+    taken = writer_lock.begin_immediate
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        locks.append(1)
+        taken(*args, **kwargs)
+
+    monkeypatch.setattr(writer_lock, "begin_immediate", counted)
+    item = unstored_passage(gate_world, "P-ONE", seq=7)
+    assert gate_world.gates.store_passages([item]) == [item]
+    assert len(locks) == 1
+    assert stored_keys(gate_world) == [(ORIGIN, 7)]
+    row = gate_world.gates.gates.get_passage("P-ONE")
+    assert row is not None and row["decision"] == "open"
+    await gate_world.gates.on_messages([item])
+    [(_, command)] = gate_world.recorder.sent
+    assert isinstance(command, GateCommand) and command.action == "open"
+    assert command.passage_id == "P-ONE"
+    decisions = [a for a in audit_actions(gate_world) if a[1] == "gate.decision"]
+    assert decisions == [("system", "gate.decision", "P-ONE")]
+
+    again = unstored_passage(gate_world, "P-ONE", seq=7)
+    assert gate_world.gates.store_passages([again]) == []  # nothing new: not handed on
+    assert len(locks) == 2 and stored_keys(gate_world) == [(ORIGIN, 7)]
+    assert [a for a in audit_actions(gate_world) if a[1] == "gate.decision"] == decisions
+
+
+async def test_passage_writer_stores_a_passage_it_cannot_decide(
+    gate_world: GateWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision that fails rolls back alone: the message is still stored (and so
+    acknowledged), and `on_messages` decides it once more."""
+    register(gate_world)
+    sealed(gate_world)
+    gates = gate_world.gates
+    decide = gates.decide_passage
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("store went away")
+
+    monkeypatch.setattr(gates, "decide_passage", broken)
+    item = unstored_passage(gate_world, "P-LATE", seq=3)
+    assert gates.store_passages([item]) == [item]
+    assert stored_keys(gate_world) == [(ORIGIN, 3)]
+    assert gates.gates.get_passage("P-LATE") is None
+    monkeypatch.setattr(gates, "decide_passage", decide)
+    await gates.on_messages([item])
+    row = gates.gates.get_passage("P-LATE")
+    assert row is not None and row["decision"] == "open"
+    assert [c.passage_id for _, c in gate_world.recorder.sent] == ["P-LATE"]  # type: ignore[attr-defined]
