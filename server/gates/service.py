@@ -215,7 +215,7 @@ class GateService:
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
         cleared: int | None = None
         raised: int | None = None
-        with write_transaction(self.store.engine) as conn:
+        with write_transaction(self.store.engine, urgent=True) as conn:
             if stored_as is not None and not self.store.store_message_in(conn, stored_as):
                 return False, None  # a redelivery: decided when it first came
             if self.gates.passage_exists(conn, msg.passage_id):
@@ -494,7 +494,7 @@ class GateService:
             [f"officer override: {comment}"],
             now,
         )
-        with write_transaction(self.store.engine) as conn:
+        with write_transaction(self.store.engine, urgent=True) as conn:  # a truck waits
             p = schema.passages.c
             conn.execute(
                 update(schema.passages)

@@ -37,7 +37,13 @@ from contract.payloads import EdgeMessage, Position, decode_edge
 from server.store import schema
 from server.store.bulk import BulkInsert
 from server.store.migrations import migrate
-from server.store.writer_lock import BATCH_POLL_S, BUSY_TIMEOUT_MS, write_transaction
+from server.store.writer_lock import (
+    BATCH_POLL_S,
+    BUSY_TIMEOUT_MS,
+    WRITE_CHUNK,
+    let_urgent_first,
+    write_transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,28 +162,38 @@ class Store:
     def store_messages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
         """Store each (node, seq) once; return the messages that were new, in batch order.
 
-        A batch is first written through the driver's `executemany` (`BulkInsert`), its
-        rows converted before the transaction so that SQLite's single writer lock is held
-        only while the driver writes. A batch holding a message stored before (a
-        redelivery after a reconnect: rare) inserts fewer rows than it has; that
-        transaction is rolled back and the batch written again with RETURNING, which
-        names the new ones."""
+        A batch is written in chunks of `WRITE_CHUNK` rows, each a transaction of its
+        own, and a gate decision waiting for SQLite's writer lock goes before the next
+        chunk (`writer_lock.let_urgent_first`). Each chunk is written through the
+        driver's `executemany` (`BulkInsert`), its rows converted before the transaction
+        so that the lock is held only while the driver writes. A chunk holding a message
+        stored before (a redelivery after a reconnect: rare) inserts fewer rows than it
+        has; that transaction is rolled back and the chunk written again with RETURNING,
+        which names the new ones. The caller acknowledges the batch once all of it is
+        written: a crash between chunks has the broker send it again."""
         if not batch:
             return []
         unique: dict[tuple[str, int], IncomingMessage] = {}
         for item in batch:
             unique.setdefault((item.message.node_id, item.message.seq), item)
-        fresh = list(unique.values())
-        edge_params = self._edge_insert.params(_edge_values(m) for m in fresh)
-        position_params = self._position_params(fresh)
+        items = list(unique.values())
+        fresh: list[IncomingMessage] = []
+        for start in range(0, len(items), WRITE_CHUNK):
+            fresh.extend(self._store_chunk(items[start : start + WRITE_CHUNK]))
+        return fresh
+
+    def _store_chunk(self, chunk: list[IncomingMessage]) -> list[IncomingMessage]:
+        edge_params = self._edge_insert.params(_edge_values(m) for m in chunk)
+        position_params = self._position_params(chunk)
+        let_urgent_first(self.engine)
         try:
             with write_transaction(self.engine, BATCH_POLL_S) as conn:
                 if self._edge_insert.execute(conn, edge_params) != len(edge_params):
                     raise _Repeated
                 self._position_insert.execute(conn, position_params)
-            return fresh
+            return chunk
         except _Repeated:
-            return self._store_new_of(unique)
+            return self._store_new_of({(m.message.node_id, m.message.seq): m for m in chunk})
 
     def store_message_in(self, conn: Connection, item: IncomingMessage) -> bool:
         """Store one message in the caller's write transaction (which holds SQLite's

@@ -9,10 +9,21 @@ A gate decision waiting behind a batch of positions paid those steps (the tail o
 the one statement that takes the lock, `BEGIN IMMEDIATE`, and tries it again every
 `poll_s` until `timeout_s`; once it holds the lock, nothing in the transaction waits
 again (in WAL mode readers never block a writer).
+
+Polling alone leaves a gate decision waiting for whatever batch of positions holds the
+lock when it comes, and under load a batch of 250 rows held it 18 ms (p50), 50 ms
+(p99): most of a decision's 99th percentile. So an urgent writer (a gate decision) says
+it is waiting (`urgent_turn`: an exclusive `flock` on `<database>.writers`, next to the
+database file), and the ingest writes a batch in chunks of `WRITE_CHUNK` rows, each its
+own transaction, and before each chunk lets any urgent writer go first
+(`let_urgent_first`: a shared `flock` on the same file, taken and let go).
+A decision then waits for one chunk at most. The kernel drops a dead process's flock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +37,8 @@ BUSY_TIMEOUT_MS = 10_000
 POLL_S = 0.0005
 #: … and the ingest's batches of positions, which yield to them.
 BATCH_POLL_S = 0.002
+#: Rows of a batch written per transaction, an urgent writer let in between chunks.
+WRITE_CHUNK = 100
 
 
 def begin_immediate(
@@ -48,17 +61,72 @@ def begin_immediate(
         conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def turn_file(engine: Engine) -> str | None:
+    """`<database>.writers` beside a SQLite database file; None when there is nothing to
+    order (PostgreSQL, an in-memory database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    return f"{database}.writers" if database and database != ":memory:" else None
+
+
 @contextmanager
-def write_transaction(engine: Engine, poll_s: float = POLL_S) -> Iterator[Connection]:
+def urgent_turn(engine: Engine) -> Iterator[None]:
+    """Held while an urgent writer waits for the writer lock and writes: batches of
+    positions wait before their next chunk (`let_urgent_first`)."""
+    path = turn_file(engine)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # lets the flock go
+
+
+def let_urgent_first(engine: Engine) -> None:
+    """Wait while an urgent writer waits or writes; at once when none does."""
+    path = turn_file(engine)
+    if path is None:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def write_transaction(
+    engine: Engine, poll_s: float = POLL_S, urgent: bool = False
+) -> Iterator[Connection]:
     """A connection in a transaction that holds the writer lock (SQLite) from its start;
     it commits on success and rolls back on error. On PostgreSQL an ordinary
-    transaction."""
+    transaction. `urgent` (a gate decision): batches of positions let it in before
+    their next chunk (`urgent_turn`)."""
     with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
+        if conn.dialect.name != "sqlite":
+            with _committed(conn):
+                yield conn
+            return
+        with urgent_turn(engine) if urgent else _nothing():
             begin_immediate(conn, poll_s)
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            with _committed(conn):
+                yield conn
+
+
+@contextmanager
+def _committed(conn: Connection) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
