@@ -209,7 +209,6 @@ class GateService:
         if gate_id is None and msg.node_id not in self._unknown_nodes:
             self._unknown_nodes.add(msg.node_id)
             log.warning("passage %s from %s: not a configured gate", msg.passage_id, msg.node_id)
-
         decision = self.decide_passage(msg, gate_id)
         now = utc_now()
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
