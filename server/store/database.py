@@ -42,6 +42,7 @@ from server.store.writer_lock import (
     BUSY_TIMEOUT_MS,
     WRITE_CHUNK,
     let_urgent_first,
+    urgent_waiting,
     write_transaction,
 )
 
@@ -162,38 +163,52 @@ class Store:
     def store_messages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
         """Store each (node, seq) once; return the messages that were new, in batch order.
 
-        A batch is written in chunks of `WRITE_CHUNK` rows, each a transaction of its
-        own, and a gate decision waiting for SQLite's writer lock goes before the next
-        chunk (`writer_lock.let_urgent_first`). Each chunk is written through the
-        driver's `executemany` (`BulkInsert`), its rows converted before the transaction
-        so that the lock is held only while the driver writes. A chunk holding a message
-        stored before (a redelivery after a reconnect: rare) inserts fewer rows than it
-        has; that transaction is rolled back and the chunk written again with RETURNING,
-        which names the new ones. The caller acknowledges the batch once all of it is
-        written: a crash between chunks has the broker send it again."""
+        The rows are converted before any transaction, so that SQLite's single writer
+        lock is held only while the driver writes them (`BulkInsert`, the driver's
+        `executemany`), in parts of `WRITE_CHUNK` rows. Between parts, a gate decision
+        waiting for the lock (`writer_lock.urgent_waiting`) has the batch commit what it
+        has written and let the decision go first; the rest follows in a transaction of
+        its own. Otherwise the batch is one transaction, one commit. The caller
+        acknowledges the batch once all of it is written: a crash in between has the
+        broker send it again. A part holding a message stored before (a redelivery after
+        a reconnect: rare) inserts fewer rows than it has; that transaction is rolled
+        back, and what it and the rest of the batch held is written again with
+        RETURNING, which names the new ones."""
         if not batch:
             return []
         unique: dict[tuple[str, int], IncomingMessage] = {}
         for item in batch:
             unique.setdefault((item.message.node_id, item.message.seq), item)
         items = list(unique.values())
+        parts = [
+            (
+                part,
+                self._edge_insert.params(_edge_values(m) for m in part),
+                self._position_params(part),
+            )
+            for part in (items[i : i + WRITE_CHUNK] for i in range(0, len(items), WRITE_CHUNK))
+        ]
         fresh: list[IncomingMessage] = []
-        for start in range(0, len(items), WRITE_CHUNK):
-            fresh.extend(self._store_chunk(items[start : start + WRITE_CHUNK]))
+        while parts:
+            let_urgent_first(self.engine)
+            written = 0
+            try:
+                with write_transaction(self.engine, BATCH_POLL_S) as conn:
+                    for _, edge_params, position_params in parts:
+                        if self._edge_insert.execute(conn, edge_params) != len(edge_params):
+                            raise _Repeated
+                        self._position_insert.execute(conn, position_params)
+                        written += 1
+                        if written < len(parts) and urgent_waiting(self.engine):
+                            break  # commit, and let the gate decision in
+            except _Repeated:
+                rest = [m for part, _, _ in parts for m in part]
+                return fresh + self._store_new_of(
+                    {(m.message.node_id, m.message.seq): m for m in rest}
+                )
+            fresh.extend(m for part, _, _ in parts[:written] for m in part)
+            parts = parts[written:]
         return fresh
-
-    def _store_chunk(self, chunk: list[IncomingMessage]) -> list[IncomingMessage]:
-        edge_params = self._edge_insert.params(_edge_values(m) for m in chunk)
-        position_params = self._position_params(chunk)
-        let_urgent_first(self.engine)
-        try:
-            with write_transaction(self.engine, BATCH_POLL_S) as conn:
-                if self._edge_insert.execute(conn, edge_params) != len(edge_params):
-                    raise _Repeated
-                self._position_insert.execute(conn, position_params)
-            return chunk
-        except _Repeated:
-            return self._store_new_of({(m.message.node_id, m.message.seq): m for m in chunk})
 
     def store_message_in(self, conn: Connection, item: IncomingMessage) -> bool:
         """Store one message in the caller's write transaction (which holds SQLite's

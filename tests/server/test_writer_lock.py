@@ -117,9 +117,10 @@ def test_a_batch_waits_while_an_urgent_writer_of_another_process_waits(store: St
         child.wait(10)
 
 
-def test_an_urgent_writer_goes_before_the_next_chunk(store: Store) -> None:
-    """A batch written in chunks: an urgent transaction that asks for the lock while a
-    chunk is written commits before the next chunk."""
+def test_an_urgent_writer_goes_before_the_next_part(store: Store) -> None:
+    """A batch written in parts: an urgent transaction that asks for the lock while a
+    part is written has the batch commit that part and go first; the rest of the batch
+    follows in one transaction. With nobody urgent a batch is one transaction."""
     from server.store.database import IncomingMessage
     from tests.server.test_store import pos
 
@@ -156,8 +157,20 @@ def test_an_urgent_writer_goes_before_the_next_chunk(store: Store) -> None:
     finally:
         writer_lock.begin_immediate = original
     assert urgent_done.is_set()
-    assert order == ["chunk", "urgent", "chunk", "chunk"]  # three chunks, urgent second
+    assert order == ["chunk", "urgent", "chunk"]  # part 1; the urgent one; parts 2 and 3
     assert fresh == batch and store.message_count() == len(batch)
+
+    order.clear()
+    more = [pos(seq) for seq in range(1000, 1000 + 2 * WRITE_CHUNK + 1)]
+    writer_lock.begin_immediate = traced  # type: ignore[assignment]
+    try:
+        assert store.store_messages(more + batch[:5]) == more  # the 5 are stored already
+    finally:
+        writer_lock.begin_immediate = original
+    # One transaction for three parts, rolled back at the repeat; then one with RETURNING
+    # (which takes the lock by SQLite's own handler, not traced).
+    assert order == ["chunk"]
+    assert store.message_count() == len(batch) + len(more)
 
 
 def test_no_turn_file_without_a_sqlite_file() -> None:
