@@ -163,26 +163,44 @@ class Line:
 
 
 async def capture(
-    path: str, done: Callable[[list[Line]], bool], within_s: float = 10.0
+    path: str,
+    done: Callable[[list[Line]], bool],
+    within_s: float = 10.0,
+    drain_s: float = 0.0,
 ) -> list[Line]:
-    """Raw lines from the port `path` until `done(lines)` (checked at least every 50 ms)."""
+    """Raw lines from the port `path` until `done(lines)` (checked at least every 50 ms),
+    then, with `drain_s`, what is still on its way until the port is quiet that long
+    (a stub that has said DONE has written its last lines, not all of them read yet)."""
     loop = asyncio.get_running_loop()
     stream, writer = await open_serial(path)
     lines: list[Line] = []
     pending = bytearray()
+
+    def take(data: bytes) -> None:
+        nonlocal pending
+        now = loop.time()
+        pending += data
+        *complete, rest = pending.split(b"\r\n")
+        lines.extend(Line(now, bytes(c)) for c in complete if c)
+        pending = bytearray(rest)
+
     try:
         async with asyncio.timeout(within_s):
             while not done(lines):
                 try:
                     async with asyncio.timeout(0.05):
-                        data = await stream.read(65536)
+                        take(await stream.read(65536))
                 except TimeoutError:
                     continue
-                now = loop.time()
-                pending += data
-                *complete, rest = pending.split(b"\r\n")
-                lines += [Line(now, bytes(c)) for c in complete if c]
-                pending = bytearray(rest)
+            while drain_s > 0:
+                try:
+                    async with asyncio.timeout(drain_s):
+                        data = await stream.read(65536)
+                except TimeoutError:
+                    break
+                if not data:
+                    break
+                take(data)
     finally:
         writer.close()
     return lines

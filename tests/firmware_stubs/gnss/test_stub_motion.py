@@ -84,7 +84,7 @@ async def test_speed_follows_the_profile_stops_and_bounded_acceleration(tmp_path
     route = load_route(tmp_path / "route.geojson")
     try:
         done = asyncio.create_task(wait_done(proc))
-        lines = await capture(str(link), lambda _: done.done(), within_s=20)
+        lines = await capture(str(link), lambda _: done.done(), within_s=20, drain_s=0.5)
         await done
     finally:
         await stop(proc)
@@ -248,7 +248,7 @@ async def test_replay_keeps_the_timing_of_the_log(tmp_path: Path) -> None:
     assert (await proc.stdout.readline()).strip() == b"READY"
     try:
         done = asyncio.create_task(wait_done(proc))
-        lines = await capture(path, lambda _: done.done())
+        lines = await capture(path, lambda _: done.done(), drain_s=0.5)
         await done
         await asyncio.sleep(0.05)
     finally:
