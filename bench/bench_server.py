@@ -23,7 +23,9 @@ live-stream hub with one console connected.
 - `server.gate_decision_ms_p99` / `_p50` — gate controllers publish a passage every
   `PASSAGE_EVERY_S` while trucks report live at `server.gate_decision_load_per_s`
   positions per second (the issue's 10,000/s, or 80 % of the measured ingest
-  rate when that is lower, so the queue does not grow without bound); latency is
+  rate when that is lower, so the queue does not grow without bound; the environment
+  variable `BONDWATCH_BENCH_GATE_LOAD` sets it instead, to measure the decision under a
+  load the ingest cannot keep up with, the rest queueing in the broker); latency is
   from publishing the passage to receiving its signed command. Passages are taken and
   decided by the gate worker, a child process of its own (`server.gates.worker`), as
   the server runs by default (`ingest.passages: process`).
@@ -36,6 +38,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import tempfile
 import time
 import uuid
@@ -91,6 +94,7 @@ N_GATE_TRIPS = N_PASSAGES + 10
 GATE_ID = "G-BENCH"
 GEO_SEED = 42
 SITE_ID = "S-BENCH"
+GATE_LOAD_ENV = "BONDWATCH_BENCH_GATE_LOAD"
 
 Message = tuple[str, bytes]
 
@@ -451,6 +455,7 @@ async def _run_server(
     warm: list[Message],
     backlogs: list[list[Message]],
     routes: Sequence[Route],
+    gate_load: float | None,
 ) -> dict[str, float]:
     server = Server(config, broker, store, geo)
     reader = asyncio.create_task(_read_console(server.hub))
@@ -473,7 +478,7 @@ async def _run_server(
         if stored != sent:
             raise RuntimeError(f"ingest handled {stored} of {sent}")
 
-        load_rate = min(TARGET_PER_S, 0.8 * ingest_rate)
+        load_rate = gate_load or min(TARGET_PER_S, 0.8 * ingest_rate)
         per_vehicle = int(load_rate * LOAD_S / N_VEHICLES) + 1
         live = _positions(routes, PER_VEHICLE + 1, per_vehicle)
         tasks, _ = server.start()
@@ -499,6 +504,20 @@ async def _run_server(
     }
 
 
+def _gate_load() -> float | None:
+    """The live load of the gate measurement as `BONDWATCH_BENCH_GATE_LOAD` sets it."""
+    text = os.environ.get(GATE_LOAD_ENV)
+    if not text:
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 100_000:
+        raise ValueError(f"{GATE_LOAD_ENV}={text!r}: positions a second, above 0, at most 100000")
+    return rate
+
+
 def _geography(routes: list[Route], rng: np.random.Generator) -> Geography:
     lon, lat = routes[0].line.coords[0]
     d = 0.005
@@ -520,6 +539,7 @@ def bench_geography() -> Geography:
 
 
 def run() -> dict[str, dict[str, Any]]:
+    gate_load = _gate_load()  # a bad value stops the bench before it starts
     logging.getLogger("server").setLevel(logging.WARNING)
     geo = bench_geography()
     routes = list(geo.routes)
@@ -542,7 +562,9 @@ def run() -> dict[str, dict[str, Any]]:
             )
             try:
                 _setup_store(store)
-                got = asyncio.run(_run_server(config, broker, store, geo, warm, backlogs, routes))
+                got = asyncio.run(
+                    _run_server(config, broker, store, geo, warm, backlogs, routes, gate_load)
+                )
             finally:
                 store.close()
 
