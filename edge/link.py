@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import random
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from paho.mqtt.properties import Properties
 from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import utc_now
+from contract.mqtt_client import NO_DELAY
 from contract.payloads import Availability, AvailabilityState
 from contract.topics import Kind, TopicError
 from edge.outbox import Outbox, OutboxItem
@@ -243,7 +243,7 @@ class MqttLink:
             "tls_params": tls_params,
             # PUBLISH packets are small: without TCP_NODELAY, Nagle's algorithm holds
             # them back while the peer delays its ACK, throttling a backlog drain.
-            "socket_options": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            "socket_options": NO_DELAY,
         }
         if s.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
