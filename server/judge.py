@@ -14,6 +14,12 @@ everything since again, from the store: a deviation during the gap is still foun
 alarm sink is idempotent for an effect it has already applied (same trip, type and
 time); late data can add an incident, it never silently removes one.
 
+Most late data is late by a moment only: an e-lock's report carries its own whole-second
+clock, so it sorts just before the fix that came in a fraction of a second earlier. A run
+keeps its last `RECENT_EVENTS` events with the state before each; when everything after
+the late message is among them, the run goes back in memory and judges those events
+again with it (the same order as from the store, without reading it).
+
 After a restart, a trip's state is rebuilt the same way, from its stored messages.
 """
 
@@ -24,7 +30,7 @@ import bisect
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +53,9 @@ JUDGED_CHANNELS = ("position", "lock", "availability", "health")
 #: Keep a checkpoint every this many judged events, and at most this many per trip.
 CHECKPOINT_EVERY = 50
 MAX_CHECKPOINTS = 2000
+#: The last events a run keeps with the state before each, to judge a message that is late
+#: by a few events again without reading the store.
+RECENT_EVENTS = 16
 #: More trips in transit than any one server process follows (one query per tick).
 MAX_TRIPS_FOLLOWED = 1_000_000
 #: Trips not heard from since they started, taken up per tick (each is rebuilt from the
@@ -78,8 +87,13 @@ class TripRun:
     last_key: Key | None = None
     checkpoints: list[tuple[Key, TripState]] = field(default_factory=list)
     judged: int = 0
+    #: The last events judged, in order, each with the state before it.
+    recent: deque[tuple[Key, EdgeMessage, TripState]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_EVENTS)
+    )
 
     def advance(self, key: Key, message: EdgeMessage) -> list[Effect]:
+        self.recent.append((key, message, self.state))
         self.state, effects = evaluate(self.state, message, self.ctx)
         self.last_key = key
         self.judged += 1
@@ -94,10 +108,29 @@ class TripRun:
         keys = [k for k, _ in self.checkpoints]
         index = bisect.bisect_left(keys, key)
         del self.checkpoints[index:]
+        self.recent.clear()
         if self.checkpoints:
             self.last_key, self.state = self.checkpoints[-1]
         else:
             self.last_key, self.state = None, TripState()
+
+    def rewind_recent(self, key: Key) -> list[tuple[Key, EdgeMessage]] | None:
+        """Go back in memory to the state before the first event at or after `key`, and
+        return the events undone (to judge again); None, with nothing changed, when an
+        event that old is no longer among the recent ones."""
+        if self.last_key is None or key > self.last_key:
+            return []  # nothing judged after it
+        keys = [k for k, _, _ in self.recent]
+        index = bisect.bisect_left(keys, key)
+        if index == 0:
+            return None  # the events before `key` are not all here: from the store
+        undone = [(k, m) for k, m, _ in list(self.recent)[index:]]
+        self.state = self.recent[index][2]
+        self.last_key = keys[index - 1]
+        for _ in range(len(undone)):
+            self.recent.pop()
+        del self.checkpoints[bisect.bisect_left([k for k, _ in self.checkpoints], key) :]
+        return undone
 
 
 @dataclass
@@ -171,7 +204,8 @@ class Judge:
         self._hold_s = hold_s
         self._runs: dict[str, TripRun] = {}  # by vehicle id
         self._windows: dict[str, SeqWindow] = {}
-        self.reruns = 0
+        self.reruns = 0  # late data judged again: from memory, or from the store
+        self.reruns_from_store = 0
         # The ingest (judge_batch) and the timers (tick) run in different worker
         # threads; both change the runs.
         self._lock = threading.Lock()
@@ -218,8 +252,18 @@ class Judge:
         if events and run.last_key is not None and events[0][0] <= run.last_key:
             rerun_from = min(events[0][0], rerun_from or events[0][0])
         if rerun_from is not None:
-            self._rerun(run, node_id, rerun_from)
-            return
+            undone = run.rewind_recent(rerun_from)
+            if undone is None:
+                self._rerun(run, node_id, rerun_from)
+                return
+            self.reruns += 1
+            log.debug(
+                "trip %s: %s is late by %d events; judging them again",
+                run.trip["trip_id"],
+                rerun_from[0],
+                len(undone),
+            )
+            events = sorted(dict([*undone, *events, *late_events]).items(), key=lambda e: e[0])
         effects: list[Effect] = []
         for key, msg in events:
             effects += run.advance(key, msg)
@@ -285,6 +329,7 @@ class Judge:
 
     def _rerun(self, run: TripRun, vehicle_id: str, from_key: Key) -> None:
         self.reruns += 1
+        self.reruns_from_store += 1
         run.rewind_before(from_key)
         since = run.last_key or (run.trip["started_at"], -1)
         log.info(

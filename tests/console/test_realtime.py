@@ -19,7 +19,7 @@ from typing import Any
 import aiomqtt
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, Route, WebSocketRoute, expect
 from sqlalchemy import update
 
 from contract import topics
@@ -199,6 +199,8 @@ def live_server(
 
 @pytest.fixture
 def tab(browser: Browser, live_server: ServerProcess) -> Iterator[Console]:
+    if live_server.proc is None:  # a test before this one stopped it and failed meanwhile
+        live_server.start()
     context = browser.new_context(
         viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
@@ -220,6 +222,9 @@ def open_page(tab: Console, path: str, role: str = "officer") -> Page:
     expect(tab.page.locator("#who")).not_to_be_empty()
     tab.goto(path)
     page = tab.page
+    # The live source's banner (hidden while live) exists once the page is built and its
+    # stream is open; the status line alone may say so earlier.
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     expect(page.locator("#status")).to_have_attribute("data-state", "live")
     page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
     return page
@@ -370,6 +375,38 @@ def test_session_ended_while_the_server_was_away_sends_to_the_login(
     page.click("#submit")
     expect(page).to_have_url(f"{live_server.base_url}/alarms")  # and back
     expect(page.locator("#status")).to_have_attribute("data-state", "live")
+
+
+def test_a_page_started_while_the_server_was_away_loads_again_and_goes_live(
+    tab: Console, live_server: ServerProcess
+) -> None:
+    """The server goes away while the page is still being built (its filter lists cannot
+    be read): the page says so, counts down, loads itself again and goes live."""
+    refused: list[str] = []
+
+    def away(route: Route) -> None:
+        if not refused:
+            refused.append(route.request.url)
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    tab.login(ACCOUNTS["officer"])
+    expect(tab.page.locator("#who")).not_to_be_empty()
+    tab.page.route("**/api/v1/routes", away)
+    tab.goto("/alarms")
+    page = tab.page
+    status = page.locator("#status")
+    expect(status).to_have_attribute("data-state", "down")
+    expect(status).to_contain_text("秒后重试")
+    expect(page.locator("#connection")).to_have_count(0)  # the page never got that far
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(status).to_have_attribute("data-state", "live")
+    assert len(refused) == 1
+    # Built by a reload of the page, with the read that was refused the first time.
+    assert page.evaluate("performance.getEntriesByType('navigation')[0].type") == "reload"
+    assert page.locator("#alarm-filters select[name='route'] option").count() > 1  # routes
+    assert page.evaluate("sessionStorage.getItem('bondwatch.start-tries')") is None
 
 
 def test_without_the_stream_the_page_reads_the_api_and_says_so(

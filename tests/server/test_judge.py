@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from contract.payloads import Position
-from server.judge import Judge
+from contract.payloads import LockReport, Position
+from server.judge import RECENT_EVENTS, Judge
 from server.rules.alarms import Clear, Effect, Raise
 from server.rules.profiles import DEFAULT_PROFILES
 from server.store import Store, schema
@@ -232,3 +232,92 @@ def test_next_declaration_of_the_vehicle_does_not_stop_the_trip(store, geography
     assert [(trip, e.alarm_type) for trip, e in sink.effects if isinstance(e, Raise)] == [
         ("D1", "ROUTE_DEVIATION")
     ]
+
+
+def with_whole_second_lock_reports(positions: list[Position]) -> list[Position | LockReport]:
+    """The fixes 0.4 s into their second, and every 10th followed by an e-lock report
+    stamped with the lock's own whole-second clock (so it sorts just before that fix):
+    battery falling below the floor and back, and the lock opened on the road."""
+    out: list[Position | LockReport] = []
+    for i, p in enumerate(positions):
+        fix = p.model_copy(update={"ts": p.ts + timedelta(milliseconds=400)})
+        out.append(fix)
+        if i % 10 == 9:
+            opened = i == len(positions) // 2 - (len(positions) // 2) % 10 + 9
+            report = LockReport(
+                node_id=p.node_id,
+                seq=0,
+                ts=fix.ts.replace(microsecond=0),
+                lock_id="L1",
+                state="unsealed" if opened else "sealed",
+                event="unsealed" if opened else "status",
+                battery_pct=20.0 if 300 <= i < 600 else 80.0,
+            )
+            out.append(report)
+    return [m.model_copy(update={"seq": n + 1}) for n, m in enumerate(out)]
+
+
+def stored(messages: Sequence[Position | LockReport]) -> list[IncomingMessage]:
+    return [
+        IncomingMessage(
+            "position" if isinstance(m, Position) else "lock", m, m.to_json().decode(), T0
+        )
+        for m in messages
+    ]
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_lock_report_a_moment_late_is_judged_again_from_memory(store, geography, batch):
+    """An e-lock report a fraction of a second behind the last fix: the run goes back a
+    step in memory, with no store read, and ends where a rebuild from the store ends."""
+    messages = with_whole_second_lock_reports(renumber(clean_trip(seed=6))[:1200])
+    reports = sum(1 for m in messages if isinstance(m, LockReport))
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    for i in range(0, len(messages), batch):
+        judge.judge_batch(store.store_messages(stored(messages[i : i + batch])))
+    # A report that came after its second's fix (in another batch) was judged again,
+    # from memory every time.
+    assert judge.reruns_from_store == 0
+    if batch == 1:
+        assert judge.reruns == reports
+    else:
+        assert 0 < judge.reruns < reports
+    assert sorted(set(sink.raised())) == ["LOCK_LOW_BATTERY", "LOCK_OPENED"]
+    assert sink.cleared() == ["LOCK_LOW_BATTERY"]
+    # The opened lock is placed at the fix before its second, as in fix-time order.
+    opened = next(m for m in messages if isinstance(m, LockReport) and m.event == "unsealed")
+    before = max(
+        (m for m in messages if isinstance(m, Position) and m.ts < opened.ts), key=lambda m: m.ts
+    )
+    raised = next(
+        e for _, e in sink.effects if isinstance(e, Raise) and e.alarm_type == "LOCK_OPENED"
+    )
+    assert raised.position == pytest.approx((before.lon, before.lat), abs=1e-7)
+
+    again = RecordingSink()
+    rebuilt = Judge(store, geography, dict(DEFAULT_PROFILES), again)  # a new process
+    now = messages[-1].ts
+    rebuilt.tick(now)
+    judge.tick(now)
+    assert rebuilt.reruns == 0
+    assert [e for _, e in sink.effects] == [e for _, e in again.effects]
+    assert judge._runs["T1"].state == rebuilt._runs["T1"].state
+    assert judge._runs["T1"].last_key == rebuilt._runs["T1"].last_key
+
+
+def test_a_message_late_by_more_than_the_recent_events_is_judged_again_from_the_store(
+    store, geography
+):
+    positions = renumber(clean_trip(seed=6))[:200]
+    late = positions[100]
+    early = [p for p in positions if p is not late]
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(early)), now=0.0)
+    judge.tick(early[-1].ts, clock=31.0)  # the hold passes: judged without it
+    assert judge._runs["T1"].last_key == (early[-1].ts, early[-1].seq)
+    judge.judge_batch(store.store_messages(incoming([late])), now=32.0)
+    assert (judge.reruns, judge.reruns_from_store) == (1, 1)
+    assert judge._runs["T1"].last_key == (early[-1].ts, early[-1].seq)
+    assert len(judge._runs["T1"].recent) == RECENT_EVENTS  # refilled by the replay

@@ -6,7 +6,7 @@ import { api, apiPage } from "./api.js";
 import { commentDialog } from "./dialog.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { alarmTone, unlockSound } from "./sound.js";
-import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
+import { applyRoles, el, setStatus, showError, runPage, startPage } from "./shell.js";
 import { LiveSource, mark, timed } from "./datasource.js";
 import { VirtualRows } from "./vtable.js";
 
@@ -318,7 +318,7 @@ function soundButton() {
 async function start() {
   state.ctx = await startPage();
   if (!state.ctx) return;
-  setStatus("status.connecting", true);
+  setStatus("status.connecting", null);
   state.soundOn = state.ctx.settings.alarm_sound !== false;
   const showDelay = () => { document.getElementById("escalate-min").textContent = t("age.min", { n: Number((state.ctx.settings.escalate_after_min ?? 5).toFixed(2)) }); };
   showDelay();
@@ -345,4 +345,4 @@ async function start() {
   setInterval(() => state.rows.refresh(), AGE_EVERY_MS); // the age column
 }
 
-start().catch(showError);
+runPage(start);

@@ -10,6 +10,15 @@ export class ApiError extends Error {
   }
 }
 
+// The server could not be reached at all (it is restarting, or the network is down): the
+// request may be tried again as it is.
+export class NetworkError extends Error {
+  constructor(cause) {
+    super(cause?.message ?? String(cause));
+    this.name = "NetworkError";
+  }
+}
+
 export function setCsrfToken(token) { csrfToken = token; }
 
 export function toLogin() {
@@ -32,10 +41,15 @@ async function apiResponse(path, { method = "GET", body, redirectOn401 = true } 
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (!["GET", "HEAD"].includes(method) && csrfToken) headers["X-CSRF-Token"] = csrfToken;
-  const res = await fetch(BASE + path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  try {
+    res = await fetch(BASE + path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new NetworkError(err); // fetch rejects only when no answer came
+  }
   if (res.status === 204) return { data: null, headers: res.headers };
   const data = await res.json().catch(() => null);
   if (!res.ok) {

@@ -2,7 +2,7 @@
 // of the hash chain.
 import { apiPage, api } from "./api.js";
 import { actionLabel, configuredZone, formatTime, objectLabel, t, translatePage } from "./i18n.js";
-import { el, setStatus, showError, startPage } from "./shell.js";
+import { el, setStatus, showError, runPage, startPage } from "./shell.js";
 import { localToRfc3339 } from "./zonetime.js";
 
 const PAGE_SIZE = 50;
@@ -85,4 +85,4 @@ async function start() {
   await load();
 }
 
-start().catch(showError);
+runPage(start);

@@ -5,7 +5,7 @@ import { formatTime, t } from "./i18n.js";
 import { LiveSource, mark, newerFix, timed } from "./datasource.js";
 import { truckStatus } from "./status.js";
 import { openUsers } from "./users.js";
-import { el, setStatus, showError, startPage } from "./shell.js";
+import { el, setStatus, showError, runPage, startPage } from "./shell.js";
 import { VirtualRows } from "./vtable.js";
 
 //: How often statuses are recomputed without news (a truck turns offline by the clock).
@@ -208,4 +208,4 @@ async function start() {
   renderTrip().catch(showError);
 }
 
-start().catch(showError);
+runPage(start);

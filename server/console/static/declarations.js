@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { releaseDialog } from "./release.js";
-import { applyRoles, el, setStatus, showError, startPage } from "./shell.js";
+import { applyRoles, el, setStatus, showError, runPage, startPage } from "./shell.js";
 
 const TRIP_STATUSES = ["declared", "in_transit", "arrived", "released", "held", "closed"];
 const state = { trips: [], releases: new Map(), role: null, lastRelease: null };
@@ -150,4 +150,4 @@ async function start() {
   document.getElementById("decl-table").dataset.loaded = "1";
 }
 
-start().catch(showError);
+runPage(start);

@@ -6,7 +6,7 @@ import { api } from "./api.js";
 import { commentDialog } from "./dialog.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { reasonItems } from "./reasons.js";
-import { applyRoles, el, showError, startPage } from "./shell.js";
+import { applyRoles, el, runPage, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
 
 //: The override request body (CONTRACT: override with mandatory comment; `action` as in the
@@ -170,4 +170,4 @@ async function start() {
   state.source.start();
 }
 
-start().catch(showError);
+runPage(start);

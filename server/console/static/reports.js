@@ -4,7 +4,7 @@
 import { api, ApiError } from "./api.js";
 import { configuredZone, formatTime, t, translatePage } from "./i18n.js";
 import { barChart, columnChart, legend } from "./reports.charts.js";
-import { el, setStatus, showError, startPage } from "./shell.js";
+import { el, setStatus, showError, runPage, startPage } from "./shell.js";
 
 const REPORTS = ["transit-times", "alarms-by-type", "alarms-by-route", "alarms-by-day", "gate-release"];
 const SEVERITIES = ["critical", "major", "minor", "warning"];
@@ -251,4 +251,4 @@ async function start() {
   await load();
 }
 
-start().catch(showError);
+runPage(start);

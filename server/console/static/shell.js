@@ -1,7 +1,7 @@
 // What every console page shares: the logged-in account, the console settings, the header
 // (page links, who, language, time zone, logout), role-gated elements, the status line and
 // DOM helpers.
-import { api, ApiError, setCsrfToken, toLogin } from "./api.js";
+import { api, ApiError, NetworkError, setCsrfToken, toLogin } from "./api.js";
 import { languagePicker, setDefaults, t, translatePage } from "./i18n.js";
 import { zonePicker } from "./zonepicker.js";
 
@@ -66,6 +66,7 @@ function renderStatus() {
 }
 
 // The header's status line (the page's own text from now on, in the officer's language).
+// ok: true when the page is live, false when it is not, null while it is still starting.
 export function setStatus(key, ok, detail = "") {
   const node = document.getElementById("status");
   if (!node) return;
@@ -74,8 +75,45 @@ export function setStatus(key, ok, detail = "") {
   statusLine.key = key;
   statusLine.detail = detail;
   renderStatus();
-  node.className = "status " + (ok ? "ok" : "bad");
-  node.dataset.state = ok ? "live" : "down";
+  node.className = ok === null ? "status" : "status " + (ok ? "ok" : "bad");
+  node.dataset.state = ok === null ? "connecting" : ok ? "live" : "down";
+}
+
+const START_TRIES = "bondwatch.start-tries";
+const START_RETRY_FIRST_S = 2;
+const START_RETRY_MAX_S = 30;
+
+// Starts a page. A page whose start could not reach the server (restarting, or the
+// network down) loads itself again after a growing wait (2 s, doubling up to 30 s) rather
+// than stay half-built; any other failure is shown, and left to the officer.
+export function runPage(start) {
+  start().then(() => forgetTries(), (err) => {
+    if (!unreachable(err)) { showError(err); return; }
+    console.warn("console: the server could not be reached; the page will load again", err);
+    const tries = startTries();
+    const waitS = Math.min(START_RETRY_MAX_S, START_RETRY_FIRST_S * 2 ** tries);
+    try { sessionStorage.setItem(START_TRIES, String(tries + 1)); } catch { /* storage off */ }
+    const until = Date.now() + waitS * 1000;
+    const show = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      setStatus("status.disconnected", false, t("conn.reconnecting") + " " + t("conn.retry_in", { s: left }));
+    };
+    show();
+    setInterval(show, 1000);
+    setTimeout(() => location.reload(), waitS * 1000);
+  });
+}
+
+function unreachable(err) {
+  return err instanceof NetworkError || (err instanceof ApiError && [502, 503, 504].includes(err.status));
+}
+
+function startTries() {
+  try { return Number(sessionStorage.getItem(START_TRIES)) || 0; } catch { return 0; }
+}
+
+function forgetTries() {
+  try { sessionStorage.removeItem(START_TRIES); } catch { /* storage off */ }
 }
 
 export function showError(err) {
@@ -91,6 +129,7 @@ export async function startPage() {
   try {
     me = await api("/auth/me");
   } catch (err) {
+    if (unreachable(err)) throw err; // runPage() loads the page again
     if (err.status !== 401) setStatus("status.disconnected", false, err.message);
     return null;
   }

@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { actionLabel, formatTime, objectLabel, t, translatePage } from "./i18n.js";
 import { reasonItems } from "./reasons.js";
-import { el, setStatus, showError, startPage } from "./shell.js";
+import { el, setStatus, showError, runPage, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
 
 const L = window.L;
@@ -246,4 +246,4 @@ async function start() {
   else document.getElementById("timeline").replaceChildren(el("li", { class: "muted", text: t("trip.pick_hint") }));
 }
 
-start().catch(showError);
+runPage(start);
