@@ -2,12 +2,18 @@
 
     python -m firmware_stubs.elock --lock-id L1 --phone 13800000001 --secret s3cret \
         [--control-port 7011] [--interval 5] [--lat 22.5 --lon 113.9] [--area 22.5,113.9,500] \
-        [--sealed-for TRIP]
+        [--sealed-for TRIP] [--time-scale 10 --start-time T --start-wall UNIX_S]
 
 Prints the pty path, then READY. It registers (0x0100), authenticates (0x0102) when
 answered, reports its state every `--interval` seconds and on every event (0x0200
 with the BondWatch block), and carries out seal / unseal / query / set_area commands
 (0x8900) with answers (0x0900) matched by serial number.
+
+Its reports carry the wall-clock time, in whole seconds as a real lock's do; beside a
+time-scaled GNSS stub (the demo) they carry the same simulated time instead: the clock
+reads `--start-time` at the wall instant `--start-wall` and runs `--time-scale` times as
+fast (`firmware_stubs.clock`). Unseal tokens are still checked against the wall clock:
+the server that signs them keeps real time.
 
 Control lines (on stdin, and on TCP 127.0.0.1:`--control-port` when given), one per
 line, each answered `OK {json state}` or `ERR reason`:
@@ -47,6 +53,7 @@ from devices.elock.framing import FLAG, FrameSplitter, escape, xor_check
 from devices.elock.header import Header
 from devices.elock.tlv import Extra
 from devices.errors import FrameError
+from firmware_stubs.clock import ScaledClock, rfc3339, time_scale
 from firmware_stubs.elock.lock import LockFirmware
 from firmware_stubs.pty import VirtualPort
 
@@ -66,6 +73,7 @@ class LockStub:
         self.version: int | None = 1 if args.jt808_2019 else None
         self.interval: float = args.interval
         self.drain_per_report: float = args.drain
+        self.clock = ScaledClock(args.start_time, args.start_wall, args.time_scale)
         self.serial = 0
         self.registered = False
         self.auth_code = ""
@@ -120,7 +128,7 @@ class LockStub:
             alt_m=12,
             speed_kmh=0.0,
             course_deg=0,
-            time=datetime.now(UTC).replace(microsecond=0),
+            time=self.clock.now().replace(microsecond=0),
             extras=(
                 Extra(0x31, bytes([9])),
                 Extra(profile.TLV_BONDWATCH, fw.block(event).encode()),
@@ -331,6 +339,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sealed-for",
         metavar="TRIP_ID",
         help="start sealed for this trip, as after sealing at the departure gate (the demo)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=time_scale,
+        default=1.0,
+        help="report clock: simulated seconds per wall second (at most 100)",
+    )
+    parser.add_argument(
+        "--start-time", type=rfc3339, help="report clock: the time it reads at --start-wall"
+    )
+    parser.add_argument(
+        "--start-wall",
+        type=float,
+        help="report clock: the wall instant (Unix seconds) it reads --start-time; "
+        "default: when the lock starts",
     )
     return parser.parse_args(argv)
 

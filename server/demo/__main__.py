@@ -151,7 +151,6 @@ class Demo:
         start_time = time.time()
         for truck in self.scenario.trucks:
             self._declare(base, truck)
-            lock = self._start_lock(truck, logs) if truck.elock else None
             stops = truck.stops
             if gate is not None and truck.declaration.get("destination_gate") == gate.node_id:
                 stops = with_stop_at_the_gate(
@@ -179,7 +178,11 @@ class Demo:
                 logs,
             )
             self._spawn(stub, ready="READY")
+            # The stub's first epoch (its `--start-time`) follows its READY at once; the
+            # lock's reports keep to the same simulated clock from there.
+            clock = (start_time, time.time())
             port = next(line for line in stub.lines if line.startswith("/"))
+            lock = self._start_lock(truck, logs, clock) if truck.elock else None
             agent_cfg = self.run_dir / f"truck-{truck.node_id}.yaml"
             agent_cfg.write_text(
                 yaml.safe_dump(
@@ -236,8 +239,12 @@ class Demo:
         if status != 201:
             raise RuntimeError(f"release record for {declaration_id} refused: {status} {body}")
 
-    def _start_lock(self, truck: DemoTruck, logs: Path) -> dict[str, Any]:
-        """The truck's e-lock, sealed for its trip (the demo simulates its first lock)."""
+    def _start_lock(
+        self, truck: DemoTruck, logs: Path, clock: tuple[float, float]
+    ) -> dict[str, Any]:
+        """The truck's e-lock, sealed for its trip (the demo simulates its first lock).
+        `clock`: (simulated start, wall instant of it), Unix seconds: its reports carry
+        the truck's simulated time, as its fixes do."""
         lock_ids = [str(x) for x in truck.declaration.get("lock_ids", [])]
         if not lock_ids:
             raise RuntimeError(f"truck {truck.node_id} has elock: true but no lock_ids")
@@ -258,6 +265,12 @@ class Demo:
                 "10",
                 "--sealed-for",
                 str(truck.declaration["declaration_id"]),
+                "--time-scale",
+                str(self.scenario.time_scale),
+                "--start-time",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock[0])),
+                "--start-wall",
+                repr(clock[1]),
             ],
             logs,
         )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,5 +150,32 @@ def test_the_demo_gate_releases_the_clean_truck_and_holds_the_other(tmp_path: Pa
         assert [lamp for lamp in state["lamps"] if lamp != "off"] == ["red", "green", "red"]
         lane = [(s.state, s.signal) for s in demo.choreographer.history]
         assert ("open", "green") in lane and lane[-1] == ("idle", "red"), lane
+        assert_lock_reports_keep_the_trucks_time(tmp_path / "run" / "bondwatch.db")
     finally:
         demo.stop()
+
+
+def assert_lock_reports_keep_the_trucks_time(database: Path) -> None:
+    """The e-lock reports carry the trucks' simulated time, as their fixes do: in seq
+    order each falls between the fixes around it. On the wall clock they would be more
+    than a minute behind (and the server would judge every one as late data)."""
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT node_id, channel, ts FROM edge_messages"
+            " WHERE channel IN ('position', 'lock') ORDER BY node_id, seq"
+        ).fetchall()
+    slack = timedelta(seconds=3)  # whole seconds, and when the lock started
+    checked = 0
+    for node in {row[0] for row in rows}:
+        stream = [(ch, datetime.fromisoformat(ts)) for n, ch, ts in rows if n == node]
+        for i, (channel, ts) in enumerate(stream):
+            if channel != "lock":
+                continue
+            before = [t for ch, t in stream[:i] if ch == "position"]
+            after = [t for ch, t in stream[i + 1 :] if ch == "position"]
+            if before:
+                assert ts >= before[-1] - slack, (node, ts, before[-1])
+            if after:
+                assert ts <= after[0] + slack, (node, ts, after[0])
+            checked += 1 if before and after else 0
+    assert checked >= 1, rows

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,7 @@ class Stub:
         return state
 
 
-@pytest.fixture
-async def stub() -> AsyncIterator[Stub]:
+async def start_stub(*extra: str) -> Stub:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -57,6 +58,7 @@ async def stub() -> AsyncIterator[Stub]:
         str(SITE[1]),
         "--area",
         f"{SITE[0]},{SITE[1]},500",
+        *extra,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -66,15 +68,21 @@ async def stub() -> AsyncIterator[Stub]:
     ready = (await asyncio.wait_for(process.stdout.readline(), 10)).decode().strip()
     assert ready == "READY"
     assert path.startswith("/dev/")
-    try:
-        yield Stub(process, path)
-    finally:
-        process.terminate()
-        await process.wait()
+    return Stub(process, path)
 
 
 @pytest.fixture
-async def harness(stub: Stub) -> AsyncIterator[Harness]:
+async def stub() -> AsyncIterator[Stub]:
+    started = await start_stub()
+    try:
+        yield started
+    finally:
+        started.process.terminate()
+        await started.process.wait()
+
+
+@asynccontextmanager
+async def driving(stub: Stub) -> AsyncIterator[Harness]:
     config = Jt808LockConfig(
         type="jt808", port=stub.path, lock_ids=["L1"], ack_timeout_s=0.6, retries=3, silence_s=5
     )
@@ -87,6 +95,44 @@ async def harness(stub: Stub) -> AsyncIterator[Harness]:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+@pytest.fixture
+async def harness(stub: Stub) -> AsyncIterator[Harness]:
+    async with driving(stub) as driven:
+        yield driven
+
+
+async def test_reports_keep_a_time_scaled_clock() -> None:
+    """Beside a GNSS stub at ten times real time (the demo), the lock's reports carry the
+    same simulated time: `--start-time` at `--start-wall`, ten seconds a wall second."""
+    start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    wall = time.time()
+    stub = await start_stub(
+        *("--time-scale", "10", "--start-time", "2026-11-23T08:00:00Z", "--start-wall", repr(wall))
+    )
+    try:
+        async with driving(stub) as harness:
+            seen = []
+            for _ in range(2):
+                harness.events.clear()
+                event = await harness.wait_for(lambda e: e.event == "status")
+                seen.append((event.time, time.time()))
+                await asyncio.sleep(1.0)
+            for reported, received in seen:
+                expected = start + timedelta(seconds=(received - wall) * 10)
+                # written whole seconds, a moment (here ≤ 0.4 wall s) before it arrived
+                assert expected - timedelta(seconds=6) <= reported <= expected, (reported, expected)
+            (first, first_at), (second, second_at) = seen
+            ran = (second - first).total_seconds()
+            assert ran == pytest.approx((second_at - first_at) * 10, abs=6)
+            # unseal tokens are still checked on the wall clock (the server's)
+            assert (await harness.driver.seal("L1", "TRIP-9")).result == "done"
+            reply = await harness.driver.unseal("L1", "TRIP-9", _token("TRIP-9"))
+            assert (reply.result, reply.reason) == ("done", "")
+    finally:
+        stub.process.terminate()
+        await stub.process.wait()
 
 
 def _token(trip: str, minutes: int = 5, secret: bytes = SECRET) -> bytes:
