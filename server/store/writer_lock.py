@@ -28,7 +28,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -128,7 +128,7 @@ def write_transaction(
             with _committed(conn):
                 yield conn
             return
-        with urgent_turn(engine) if urgent else _nothing():
+        with urgent_turn(engine) if urgent else nullcontext():
             begin_immediate(conn, poll_s)
             with _committed(conn):
                 yield conn
@@ -142,8 +142,3 @@ def _committed(conn: Connection) -> Iterator[None]:
         conn.rollback()
         raise
     conn.commit()
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
