@@ -29,8 +29,15 @@ class ZoneState:
 class StopState:
     anchor: tuple[float, float] | None = None
     since: datetime | None = None
-    allowed: bool = False
+    #: Usable fixes of this stop inside an allowed stop zone or end site, and outside.
+    allowed_fixes: int = 0
+    other_fixes: int = 0
     active: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        """Most of the stop's fixes lie where stopping is allowed."""
+        return self.allowed_fixes > self.other_fixes
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,12 @@ from tests.server.rules.trajectory import (
     FORBIDDEN_AT,
     FORBIDDEN_OFFSET_M,
     ROUTE_LEN_M,
+    STOP_ZONE_AT,
     T0,
     TripBuilder,
     clean_trip,
+    point_at,
+    to_lonlat,
 )
 
 
@@ -229,6 +232,45 @@ def test_stop_in_allowed_stop_zone_is_fine_even_for_dishonest(geo: Geography) ->
     b = TripBuilder(seed=9)
     b.leave_town().drive(20_000.0, 80.0).stay(3_600).drive(ROUTE_LEN_M, 80.0)
     assert run(b.positions, ctx_for(geo, "dishonest")).raised_types() == Counter()
+
+
+def _moved_to(p: Position, s: float, offset: float) -> Position:
+    """`p` with its position at chainage `s`, `offset` metres left of the route (as a
+    multipath jump, or a fix wandering, would put it)."""
+    lon, lat = to_lonlat(*point_at(s, offset))
+    return p.model_copy(update={"lon": lon, "lat": lat})
+
+
+def test_a_stop_zone_halt_whose_first_fix_is_thrown_out_of_the_zone_raises_nothing(
+    geo: Geography,
+) -> None:
+    """Whether a stop is allowed is not decided by its first fix: here multipath puts it
+    70 m outside the service area, and every other fix of the hour's rest is inside."""
+    b = TripBuilder(seed=9, multipath_rate=0.0)
+    b.leave_town().drive(STOP_ZONE_AT, 80.0)
+    first = len(b.positions)
+    b.stay(3_600).drive(ROUTE_LEN_M, 80.0)
+    positions = list(b.positions)
+    positions[first] = _moved_to(positions[first], STOP_ZONE_AT, -120.0)  # zone: -50…300
+    assert not geo.zones_at(positions[first].lon, positions[first].lat)
+    assert run(positions, ctx_for(geo, "dishonest")).raised_types()["UNPLANNED_STOP"] == 0
+
+
+def test_a_truck_parked_beside_a_stop_zone_is_raised_though_fixes_wander_into_it(
+    geo: Geography,
+) -> None:
+    b = TripBuilder(seed=9, multipath_rate=0.0)
+    b.leave_town().drive(STOP_ZONE_AT - 1_000, 80.0).drive(STOP_ZONE_AT, 30.0, offset_to=-100.0)
+    first = len(b.positions)
+    b.stay(1_200).drive(ROUTE_LEN_M, 80.0, offset_to=0.0)
+    positions = list(b.positions)
+    for i in (first, first + 1, first + 60, first + 200):  # the first slow fix among them
+        positions[i] = _moved_to(positions[i], STOP_ZONE_AT, 0.0)
+    result = run(positions, ctx_for(geo, "dishonest"))
+    assert result.raised_types()["UNPLANNED_STOP"] == 1
+    (alarm,) = result.raised("UNPLANNED_STOP")
+    limit = timedelta(seconds=DEFAULT_PROFILES["dishonest"].max_stop_s)
+    assert alarm.at <= positions[first].ts + limit + timedelta(seconds=10)
 
 
 # ---------------------------------------------------------------- speed
