@@ -51,17 +51,18 @@ def check_stop(st: StopState, obs: Observation) -> tuple[StopState, list[Effect]
         return StopState(), effects
     if st.active:
         return st, []
+    since, anchor = st.since, st.anchor
     if obs.usable:
         st = _counted(st, obs)
     if st.allowed:
         return st, []
-    duration = (ts - st.since).total_seconds()
+    duration = (ts - since).total_seconds()
     if duration >= p.max_stop_s:
         effect = raise_(
             "UNPLANNED_STOP",
             ts,
-            st.anchor,
-            stopped_since=st.since.isoformat(),
+            anchor,
+            stopped_since=since.isoformat(),
             stopped_s=round(duration),
             max_stop_s=p.max_stop_s,
         )

@@ -252,7 +252,9 @@ def test_a_stop_zone_halt_whose_first_fix_is_thrown_out_of_the_zone_raises_nothi
     b.stay(3_600).drive(ROUTE_LEN_M, 80.0)
     positions = list(b.positions)
     positions[first] = _moved_to(positions[first], STOP_ZONE_AT, -120.0)  # zone: -50…300
-    assert not geo.zones_at(positions[first].lon, positions[first].lat)
+    thrown = positions[first]
+    assert thrown.lon is not None and thrown.lat is not None
+    assert not geo.zones_at(thrown.lon, thrown.lat)
     assert run(positions, ctx_for(geo, "dishonest")).raised_types()["UNPLANNED_STOP"] == 0
 
 
