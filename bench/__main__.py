@@ -2,7 +2,7 @@
 
 Each `bench/bench_<area>.py` exposes `run() -> dict[str, Metric]` where a metric is
 `{"value": number, "unit": str, "target": number | None, "better": "higher" | "lower"}`
-(CONTRACT.md, Benchmarks). `python -m bench gnss elock` runs only those areas.
+(docs/contract.md, Benchmarks). `python -m bench gnss elock` runs only those areas.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Payload models for every topic in CONTRACT.md (pydantic v2, unknown fields rejected)."""
+"""Payload models for every topic in docs/contract.md (pydantic v2, unknown fields rejected)."""
 
 from __future__ import annotations
 

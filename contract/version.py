@@ -1,4 +1,4 @@
-"""Version constants of the public interface (see CONTRACT.md)."""
+"""Version constants of the public interface (see docs/contract.md)."""
 
 from typing import Final
 

@@ -38,7 +38,7 @@ from edge.outbox_settings import OutboxSettings
 
 log = logging.getLogger(__name__)
 
-#: Channels whose payload model has a `replayed` flag (CONTRACT.md).
+#: Channels whose payload model has a `replayed` flag (docs/contract.md).
 REPLAYABLE_CHANNELS: Final = frozenset({"position", "lock", "passage"})
 #: MQTT 5 session expiry, matching the broker's `persistent_client_expiration 30d`.
 SESSION_EXPIRY_S: Final = 30 * 24 * 3600

@@ -26,7 +26,7 @@ from devices.errors import FrameError
 
 
 def rfc3339(moment: datetime | None) -> str | None:
-    """UTC with milliseconds and a `Z`, as CONTRACT.md asks."""
+    """UTC with milliseconds and a `Z`, as docs/contract.md asks."""
     if moment is None:
         return None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -30,7 +30,7 @@ INITIAL: Final[Status] = "active_unack"
 #: Severity rank: 0 is the most severe.
 SEVERITY_RANK: Final[dict[str, int]] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-#: Default severity of each contract alarm type (CONTRACT.md): the rules' table.
+#: Default severity of each contract alarm type (docs/contract.md): the rules' table.
 DEFAULT_SEVERITY: Final[dict[str, Severity]] = dict(RULES_DEFAULT_SEVERITY.items())
 
 _NEXT: Final[dict[tuple[Status, Action], Status]] = {

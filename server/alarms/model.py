@@ -60,7 +60,7 @@ class Alarm:
         return self.status in ("active_unack", "active_ack")
 
     def as_json(self) -> dict[str, Any]:
-        """The REST shape (CONTRACT.md, `GET /alarms`), with `position` as a GeoJSON Point."""
+        """The REST shape (docs/contract.md, `GET /alarms`), with `position` as a GeoJSON Point."""
         out: dict[str, Any] = {
             "id": self.id,
             "type": self.type,

@@ -1,5 +1,5 @@
 """Gate REST endpoints: release records, passages with their decisions, officer
-overrides, and the remote unseal (CONTRACT.md, REST; docs/gates.md)."""
+overrides, and the remote unseal (docs/contract.md, REST; docs/gates.md)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class PassageOut(BaseModel):
     lane: str
     direction: Literal["in", "out"]
     ts: Timestamp
-    containers: list[dict[str, Any]] = Field(description="as read (CONTRACT.md passage)")
+    containers: list[dict[str, Any]] = Field(description="as read (docs/contract.md passage)")
     plate: dict[str, Any] | None
     images: list[str]
     replayed: bool

@@ -1,4 +1,4 @@
-"""Request and response models of the REST API (CONTRACT.md, REST)."""
+"""Request and response models of the REST API (docs/contract.md, REST)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alarm types, their default severities (CONTRACT.md) and the effects rules emit."""
+"""Alarm types, their default severities (docs/contract.md) and the effects rules emit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ AlarmType = Literal[
 ]
 Severity = Literal["critical", "major", "minor", "warning"]
 
-#: Default severity of each alarm type, exactly as in CONTRACT.md.
+#: Default severity of each alarm type, exactly as in docs/contract.md.
 DEFAULT_SEVERITY: Final[dict[AlarmType, Severity]] = {
     "ROUTE_DEVIATION": "major",
     "FORBIDDEN_ZONE": "critical",

@@ -1,4 +1,4 @@
-"""`python -m devices.elock decode FILE` as CONTRACT.md describes it."""
+"""`python -m devices.elock decode FILE` as docs/contract.md describes it."""
 
 from __future__ import annotations
 

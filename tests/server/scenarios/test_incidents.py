@@ -1,4 +1,4 @@
-"""Each incident of CONTRACT.md's alarm table, through the real server and broker.
+"""Each incident of docs/contract.md's alarm table, through the real server and broker.
 
 Every scenario drives a truck on a demo route from its origin gate, stages one incident
 and checks, on the alarms the REST API reports for its trip:
