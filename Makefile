@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
 PYTEST_ARGS ?=
 
-.PHONY: setup venv broker test-services demo test hil lint bench format clean
+.PHONY: setup venv broker test-services demo test hil accuracy lint bench format clean
 
 setup: venv broker test-services
 
@@ -64,6 +64,11 @@ test: setup
 
 hil: setup
 	$(PY) -m pytest tests/hil $(PYTEST_ARGS)
+
+# The accuracy suite: every labelled photo, read in place from $$BONDWATCH_DATA (default
+# ../shared/data beside the repository; tests/data/README.md says why they are not copied).
+accuracy: setup
+	$(PY) -m pytest -m shared_data tests/devices/ocr $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

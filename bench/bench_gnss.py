@@ -1,19 +1,19 @@
 """`gnss.decode_sentences_per_s`: NMEA sentences decoded per second on one core.
 
-Input: every gpsd regression log in /work/shared/data/nmea/gpsd (real receivers,
+Input: every gpsd regression log in tests/data/gpsd (real receivers,
 binary packets included), fed in 4 KiB chunks as a serial port would deliver them.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from devices.gnss.codec import NmeaStreamDecoder
 from devices.gnss.conformance import read_log
+from tests.realdata import GPSD_LOGS
 
-DATA = Path("/work/shared/data/nmea/gpsd")
+DATA = GPSD_LOGS
 
 
 def run() -> dict[str, dict[str, Any]]:

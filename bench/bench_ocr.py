@@ -1,6 +1,7 @@
 """OCR speed: a full read (containers + plate) of one 1080p gate frame on this CPU.
 
-Frames: the 1080p gate-camera photos of /work/shared/data/containers when present
+Frames: the 1080p gate-camera photos of `$BONDWATCH_DATA/containers` (default
+`../shared/data`) when present
 (read in place), else rendered container doors. Because the machine may be shared,
 the same frames are also read by the *full* pipeline (detection at the frame's own
 resolution, every text box recognised — what the reader did before staged
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
+from devices.ocr.accuracy import default_data_dir
 from devices.ocr.reader import GateReader, ReaderConfig, load_image
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "containers"
+DATA = default_data_dir() / "containers"
 FRAMES = 6
 
 #: The reader before staged recognition: detection at full 1080p, every box read.

@@ -10,19 +10,19 @@ import pytest
 
 from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto, free_port
 from tests.postgres import TempPostgres, fresh_database
+from tests.realdata import missing_outside_data, outside_data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real-world data folder (`../shared/data`); fails saying where it is expected."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(
-            f"real-world test data not found at {SHARED_DATA}: check out shared/ beside the repo"
-        )
-    return SHARED_DATA
+    """The photos read in place (tests marked `shared_data`, `make accuracy`); fails
+    saying where they are expected."""
+    where = outside_data()
+    if not (where / "containers" / "labels.csv").is_file():
+        pytest.fail(missing_outside_data(where))
+    return where
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Accuracy of the gate reader on labelled real photographs (read in place, never copied).
+"""Accuracy of the gate reader on labelled real photographs (`DATA_DIR/containers`, `/plates`).
 
 `python -m devices.ocr accuracy [DATA_DIR]` regenerates docs/gate-vision-accuracy.md.
 """
@@ -135,9 +135,10 @@ def markdown(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
     lines = [
         "# Gate vision accuracy on real photographs",
         "",
-        "Regenerate with `python -m devices.ocr accuracy` (reads `/work/shared/data` in place;",
-        "the images are not part of the project). Verdicts: `exact` number right and confident;",
-        "`exact (review)` right but below the review threshold; `wrong (review)` a wrong number",
+        "Regenerate with `python -m devices.ocr accuracy` (reads `$BONDWATCH_DATA`, by default",
+        "`../shared/data`, in place: most images are not part of the project). Verdicts:",
+        "`exact` number right and confident; `exact (review)` right but below the review",
+        "threshold; `wrong (review)` a wrong number",
         "that is flagged for review; `WRONG` a wrong number reported confident with a valid",
         "check digit (must never happen); `missed` nothing read.",
         "",
@@ -189,8 +190,16 @@ def text_table(containers: list[ContainerRow], plates: list[PlateRow]) -> str:
     return "\n".join(out)
 
 
+#: Names the folder of labelled photos read in place (`containers/`, `plates/`).
+DATA_ENV = "BONDWATCH_DATA"
+
+
 def default_data_dir() -> Path:
-    return Path(os.environ.get("BONDWATCH_DATA", "/work/shared/data"))
+    """`$BONDWATCH_DATA`, else `shared/data` beside the repository (`../shared/data`)."""
+    named = os.environ.get(DATA_ENV)
+    if named:
+        return Path(named)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def run(data_dir: Path, output: Path | None) -> dict[str, float]:

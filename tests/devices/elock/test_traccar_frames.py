@@ -24,6 +24,7 @@ import pytest
 from devices.elock.__main__ import decode_line
 from devices.elock.codec import decode
 from devices.errors import ChecksumError, FrameError
+from tests.realdata import TRACCAR_FRAMES
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden" / "traccar_frames.jsonl"
@@ -57,8 +58,8 @@ BAD_CHECK_CODE = {69}
 
 
 @pytest.fixture(scope="module")
-def frames(shared_data: Path) -> list[dict[str, str]]:
-    data = json.loads((shared_data / "jt808" / "traccar_frames.json").read_text())
+def frames() -> list[dict[str, str]]:
+    data = json.loads(TRACCAR_FRAMES.read_text())
     frames: list[dict[str, str]] = data["frames"]
     assert len(frames) == 72
     return frames

@@ -1,4 +1,4 @@
-"""Conformance with gpsd on real receiver logs (`/work/shared/data/nmea/gpsd`).
+"""Conformance with gpsd on real receiver logs (`tests/data/gpsd`).
 
 One test per log found in the folder (so a new log is checked without editing this
 file): >= 99 % of gpsd's 2D/3D fixes reproduced (position within 1e-6°, time modulo
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from devices.gnss.conformance import LogResult, check_log, decode_bytes, read_log
+from tests.realdata import GPSD_LOGS
 
-DATA = Path("/work/shared/data/nmea/gpsd")
+DATA = GPSD_LOGS
 RESULTS: list[LogResult] = []
 
 DIVERGENCES: dict[str, str] = {}

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.ocr import iso6346
+from tests.realdata import REPO_DATA
 
 # Numbers from public sources: the ISO 6346 example (Wikipedia) and BIC documentation.
 KNOWN_VALID = ["CSQU3054383", "BICU1234565", "MSKU9070323", "TGHU8643952", "RWWL4564317"]
@@ -148,12 +149,12 @@ def test_size_type(raw, expected):
     assert iso6346.coerce_size_type(raw) == expected
 
 
-def test_labels_of_the_real_photos_pass_the_check(shared_data):
+def test_labels_of_the_photos_kept_in_the_repository_pass_the_check():
     import csv
 
-    with open(shared_data / "containers" / "labels.csv", encoding="utf-8") as fh:
+    with open(REPO_DATA / "containers" / "labels.csv", encoding="utf-8") as fh:
         numbers = [row["container_number"] for row in csv.DictReader(fh)]
-    assert len(numbers) >= 70
+    assert len(numbers) >= 10
     assert all(iso6346.is_valid(n) for n in numbers)
 
 

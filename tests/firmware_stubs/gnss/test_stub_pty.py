@@ -15,6 +15,7 @@ from devices.gnss.conformance import decode_bytes, read_log
 from devices.gnss.driver import GnssDriver, NmeaGnssConfig
 from firmware_stubs.gnss.geography import load_route
 from tests.firmware_stubs.gnss.harness import reading, start_stub, stop
+from tests.realdata import GPSD_LOGS
 
 
 async def send(proc: asyncio.subprocess.Process, command: str) -> None:
@@ -123,7 +124,7 @@ async def test_replay_of_a_real_log_through_the_pty(tmp_path: Path) -> None:
     lost head (the first fix received may be of a partly received epoch) and checks
     everything after it exactly. The last epoch is only emitted at end of input,
     which a live port never reaches, unless its closing sentence was learnt."""
-    log = Path("/work/shared/data/nmea/gpsd/ublox-8.log")
+    log = GPSD_LOGS / "ublox-8.log"
     expected = decode_bytes(read_log(log))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "firmware_stubs.gnss", "--replay", str(log),
