@@ -47,6 +47,8 @@ class UbxFinder:
     def feed(self, data: bytes | bytearray) -> bool:
         """Add bytes to the run; True once it holds a valid UBX packet."""
         run = self._run
+        if not run and UBX_SYNC[0] not in data:
+            return False  # nothing here can start a packet (the CR LF between sentences)
         run += data
         if len(run) > MAX_RUN:
             drop = len(run) - MAX_RUN
@@ -55,18 +57,22 @@ class UbxFinder:
         return self._search()
 
     def _search(self) -> bool:
+        """Look at every sync in the run: a packet whose claimed length runs past the
+        bytes so far is waited for, but does not hide a whole packet after it (a
+        length that lies, or a packet torn off, must not)."""
         run = self._run
+        waiting = -1
         i = run.find(UBX_SYNC, self._scan)
         while i >= 0:
-            if i + 6 > len(run):
-                self._scan = i  # the header is not complete yet
-                return False
-            end = i + 8 + (run[i + 4] | run[i + 5] << 8)
-            if end > len(run) and end - i <= MAX_RUN:
-                self._scan = i  # wait for the rest of this packet
-                return False
-            if end <= len(run) and ubx_checksum(run[i + 2 : end - 2]) == run[end - 2 : end]:
+            # the packet's end, past the run while its header is incomplete
+            end = len(run) + 1 if i + 6 > len(run) else i + 8 + (run[i + 4] | run[i + 5] << 8)
+            if end > len(run):
+                if waiting < 0 and end - i <= MAX_RUN:
+                    waiting = i  # wait for the rest of this packet
+            elif ubx_checksum(run[i + 2 : end - 2]) == run[end - 2 : end]:
                 return True
             i = run.find(UBX_SYNC, i + 1)
-        self._scan = max(len(run) - 1, 0)  # a sync may straddle the next chunk
+        # the next search starts at the first packet still waited for, else where a
+        # sync may straddle the next chunk
+        self._scan = waiting if waiting >= 0 else max(len(run) - 1, 0)
         return False

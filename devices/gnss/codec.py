@@ -16,7 +16,8 @@ the last report is half of a message 24 (as gpsd.c does); the fix mode is the on
 the latest sentence that set it (GSA included; a GGA of quality 0 with a position is
 a fix, as in gpsd). An epoch gives one `GnssFix`: a fix (mode 2/3) if one of its
 reports had one, with the position of the latest such report, else a no-fix (mode 1)
-if it was reported at all; `receiver_valid` keeps the receiver's own verdict. It is
+if it was reported at all — and a no-fix, whatever gpsd reported first, if the
+receiver declared the epoch invalid (gpsd then ends the cycle with no fix). It is
 emitted as soon as the sentence that closes this receiver's epochs arrives (learnt),
 else when the next epoch starts or at `flush()`. Where we deliberately differ from
 gpsd is listed in docs/gnss.md.
@@ -39,6 +40,7 @@ from devices.gnss.sentences import (
     encode_sentence,
     parse_sentence,
     system_of_prn,
+    time_of,
     to_degrees,
     to_float,
     to_int,
@@ -67,11 +69,11 @@ _AIS_KINDS = frozenset({"VDM", "VDO"})
 class GnssFix:
     """The receiver's solution for one epoch. `mode` 1 = no fix (position None).
 
-    `mode` follows gpsd, the reference: a receiver may send a position it itself calls
-    invalid (GGA quality 0, RMC status V, ...) and gpsd still reports it as a 2D/3D
-    fix. `receiver_valid` carries the receiver's own verdict: True only for a 2D/3D fix
-    that no sentence of its epoch declared invalid. Consumers that keep evidence (the
-    truck agent) must treat `receiver_valid=False` as no fix.
+    An epoch the receiver declared invalid (GGA quality 0, RMC status V, GSA mode 1,
+    ...: docs/gnss.md) is always `mode` 1 without position, even where gpsd first
+    reported its position as a fix. `receiver_valid` is True exactly for a 2D/3D fix;
+    consumers that keep evidence (the truck agent) treat a fix flagged
+    `receiver_valid=False`, whoever built it, as no fix.
     """
 
     time: datetime | None
@@ -120,8 +122,15 @@ class _Epoch:
     reported_fix: tuple[float, float] | None = None
     emitted: bool = False
     # A sentence of this epoch said the receiver has no valid fix: RMC status V or FAA
-    # mode N, GGA quality 0 or none, GLL status V or mode N, GNS mode N for every system.
+    # mode N, GGA quality 0 or none, GLL status V or mode N, GNS mode N for every system;
+    # one without a time, or a GSA mode 1 / VTG mode N, counts once a sentence stamped
+    # with this epoch's time follows it.
     declared_invalid: bool = False
+    # A GSA mode 1, VTG mode N or time-less GGA/RMC/GLL/GNS without fix came since the
+    # last sentence stamped with this epoch's time: it is this epoch's only if another
+    # such sentence follows (else it may be the next epoch's, as when a receiver loses
+    # lock).
+    pending_invalid: bool = False
     alt_m: float | None = None
     speed_mps: float | None = None
     course_deg: float | None = None
@@ -209,6 +218,14 @@ class NmeaStreamDecoder:
         return out
 
     def _frame(self, out: list[GnssFix], final: bool) -> None:
+        """Cut sentences out of the buffer. A sentence is a start character, printable
+        ASCII, and ends at its `*HH` (whatever follows: CR LF, binary, garbage) or, when
+        it has none, at the first byte that cannot be in a sentence. Anything else is
+        skipped byte by byte up to the next start character, so a binary packet costs
+        only its own bytes, whatever its framing or claimed length: the decoder never
+        jumps over a length field, and a `$`/`!` inside a packet starts at most a
+        pseudo-sentence that ends at the packet's next non-printable byte, or at the
+        next real sentence's start character."""
         buf = self._buffer
         pos = 0
         size = len(buf)
@@ -224,7 +241,10 @@ class NmeaStreamDecoder:
             body = _BODY.match(buf, start)
             assert body is not None  # the start character always matches
             end = body.end()
-            if end == size and not final:
+            star = buf.find(b"*", start, end)
+            if 0 <= star <= end - 3:
+                end = star + 3  # a complete `*HH`: the sentence ends there
+            elif end == size and not final:
                 if end - start > MAX_SENTENCE_LEN:
                     self.stats.malformed += 1
                     self._not_nmea(buf[start:end])
@@ -234,7 +254,7 @@ class NmeaStreamDecoder:
                 break
             line = bytes(buf[start:end])
             terminator = buf[end] if end < size else None
-            if terminator in (0x0D, 0x0A, 0x24, 0x21, None) or b"*" in line:
+            if star >= 0 or terminator in (0x0D, 0x0A, 0x24, 0x21, None):
                 if not self._handle_line(line, out):
                     self._not_nmea(line)
             else:
@@ -248,8 +268,7 @@ class NmeaStreamDecoder:
         chunk = buf[start:end]
         noise = len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
         self.stats.binary_bytes_skipped += noise
-        if noise:
-            self._not_nmea(chunk)
+        self._not_nmea(chunk)  # CR/LF too: 0x0A/0x0D may be a packet's bytes
 
     def _not_nmea(self, data: bytes | bytearray) -> None:
         """Bytes between accepted sentences, pseudo-sentences inside packets included:
@@ -308,8 +327,12 @@ class NmeaStreamDecoder:
             self._enders.discard(self._last_tag or "")
             self._enders.add(kind)
             self._reliable = True
-        effect = self._apply(s)
         epoch = self._epoch
+        if epoch.pending_invalid and epoch.tod is not None:
+            stamp = time_of(kind, s.fields)
+            if stamp is not None and abs(_seconds(stamp) - _seconds(epoch.tod)) <= 0.01:
+                epoch.declared_invalid = True
+        effect = self._apply(s)
         changes = False
         if effect.position is not None:
             epoch.lat, epoch.lon = effect.position
@@ -418,7 +441,8 @@ class NmeaStreamDecoder:
                 return _NOTHING
             epoch.has_position_sentence = True
             ok = fld(f, 5) == "A" and fld(f, 6) != "N"
-            epoch.declared_invalid |= not ok
+            if not ok:
+                self._declare_invalid(fld(f, 4))
             position = _position(fld(f, 0), fld(f, 1), fld(f, 2), fld(f, 3))
             if ok and position is not None:
                 return _Effect(position=position, mode=2)
@@ -443,10 +467,11 @@ class NmeaStreamDecoder:
         epoch.has_position_sentence = True
         quality = to_int(fld(f, 5))
         # Quality 0 ("fix not available or invalid") or none: the receiver calls the
-        # position invalid. gpsd still reports it as a fix (2D, 3D with an altitude
-        # and 4+ satellites, none under 3), so the decoder does too and marks the
-        # epoch `receiver_valid=False` (docs/gnss.md, receiver-declared invalid).
-        epoch.declared_invalid |= quality is None or quality <= 0
+        # position invalid. gpsd reports it as a fix at this report point (2D, 3D with
+        # an altitude and 4+ satellites, none under 3), but the epoch is declared
+        # invalid and gives no fix (docs/gnss.md, receiver-declared invalid).
+        if quality is None or quality <= 0:
+            self._declare_invalid(fld(f, 0))
         position = _position(fld(f, 1), fld(f, 2), fld(f, 3), fld(f, 4))
         if position is None:
             return _Effect(mode=1)
@@ -471,7 +496,7 @@ class NmeaStreamDecoder:
             self._declare_invalid(fld(f, 0))
             return _Effect(mode=1)
         # FAA mode N ("data not valid") with status A: gpsd reports the fix; the
-        # receiver calls it invalid.
+        # receiver calls it invalid, so the epoch gives none.
         if fld(f, 11) == "N":
             self._declare_invalid(fld(f, 0))
         position = _position(fld(f, 2), fld(f, 3), fld(f, 4), fld(f, 5))
@@ -486,12 +511,16 @@ class NmeaStreamDecoder:
         return _Effect(position=position, mode=2)
 
     def _declare_invalid(self, time_text: str) -> None:
-        """The receiver called the fix of `time_text` invalid in a sentence whose time
-        does not start a cycle (an RMC V): it belongs to the epoch of that time, which
-        may be the next one (RMC before GGA), not to the current one."""
+        """The receiver called the fix of `time_text` invalid. It belongs to the epoch
+        of that time: the current one, or the next one for a sentence whose time does
+        not start a cycle (an RMC V before its GGA). Without a time (a receiver that
+        lost lock sends empty GGA/RMC), it is the current epoch's only if a sentence
+        stamped with the epoch's time follows; else it may be the next epoch's."""
         tod = to_time_of_day(time_text)
         epoch = self._epoch
-        if tod is None or epoch.tod is None or abs(_seconds(tod) - _seconds(epoch.tod)) <= 0.01:
+        if tod is None:
+            epoch.pending_invalid = True
+        elif epoch.tod is None or abs(_seconds(tod) - _seconds(epoch.tod)) <= 0.01:
             epoch.declared_invalid = True
         else:
             self._invalid_ahead = _seconds(tod)
@@ -505,7 +534,7 @@ class NmeaStreamDecoder:
         # One mode letter per constellation: a fix by any of them counts (gpsd looks
         # at the first letter only, which would drop BeiDou-only fixes).
         if not modes or all(c == "N" for c in modes):
-            epoch.declared_invalid = True
+            self._declare_invalid(fld(f, 0))
             return _Effect(mode=1)
         if fld(f, 12) in ("U", "V"):
             # Navigational status unsafe / "not valid" (NMEA 4.11: V = the receiver
@@ -528,6 +557,7 @@ class NmeaStreamDecoder:
         knots = to_float(fld(f, 4))
         kmh = to_float(fld(f, 6))
         if fld(f, 8) == "N":
+            self._epoch.pending_invalid = True
             return
         if epoch.course_deg is None and course is not None:
             epoch.course_deg = course
@@ -542,6 +572,8 @@ class NmeaStreamDecoder:
         mode = to_int(fld(f, 1))
         if mode in (1, 2, 3):
             epoch.gsa_mode = max(mode, epoch.gsa_mode or 0)
+        if mode == 1:
+            epoch.pending_invalid = True
         id_text = fld(f, 17)  # NMEA 4.10 system id; some receivers put a float here
         system_id = int(id_text, 16) if len(id_text) == 1 and id_text.isalnum() else None
         system = SYSTEM_IDS.get(system_id) if system_id is not None else None
@@ -590,7 +622,7 @@ class NmeaStreamDecoder:
         systems = set(epoch.systems) | {n for n, c in by_system.items() if c}
         systems.discard("SBAS")
         ordered = tuple(n for n in SYSTEM_ORDER if n in systems)
-        if epoch.reported_fix is None:
+        if epoch.reported_fix is None or epoch.declared_invalid:
             fix = GnssFix(stamp, None, None, None, None, None, 1, None, {}, None, ordered)
         else:
             if epoch.gsa_mode in (2, 3):
@@ -613,7 +645,7 @@ class NmeaStreamDecoder:
                 sats_by_system=by_system,
                 hdop=epoch.hdop,
                 systems=ordered,
-                receiver_valid=not epoch.declared_invalid,
+                receiver_valid=True,
             )
         self.stats.fixes += 1
         out.append(fix)

@@ -14,8 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from devices.errors import ChecksumError, FrameError
 from devices.gnss.codec import GnssFix, NmeaStreamDecoder
+from devices.gnss.sentences import parse_sentence, time_of
 
 ROLLOVER_MS = 1024 * 7 * 86400 * 1000
 POSITION_TOLERANCE_DEG = 1e-6
@@ -66,15 +69,69 @@ def decode_bytes(data: bytes, chunk: int = 0) -> list[GnssFix]:
     return fixes
 
 
-def reference_fixes(chk_lines: Iterable[str]) -> list[RefFix]:
-    refs: list[RefFix] = []
+def final_reports(chk_lines: Iterable[str]) -> list[dict[str, Any]]:
+    """gpsd's TPV reports of the reporting cycles it did not take back.
+
+    The `.chk` echoes each sentence gpsd read before the reports it caused. A cycle is
+    the run of sentences from one carrying a time of day (whatever its status) to the
+    next one carrying another; untimed sentences (GSA, VTG, GSV) in between belong to
+    it. gpsd may report a fix and then, in the same cycle, take it back: a cold-start
+    GGA of quality 0 with a guessed position reports a fix, and the RMC `V` of the same
+    second, or a GSA mode 1 before it, reports no fix. The cycle's verdict is gpsd's
+    last report up to the cycle's last time-stamped sentence: untimed sentences after
+    it may already be the next cycle's (a receiver that loses lock sends its next
+    second's VTG `N` and GSA mode 1 before any time). When that verdict has no fix
+    (mode < 2), none of the cycle's reports is a reference fix."""
+    kept: list[dict[str, Any]] = []
+    cycle: list[dict[str, Any]] = []
+    upto = 0  # the cycle's reports up to its last time-stamped sentence's own
+    timed_last = False
+    cycle_time: float | None = None
     for line in chk_lines:
+        if line.startswith(("$", "!")):
+            if timed_last:
+                upto = len(cycle)
+            seconds = _sentence_seconds(line)
+            timed_last = seconds is not None
+            if seconds is not None and (cycle_time is None or abs(seconds - cycle_time) > 0.01):
+                kept += _stands(cycle, upto)
+                cycle, upto = [], 0
+                cycle_time = seconds
+            continue
         if not line.startswith("{") or '"TPV"' not in line:
             continue
         try:
             report = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(report, dict):
+            cycle.append(report)
+    return kept + _stands(cycle, len(cycle) if timed_last else upto)
+
+
+def _sentence_seconds(line: str) -> float | None:
+    try:
+        sentence = parse_sentence(line.strip().encode("ascii", "replace"))
+    except (ChecksumError, FrameError):
+        return None
+    tod = time_of(sentence.kind, sentence.fields)
+    return None if tod is None else tod[0] * 3600 + tod[1] * 60 + tod[2] + tod[3] / 1e6
+
+
+def _stands(reports: list[dict[str, Any]], upto: int) -> list[dict[str, Any]]:
+    """The cycle's reports, unless gpsd's report at its last time-stamped sentence
+    (`upto` reports in) and its last report both say no fix."""
+    if not reports:
+        return []
+    at_stamp = reports[upto - 1] if upto > 0 else reports[-1]
+    if at_stamp.get("mode") not in (2, 3) and reports[-1].get("mode") not in (2, 3):
+        return []
+    return reports
+
+
+def reference_fixes(chk_lines: Iterable[str]) -> list[RefFix]:
+    refs: list[RefFix] = []
+    for report in final_reports(chk_lines):
         if report.get("mode") not in (2, 3) or "lat" not in report or "lon" not in report:
             continue
         position = (float(report["lat"]), float(report["lon"]))

@@ -131,10 +131,8 @@ class GnssDriver:
             elif now - last_sentence >= timeout:
                 await self._set_health("down", f"no NMEA data for {timeout:g} s")
             for fix in fixes:
-                if fix.mode >= 2 and fix.receiver_valid:
+                if fix.mode >= 2:  # never an epoch the receiver called invalid
                     await self._set_health("ok", f"{fix.mode}D fix, {fix.sats_used} sats")
-                elif fix.mode >= 2:
-                    await self._set_health("degraded", "receiver says its position is invalid")
                 else:
                     await self._set_health("degraded", "receiver sends data but has no fix")
                 await on_fix(fix)

@@ -9,9 +9,8 @@ from devices.gnss.codec import GnssFix
 
 def fix_to_json(fix: GnssFix) -> dict[str, Any]:
     """`time` (RFC 3339 UTC, milliseconds), `lat`, `lon`, `alt_m`, `speed_mps`,
-    `course_deg`, `mode`, plus `sats`, `hdop`, `systems` and `receiver_valid` (the
-    receiver's own verdict: false when it declared the position invalid, even where
-    `mode` is 2/3 as gpsd reports it)."""
+    `course_deg`, `mode`, plus `sats`, `hdop`, `systems` and `receiver_valid` (true
+    exactly for a 2D/3D fix: an epoch the receiver declared invalid is `mode` 1)."""
     stamp = None
     if fix.time is not None:
         stamp = fix.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{fix.time.microsecond // 1000:03d}Z"

@@ -157,6 +157,16 @@ def to_time_of_day(text: str) -> tuple[int, int, int, int] | None:
     return hour, minute, second, micro
 
 
+#: Which field of a sentence carries its time of day (`hhmmss.ss`), by sentence type.
+TIME_FIELDS: dict[str, int] = {"GGA": 0, "RMC": 0, "GNS": 0, "GBS": 0, "ZDA": 0, "GLL": 4}
+
+
+def time_of(kind: str, fields: tuple[str, ...]) -> tuple[int, int, int, int] | None:
+    """The time of day a sentence carries (whatever its status says), or None."""
+    index = TIME_FIELDS.get(kind)
+    return None if index is None else to_time_of_day(field(fields, index))
+
+
 def system_of_prn(prn: int, talker: str) -> str | None:
     """Constellation of a satellite number, by talker first, then by the usual ranges
     (NMEA 4.x and receiver manuals: GPS 1-32, SBAS 33-64/120-158, GLONASS 65-96,

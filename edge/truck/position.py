@@ -1,13 +1,15 @@
 """A GNSS fix from `devices.gnss` as the contract's `position` payload (without seq).
 
-Receiver-declared invalid positions: the decoder reports an epoch the way gpsd does,
-so a receiver that sends a position it itself calls invalid (GGA quality 0, RMC
-status V, FAA mode N — typically a cold-start guess) gives a 2D/3D `GnssFix` with
-`receiver_valid=False`. Such a position is not evidence of the route: the truck
-publishes it as `fix: "none"` without coordinates, altitude, speed or course, exactly
-like an epoch without fix. It is published rather than dropped so that the server
-learns at once that the truck has lost its fix (the reporting policy reports a fix
-loss and a recovery immediately) and times `GNSS_LOST` from there.
+Receiver-declared invalid positions: a receiver may send a position it itself calls
+invalid (GGA quality 0, RMC status V, FAA mode N — typically a cold-start guess, or
+the last position repeated after it lost lock). The decoder gives such an epoch as no
+fix (`mode` 1, no position, `receiver_valid=False`; docs/gnss.md); `has_valid_fix`
+also refuses any 2D/3D `GnssFix` flagged `receiver_valid=False`. Such a position is
+not evidence of the route: the truck publishes the epoch as `fix: "none"` without
+coordinates, altitude, speed or course, exactly like an epoch without fix. It is
+published rather than dropped so that the server learns at once that the truck has
+lost its fix (the reporting policy reports a fix loss and a recovery immediately) and
+times `GNSS_LOST` from there.
 """
 
 from __future__ import annotations

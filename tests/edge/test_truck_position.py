@@ -1,14 +1,16 @@
 """Receiver-declared invalid positions never reach the record as fixes.
 
-The decoder reports a GGA with quality 0 (RMC V) the way gpsd does, as a 2D/3D fix
-with `receiver_valid=False`. The truck agent publishes such an epoch as
+The decoder gives an epoch with GGA quality 0 (RMC V) as no fix (`mode` 1, no
+position, `receiver_valid=False`). The truck agent publishes such an epoch as
 `fix: "none"` without coordinates, reports the loss and the recovery of the fix at
-once, and never uses the position for lock events.
+once, and never uses the position for lock events (`has_valid_fix` also refuses a
+2D/3D `GnssFix` built with `receiver_valid=False`, whoever built it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -46,9 +48,14 @@ def decoded(*validity: bool) -> list[GnssFix]:
 
 def test_an_invalid_position_is_published_as_fix_none() -> None:
     good, guess = decoded(True, False)
-    assert guess.mode >= 2 and guess.lat is not None  # as gpsd reports it
+    assert guess.mode == 1 and guess.lat is None  # the guess is withheld
     assert not guess.receiver_valid
     assert has_valid_fix(good) and not has_valid_fix(guess)
+    # a 2D/3D fix flagged receiver-invalid (not what the decoder builds) is refused too
+    flagged = dataclasses.replace(good, receiver_valid=False)
+    assert not has_valid_fix(flagged)
+    assert position_payload("TRK-1", flagged)["fix"] == "none"
+    assert "lat" not in position_payload("TRK-1", flagged)
 
     payload = position_payload("TRK-1", guess)
     assert payload["fix"] == "none"

@@ -70,3 +70,52 @@ def ubx_frame(cls: int, msg_id: int, payload: bytes) -> bytes:
         ck_a = (ck_a + byte) & 0xFF
         ck_b = (ck_b + ck_a) & 0xFF
     return b"\xb5\x62" + body + bytes((ck_a, ck_b))
+
+
+def ubx_header(cls: int, msg_id: int, claimed_length: int) -> bytes:
+    """The 6 bytes that start a UBX packet, claiming `claimed_length` payload bytes
+    (a packet torn off, or a length that lies)."""
+    return b"\xb5\x62" + struct.pack("<BBH", cls, msg_id, claimed_length)
+
+
+def ubx_mon_rxbuf(pending: int, usage: int) -> bytes:
+    """UBX-MON-RXBUF (0x0A 0x07, 24 bytes): pending bytes (U2) and usage, peak usage
+    (U1, %) for each of the 6 ports."""
+    payload = struct.pack("<6H", *[pending] * 6) + bytes([usage] * 6) + bytes([usage + 3] * 6)
+    return ubx_frame(0x0A, 0x07, payload)
+
+
+def ubx_mon_txbuf(pending: int, usage: int) -> bytes:
+    """UBX-MON-TXBUF (0x0A 0x08, 28 bytes): as RXBUF plus total usage, total peak
+    usage, error flags and a reserved byte."""
+    payload = struct.pack("<6H", *[pending] * 6) + bytes([usage] * 6) + bytes([usage + 5] * 6)
+    payload += bytes([usage, usage + 5, 0x00, 0x00])
+    return ubx_frame(0x0A, 0x08, payload)
+
+
+def ubx_sec_uniqid(chip_id: bytes) -> bytes:
+    """UBX-SEC-UNIQID (0x27 0x03, 9 bytes): version 1, 3 reserved bytes, a 5-byte chip id."""
+    if len(chip_id) != 5:
+        raise ValueError("a u-blox chip id is 5 bytes")
+    return ubx_frame(0x27, 0x03, b"\x01\x00\x00\x00" + chip_id)
+
+
+def rtcm3_frame(payload: bytes) -> bytes:
+    """An RTCM 3 frame: preamble `D3`, 6 reserved bits and a 10-bit length, the payload
+    and a 3-byte CRC-24Q (not computed here: the decoder never checks it)."""
+    if len(payload) > 1023:
+        raise ValueError("an RTCM 3 payload is at most 1023 bytes")
+    return b"\xd3" + struct.pack(">H", len(payload)) + payload + b"\x00\x00\x00"
+
+
+def sirf_frame(payload: bytes) -> bytes:
+    """A SiRF binary frame: `A0 A2`, length (U2 big-endian), payload, 15-bit checksum
+    (sum of the payload bytes), `B0 B3`."""
+    checksum = sum(payload) & 0x7FFF
+    return (
+        b"\xa0\xa2"
+        + struct.pack(">H", len(payload))
+        + payload
+        + struct.pack(">H", checksum)
+        + b"\xb0\xb3"
+    )

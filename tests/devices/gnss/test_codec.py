@@ -229,9 +229,10 @@ def test_gll_stamped_a_second_late_continues_the_cycle() -> None:
     assert all(f.lat is not None and abs(f.lat - (22 + 32.1299 / 60)) < 1e-9 for f in valid[1:])
 
 
-def test_gga_quality_0_is_reported_as_gpsd_does_but_not_receiver_valid() -> None:
+def test_gga_quality_0_is_never_a_fix() -> None:
     # A cold-start guess: GGA quality 0 with a position and 4 satellites, RMC says V.
-    # gpsd reports it as a fix, so the decoder does; the receiver's verdict is kept.
+    # gpsd reports the GGA as a fix and takes it back at the RMC V of the same second;
+    # the decoder gives the epoch as no fix, without the guessed position.
     bodies = [
         "GPRMC,100000,V,2232.1234,N,11403.5678,E,,,231126,,,N",
         "GPGGA,100000,2232.1234,N,11403.5678,E,0,04,,35.2,M,-3.0,M,,",
@@ -239,8 +240,8 @@ def test_gga_quality_0_is_reported_as_gpsd_does_but_not_receiver_valid() -> None
         "GPGGA,100001,2232.1234,N,11403.5678,E,0,04,,35.2,M,-3.0,M,,",
     ]
     fixes, _ = decode(_sentences(*bodies))
-    assert fixes
-    assert all(f.mode >= 2 and f.lat is not None for f in fixes)
+    assert len(fixes) == 2
+    assert all(f.mode == 1 and f.lat is None and f.lon is None for f in fixes)
     assert not any(f.receiver_valid for f in fixes)
 
 
@@ -254,10 +255,10 @@ def test_a_valid_epoch_is_receiver_valid_and_a_no_fix_never_is() -> None:
     assert all(f.mode == 1 and not f.receiver_valid for f in no_fix)
 
 
-def test_rmc_status_a_with_faa_mode_n_is_a_fix_the_receiver_calls_invalid() -> None:
+def test_rmc_status_a_with_faa_mode_n_is_no_fix() -> None:
     bodies = [f"GPRMC,1000{t:02d},A,2232.1234,N,11403.5678,E,1.0,90.0,231126,,,N" for t in range(3)]
     fixes, _ = decode(_sentences(*bodies))
-    assert [f.mode for f in fixes] == [2, 2, 2]
+    assert [(f.mode, f.lat) for f in fixes] == [(1, None)] * 3
     assert not any(f.receiver_valid for f in fixes)
 
 
@@ -274,3 +275,45 @@ def test_gsa_mode_is_the_cycle_verdict() -> None:
     assert len(fixes) == 1
     assert fixes[0].mode == 3
     assert fixes[0].lat is not None
+
+
+def _gga_gsa_rmc(t: int, gsa_mode: int, vtg_mode: str = "A") -> list[str]:
+    """GGA (a valid fix), then GSA and VTG, then the RMC A of the same second."""
+    hms = f"1000{t:02d}"
+    return [
+        f"GPGGA,{hms},2232.1234,N,11403.5678,E,1,08,0.9,35.2,M,-3.0,M,,",
+        f"GPGSA,A,{gsa_mode},01,02,03,04,,,,,,,,,1.5,0.9,1.2",
+        f"GPVTG,90.0,T,,M,1.0,N,1.9,K,{vtg_mode}",
+        f"GPRMC,{hms},A,2232.1234,N,11403.5678,E,1.0,90.0,231126,,,A",
+    ]
+
+
+def test_gsa_mode_1_or_vtg_n_inside_an_epoch_is_no_fix() -> None:
+    # A GSA mode 1 or a VTG mode N followed by a sentence stamped with the same second
+    # is that second's: the receiver says it has no fix, whatever the GGA and RMC say.
+    bodies = _gga_gsa_rmc(0, 3) + _gga_gsa_rmc(1, 1) + _gga_gsa_rmc(2, 3, "N") + _gga_gsa_rmc(3, 3)
+    fixes, _ = decode(_sentences(*bodies))
+    assert [(f.time.second if f.time else None, f.mode) for f in fixes] == [
+        (0, 3),
+        (1, 1),
+        (2, 1),
+        (3, 3),
+    ]
+    assert [f.lat is None for f in fixes] == [False, True, True, False]
+
+
+def test_gsa_mode_1_after_the_last_stamped_sentence_takes_nothing_back() -> None:
+    # As quectel.log when it loses lock: VTG N and GSA 1 come after the epoch's last
+    # time-stamped sentence, before any time of the next: they may be the next epoch's,
+    # so they do not make the fix before them a no-fix (gpsd's verdict stands).
+    bodies = [
+        "GPGGA,022038.00,3644.762563,S,17444.069733,E,1,06,1.1,53.0,M,37.0,M,,",
+        "GPRMC,022038.00,A,3644.762563,S,17444.069733,E,0.0,,071020,18.3,E,A,V",
+        "GPVTG,,T,,M,,N,,K,N",
+        "GPGSA,A,1,,,,,,,,,,,,,,,,",
+        "GPGGA,,,,,,0,,,,,,,,",
+        "GPRMC,,V,,,,,,,,,,N",
+    ]
+    fixes, _ = decode(_sentences(*bodies))
+    first = fixes[0]
+    assert first.mode == 3 and first.time is not None and first.time.second == 38

@@ -14,11 +14,12 @@ meets the target.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from devices.gnss.conformance import LogResult, check_log, decode_bytes, read_log
+from devices.gnss.conformance import LogResult, check_log, decode_bytes, final_reports, read_log
 from tests.realdata import GPSD_LOGS
 
 DATA = GPSD_LOGS
@@ -62,14 +63,28 @@ def test_chunking_does_not_change_the_fixes() -> None:
         assert decode_bytes(data, 4096) == whole, name
 
 
-def test_receiver_declared_invalid_fixes_on_the_real_logs() -> None:
-    """gpsd reports the positions of GGA quality 0 (the RMC of the same second says V)
-    as fixes, and so do we; they, and only they, carry `receiver_valid=False`."""
-    invalid: dict[str, int] = {}
+def test_receiver_declared_invalid_epochs_on_the_real_logs() -> None:
+    """A cold-start GGA of quality 0 with a guessed position: gpsd reports it as a fix
+    and takes it back in the same cycle (RMC V or GSA mode 1 of that second), so it is
+    no reference fix; the decoder gives such an epoch as no fix, without position."""
     for name in LOGS:
-        fixes = decode_bytes(read_log(DATA / name))
-        count = sum(1 for f in fixes if f.mode >= 2 and not f.receiver_valid)
-        if count:
-            invalid[name] = count
-        assert all(f.receiver_valid == (f.mode >= 2) for f in fixes if f.mode == 1), name
-    assert invalid == {"mtk-3301.log": 1, "myguide-3100.log": 2, "tr737A+.log": 1}
+        for fix in decode_bytes(read_log(DATA / name)):
+            assert fix.receiver_valid == (fix.mode >= 2), name
+            assert (fix.lat is None) == (fix.mode == 1), name
+    chk = (DATA / "mtk-3301.log.chk").read_text(encoding="utf-8").splitlines()
+    guess = (52.216316550, 6.884965100)  # GGA 081434.590 quality 0, then RMC V
+    reported = [r for r in final_reports(chk) if (r.get("lat"), r.get("lon")) == guess]
+    every = [json.loads(x) for x in chk if x.startswith("{") and '"TPV"' in x]
+    assert any((r.get("lat"), r.get("lon")) == guess for r in every)  # gpsd did report it
+    assert reported == []  # ... and took it back
+    fixes = decode_bytes(read_log(DATA / "mtk-3301.log"))
+    assert not any(f.lat is not None and abs(f.lat - guess[0]) < 1e-6 for f in fixes)
+
+
+def test_a_no_fix_after_the_cycle_s_last_time_stamp_takes_nothing_back() -> None:
+    """Untimed sentences after a cycle's last time-stamped one may be the next cycle's
+    (quectel.log loses lock: VTG N and GSA 1 come before any time): gpsd's no-fix
+    report on them does not take the cycle's fix back."""
+    chk = (DATA / "quectel.log.chk").read_text(encoding="utf-8").splitlines()
+    times = {r.get("time") for r in final_reports(chk) if r.get("mode") in (2, 3)}
+    assert "2020-10-07T02:20:38.000Z" in times

@@ -1,5 +1,5 @@
 """The driver reports its health once per change: `ok` (fixes), `degraded` (data but no
-fix, or only positions the receiver calls invalid), `down` (no data for
+fix, positions the receiver calls invalid included), `down` (no data for
 `no_data_timeout_s`, or the device gone). The receiver is a TCP server in the test
 (`socket://`), so the test decides what it sends and when."""
 
@@ -50,7 +50,7 @@ async def test_ok_degraded_ok_down_ok_each_reported_once() -> None:
             await script.settle(4)
             assert r.health == ["ok"]
             # jammed: the receiver talks, without fix; then with positions it calls
-            # invalid: still `degraded`, with another detail, not reported again
+            # invalid (no fix either): still `degraded`, not reported again
             await script.play(no_fix_epoch, 4)
             await script.play(invalid_epoch, 3)
             await script.settle(10)
@@ -83,7 +83,8 @@ async def test_ok_degraded_ok_down_ok_each_reported_once() -> None:
     assert r.details[3] == f"no NMEA data for {NO_DATA_S:g} s"
     assert "hangup" in r.details[5]
     # what the fixes were, epoch by epoch: the health followed them
-    kinds = ["fix" if f.receiver_valid else ("invalid" if f.mode >= 2 else "none") for f in r.fixes]
-    assert kinds == ["fix"] * 4 + ["none"] * 4 + ["invalid"] * 3 + ["fix"] * 10
+    kinds = ["fix" if f.mode >= 2 and f.receiver_valid else "none" for f in r.fixes]
+    assert kinds == ["fix"] * 4 + ["none"] * 4 + ["none"] * 3 + ["fix"] * 10
+    assert all(f.lat is None for f in r.fixes[4:11])  # nor the invalid epochs' guesses
     seconds = [f.time.second for f in r.fixes if f.time is not None]
     assert seconds == list(range(21))

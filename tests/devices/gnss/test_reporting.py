@@ -67,20 +67,20 @@ def test_a_gsa_after_the_cycle_ender_reports_again() -> None:
 
 
 def test_a_timed_sentence_that_is_no_ender_ends_the_reports_after_the_ender() -> None:
-    # GGA "no fix" (0 satellites), an RMC V (untimed: a receiver without fix) and a
-    # GSA saying 2D each second: GGA is the ender, the GSA after it reports a fix.
-    # Once the RMC turns A its time registers: it is timed and not (yet) an ender, so
-    # the GSA after it no longer reports, and that epoch has no fix.
-    def second(t: int, status: str) -> list[str]:
+    # GGA "no fix" (0 satellites), an RMC A without a date (untimed: its time does not
+    # register) and a GSA saying 2D each second: GGA is the ender, the GSA after it
+    # reports a fix. Once the RMC has a date its time registers: it is timed and not
+    # (yet) an ender, so the GSA after it no longer reports, and that epoch has no fix.
+    def second(t: int, date: str) -> list[str]:
         return [
             f"GPGGA,12032{t},4221.3871,N,01322.0800,E,1,00,3.1,746.1,M,44.2,M,,",
-            f"GPRMC,12032{t},{status},4221.3871,N,01322.0800,E,000.0,000.0,150305,001.4,E",
+            f"GPRMC,12032{t},A,4221.3871,N,01322.0800,E,000.0,000.0,{date},001.4,E",
             "GPGSA,A,2,01,03,,14,,,,,,,,,3.3,3.1,1.0",
         ]
 
-    fixes = decode(*second(0, "V"), *second(1, "V"), *second(2, "V"), *second(3, "A"))
-    assert seconds(fixes) == [20, 21, 22]
-    assert fixes[-1].mode == 1
+    fixes = decode(*second(0, ""), *second(1, ""), *second(2, ""), *second(3, "150305"))
+    assert [f.mode for f in fixes] == [2, 2, 2, 1]
+    assert [f.time.second for f in fixes if f.time is not None] == [23]
 
 
 # ----------------------------------------------------------------------------- AIS
@@ -186,12 +186,9 @@ def test_decode_cli_reports_the_receiver_verdict(tmp_path: Path) -> None:
         timeout=60,
     )
     rows = [json.loads(line) for line in run.stdout.splitlines()]
-    assert [(r["mode"] >= 2, r["receiver_valid"]) for r in rows] == [
-        (True, False),
-        (True, True),
-        (True, True),
-    ]
-    assert abs(rows[0]["lat"] - (22 + 32.1234 / 60)) < 1e-9
+    assert [(r["mode"], r["receiver_valid"]) for r in rows] == [(1, False), (3, True), (3, True)]
+    assert rows[0]["lat"] is None and rows[0]["lon"] is None  # the guess is withheld
+    assert abs(rows[1]["lat"] - (22 + 32.2 / 60)) < 1e-9
     assert {"time", "lat", "lon", "alt_m", "speed_mps", "course_deg", "mode"} <= set(rows[0])
 
 
@@ -206,5 +203,5 @@ def test_an_rmc_v_before_its_gga_marks_its_own_epoch_invalid() -> None:
         ]
 
     fixes = decode(*second(0, True), *second(1, False), *second(2, True), *second(3, False))
-    assert [f.mode >= 2 for f in fixes] == [True, True, True, True]
+    assert [f.mode for f in fixes] == [3, 1, 3, 1]
     assert [f.receiver_valid for f in fixes] == [True, False, True, False]
