@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[truck,gate,server,demo,dev]"
+	@# The checkout itself on the path, so that `demo` and `devtools` (development packages,
+	@# not in the wheel) are importable by `bondwatch-demo` from any directory.
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "bondwatch-checkout.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
 	@# rapidocr requires the GUI build of OpenCV; the headless build is already installed.
 	$(PY) -m pip install --quiet --no-deps $(RAPIDOCR)
 	$(PY) -c 'import cv2, rapidocr_onnxruntime, aiomqtt, fastapi, shapely' || { echo "error: the environment is incomplete"; exit 1; }
@@ -74,6 +77,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -58,11 +58,11 @@ import yaml
 
 from contract import topics
 from contract.ids import format_ts, utc_now
+from devtools.broker import MosquittoBroker, free_port
 from server.alarms import AlarmService
 from server.audit import write_transaction
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
-from server.demo.broker import MosquittoBroker, free_port
 from server.store import Store
 
 log = logging.getLogger(__name__)

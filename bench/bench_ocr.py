@@ -78,7 +78,7 @@ def run() -> dict[str, dict[str, object]]:
         "ocr.ms_per_image_p50": {
             "value": round(p50, 1),
             "unit": "ms",
-            "target": 800.0,
+            "target": 500.0,
             "better": "lower",
         },
         "ocr.ms_per_image_p95": {
@@ -90,7 +90,7 @@ def run() -> dict[str, dict[str, object]]:
         "ocr.ms_per_image_p50_no_plate": {
             "value": round(statistics.median(times["no_plate"]), 1),
             "unit": "ms",
-            "target": 800.0,
+            "target": 500.0,
             "better": "lower",
         },
         "ocr.ms_per_image_p50_full": {

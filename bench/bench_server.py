@@ -1,6 +1,6 @@
 """Server ingest benchmark: positions through a real Mosquitto into the whole ingest path.
 
-One run, one broker (`server.demo.broker.MosquittoBroker`, the production broker
+One run, one broker (`devtools.broker.MosquittoBroker`, the production broker
 settings), one SQLite store in a temp dir, a Geography of 10,000 routes and 10,000
 zones, `N_VEHICLES` trucks in transit (each on its own route), and the handlers of
 `server.app`: trip tracker, gate service (signing and publishing commands), judge,
@@ -58,9 +58,9 @@ from contract.ids import format_ts, utc_now
 from contract.mqtt_client import make_client
 from contract.signing import generate_private_key, private_key_to_pem
 from devices.ocr.iso6346 import with_check_digit
+from devtools.broker import MosquittoBroker
 from server.alarms import AlarmService
 from server.config import IngestSettings, ServerConfig, StorageSettings
-from server.demo.broker import MosquittoBroker
 from server.gates.commands import CommandPublisher, CommandSigner
 from server.gates.config import GatesSettings
 from server.gates.service import GateService

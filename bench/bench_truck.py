@@ -32,9 +32,9 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from contract.signing import generate_private_key, public_key_to_pem  # noqa: E402
+from devtools.broker import MosquittoBroker  # noqa: E402
+from devtools.processes import Child  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
-from server.demo.broker import MosquittoBroker  # noqa: E402
-from server.demo.processes import Child  # noqa: E402
 
 ROUTE = PROJECT_ROOT / "config" / "demo" / "routes" / "R-HP-BY.geojson"
 WARM_UP_S = 5.0

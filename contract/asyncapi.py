@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contract.payloads import (
+    Ack,
     Availability,
     CommandResult,
     GateCommand,
@@ -59,6 +60,14 @@ CHANNELS: list[tuple[str, str, type[BaseModel], bool, str]] = [
         CommandResult,
         False,
         "what a device did with a command",
+    ),
+    (
+        "{kind}/{node_id}/ack",
+        "server",
+        Ack,
+        False,
+        "the node's seqs the server has durably stored: the node keeps a message in its "
+        "outbox until an ack covers it (docs/edge-outbox.md)",
     ),
 ]
 

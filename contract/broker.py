@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: The server's broker connections. Each has a client id and an account of its own,
+#: `<client_id><suffix>` (the broker binds the client id to the account, so two
+#: connections can never share one): the ingest of everything but passages, the
+#: command publisher, and the gate worker's passage ingest and command publisher.
+SERVER_CONNECTIONS: Final[dict[str, str]] = {
+    "ingest": "",
+    "commands": "-commands",
+    "passages": "-passages",
+    "gate_commands": "-gate-commands",
+}
+#: The first server's client id when the configuration names none.
+DEFAULT_SERVER_CLIENT_ID: Final = "bondwatch-server-1"
+
+
+def server_accounts(client_id: str) -> dict[str, str]:
+    """Each server connection's client id and account name, by connection."""
+    return {name: f"{client_id}{suffix}" for name, suffix in SERVER_CONNECTIONS.items()}
 
 
 class BrokerSettings(BaseModel):

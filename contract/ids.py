@@ -15,7 +15,7 @@ NODE_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 _NODE_ID_RE: Final = re.compile(NODE_ID_PATTERN)
 
 #: A gateway or gate controller id; trucks are known by their gateway's node id.
-NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
+NodeId = Annotated[str, StringConstraints(max_length=64, pattern=NODE_ID_PATTERN)]
 #: Ids chosen by the server or a device for commands, passages, locks, trips.
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -40,7 +40,10 @@ def parse_ts(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone (append Z for UTC)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError(f"timestamp {text!r} is out of range once in UTC") from err
 
 
 def utc_now() -> datetime:
@@ -53,7 +56,10 @@ def _to_utc(moment: datetime) -> datetime:
         raise ValueError("timestamp must carry a time zone, e.g. 2026-11-23T08:15:02.250Z")
     if not offset:  # "…Z", as every edge node sends: the same instant, labelled UTC
         return moment if moment.tzinfo is UTC else moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:59-01:00: past the last representable day
+        raise ValueError(f"timestamp out of range once in UTC: {err}") from err
 
 
 #: A timestamp field: accepts RFC 3339 with any offset, stores UTC, writes `…Z` with ms.

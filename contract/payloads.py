@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contract.ids import NodeId, RecordId, Timestamp
+from contract.limits import (
+    LARGEST_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES,
+    LimitError,
+    RejectReason,
+    check_raw,
+)
+from devices import lifecycle
+from devices.elock import profile
 
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, description="WGS-84 latitude, degrees")]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, description="WGS-84 longitude, degrees")]
@@ -16,23 +24,15 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seq = Annotated[int, Field(ge=0, lt=2**63, description="per-node, strictly increasing")]
 
 FixKind = Literal["none", "2d", "3d"]
-LockState = Literal["sealed", "unsealed", "open", "unknown"]
-LockEvent = Literal[
-    "status",
-    "sealed",
-    "unsealed",
-    "shackle_opened",
-    "rope_cut",
-    "shell_tampered",
-    "low_battery",
-    "wrong_password",
-    "unseal_refused_outside_area",
-    "motor_stuck",
-]
+#: The lock's states and events are the device library's words (the BondWatch lock
+#: profile, docs/lock-profile.md), carried as they are: one vocabulary, defined there.
+LockState = profile.LockState
+LockEvent = profile.LockEventName
 #: `outbox`: the node's durable outbox (degraded while it thins old positions, down while
 #: it refuses them, ok when it has room again; docs/edge-outbox.md).
 HealthDevice = Literal["gnss", "lock", "camera", "barrier", "ocr", "outbox"]
-HealthStatus = Literal["ok", "degraded", "down"]
+#: A device's health is the device library's word (`devices.lifecycle`).
+HealthStatus = lifecycle.HealthStatus
 AvailabilityState = Literal["online", "offline", "stopped"]
 CommandOutcome = Literal["done", "refused", "expired", "bad_signature", "failed"]
 LanePhase = Literal["idle", "reading", "waiting", "hold", "opening", "open", "closing"]
@@ -40,9 +40,12 @@ LaneSignal = Literal["red", "green"]
 
 
 class ContractModel(BaseModel):
-    """Base of every payload: unknown fields are an error, instances are immutable."""
+    """Base of every payload: unknown fields are an error, instances are immutable, and
+    numbers are finite (NaN and Infinity, which JSON parsers accept, are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=False, allow_inf_nan=False
+    )
 
     def to_json(self) -> bytes:
         """The wire form: UTF-8 JSON, `None` fields left out."""
@@ -70,7 +73,9 @@ class Position(EdgeMessage):
     fix: FixKind
     sats: int | None = Field(default=None, ge=0, le=255)
     hdop: float | None = Field(default=None, ge=0.0, le=99.99)
-    systems: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(default_factory=list)
+    systems: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(
+        default_factory=list, max_length=8, description="constellations used, e.g. GPS, BDS"
+    )
     replayed: bool = False
 
     @model_validator(mode="after")
@@ -88,6 +93,20 @@ class LockReport(EdgeMessage):
     lat: Latitude | None = None
     lon: Longitude | None = None
     replayed: bool = False
+    counter: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 1,
+        description="the lock's own report counter, one more for every report it sends "
+        "(docs/lock-profile.md); absent from locks that do not sign their reports",
+    )
+    mac: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="the lock's MAC of this report (HMAC-SHA256 truncated to 16 bytes, "
+        "lowercase hex) over lock id, counter, ts, state, event and battery, keyed by the "
+        "per-lock secret the gateway does not hold (docs/lock-profile.md)",
+    )
 
 
 class Health(EdgeMessage):
@@ -167,7 +186,9 @@ class SignedCommand(ContractModel):
     expires_at: Timestamp
     nonce: Annotated[str, Field(min_length=16, max_length=128)]
     signature: str | None = Field(
-        default=None, description="Ed25519 over the canonical JSON of the rest, base64"
+        default=None,
+        max_length=128,
+        description="Ed25519 over the canonical JSON of the rest, base64",
     )
 
     @model_validator(mode="after")
@@ -177,11 +198,27 @@ class SignedCommand(ContractModel):
         return self
 
 
+#: Most reasons a gate command carries, and the longest one (`fit_reasons` makes them fit).
+MAX_REASONS: Final = 32
+MAX_REASON_CHARS: Final = 300
+
+
+def fit_reasons(reasons: list[str]) -> list[str]:
+    """`reasons` within the bounds of `GateCommand.reasons`: each cut to
+    `MAX_REASON_CHARS`, and past `MAX_REASONS` the rest summed up in the last one."""
+    cut = [r if len(r) <= MAX_REASON_CHARS else r[: MAX_REASON_CHARS - 1] + "…" for r in reasons]
+    if len(cut) > MAX_REASONS:
+        cut = [*cut[: MAX_REASONS - 1], f"… and {len(cut) - MAX_REASONS + 1} more reasons"]
+    return cut
+
+
 class GateCommand(SignedCommand):
     passage_id: RecordId
     lane: RecordId
     action: Literal["open", "hold"]
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[Annotated[str, Field(max_length=MAX_REASON_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_REASONS
+    )
 
 
 class TruckCommand(SignedCommand):
@@ -194,6 +231,43 @@ class TruckCommand(SignedCommand):
         "server from the per-lock secret; the gateway passes it on and cannot forge it "
         "(docs/lock-profile.md)",
     )
+
+
+#: Most seq ranges one acknowledgement carries; more go in several messages.
+MAX_ACK_RANGES: Final = 512
+SeqRange = Annotated[
+    tuple[Seq, Seq], Field(description="[first, last]: every seq from first to last, inclusive")
+]
+
+
+class Ack(ContractModel):
+    """Server→edge: which of the node's messages the server has durably stored.
+
+    The explicit set of seqs (as ranges), not a "highest contiguous seq": a node's seqs
+    have legitimate gaps (reserved for availability, thinned positions) that only the
+    node can tell from a loss, so the server names what it holds and the node removes
+    exactly that from its outbox (docs/edge-outbox.md#server-acknowledgement).
+    """
+
+    node_id: NodeId = Field(description="the node whose seqs are acknowledged")
+    ts: Timestamp = Field(description="when the server published the acknowledgement")
+    ranges: list[SeqRange] = Field(
+        min_length=1,
+        max_length=MAX_ACK_RANGES,
+        description="ascending, non-overlapping [first, last] ranges of seqs committed to "
+        "the server's store (a duplicate of a stored seq is acknowledged again)",
+    )
+
+    @model_validator(mode="after")
+    def _ranges_ascending(self) -> Self:
+        previous = -1
+        for first, last in self.ranges:
+            if first > last:
+                raise ValueError(f"range [{first}, {last}] ends before it starts")
+            if first <= previous:
+                raise ValueError(f"range [{first}, {last}] overlaps or precedes the one before")
+            previous = last
+        return self
 
 
 M = TypeVar("M", bound=ContractModel)
@@ -213,13 +287,25 @@ EDGE_PAYLOADS: Final[dict[str, type[EdgeMessage]]] = {
 class PayloadError(ValueError):
     """A payload that is not valid JSON or does not fit its model.
 
-    `field` names the first offending field (dotted path), `errors` all of them.
+    `reason` says why, from `contract.limits.DECODE_REASONS`; `field` names the first
+    offending field (dotted path), `errors` all of them.
     """
 
-    def __init__(self, message: str, field: str | None = None, errors: list[str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        field: str | None = None,
+        errors: list[str] | None = None,
+        reason: RejectReason = "invalid",
+    ):
         super().__init__(message)
         self.field = field
         self.errors = errors or [message]
+        self.reason: RejectReason = reason
+
+
+#: Errors named in a `PayloadError`'s message at most (a list of 500 bad items has 500).
+_MAX_ERRORS_SHOWN = 5
 
 
 def describe_validation_error(err: ValidationError) -> tuple[str | None, list[str]]:
@@ -236,33 +322,62 @@ def describe_validation_error(err: ValidationError) -> tuple[str | None, list[st
     return first, lines
 
 
-def decode(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
-    """Parse raw JSON (or an already-decoded dict) into `model`, or raise `PayloadError`."""
-    data: Any
+def decode(
+    model: type[M], raw: bytes | str | dict[str, Any], max_bytes: int = LARGEST_PAYLOAD_BYTES
+) -> M:
+    """Parse raw JSON (or an already-decoded dict) into `model`, or raise `PayloadError`.
+
+    Raw JSON is first held to the contract's bounds (`contract.limits.check_raw`: at most
+    `max_bytes`, UTF-8, nesting, digits), then parsed and validated in one pass by
+    pydantic-core, whose parser refuses lone surrogates and control characters in strings.
+    Nothing but `PayloadError` comes out of a refusal."""
     if isinstance(raw, dict):
-        data = raw
-    else:
-        try:  # parsed and validated in one pass (pydantic-core): the common case
-            return model.model_validate_json(raw)
-        except ValidationError:
-            pass  # parsed again below, for the same error messages as a dict gets
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise PayloadError(f"not UTF-8 JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise PayloadError(f"payload must be a JSON object, not {type(data).__name__}")
+            return model.model_validate(raw)
+        except ValidationError as err:
+            raise _payload_error(err) from None
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
-        return model.model_validate(data)
+        check_raw(data, max_bytes)
+    except LimitError as err:
+        raise PayloadError(str(err), reason=err.reason) from None
+    try:
+        return model.model_validate_json(data)
     except ValidationError as err:
-        field, lines = describe_validation_error(err)
-        raise PayloadError("; ".join(lines), field=field, errors=lines) from err
+        raise _payload_error(err) from None
 
 
-def decode_edge(channel: str, raw: bytes | str) -> EdgeMessage:
-    """Parse an edge→server payload of `channel`."""
+def _payload_error(err: ValidationError) -> PayloadError:
+    """The `PayloadError` of a pydantic refusal, with its reason."""
+    items = err.errors()
+    kinds = {item["type"] for item in items}
+    if "json_invalid" in kinds:
+        text = str(items[0].get("ctx", {}).get("error", items[0]["msg"]))
+        reason: RejectReason = "too_deep" if "recursion" in text else "not_json"
+        return PayloadError(f"not JSON: {text}"[:500], reason=reason)
+    if kinds & {"model_type", "model_attributes_type"} and any(not i["loc"] for i in items):
+        return PayloadError("payload must be a JSON object", reason="not_object")
+    field, lines = describe_validation_error(err)
+    shown = "; ".join(lines[:_MAX_ERRORS_SHOWN])
+    if len(lines) > _MAX_ERRORS_SHOWN:
+        shown += f"; and {len(lines) - _MAX_ERRORS_SHOWN} more"
+    reason = "non_finite" if "finite_number" in kinds else "invalid"
+    return PayloadError(shown, field=field, errors=lines, reason=reason)
+
+
+def decode_edge(channel: str, raw: bytes | str, node_id: str | None = None) -> EdgeMessage:
+    """Parse an edge→server payload of `channel`, held to that channel's byte limit;
+    with `node_id` (the topic's), a payload naming another node is refused too
+    (`node_mismatch`)."""
     try:
         model = EDGE_PAYLOADS[channel]
     except KeyError:
         raise PayloadError(f"channel {channel!r} carries no edge payload") from None
-    return decode(model, raw)
+    message = decode(model, raw, MAX_PAYLOAD_BYTES[channel])
+    if node_id is not None and message.node_id != node_id:
+        raise PayloadError(
+            f"payload node_id {message.node_id!r} is not the topic's {node_id!r}",
+            field="node_id",
+            reason="node_mismatch",
+        )
+    return message

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from contract.canonical import canonical_json
 from contract.ids import utc_now
+from contract.limits import MAX_PAYLOAD_BYTES, RejectReason
 from contract.payloads import CommandOutcome, PayloadError, SignedCommand, decode
 
 C = TypeVar("C", bound=SignedCommand)
@@ -131,6 +132,11 @@ class MemoryNonceStore:
         return True
 
 
+#: Why a command that parsed was not verified; one that did not parse has the contract's
+#: reason (`contract.limits.RejectReason`: too_large, too_deep, not_json, invalid, …).
+CommandRefusal = Literal["bad_signature", "wrong_node", "future", "expired", "replay"]
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
     """The outcome of checking a command. `command` is set when it parsed."""
@@ -139,6 +145,8 @@ class Verification:
     result: CommandOutcome | None
     detail: str
     command: SignedCommand | None = None
+    #: Why it was not verified (None when it was).
+    reason: RejectReason | CommandRefusal | None = None
 
 
 class CommandVerifier:
@@ -159,23 +167,31 @@ class CommandVerifier:
     def verify(
         self, model: type[SignedCommand], raw: bytes | str, now: datetime | None = None
     ) -> Verification:
-        """Parse and check `raw`. The nonce is claimed only when all else passed."""
+        """Parse and check `raw`. The nonce is claimed only when all else passed.
+
+        Never raises on what arrives: every payload, however broken, gets an outcome."""
         now = now or utc_now()
-        try:
-            command = decode(model, raw)
+        try:  # held to the contract's bounds (size, nesting, digits) before parsing
+            command = decode(model, raw, MAX_PAYLOAD_BYTES["command"])
         except PayloadError as err:
-            return Verification(False, "refused", f"malformed command: {err}")
-        # Verify over the payload as received, not as re-serialised.
-        if not signature_valid(json.loads(raw), self._key):
-            return Verification(False, "bad_signature", "signature does not verify", command)
-        if command.node_id != self._node_id:
+            return Verification(False, "refused", f"malformed command: {err}", reason=err.reason)
+        try:  # verify over the payload as received, not as re-serialised
+            signed = signature_valid(json.loads(raw), self._key)
+        except (ValueError, RecursionError):  # what pydantic parsed, json should too
+            signed = False
+        if not signed:
             return Verification(
-                False, "refused", f"command is for {command.node_id}, not {self._node_id}", command
+                False, "bad_signature", "signature does not verify", command, "bad_signature"
             )
+        if command.node_id != self._node_id:
+            detail = f"command is for {command.node_id}, not {self._node_id}"
+            return Verification(False, "refused", detail, command, "wrong_node")
         if command.issued_at > now + self._skew:
-            return Verification(False, "refused", "issued_at is in the future", command)
+            return Verification(False, "refused", "issued_at is in the future", command, "future")
         if command.expires_at <= now:
-            return Verification(False, "expired", f"expired at {command.expires_at}", command)
+            detail = f"expired at {command.expires_at}"
+            return Verification(False, "expired", detail, command, "expired")
         if not self._nonces.claim(command.nonce, command.expires_at):
-            return Verification(False, "refused", "nonce already used (replay)", command)
+            detail = "nonce already used (replay)"
+            return Verification(False, "refused", detail, command, "replay")
         return Verification(True, None, "verified", command)

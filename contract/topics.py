@@ -11,7 +11,15 @@ from contract.version import TOPIC_PREFIX
 
 Kind = Literal["truck", "gate"]
 Channel = Literal[
-    "availability", "position", "lock", "health", "passage", "lane", "command", "command/result"
+    "availability",
+    "position",
+    "lock",
+    "health",
+    "passage",
+    "lane",
+    "command",
+    "command/result",
+    "ack",
 ]
 
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
@@ -70,6 +78,11 @@ def command(kind: Kind, node_id: str) -> str:
 
 def command_result(kind: Kind, node_id: str) -> str:
     return build(kind, node_id, "command/result")
+
+
+def ack(kind: Kind, node_id: str) -> str:
+    """Server→edge: which of the node's seqs the server has durably stored."""
+    return build(kind, node_id, "ack")
 
 
 @dataclass(frozen=True, slots=True)

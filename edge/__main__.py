@@ -9,12 +9,19 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from contract.config_file import ConfigError, load_model, print_errors
+from edge.commands import CommandHandler
 from edge.config import AgentCommon
 
 C = TypeVar("C", bound=AgentCommon)
+
+
+class _Agent(Protocol):
+    commands: CommandHandler
+
+    def run(self) -> Coroutine[Any, Any, None]: ...
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if gate is None else 0
         from edge.gate.agent import GateAgent
 
-        asyncio.run(_run_until_signal(GateAgent(gate).run()))
+        asyncio.run(_run_until_signal(GateAgent(gate)))
         return 0
     from edge.config import TruckConfig
 
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if truck is None else 0
     from edge.truck.agent import TruckAgent
 
-    asyncio.run(_run_until_signal(TruckAgent(truck).run()))
+    asyncio.run(_run_until_signal(TruckAgent(truck)))
     return 0
 
 
@@ -62,15 +69,18 @@ def _load(path: Path, model: type[C]) -> C | None:
     return config
 
 
-async def _run_until_signal(agent_run: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.ensure_future(agent_run)
+async def _run_until_signal(agent: _Agent) -> None:
+    task = asyncio.ensure_future(agent.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
+    log = logging.getLogger("edge")
     try:
         await task
     except asyncio.CancelledError:
-        logging.getLogger("edge").info("stopped")
+        log.info("stopped")
+    finally:
+        log.info("commands since start: %s", agent.commands.tally())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ against the server's public key, addressee, expiry, a never-seen nonce) before t
 agent's executor runs it. Every command that carries a `command_id` is answered on
 `{kind}/{node_id}/command/result` through the outbox: `done`, `refused`, `expired`,
 `bad_signature` or `failed`, with the reason in `detail`.
+
+Whatever arrives — arbitrary bytes, nesting, huge numbers, wrong types, another node's
+command, an expired one, a forged or replayed one — is answered (when it names a command
+id) and counted by outcome and reason; it never reaches the executor unverified and no
+exception leaves `handle`. A refusal is logged at most once per reason and minute.
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from contract import topics
 from contract.ids import format_ts, utc_now
+from contract.limits import MAX_PAYLOAD_BYTES, LimitError, check_raw
+from contract.log_throttle import LogThrottle, and_more
 from contract.payloads import CommandOutcome, GateCommand, SignedCommand, TruckCommand
 from contract.signing import DEFAULT_CLOCK_SKEW, CommandVerifier, NonceStore
 from contract.topics import Kind
-from edge.outbox import Outbox, OutboxError
+from edge.outbox import OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,13 @@ Executor = Callable[[SignedCommand], Awaitable[tuple[ExecOutcome, str]]]
 COMMAND_MODELS: dict[str, type[SignedCommand]] = {"gate": GateCommand, "truck": TruckCommand}
 #: Longest `detail` the result payload allows.
 _DETAIL_MAX = 1000
+
+
+class ResultSink(Protocol):
+    """Where answers go: a node's `Outbox`, or a JT/T 808 gateway's store for that node.
+    `enqueue` stores the message durably and returns its seq, or raises `OutboxError`."""
+
+    def enqueue(self, topic: str, payload: dict[str, Any]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +73,7 @@ class CommandHandler:
         node_id: str,
         public_key: Ed25519PublicKey,
         nonces: NonceStore,
-        outbox: Outbox,
+        outbox: ResultSink,
         execute: Executor,
         *,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
@@ -73,10 +87,17 @@ class CommandHandler:
         self._verifier = CommandVerifier(public_key, node_id, nonces, clock_skew)
         #: Answers given, by outcome (for health and metrics).
         self.counts: dict[str, int] = {}
+        #: Commands not verified, by reason (`Verification.reason`; `internal`: a bug).
+        self.refusals: dict[str, int] = {}
+        self._log_throttle = LogThrottle()
 
     async def handle(self, raw: bytes) -> None:
-        """The `on_command` callback: verify, execute, answer."""
-        await self.process(raw)
+        """The `on_command` callback: verify, execute, answer. Never raises."""
+        try:
+            await self.process(raw)
+        except Exception:  # the boundary: process() has precise reasons inside
+            self._refused("internal")
+            log.exception("node %s: command of %d bytes not handled", self.node_id, len(raw))
 
     async def process(self, raw: bytes) -> CommandAnswer:
         """Verify and run one command; returns what was answered."""
@@ -85,13 +106,19 @@ class CommandHandler:
         command_id = command.command_id if command is not None else _raw_command_id(raw)
         if not check.ok or command is None:
             outcome: CommandOutcome = check.result or "refused"
-            log.warning(
-                "node %s: command %s refused as %s: %s",
-                self.node_id,
-                command_id,
-                outcome,
-                check.detail,
-            )
+            reason = check.reason or outcome
+            self._refused(reason)
+            left_out = self._log_throttle.admit(reason)
+            if left_out is not None:
+                log.warning(
+                    "node %s: command %s refused as %s (%s): %s%s",
+                    self.node_id,
+                    command_id,
+                    outcome,
+                    reason,
+                    check.detail[:300],
+                    and_more(left_out, self._log_throttle.window_s),
+                )
             return self._answer(command_id, outcome, check.detail)
         log.info(
             "node %s: command %s verified (%s)",
@@ -109,11 +136,21 @@ class CommandHandler:
             result = "failed"
         return self._answer(command_id, result, detail)
 
+    def tally(self) -> str:
+        """Answers by outcome and refusals by reason since start, as JSON, for the log
+        (the refusals' own lines are throttled and leave most of a flood out)."""
+        return (
+            f"answered {json.dumps(self.counts, sort_keys=True)}, "
+            f"not verified {json.dumps(self.refusals, sort_keys=True)}"
+        )
+
+    def _refused(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
     def _answer(self, command_id: str | None, result: CommandOutcome, detail: str) -> CommandAnswer:
         self.counts[result] = self.counts.get(result, 0) + 1
         if not command_id:
-            # Without a command id the server could not match an answer: log only.
-            log.warning("node %s: unanswerable command (%s): %s", self.node_id, result, detail)
+            # Without a command id the server could not match an answer: counted only.
             return CommandAnswer(None, result, detail, None)
         payload = {
             "ts": format_ts(utc_now()),
@@ -134,12 +171,14 @@ class CommandHandler:
 def _raw_command_id(raw: bytes) -> str | None:
     """The `command_id` of a payload that did not parse, when it has a usable one."""
     try:
+        check_raw(raw, MAX_PAYLOAD_BYTES["command"])  # no nesting or digits past the bounds
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (LimitError, ValueError, RecursionError):  # bad UTF-8 or JSON
         return None
     if not isinstance(data, dict):
         return None
     value = data.get("command_id")
-    if isinstance(value, str) and 1 <= len(value) <= 128:
+    # printable: no control characters, no lone surrogates (which UTF-8 cannot carry back)
+    if isinstance(value, str) and 1 <= len(value) <= 128 and value.isprintable():
         return value
     return None

@@ -27,13 +27,7 @@ OUTBOX_STATUS: Final[dict[OutboxState, HealthStatus]] = {
     "thinning": "degraded",
     "full": "down",
 }
-_STATUSES: Final[dict[str, HealthStatus]] = {"ok": "ok", "degraded": "degraded", "down": "down"}
 MAX_DETAIL: Final = 1000
-
-
-def health_status(text: str) -> HealthStatus:
-    """A driver's status word as the contract's; an unknown word counts as degraded."""
-    return _STATUSES.get(text, "degraded")
 
 
 class HealthReporter:
@@ -75,7 +69,8 @@ class HealthReporter:
         """The outbox's state listener: `thinning` is degraded, `full` is down."""
         stats = self.outbox.stats()
         detail = (
-            f"{reason}; {stats.count} messages, {stats.bytes} of {stats.max_bytes} bytes, "
+            f"{reason}; {stats.count} messages ({stats.sent} sent, awaiting the server's "
+            f"acknowledgement), {stats.bytes} of {stats.max_bytes} bytes, "
             f"{stats.free_disk_bytes} bytes free on disk; so far {stats.thinned_total} "
             f"positions thinned, {stats.refused_total} messages refused"
         )

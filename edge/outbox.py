@@ -1,7 +1,9 @@
 """Durable outbox: every edge message is on disk before it is published.
 
 One SQLite database per node (WAL journal, `synchronous=FULL`) holds the messages
-waiting for the broker's PUBACK and the node's sequence counter. A message's `seq`
+not yet acknowledged by the server and the node's sequence counter. The broker's
+PUBACK only marks a message `sent`; the server's acknowledgement (`ack_ranges`, after
+the server's own commit) removes it (docs/edge-outbox.md#server-acknowledgement). A message's `seq`
 is assigned in the same transaction that stores it, so a committed message and its
 seq survive a power cut together and a seq is never handed out twice.
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from contract.ids import is_node_id
+from contract.limits import LARGEST_PAYLOAD_BYTES
 from contract.topics import TopicError
 from contract.topics import parse as parse_topic
 from edge.outbox_settings import OutboxSettings
@@ -38,9 +41,11 @@ log = logging.getLogger(__name__)
 #: Channels whose old messages may be thinned when the outbox is full. Everything
 #: else (lock events, passages, command results, health, availability) is kept.
 THINNABLE_CHANNELS: Final = frozenset({"position"})
-#: Largest payload accepted: the broker's `max_packet_size` is 1 MiB, and a message
-#: the broker refuses would block the outbox behind it forever.
-MAX_MESSAGE_BYTES: Final = 256 * 1024
+#: Largest payload accepted: the contract's largest (contract/limits.py), which the
+#: broker's `max_packet_size` leaves room for; a message the broker refuses would block
+#: the outbox behind it forever (one over its channel's own limit is refused by the
+#: server and acknowledged, so it does not block).
+MAX_MESSAGE_BYTES: Final = LARGEST_PAYLOAD_BYTES
 #: A drained outbox returns its free pages to the disk once this many are free.
 VACUUM_FREE_PAGES: Final = 1024
 #: How many reservations are kept for explaining seq gaps.
@@ -62,7 +67,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL,           -- UTF-8 JSON with node_id and seq set
     retain INTEGER NOT NULL,
     keep INTEGER NOT NULL,           -- 1: never thinned (evidence)
-    created REAL NOT NULL            -- wall-clock time of enqueue, seconds
+    created REAL NOT NULL,           -- wall-clock time of enqueue, seconds
+    sent REAL                        -- wall-clock time of the broker's PUBACK (NULL: not yet)
 );
 CREATE INDEX IF NOT EXISTS outbox_thinnable ON outbox (keep, id);
 CREATE TABLE IF NOT EXISTS reserved (
@@ -91,6 +97,9 @@ class OutboxItem:
     retain: bool
     keep: bool
     created: float
+    #: Wall-clock time of the broker's PUBACK (None: not sent yet); the message stays
+    #: until the server acknowledges it.
+    sent: float | None = None
 
     @property
     def seq(self) -> int:
@@ -110,6 +119,8 @@ class OutboxStats:
     last_seq: int
     thinned_total: int
     refused_total: int
+    #: Of `count`, the messages the broker took (PUBACK) that wait for the server's ack.
+    sent: int = 0
 
 
 def _is_thinnable(topic: str) -> bool:
@@ -120,7 +131,7 @@ def _is_thinnable(topic: str) -> bool:
 
 
 class Outbox:
-    """Messages of one node waiting for the broker, with the node's seq counter.
+    """Messages of one node not yet acknowledged by the server, with its seq counter.
 
     Not thread-safe; use it from one event loop. Every method commits before it
     returns (one fsync per call, batched for `ack_many` and `enqueue_many`).
@@ -154,6 +165,8 @@ class Outbox:
         #: The state last handed to the state listeners (and stored in the file).
         self._reported: OutboxState = "ok"
         self._state_reason = ""
+        #: The latest PUBACK time among the messages the last removal took.
+        self.newest_acked_sent: float | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
@@ -212,6 +225,9 @@ class Outbox:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
+            if "sent" not in columns:  # an outbox file from before the server's acks
+                db.execute("ALTER TABLE outbox ADD COLUMN sent REAL")
             row = db.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('node_id', ?)", (self.node_id,))
@@ -354,7 +370,7 @@ class Outbox:
                         )
                     self._make_room(len(blob), keep_it)
                     self._db.execute(
-                        "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, NULL)",
                         (seq, topic, blob, int(retain), int(keep_it), now),
                     )
                     self._bytes += len(blob)
@@ -484,14 +500,30 @@ class Outbox:
     # -- reading and acknowledging -----------------------------------------------
 
     def pending(
-        self, limit: int, *, after_id: int = 0, up_to_id: int | None = None
+        self,
+        limit: int,
+        *,
+        after_id: int = 0,
+        up_to_id: int | None = None,
+        unsent_only: bool = False,
+        sent_before: float | None = None,
     ) -> list[OutboxItem]:
-        """Oldest waiting messages with `after_id < id <= up_to_id`, in seq order."""
+        """Oldest unacknowledged messages with `after_id < id <= up_to_id`, in seq order.
+
+        `unsent_only`: only those the broker has not taken yet (no PUBACK);
+        `sent_before`: only those the broker took before that wall-clock time."""
         upper = up_to_id if up_to_id is not None else 2**63 - 1
+        where = "id > ? AND id <= ?"
+        params: list[Any] = [after_id, upper]
+        if unsent_only:
+            where += " AND sent IS NULL"
+        if sent_before is not None:
+            where += " AND sent < ?"
+            params.append(sent_before)
         rows = self._db.execute(
-            "SELECT id, topic, payload, retain, keep, created FROM outbox "
-            "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (after_id, upper, limit),
+            "SELECT id, topic, payload, retain, keep, created, sent FROM outbox "
+            f"WHERE {where} ORDER BY id LIMIT ?",
+            (*params, limit),
         ).fetchall()
         return [
             OutboxItem(
@@ -501,36 +533,95 @@ class Outbox:
                 retain=bool(r[3]),
                 keep=bool(r[4]),
                 created=float(r[5]),
+                sent=None if r[6] is None else float(r[6]),
             )
             for r in rows
         ]
 
-    def ack(self, item_id: int) -> bool:
-        """Remove a message the broker acknowledged; False if it was not there."""
-        return self.ack_many([item_id]) == 1
-
-    def ack_many(self, item_ids: Iterable[int]) -> int:
-        """Remove acknowledged messages in one transaction; returns how many went."""
+    def mark_sent(self, item_ids: Iterable[int], at: float | None = None) -> int:
+        """Note the broker's PUBACK for these messages (kept until the server's ack)."""
         ids = [int(i) for i in item_ids]
         if not ids:
             return 0
-        try:
-            return self._remove(ids)
-        finally:
-            self._report_state()
-
-    def _remove(self, ids: list[int]) -> int:
-        removed = 0
-        freed = 0
+        when = self._clock() if at is None else at
+        marked = 0
         with self._transaction():
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
+                marked += self._db.execute(
+                    f"UPDATE outbox SET sent=? WHERE id IN ({marks})", (when, *chunk)
+                ).rowcount
+        return marked
+
+    def ack(self, item_id: int) -> bool:
+        """Remove one acknowledged message; False if it was not there."""
+        return self.ack_many([item_id]) == 1
+
+    def ack_many(self, item_ids: Iterable[int]) -> int:
+        """Remove acknowledged messages in one transaction; returns how many went.
+
+        The server's acknowledgement comes as ranges (`ack_ranges`); this is for the
+        fallback to the broker's PUBACK (a server that never acknowledges)."""
+        ids = [int(i) for i in item_ids]
+        if not ids:
+            return 0
+        try:
+            return self._remove(
+                [
+                    (f"id IN ({','.join('?' * len(chunk))})", chunk)
+                    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500))
+                ]
+            )
+        finally:
+            self._report_state()
+
+    def ack_ranges(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Remove the messages the server acknowledged (inclusive `(first, last)` seq
+        ranges) in one transaction; returns how many went. Remembers that the server
+        acknowledges (`server_acknowledges`); `newest_acked_sent` is then the latest
+        PUBACK time among the removed messages (None if none had one)."""
+        self.newest_acked_sent = None
+        clauses: list[tuple[str, list[int]]] = [
+            ("id BETWEEN ? AND ?", [int(first), int(last)]) for first, last in ranges
+        ]
+        if not self.server_acknowledges():
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('server_acks', '1')")
+        if not clauses:
+            return 0
+        try:
+            return self._remove(clauses)
+        finally:
+            self._report_state()
+
+    def forget_sent(self) -> int:
+        """Remove every message the broker took (the fallback to PUBACK)."""
+        try:
+            return self._remove([("sent IS NOT NULL", [])])
+        finally:
+            self._report_state()
+
+    def server_acknowledges(self) -> bool:
+        """True once the server has acknowledged anything (kept across restarts)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='server_acks'").fetchone()
+        return row is not None and row[0] == "1"
+
+    def _remove(self, clauses: list[tuple[str, list[int]]]) -> int:
+        removed = 0
+        freed = 0
+        newest: float | None = None
+        with self._transaction():
+            for where, params in clauses:
                 rows = self._db.execute(
-                    f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING length(payload)", chunk
+                    f"DELETE FROM outbox WHERE {where} RETURNING length(payload), sent", params
                 ).fetchall()
                 removed += len(rows)
                 freed += sum(int(r[0]) for r in rows)
+                sent = [float(r[1]) for r in rows if r[1] is not None]
+                if sent:
+                    newest = max(sent) if newest is None else max(newest, *sent)
+        self.newest_acked_sent = newest
         self._bytes -= freed
         self._count -= removed
         if self._count == 0 and self._freelist_pages() > VACUUM_FREE_PAGES:
@@ -557,6 +648,9 @@ class Outbox:
             last_seq=self.last_seq(),
             thinned_total=self._meta_int("thinned_total"),
             refused_total=self._meta_int("refused_total"),
+            sent=int(
+                self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent IS NOT NULL").fetchone()[0]
+            ),
         )
 
     # -- transactions ------------------------------------------------------------

@@ -41,3 +41,18 @@ class OutboxSettings(BaseModel):
     publish_timeout_s: float = Field(
         default=30.0, gt=0, description="wait this long for a PUBACK before reconnecting"
     )
+    ack_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="after a reconnect, messages the broker took earlier and the server "
+        "has not acknowledged within this time are sent again",
+    )
+    ack_fallback_s: float | None = Field(
+        default=300.0,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="a server that has never acknowledged anything (older than this "
+        "agent) for this long: the broker's PUBACK ends a message's life again, with a "
+        "warning; null: never (once every server acknowledges)",
+    )

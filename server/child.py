@@ -9,7 +9,8 @@ over a duplex pipe of `(kind, value)` events, pickled.
 fresh interpreter that imports only what it needs), hands each event of the child to a
 callback, sends events to the child, and when the child exits logs it and starts another
 after a backoff. `ParentPipe` is the child's side: it sends from any thread, and its end
-of file means the parent is gone (the child then stops).
+of file means the parent is gone (the child then stops). A parent killed outright takes
+its children with it (`contract.parent_death`: the kernel's parent-death signal).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from contract.parent_death import die_with_parent
 from server.config import ServerConfig
 from server.geo import Geography
 
@@ -79,7 +81,10 @@ class ChildProcess:
         while True:
             ours, theirs = ctx.Pipe(duplex=True)
             proc = ctx.Process(
-                target=self._target, args=(self._spec, theirs), name=self.name, daemon=True
+                target=_child_main,
+                args=(os.getpid(), self._target, self._spec, theirs),
+                name=self.name,
+                daemon=True,
             )
             proc.start()
             theirs.close()
@@ -141,6 +146,14 @@ class ChildProcess:
             await ended
         finally:
             loop.remove_reader(conn.fileno())
+
+
+def _child_main(
+    parent_pid: int, target: Callable[[Any, Connection], None], spec: Any, conn: Connection
+) -> None:
+    """The child's first step: it dies with the server process, even a killed one."""
+    die_with_parent(parent_pid)
+    target(spec, conn)
 
 
 def _stop(proc: multiprocessing.process.BaseProcess, name: str) -> None:

@@ -5,13 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract.broker import BrokerSettings
+from contract.broker import DEFAULT_SERVER_CLIENT_ID, BrokerSettings
+from server.audit.config import AuditSettings
 from server.auth.config import AuthSettings
+from server.broker_accounts import BrokerAccounts
 from server.console.config import ConsoleSettings
+from server.evidence.config import EvidenceSettings
 from server.gates.config import GatesSettings, TripSettings
 from server.telemetry.config import TelemetrySettings
+
+
+class OperationsListener(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address of the operations listener")
+    port: int = Field(default=9108, ge=0, le=65535, description="its port (0 = any free port)")
 
 
 class HttpSettings(BaseModel):
@@ -19,6 +29,12 @@ class HttpSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="address the REST API and console bind to")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 = any free port)")
+    operations_listener: OperationsListener | None = Field(
+        default=None,
+        description="serve /metrics, /openapi.json, /docs and /redoc without accounts on "
+        "this listener only (a management network, for Prometheus); by default they are "
+        "on the main listener, to signed-in accounts only",
+    )
 
 
 class StorageSettings(BaseModel):
@@ -76,6 +92,29 @@ class IngestSettings(BaseModel):
     batch_wait_ms: int = Field(
         default=20, ge=0, le=5000, description="longest wait to fill a batch"
     )
+    ack_interval_s: float = Field(
+        default=1.0,
+        ge=0.05,
+        le=60.0,
+        description="how often each node is told which of its seqs are durably stored "
+        "(one `ack` per node per interval at most, docs/edge-outbox.md); the node keeps a "
+        "message in its outbox until then",
+    )
+    max_clock_ahead_s: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=86_400.0,
+        description="a message whose `ts` is more than this far ahead of the server's receive "
+        "time is refused (`clock_ahead`) and never stored: a device clock in the future "
+        "would stay a truck's newest fix",
+    )
+    dead_letters_max: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="refused edge messages kept for admins (`GET /api/v1/dead-letters`); "
+        "the oldest are dropped",
+    )
     judge: Literal["process", "thread"] = Field(
         default="process",
         description="where the trip rules run: `process` — a child process of their own, "
@@ -91,8 +130,14 @@ class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     broker: BrokerSettings = Field(
-        default_factory=lambda: BrokerSettings(client_id="bondwatch-server-1"),
-        description="the MQTT broker the server subscribes to",
+        default_factory=lambda: BrokerSettings(client_id=DEFAULT_SERVER_CLIENT_ID),
+        description="the MQTT broker the server subscribes to; its `username` is not "
+        "used: each connection has its own account (`broker_accounts`)",
+    )
+    broker_accounts: BrokerAccounts = Field(
+        default_factory=BrokerAccounts,
+        description="each broker connection's account (default: user name = the "
+        "connection's client id, password/certificate from `broker`), docs/broker-security.md",
     )
     http: HttpSettings = Field(default_factory=HttpSettings, description="REST API and console")
     storage: StorageSettings = Field(default_factory=StorageSettings, description="the store")
@@ -108,6 +153,10 @@ class ServerConfig(BaseModel):
         default_factory=GatesSettings, description="gate decisions, commands, remote unseal"
     )
     trips: TripSettings = Field(default_factory=TripSettings, description="trip lifecycle")
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="passage images uploaded by the gate controllers (docs/gates.md)",
+    )
     telemetry: TelemetrySettings | None = Field(
         default=None,
         description="positions and alarm counts to an InfluxDB v2 write API (off when absent)",
@@ -115,3 +164,26 @@ class ServerConfig(BaseModel):
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs gate and lock commands"
     )
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings, description="the audit log's signed checkpoints"
+    )
+
+    @model_validator(mode="after")
+    def _an_account_per_connection(self) -> ServerConfig:
+        if self.broker.username is not None:
+            raise ValueError(
+                "broker.username: each of the server's broker connections has an account "
+                "of its own, named after its client id by default; set user names per "
+                "connection in broker_accounts (docs/broker-security.md)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _audit_key_is_its_own(self) -> ServerConfig:
+        checkpoints = self.audit.checkpoints
+        if checkpoints is not None and checkpoints.key_file == self.signing_key_file:
+            raise ValueError(
+                "audit.checkpoints.key_file is the command signing key (signing_key_file): "
+                "give the audit log its own key (bondwatch-server audit keygen)"
+            )
+        return self

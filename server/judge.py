@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -69,14 +69,6 @@ class AlarmSink(Protocol):
     """Where effects go. Must be idempotent for an effect it has already applied."""
 
     def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None: ...
-
-
-class LogSink:
-    """Effects to the log only (until an alarm store is configured)."""
-
-    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
-        for effect in effects:
-            log.warning("trip %s (%s): %s", trip["trip_id"], trip["vehicle_id"], effect)
 
 
 @dataclass
@@ -196,13 +188,20 @@ class Judge:
         profiles: dict[CreditClass, CreditProfile],
         sink: AlarmSink,
         hold_s: float = 30.0,
+        lock_secrets: Mapping[str, bytes] | None = None,
     ) -> None:
+        """`lock_secrets`: lock id → secret, to authenticate lock reports (none: every
+        lock's reports pass unchecked, and the gate holds its trucks)."""
         self._store = store
+        self._lock_secrets: Mapping[str, bytes] = lock_secrets or {}
         self._geography = geography
         self._profiles = profiles
         self._sink = sink
         self._hold_s = hold_s
         self._runs: dict[str, TripRun] = {}  # by vehicle id
+        #: when the server last received a message of each vehicle (its own clock): what
+        #: silence (DEVICE_OFFLINE) is measured from, whatever the device's clock says
+        self._received: dict[str, datetime] = {}
         self._windows: dict[str, SeqWindow] = {}
         self.reruns = 0  # late data judged again: from memory, or from the store
         self.reruns_from_store = 0
@@ -221,9 +220,13 @@ class Judge:
     def _judge_batch(self, batch: Sequence[IncomingMessage], now: float | None) -> None:
         clock = time.monotonic() if now is None else now
         by_node: dict[str, list[tuple[Key, EdgeMessage]]] = defaultdict(list)
+        received = self._received
         for item in batch:
             msg = item.message
             by_node[msg.node_id].append(((msg.ts, msg.seq), msg))
+            known = received.get(msg.node_id)
+            if known is None or item.received_at > known:
+                received[msg.node_id] = item.received_at
         trips = self._store.open_trips_for_vehicles(by_node)
         for node_id, messages in by_node.items():
             run, rebuilt = self._run_for(node_id, trips.get(node_id))
@@ -288,6 +291,10 @@ class Judge:
         # sink ignores effects it had already applied before a restart.
         self._replay(run, vehicle_id, (trip["started_at"], -1), upto=None)
         self._windows[vehicle_id] = SeqWindow(upto=self._store.max_seq(vehicle_id))
+        stored = self._store.last_received_at(vehicle_id)
+        known = self._received.get(vehicle_id)
+        if stored is not None and (known is None or stored > known):
+            self._received[vehicle_id] = stored
         return run
 
     def _follow_trips(self) -> None:
@@ -304,6 +311,7 @@ class Judge:
             if current is None or current["trip_id"] != run.trip["trip_id"]:
                 del self._runs[vehicle_id]
                 self._windows.pop(vehicle_id, None)
+                self._received.pop(vehicle_id, None)
         silent = [v for v in in_transit if v not in self._runs][:ADOPT_PER_TICK]
         for vehicle_id in silent:
             log.info(
@@ -325,6 +333,7 @@ class Judge:
             trip_id=trip["trip_id"],
             started_at=trip["started_at"],
             time_limit_s=trip["time_limit_min"] * 60.0,
+            lock_secrets=self._lock_secrets,
         )
 
     def _rerun(self, run: TripRun, vehicle_id: str, from_key: Key) -> None:
@@ -360,7 +369,7 @@ class Judge:
             window = self._windows.get(node_id)
             if window is not None and (window.ahead or window.late):
                 self._judge(run, node_id, *window.release(monotonic, self._hold_s))
-            run.state, effects = tick(run.state, now, run.ctx)
+            run.state, effects = tick(run.state, now, run.ctx, self._received.get(node_id))
             self._emit(run, effects)
 
     async def tick_forever(self, interval_s: float = 5.0) -> None:

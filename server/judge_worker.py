@@ -32,6 +32,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+from contract.log_throttle import LogThrottle, and_more
 from server.child import (
     ChildProcess,
     ChildSpec,
@@ -68,11 +69,19 @@ class JudgeWorker:
         spec: JudgeSpec,
         on_alarm: Callable[[int], None],
         on_judged: Callable[[int], None] = lambda _: None,
+        on_bad_rows: Callable[[int], None] = lambda _: None,
+        on_pending: Callable[[int], None] = lambda _: None,
     ) -> None:
+        """`on_bad_rows`: how many stored messages of a batch the child could not decode
+        (it logs them and judges the rest). `on_pending`: how many messages are handed to
+        the child and not judged yet, each time that changes (the judge's lag)."""
         self._on_alarm = on_alarm
         self._on_judged = on_judged
+        self._on_bad_rows = on_bad_rows
+        self._on_pending = on_pending
         self.ready = asyncio.Event()  # the child has its geography and takes batches
         self.judged = 0  # messages judged by the children, for the metrics and the bench
+        self.sent = 0  # messages handed to the children
         self._left = 0  # messages sent while no child ran, since the last log line
         self._child = ChildProcess(
             "bondwatch-judge", run_child, spec, self._event, on_exit=self.ready.clear
@@ -91,11 +100,14 @@ class JudgeWorker:
         wire = [(m.channel, m.raw, m.received_at) for m in batch if m.channel in JUDGED_CHANNELS]
         if not wire:
             return
+        self.sent += len(wire)  # before the child can answer that it judged them
         if await asyncio.to_thread(self._child.send, "batch", wire):
+            self._on_pending(self.pending)
             if self._left:
                 log.info("judge worker back: %d messages were left to the store", self._left)
                 self._left = 0
             return
+        self.sent -= len(wire)
         if not self._left:
             log.warning(
                 "no judge worker running: messages are left to the store, and the next "
@@ -103,14 +115,25 @@ class JudgeWorker:
             )
         self._left += len(wire)
 
+    @property
+    def pending(self) -> int:
+        """Messages handed to the child and not judged yet."""
+        return self.sent - self.judged
+
     def _event(self, kind: str, value: Any) -> None:
         if kind == "ready":
+            # What a child that died had not judged, the new one judges from the store.
+            self.sent = self.judged
+            self._on_pending(0)
             self.ready.set()
         elif kind == "alarm":
             self._on_alarm(int(value))
         elif kind == "judged":
             self.judged += int(value)
             self._on_judged(int(value))
+            self._on_pending(self.pending)
+        elif kind == "bad_rows":
+            self._on_bad_rows(int(value))
 
 
 # ---- the child ----------------------------------------------------------------------
@@ -127,6 +150,7 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
     # Imported here: the parent needs none of this to start the child.
     from server.alarms import AlarmService
     from server.alarms.effects import AlarmEffects
+    from server.lock_secrets import LockSecrets
     from server.rules.profiles import configured_profiles
 
     config = spec.config
@@ -136,7 +160,8 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
         profiles = configured_profiles(config.geography.profiles)
         alarms = AlarmService(store.engine)
         alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
-        judge = Judge(store, geography, profiles, AlarmEffects(alarms))
+        secrets = LockSecrets.load(config.gates.lock_secrets_file)
+        judge = Judge(store, geography, profiles, AlarmEffects(alarms), lock_secrets=secrets)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -166,26 +191,54 @@ def _receive(
     pipe: ParentPipe, judge: Judge, loop: asyncio.AbstractEventLoop, gone: asyncio.Future[None]
 ) -> None:
     """Judge each batch the parent sends, until the parent is gone."""
-    from contract.payloads import PayloadError, decode_edge
-
     while (event := pipe.receive()) is not None:
         kind, wire = event
         if kind != "batch":
             continue
-        batch: list[IncomingMessage] = []
-        for channel, raw, received_at in wire:
-            try:  # stored after validation: a refusal here is a bug worth a line
-                message = decode_edge(channel, raw)
-            except PayloadError as err:
-                log.error("a stored %s message no longer decodes: %s", channel, err)
-                continue
-            batch.append(IncomingMessage(channel, message, raw, received_at))
+        batch = decode_rows(wire)
+        if len(batch) < len(wire):
+            pipe.send("bad_rows", len(wire) - len(batch))
         try:
             judge.judge_batch(batch)
         except Exception:
             log.exception("judging a batch of %d failed", len(batch))
         pipe.send("judged", len(wire))
     loop.call_soon_threadsafe(_settle, gone)
+
+
+#: A stored row that does not decode is logged once a minute per channel and reason.
+_bad_row_log = LogThrottle()
+
+
+def decode_rows(wire: Sequence[Wire]) -> list[IncomingMessage]:
+    """The messages of `wire` that decode; each that does not is logged (at most once a
+    minute per channel and reason) and left out, whatever fails: one bad row never
+    stops the judge."""
+    from contract.payloads import PayloadError, decode_edge
+
+    batch: list[IncomingMessage] = []
+    for item in wire:
+        try:  # stored after validation: a refusal here is a bug (or an edited row)
+            channel, raw, received_at = item
+            message = decode_edge(channel, raw)
+        except PayloadError as err:
+            left_out = _bad_row_log.admit((str(item[0])[:32], err.reason))
+            if left_out is not None:
+                log.error(
+                    "a stored %s message no longer decodes (%s): %s%s",
+                    item[0],
+                    err.reason,
+                    str(err)[:300],
+                    and_more(left_out, _bad_row_log.window_s),
+                )
+            continue
+        except Exception:
+            left_out = _bad_row_log.admit(("?", "internal"))
+            if left_out is not None:
+                log.exception("a stored message cannot be read%s", and_more(left_out, 60))
+            continue
+        batch.append(IncomingMessage(channel, message, raw, received_at))
+    return batch
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server.alarms import AlarmService
+from server.audit.checkpointer import AuditCheckpoints
 from server.config import ServerConfig
 from server.geo import Geography
 from server.metrics import Metrics
@@ -26,3 +27,5 @@ class Services:
     stream: Hub = field(default_factory=Hub)
     #: the alarm service shared by the judge and the REST API (its changes reach `stream`)
     alarms: AlarmService | None = None
+    #: signs the audit chain's checkpoints (None: `audit.checkpoints` not configured)
+    audit_checkpoints: AuditCheckpoints | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto, free_port
+from devtools.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto, free_port
 from tests.postgres import TempPostgres, fresh_database
 from tests.realdata import missing_outside_data, outside_data
 

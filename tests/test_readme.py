@@ -22,3 +22,14 @@ def test_readme_carries_the_generated_tables_unchanged() -> None:
             "copy the regenerated tables into the README's last section"
         )
     assert "61 real receiver logs" in section and "76 container photos" in section
+
+
+def test_readme_maps_every_top_level_package() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    box = readme[readme.index("## What is in the box") : readme.index("## How a trip is watched")]
+    packages = sorted(
+        p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in {"tests", "bench"}
+    )
+    assert {"contract", "devices", "edge", "server", "demo", "devtools"} <= set(packages)
+    missing = [name for name in packages if f"`{name}/`" not in box]
+    assert not missing, f"the README's map of the code does not name {missing}"

@@ -42,14 +42,14 @@ from devices.barrier.codec import (
     lamp_plan,
 )
 from devices.barrier.debounce import PresenceDebouncer
-from devices.barrier.health import HealthStatus, HealthTracker, PollOutcome
+from devices.barrier.health import HealthTracker, PollOutcome
 from devices.barrier.registers import BarrierRegisterMap
 from devices.errors import DeviceError, TransportError
+from devices.lifecycle import DeviceLink, HealthCallback, renamed_keys
 
 logger = logging.getLogger(__name__)
 
 PresenceCallback = Callable[[bool], Awaitable[None]]
-HealthCallback = Callable[[HealthStatus, str], Awaitable[None]]
 LampListener = Callable[[LampColour], None]
 #: The longest wait for setting the light red when `run` ends.
 LAMP_ON_EXIT_S = 1.0
@@ -99,12 +99,20 @@ class ModbusBarrierConfig(BaseModel):
     down_after_failures: int = Field(
         default=3, ge=1, le=100, description="polls without reply in a row before health is down"
     )
-    backoff_max_s: float = Field(
-        default=10.0, gt=0, le=300, description="longest wait between polls while down"
+    reconnect_max_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="longest wait between polls while down (doubling from poll_interval_s)",
     )
     registers: BarrierRegisterMap = Field(
         default_factory=BarrierRegisterMap, description="addresses of each signal on the module"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key_names(cls, data: object) -> object:
+        return renamed_keys(data, {"backoff_max_s": "reconnect_max_s"}, "barrier")
 
     @model_validator(mode="after")
     def _pulse_needs_close_coil(self) -> Self:
@@ -165,8 +173,13 @@ class BarrierDriver:
         loop = asyncio.get_running_loop()
         debouncer = PresenceDebouncer(cfg.presence_debounce_s)
         health = HealthTracker(down_after=cfg.down_after_failures)
-        delay = cfg.poll_interval_s
-        lost = False
+        link = DeviceLink(
+            self._ctx,
+            logger,
+            cfg.poll_interval_s,
+            max(cfg.poll_interval_s, cfg.reconnect_max_s),
+        )
+        link.on_health = on_health
         try:
             while True:
                 outcome = await self._poll()
@@ -179,24 +192,17 @@ class BarrierDriver:
                     self._lamp_written = None  # it may have restarted: write it again
                 change = health.feed(outcome)
                 if change is not None:
-                    status, detail = change
-                    log = logger.info if status == "ok" else logger.warning
-                    log("%s: health %s (%s)", self._ctx, status, detail)
-                    await on_health(status, detail)
+                    await link.set_health(*change)
+                delay = cfg.poll_interval_s
                 if outcome.status is not None:
-                    if lost:
-                        logger.info("%s: controller answers again", self._ctx)
-                        lost = False
-                    delay = cfg.poll_interval_s
+                    link.back()
                     presence = debouncer.feed(outcome.status.lane_occupied, loop.time())
                     if presence is not None:
                         logger.info("%s: lane %s", self._ctx, "occupied" if presence else "free")
                         await on_presence(presence)
                 elif health.status == "down":
-                    if not lost:
-                        logger.error("%s: controller lost: %s", self._ctx, outcome.error)
-                        lost = True
-                    delay = min(delay * 2, cfg.backoff_max_s)
+                    await link.down(f"no valid reply: {outcome.error}")
+                    delay = link.backoff.next()
                 await asyncio.sleep(delay)
         finally:
             await self._lamp_red_on_exit()

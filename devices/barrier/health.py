@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 from devices.barrier.codec import BarrierStatus
-
-HealthStatus = Literal["ok", "degraded", "down"]
+from devices.lifecycle import HealthStatus
 
 
 @dataclass(frozen=True, slots=True)

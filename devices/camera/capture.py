@@ -25,6 +25,7 @@ from devices.camera.config import CameraConfig
 from devices.camera.focus import sharpness
 from devices.camera.sources import FrameSource, open_source
 from devices.errors import DeviceError, TransportError
+from devices.lifecycle import Backoff
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -119,7 +120,7 @@ class Camera:
         return await self._call(opener)
 
     async def _run(self) -> None:
-        delay = self.config.reconnect_initial_s
+        backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
         lost_logged = False
         while True:
             try:
@@ -128,7 +129,7 @@ class Camera:
                     logger.info("camera %s: back at %s", self.config.name, self.config.url)
                     lost_logged = False
                 self._connected = True
-                delay = self.config.reconnect_initial_s
+                backoff.reset()
                 await self._pump(self._source)
                 if self._source.ended:
                     logger.info("camera %s: source %s ended", self.config.name, self.config.url)
@@ -144,8 +145,7 @@ class Camera:
                 if self._source is not None:
                     await self._call(self._source.close)
                     self._source = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
+                await backoff.wait()
 
     async def _pump(self, source: FrameSource) -> None:
         while not source.ended:

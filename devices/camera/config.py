@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from devices.lifecycle import renamed_keys
 
 
 class CameraConfig(BaseModel):
@@ -31,11 +33,9 @@ class CameraConfig(BaseModel):
     burst_timeout_s: float = Field(
         default=5.0, gt=0, description="longest wait for the frames after a trigger"
     )
-    reconnect_initial_s: float = Field(
-        default=0.5, gt=0, description="first wait before reconnecting"
-    )
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="first wait before reconnecting")
     reconnect_max_s: float = Field(
-        default=10.0, gt=0, description="longest wait between reconnects"
+        default=10.0, gt=0, description="longest wait between reconnects (doubling)"
     )
     folder_poll_s: float = Field(
         default=0.05, gt=0, description="how often a folder is checked for new images"
@@ -43,3 +43,8 @@ class CameraConfig(BaseModel):
     loop_files: bool = Field(
         default=False, description="replay a video file or folder from the start at its end"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key_names(cls, data: object) -> object:
+        return renamed_keys(data, {"reconnect_initial_s": "reconnect_min_s"}, "camera")

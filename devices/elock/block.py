@@ -44,6 +44,11 @@ class Area:
     lon: float
     radius_m: int
 
+    def pack(self) -> bytes:
+        """DWORD lat ×10⁶, DWORD lon ×10⁶ (signed), DWORD radius: the wire form, also
+        covered by a `set_area` token's tag."""
+        return struct.pack(">iiI", round(self.lat * 1e6), round(self.lon * 1e6), self.radius_m)
+
 
 @dataclass(frozen=True)
 class BondWatchBlock:
@@ -58,6 +63,8 @@ class BondWatchBlock:
     command: int | None = None
     token: bytes | None = None
     area: Area | None = None
+    report_counter: int | None = None
+    report_mac: bytes | None = None
     version: int = profile.PROFILE_VERSION
     unknown: tuple[tuple[int, bytes], ...] = field(default=())
 
@@ -100,15 +107,11 @@ class BondWatchBlock:
         if self.token is not None:
             put(profile.SUB_TOKEN, self.token)
         if self.area is not None:
-            put(
-                profile.SUB_AREA,
-                struct.pack(
-                    ">iiI",
-                    round(self.area.lat * 1e6),
-                    round(self.area.lon * 1e6),
-                    self.area.radius_m,
-                ),
-            )
+            put(profile.SUB_AREA, self.area.pack())
+        if self.report_counter is not None:
+            put(profile.SUB_REPORT_COUNTER, struct.pack(">I", self.report_counter))
+        if self.report_mac is not None:
+            put(profile.SUB_REPORT_MAC, self.report_mac)
         for sub, value in self.unknown:
             put(sub, value)
         return bytes(out)
@@ -146,6 +149,10 @@ class BondWatchBlock:
                 "lon": self.area.lon,
                 "radius_m": self.area.radius_m,
             }
+        if self.report_counter is not None:
+            out["report_counter"] = self.report_counter
+        if self.report_mac is not None:
+            out["report_mac"] = self.report_mac.hex()
         for sub, value in self.unknown:
             out[f"0x{sub:02X}"] = value.hex()
         return out
@@ -210,5 +217,11 @@ def _decode_sub(
     elif sub == profile.SUB_AREA:
         lat, lon, radius = struct.unpack(">iiI", value)
         fields["area"] = Area(lat / 1e6, lon / 1e6, radius)
+    elif sub == profile.SUB_REPORT_COUNTER:
+        (fields["report_counter"],) = struct.unpack(">I", value)
+    elif sub == profile.SUB_REPORT_MAC:
+        if len(value) != profile.REPORT_MAC_BYTES:
+            raise ValueError(f"expected {profile.REPORT_MAC_BYTES} bytes, got {len(value)}")
+        fields["report_mac"] = value
     else:
         unknown.append((sub, value))

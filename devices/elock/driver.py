@@ -3,9 +3,11 @@
 It answers the lock's registration, authentication, heartbeats and reports the way
 a JT/T 808 platform does (0x8100, 0x8001), turns BondWatch lock blocks into
 `LockEvent`s, and sends seal / unseal / query commands as transparent data 0x8900,
-matching each answer to its command by serial number, with an acknowledgement
-timeout and retries (a retry keeps the serial number, so a lock that did act but
-whose answer was lost answers again without acting twice).
+matching each answer to its command by serial number and command code
+(`devices.elock.exchange`: serials start at a random value, and an answer that names
+another command is not taken), with an acknowledgement timeout and retries (a retry
+keeps the serial number, so a lock that did act but whose answer was lost answers again
+without acting twice).
 
 The port is opened by URL (`devices.serial_port.open_serial`) and reopened with
 exponential backoff when it cannot be opened or is lost. Health is reported once per
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.elock import profile
 from devices.elock.block import Area, BondWatchBlock, CommandResult
 from devices.elock.bodies import (
     MSG_REGISTRATION,
+    MSG_TRANSPARENT_DOWN,
     BatchLocation,
     Body,
     Location,
@@ -40,14 +43,20 @@ from devices.elock.bodies import (
     Transparent,
 )
 from devices.elock.codec import Message, decode, encode
+from devices.elock.exchange import (
+    TERMINAL_RESULTS,
+    SerialCounter,
+    is_response_to,
+    is_result_of,
+)
 from devices.elock.framing import FrameSplitter
 from devices.elock.header import Header
 from devices.errors import FrameError, TransportError
+from devices.lifecycle import DeviceLink, HealthCallback, renamed_keys
 from devices.serial_port import open_serial
 
 logger = logging.getLogger(__name__)
 
-HealthStatus = Literal["ok", "degraded", "down"]
 LockId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Phone = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
 CommandOutcome = Literal["done", "refused", "failed"]
@@ -76,11 +85,11 @@ class Jt808LockConfig(BaseModel):
     retries: int = Field(
         default=3, ge=0, description="further attempts after the first when no answer comes"
     )
-    reconnect_initial_s: float = Field(
+    reconnect_min_s: float = Field(
         default=0.5, gt=0, description="first wait before reopening a lost port"
     )
     reconnect_max_s: float = Field(
-        default=30.0, gt=0, description="longest wait between reopening attempts"
+        default=30.0, gt=0, description="longest wait between reopening attempts (doubling)"
     )
     silence_s: float = Field(
         default=120.0, gt=0, description="no valid frame for this long → health degraded"
@@ -100,10 +109,16 @@ class Jt808LockConfig(BaseModel):
         description="authentication code handed to a registering lock (0x8100)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key_names(cls, data: object) -> object:
+        return renamed_keys(data, {"reconnect_initial_s": "reconnect_min_s"}, "lock")
+
 
 @dataclass(frozen=True)
 class LockEvent:
-    """What a lock reported: state, the CONTRACT event name, battery, time, position."""
+    """What a lock reported: state, the CONTRACT event name, battery, time, position, and
+    the lock's report counter and MAC (`devices.elock.report_mac`) when it signs reports."""
 
     lock_id: str
     state: profile.LockState
@@ -113,6 +128,8 @@ class LockEvent:
     lat: float | None
     lon: float | None
     raw_msg_id: int
+    counter: int | None = None
+    mac: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -131,23 +148,40 @@ class CommandReply:
 
 
 EventCallback = Callable[[LockEvent], Awaitable[None]]
-HealthCallback = Callable[[str, str], Awaitable[None]]
+#: What ends a command: the lock's result block (0x0900), or its general response
+#: (0x0001) refusing the command frame.
+Answer = BondWatchBlock | TerminalResponse
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A command waiting for its answer: its serial and code, and the future the answer
+    goes to."""
+
+    serial: int
+    command: int
+    future: asyncio.Future[Answer]
 
 
 class ElockDriver:
-    """Run with `await driver.run(on_event, on_health)` until cancelled; command meanwhile."""
+    """Run with `await driver.run(on_event, on_health)` until cancelled; command meanwhile.
 
-    def __init__(self, config: Jt808LockConfig) -> None:
+    `first_serial`: the serial number of the first message sent; None (the default)
+    draws it at random, so that a restarted driver does not reuse the serials of the
+    commands it sent before (the lock caches its answers by serial)."""
+
+    def __init__(self, config: Jt808LockConfig, first_serial: int | None = None) -> None:
         self.config = config
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
         self._connected = asyncio.Event()
-        self._serial = 0
-        self._pending: dict[tuple[str, int], asyncio.Future[BondWatchBlock]] = {}
+        self._serials = SerialCounter(first_serial)
+        self._pending: dict[tuple[str, int], _Pending] = {}
         self._phones: dict[str, str] = dict(config.phones)
         self._versions: dict[str, int | None] = {}
-        self._health: tuple[HealthStatus, str] | None = None
-        self._on_health: HealthCallback | None = None
+        self.link = DeviceLink(
+            f"lock port {config.port}", logger, config.reconnect_min_s, config.reconnect_max_s
+        )
         self._bad_in_row = 0
         self._last_good = time.monotonic()
         self._ignored_ids: set[str] = set()
@@ -158,41 +192,29 @@ class ElockDriver:
 
     async def run(self, on_event: EventCallback, on_health: HealthCallback) -> None:
         """Keep the port open and the locks served until cancelled."""
-        self._on_health = on_health
-        delay = self.config.reconnect_initial_s
-        lost_logged = False
+        self.link.on_health = on_health
         while True:
             try:
                 reader, writer = await open_serial(self.config.port, self.config.baudrate)
             except TransportError as err:
-                if not lost_logged:
-                    logger.warning("lock port %s cannot be opened: %s", self.config.port, err)
-                    lost_logged = True
-                await self._set_health("down", f"cannot open {self.config.port}: {err}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
+                await self.link.down(f"cannot open {self.config.port}: {err}")
+                await self.link.backoff.wait()
                 continue
-            if lost_logged:
-                logger.info("lock port %s is back", self.config.port)
-                lost_logged = False
-            delay = self.config.reconnect_initial_s
+            self.link.back()
             self._writer = writer
             self._connected.set()
             self._last_good = time.monotonic()
             try:
                 await self._serve(reader, on_event)
             except (OSError, TransportError, EOFError) as err:
-                logger.warning("lock port %s lost: %s", self.config.port, err)
-                lost_logged = True
-                await self._set_health("down", f"port {self.config.port} lost: {err}")
+                await self.link.down(f"port {self.config.port} lost: {err}")
             finally:
                 self._connected.clear()
                 self._writer = None
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.reconnect_max_s)
+            await self.link.backoff.wait()
 
     async def _serve(self, reader: asyncio.StreamReader, on_event: EventCallback) -> None:
         splitter = FrameSplitter()
@@ -202,7 +224,7 @@ class ElockDriver:
                 async with asyncio.timeout(self.config.silence_s):
                     chunk = await reader.read(4096)
             except TimeoutError:
-                await self._set_health(
+                await self.link.set_health(
                     "degraded", f"no frame from the locks for {self.config.silence_s:.0f} s"
                 )
                 continue
@@ -221,14 +243,14 @@ class ElockDriver:
                 "lock port %s: dropped frame (%s): %s", self.config.port, err, raw[:64].hex()
             )
             if self._bad_in_row >= self.config.bad_frames_degraded:
-                await self._set_health(
+                await self.link.set_health(
                     "degraded", f"{self._bad_in_row} bad frames in a row, last: {err}"
                 )
             return
         self.frames_ok += 1
         self._bad_in_row = 0
         self._last_good = time.monotonic()
-        await self._set_health("ok", "frames arriving")
+        await self.link.set_health("ok", "frames arriving")
         await self._answer(message)
         for event in self._events_of(message):
             if event.lock_id not in self.config.lock_ids:
@@ -251,13 +273,6 @@ class ElockDriver:
                     event.event,
                 )
 
-    async def _set_health(self, status: HealthStatus, detail: str) -> None:
-        if self._health is not None and self._health[0] == status:
-            return
-        self._health = (status, detail)
-        if self._on_health is not None:
-            await self._on_health(status, detail)
-
     # --- answering the lock --------------------------------------------------------------
 
     async def _answer(self, message: Message) -> None:
@@ -268,7 +283,7 @@ class ElockDriver:
         if isinstance(body, Registration) or header.msg_id == MSG_REGISTRATION:
             reply = RegistrationResponse(header.serial, 0, self.config.auth_code)
         elif isinstance(body, TerminalResponse):
-            logger.debug("lock %s answered 0x%04X: %s", header.phone, body.reply_id, body.result)
+            self._received(header.phone, body)
             return
         elif isinstance(body, PlatformResponse | RegistrationResponse):
             return
@@ -280,11 +295,48 @@ class ElockDriver:
             if block is not None and block.command_result is not None:
                 self._resolve(header.phone, block)
 
+    def _received(self, phone: str, response: TerminalResponse) -> None:
+        """A general response (0x0001): the lock got a frame; a refusal of a waiting
+        command's frame ends the command (no result will come)."""
+        pending = self._pending.get((_phone_key(phone), response.reply_serial))
+        result = TERMINAL_RESULTS.get(response.result, f"result {response.result}")
+        if pending is None or not is_response_to(response, pending.serial, MSG_TRANSPARENT_DOWN):
+            logger.debug(
+                "lock %s answered 0x%04X serial %d (%s): no command of ours",
+                phone,
+                response.reply_id,
+                response.reply_serial,
+                result,
+            )
+            return
+        logger.debug("lock %s received serial %d: %s", phone, response.reply_serial, result)
+        if response.result != 0 and not pending.future.done():
+            pending.future.set_result(response)
+
     def _resolve(self, phone: str, block: BondWatchBlock) -> None:
-        assert block.command_result is not None
-        future = self._pending.get((_phone_key(phone), block.command_result.reply_serial))
-        if future is not None and not future.done():
-            future.set_result(block)
+        """A command result (0x0900): taken only by the command of its serial and code."""
+        answered = block.command_result
+        assert answered is not None
+        pending = self._pending.get((_phone_key(phone), answered.reply_serial))
+        if pending is None:
+            logger.debug(
+                "lock %s: result for serial %d, no command waits for it",
+                phone,
+                answered.reply_serial,
+            )
+            return
+        if not is_result_of(block, pending.serial, pending.command):
+            logger.warning(
+                "lock %s: the result for serial %d is that of %s, not of the %s sent with it: "
+                "ignored (a stale answer)",
+                phone,
+                answered.reply_serial,
+                answered.command_name,
+                profile.COMMAND_BY_CODE.get(pending.command, pending.command),
+            )
+            return
+        if not pending.future.done():
+            pending.future.set_result(block)
 
     def _events_of(self, message: Message) -> list[LockEvent]:
         body = message.body
@@ -317,6 +369,8 @@ class ElockDriver:
                     lat=location.lat if location.status & 0x2 else None,
                     lon=location.lon if location.status & 0x2 else None,
                     raw_msg_id=message.msg_id,
+                    counter=block.report_counter,
+                    mac=block.report_mac,
                 )
             )
         return events
@@ -326,7 +380,7 @@ class ElockDriver:
         if writer is None:
             raise TransportError(f"lock port {self.config.port} is not open")
         if serial < 0:
-            serial = self._next_serial()
+            serial = self._serials.next()
         frame = encode(
             Header(msg_id=body.MSG_ID, phone=phone, serial=serial, version=version), body
         )
@@ -334,19 +388,16 @@ class ElockDriver:
             writer.write(frame)
             await writer.drain()
 
-    def _next_serial(self) -> int:
-        serial = self._serial
-        self._serial = (self._serial + 1) & 0xFFFF
-        return serial
-
     # --- commands ------------------------------------------------------------------------
 
     async def unseal(self, lock_id: str, trip_id: str, token: bytes) -> CommandReply:
-        """Unseal `lock_id` for `trip_id` with a token from `devices.elock.authorisation`."""
+        """Unseal `lock_id` for `trip_id` with an `unseal` token from
+        `devices.elock.authorisation` (single-use: the lock refuses it a second time)."""
         return await self._command(lock_id, "unseal", trip_id=trip_id, token=token)
 
-    async def seal(self, lock_id: str, trip_id: str, token: bytes | None = None) -> CommandReply:
-        """Seal `lock_id` for `trip_id` (the token is optional: sealing needs no secret)."""
+    async def seal(self, lock_id: str, trip_id: str, token: bytes) -> CommandReply:
+        """Seal `lock_id` for `trip_id` with a `seal` token: without one a gateway could
+        seal again after an opening and hide it."""
         return await self._command(lock_id, "seal", trip_id=trip_id, token=token)
 
     async def query(self, lock_id: str) -> CommandReply:
@@ -356,7 +407,8 @@ class ElockDriver:
     async def set_area(
         self, lock_id: str, lat: float, lon: float, radius_m: int, token: bytes
     ) -> CommandReply:
-        """Tell `lock_id` the circle it may be unsealed in (needs a valid token for the trip)."""
+        """Tell `lock_id` the circle it may be unsealed in (a `set_area` token for the sealed
+        trip and this very area)."""
         return await self._command(lock_id, "set_area", token=token, area=Area(lat, lon, radius_m))
 
     async def _command(
@@ -380,11 +432,11 @@ class ElockDriver:
             area=area,
         )
         body = Transparent(profile.TRANSPARENT_TYPE, block.encode(), downlink=True)
-        serial = self._next_serial()
+        serial = self._serials.next()
         key = (_phone_key(phone), serial)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[BondWatchBlock] = loop.create_future()
-        self._pending[key] = future
+        future: asyncio.Future[Answer] = loop.create_future()
+        self._pending[key] = _Pending(serial, profile.COMMAND_CODES[command], future)
         attempts = 0
         try:
             for attempts in range(1, self.config.retries + 2):
@@ -442,8 +494,19 @@ def _block_of(body: Transparent) -> BondWatchBlock | None:
 
 
 def _reply_of(
-    lock_id: str, command: profile.CommandName, block: BondWatchBlock, serial: int, attempts: int
+    lock_id: str, command: profile.CommandName, answer: Answer, serial: int, attempts: int
 ) -> CommandReply:
+    if isinstance(answer, TerminalResponse):
+        name = TERMINAL_RESULTS.get(answer.result, f"result {answer.result}")
+        return CommandReply(
+            lock_id,
+            command,
+            "failed",
+            f"the lock rejected the command frame: {name} (0x0001)",
+            serial=serial,
+            attempts=attempts,
+        )
+    block = answer
     result: CommandResult | None = block.command_result
     assert result is not None
     outcome: CommandOutcome = profile.RESULT_BY_CODE.get(result.result, "failed")

@@ -13,9 +13,10 @@ See `docs/lock-profile.md` for the prose. In short:
 * Commands go down as transparent data 0x8900 of type `TRANSPARENT_TYPE` carrying a
   BondWatch block with the command, lock id, trip id, authorisation token or area.
   The lock answers each with transparent data 0x0900 of the same type whose block
-  holds `SUB_COMMAND_RESULT` naming the command's serial number: that is the
-  acknowledgement, matched by serial. A repeated command (same serial) gets the
-  same answer again without being carried out twice.
+  holds `SUB_COMMAND_RESULT` naming the command's serial number and code: that is the
+  acknowledgement, matched by both (`devices.elock.exchange`). A repeated command (same
+  message id, serial and body) gets the same answer again without being carried out
+  twice; another command under a used serial is carried out.
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ SUB_WRONG_PASSWORDS: Final = 0x05  # BYTE, wrong authorisations since the last g
 SUB_COMMAND_RESULT: Final = 0x06  # WORD command serial, BYTE command, BYTE result, BYTE reason
 SUB_TRIP_ID: Final = 0x07  # ASCII, the trip the lock is sealed for
 SUB_COMMAND: Final = 0x08  # BYTE, COMMAND_CODES
-SUB_TOKEN: Final = 0x09  # the authorisation token (devices.elock.authorisation)
+SUB_TOKEN: Final = 0x09  # a seal/unseal/set_area token (devices.elock.authorisation)
 SUB_AREA: Final = 0x0A  # DWORD lat ×10⁶ (signed), DWORD lon ×10⁶ (signed), DWORD radius m
+SUB_REPORT_COUNTER: Final = 0x0B  # DWORD, one more for every report (devices.elock.report_mac)
+SUB_REPORT_MAC: Final = 0x0C  # REPORT_MAC_BYTES, the report's MAC (devices.elock.report_mac)
+#: Length of a report MAC: HMAC-SHA256 truncated to 128 bits.
+REPORT_MAC_BYTES: Final = 16
 
 STATE_CODES: Final[dict[LockState, int]] = {"unknown": 0, "sealed": 1, "unsealed": 2, "open": 3}
 EVENT_CODES: Final[dict[LockEventName, int]] = {
@@ -89,6 +94,7 @@ REASON_CODES: Final[dict[str, int]] = {
     "locked_out": 11,
     "bad_command": 12,
     "no_area": 13,
+    "token_reused": 14,
 }
 
 STATE_BY_CODE: Final[dict[int, LockState]] = {v: k for k, v in STATE_CODES.items()}

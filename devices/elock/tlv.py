@@ -133,10 +133,6 @@ def _d5_fits(raw: bytes) -> bool:
     return len(raw) == 2 or (len(raw) >= 1 and len(raw) == 1 + 13 * raw[0])
 
 
-def _ascii(raw: bytes) -> str:
-    return raw.decode("latin-1")
-
-
 def _bondwatch(raw: bytes) -> dict[str, Any]:
     return block.decode_block(raw).to_json()
 

@@ -102,9 +102,6 @@ class DecoderStats:
     binary_bytes_skipped: int = 0
     fixes: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
 
 @dataclass
 class _Epoch:

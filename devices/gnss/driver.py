@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from devices.errors import TransportError
 from devices.gnss.codec import GnssFix, NmeaStreamDecoder
 from devices.gnss.port import ReceiverPort, open_receiver_port
+from devices.lifecycle import DeviceLink, HealthCallback, HealthStatus
 
 logger = logging.getLogger(__name__)
 
 OnFix = Callable[[GnssFix], Awaitable[None]]
-OnHealth = Callable[[str, str], Awaitable[None]]
 
 
 class NmeaGnssConfig(BaseModel):
@@ -63,16 +63,20 @@ class GnssDriver:
     def __init__(self, config: NmeaGnssConfig) -> None:
         self.config = config
         self.decoder = NmeaStreamDecoder()
-        self.health: tuple[str, str] | None = None
         #: The open port while there is one (its `serial` shows the line settings).
         self.port: ReceiverPort | None = None
-        self._on_health: OnHealth | None = None
+        self.link = DeviceLink(
+            f"gnss {config.port}", logger, config.reconnect_min_s, config.reconnect_max_s
+        )
 
-    async def run(self, on_fix: OnFix, on_health: OnHealth) -> None:
-        self._on_health = on_health
+    @property
+    def health(self) -> tuple[HealthStatus, str] | None:
+        """The last reported health and its detail (None before the first report)."""
+        return self.link.health
+
+    async def run(self, on_fix: OnFix, on_health: HealthCallback) -> None:
+        self.link.on_health = on_health
         port = self.config.port
-        backoff = self.config.reconnect_min_s
-        lost = False
         while True:
             try:
                 opened = await open_receiver_port(
@@ -83,28 +87,19 @@ class GnssDriver:
                     stopbits=self.config.stopbits,
                 )
             except TransportError as err:
-                if not lost:
-                    logger.warning("gnss %s: device lost: %s", port, err)
-                    lost = True
-                await self._set_health("down", f"cannot open {port}: {err}")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.reconnect_max_s)
+                await self.link.down(f"cannot open {port}: {err}")
+                await self.link.backoff.wait()
                 continue
-            if lost:
-                logger.info("gnss %s: device back", port)
-                lost = False
-            backoff = self.config.reconnect_min_s
+            self.link.back()
             self.port = opened
             try:
                 reason = await self._read(opened.reader, on_fix)
             finally:
                 self.port = None
                 await opened.close()  # bounded: a port may never confirm its close
-            logger.warning("gnss %s: device lost: %s", port, reason)
-            lost = True
-            await self._set_health("down", f"{port}: {reason}")
+            await self.link.down(f"{port}: {reason}")
             self.decoder = NmeaStreamDecoder()
-            await asyncio.sleep(backoff)
+            await self.link.backoff.wait()
 
     async def _read(self, reader: asyncio.StreamReader, on_fix: OnFix) -> str:
         """Read until the port goes away; return why."""
@@ -129,19 +124,10 @@ class GnssDriver:
             if self.decoder.stats.sentences > before:
                 last_sentence = now
             elif now - last_sentence >= timeout:
-                await self._set_health("down", f"no NMEA data for {timeout:g} s")
+                await self.link.set_health("down", f"no NMEA data for {timeout:g} s")
             for fix in fixes:
                 if fix.mode >= 2:  # never an epoch the receiver called invalid
-                    await self._set_health("ok", f"{fix.mode}D fix, {fix.sats_used} sats")
+                    await self.link.set_health("ok", f"{fix.mode}D fix, {fix.sats_used} sats")
                 else:
-                    await self._set_health("degraded", "receiver sends data but has no fix")
+                    await self.link.set_health("degraded", "receiver sends data but has no fix")
                 await on_fix(fix)
-
-    async def _set_health(self, status: str, detail: str) -> None:
-        if self.health is not None and self.health[0] == status:
-            self.health = (status, self.health[1])
-            return
-        self.health = (status, detail)
-        logger.info("gnss %s: health %s (%s)", self.config.port, status, detail)
-        if self._on_health is not None:
-            await self._on_health(status, detail)

@@ -25,13 +25,8 @@ def read_files(paths: list[str]) -> int:
             line.update(containers=[], plate=None, error=str(err))
             status = 1
         else:
-            line["containers"] = [
-                c.to_contract().model_dump(mode="json", exclude_none=True)
-                for c in reading.containers
-            ]
-            line["plate"] = (
-                reading.plate.to_contract().model_dump(mode="json") if reading.plate else None
-            )
+            line["containers"] = [c.summary() for c in reading.containers]
+            line["plate"] = reading.plate.summary() if reading.plate else None
         line["elapsed_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
         print(json.dumps(line, ensure_ascii=False), flush=True)
     return status
@@ -45,10 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     acc = sub.add_parser("accuracy", help="measure accuracy on labelled photos, write the table")
     acc.add_argument("data_dir", nargs="?", type=Path, default=default_data_dir())
     acc.add_argument("--output", type=Path, default=Path("docs/gate-vision-accuracy.md"))
+    acc.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("var/ocr-readings.json"),
+        help="readings kept between runs, keyed by image and reader code (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.command == "read":
         return read_files(args.images)
-    run(args.data_dir, args.output)
+    run(args.data_dir, args.output, args.cache)
     return 0
 
 

@@ -53,6 +53,8 @@ class Candidate:
     tail: TextBox  # the box holding the serial's end (where the check digit follows)
     vertical: bool
     noisy: bool = False
+    #: The boxes it was assembled from, joined (where the number is in the image).
+    region: tuple[float, float, float, float] | None = None
 
 
 _OWNER_RE = re.compile(r"^[A-Z0-9]{3}[A-Z0-9]$")
@@ -130,6 +132,7 @@ def single_token_candidates(tokens: list[Token]) -> list[Candidate]:
                         tok.box,
                         tok.vertical,
                         noisy=noisy,
+                        region=tok.box.bounds,
                     )
                 )
     return out
@@ -241,9 +244,16 @@ def joined_candidates(tokens: list[Token]) -> list[Candidate]:
                     char,
                     stok.box,
                     otok.vertical,
+                    region=_joined(otok.box, stok.box),
                 )
             )
     return out
+
+
+def _joined(a: TextBox, b: TextBox) -> tuple[float, float, float, float]:
+    """The rectangle around two boxes."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.bounds, b.bounds
+    return min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)
 
 
 def check_digit_token(cand: Candidate, tokens: list[Token]) -> tuple[str, float] | None:

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 Image = npt.NDArray[Any]
 
 #: Longest side (px) of the frame the text detector sees by default.
-DETECT_SIDE = int(os.environ.get("BONDWATCH_OCR_DETECT_SIDE", "1440"))
+DETECT_SIDE = int(os.environ.get("BONDWATCH_OCR_DETECT_SIDE", "1152"))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """ISO 6346 container identification: check digit, position-aware correction, size/type codes.
 
-Pure functions, no I/O. A container number is an owner code of three letters, a
-category identifier (``U`` freight container, ``J`` detachable equipment, ``Z``
-trailer or chassis), a six-digit serial number and a check digit, e.g. ``CSQU3054383``.
+The check digit itself is `devices.iso6346` (one implementation for the reader and the
+server), re-exported here. Pure functions, no I/O.
+
+A container number is an owner code of three letters, a category identifier (``U``
+freight container, ``J`` detachable equipment, ``Z`` trailer or chassis), a six-digit
+serial number and a check digit, e.g. ``CSQU3054383``.
 
 The check digit (ISO 6346:1995 Annex A, also described on Wikipedia "ISO 6346"):
 each letter has a value starting at A=10 and skipping 11, 22 and 33 (the multiples
@@ -17,27 +20,18 @@ from __future__ import annotations
 
 import itertools
 import re
-import string
 import unicodedata
-from collections.abc import Iterable
 from typing import Final
 
+# The check digit, re-exported for the reader and its callers.
+from devices.iso6346 import LETTER_VALUES as LETTER_VALUES
+from devices.iso6346 import NUMBER_RE as NUMBER_RE
+from devices.iso6346 import char_value as char_value
+from devices.iso6346 import check_digit as check_digit
+from devices.iso6346 import is_valid as is_valid
+from devices.iso6346 import with_check_digit as with_check_digit
+
 CATEGORIES: Final = "UJZ"
-
-#: Letter values: from 10 upwards, skipping multiples of 11.
-LETTER_VALUES: Final[dict[str, int]] = {}
-_value = 10
-for _letter in string.ascii_uppercase:
-    if _value % 11 == 0:
-        _value += 1
-    LETTER_VALUES[_letter] = _value
-    _value += 1
-del _value, _letter
-
-#: Shape of a number. The category letter is U, J or Z by the standard, but real
-#: containers carry others (e.g. ``RWWL4564317``), so any letter passes here and
-#: the check digit decides.
-NUMBER_RE: Final = re.compile(r"^[A-Z]{4}[0-9]{7}$")
 
 #: What an OCR engine typically reads instead of a letter (digit → letter) …
 DIGIT_TO_LETTER: Final[dict[str, str]] = {
@@ -89,38 +83,6 @@ for _group in _LOOKALIKE_GROUPS:
     for _ch in _group:
         LOOKALIKES[_ch] = LOOKALIKES.get(_ch, "") + "".join(c for c in _group if c != _ch)
 del _group, _ch
-
-
-def char_value(ch: str) -> int:
-    """The value of one character of the first ten: digit value or letter value."""
-    if ch.isdigit():
-        return int(ch)
-    try:
-        return LETTER_VALUES[ch]
-    except KeyError:
-        raise ValueError(f"{ch!r} is not a letter A-Z or a digit") from None
-
-
-def check_digit(first_ten: str) -> int:
-    """The check digit of owner code + category + serial (ten characters)."""
-    if len(first_ten) != 10:
-        raise ValueError(f"need the ten characters before the check digit, got {first_ten!r}")
-    if not re.fullmatch(r"[A-Z]{4}[0-9]{6}", first_ten):
-        raise ValueError(f"{first_ten!r} is not four letters and six digits")
-    total = sum(char_value(ch) << i for i, ch in enumerate(first_ten))
-    return total % 11 % 10
-
-
-def is_valid(number: str) -> bool:
-    """True when `number` is a well-formed ISO 6346 number whose check digit matches."""
-    if not NUMBER_RE.match(number):
-        return False
-    return check_digit(number[:10]) == int(number[10])
-
-
-def with_check_digit(first_ten: str) -> str:
-    """`first_ten` followed by its check digit."""
-    return f"{first_ten}{check_digit(first_ten)}"
 
 
 def normalise(raw: str) -> str:
@@ -215,8 +177,3 @@ def coerce_size_type(raw: str) -> str | None:
     last = LETTER_TO_DIGIT.get(text[3], text[3])
     code = f"{size}{group}{last}"
     return code if SIZE_TYPE_RE.match(code) else None
-
-
-def all_numbers(owners: Iterable[str], serials: Iterable[str]) -> list[str]:
-    """Every valid number combining the given owner codes (4 letters) and serials (6 digits)."""
-    return [with_check_digit(o + s) for o in owners for s in serials]

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from devices.errors import DeviceError
 from devices.ocr import iso6346
+from devices.ocr.columns import find_columns
 from devices.ocr.containers import (
     Candidate,
     Token,
@@ -29,10 +30,20 @@ from devices.ocr.containers import (
     merge_digit_runs,
     single_token_candidates,
 )
-from devices.ocr.engine import DETECT_SIDE, Image, OcrEngine, TextBox, crop_box, shared_engine
-from devices.ocr.plates import find_plate
+from devices.ocr.engine import (
+    DETECT_SIDE,
+    Image,
+    OcrEngine,
+    TextBox,
+    crop_box,
+    shared_engine,
+    upright_corners,
+)
+from devices.ocr.frames import erase_frames
+from devices.ocr.plates import PROVINCES, find_plate, fits_colour, normalise_plate, plate_colour
 from devices.ocr.results import (
     DEFAULT_REVIEW_THRESHOLD,
+    Box,
     ContainerResult,
     ImageReading,
     PassageReading,
@@ -44,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 #: A rectangle in image pixels: x0, y0, x1, y1.
 Rect = tuple[int, int, int, int]
+#: A check-digit region looked at, as it is (False) or with frames erased (True).
+Look = tuple[Rect, bool]
 
 MIN_SIDE = 16
 MAX_PIXELS = 40_000_000
@@ -51,6 +64,11 @@ MAX_PIXELS = 40_000_000
 WORK_SIDE = 2048
 #: Boxes thinner than this (pixels, at working size) are not recognised.
 MIN_TEXT_PX = 10
+#: Width / height of a text box that may be a plate's line (one of two on a
+#: two-line plate, or a whole one-line plate: the province character's box apart).
+PLATE_ASPECT = (1.2, 8.0)
+#: A check digit read alone in its box with a lower score is looked at again.
+CHECK_BOX_SURE = 0.9
 #: Smaller images are scaled up to this (longest side): small text reads better.
 MIN_WORK_SIDE = 960
 
@@ -121,11 +139,12 @@ class ReaderConfig(BaseModel):
         "scaled back and cut from the full frame",
     )
     first_boxes: int = Field(
-        default=8,
+        default=5,
         ge=1,
         le=1000,
-        description="text boxes recognised first (largest characters first); the others are "
-        "read only when these do not give a confident number, its size/type code and the plate",
+        description="text boxes recognised first (largest characters first); as many again, "
+        "then the others, are read only while the boxes read do not give a confident number, "
+        "its size/type code and the plate",
     )
 
 
@@ -165,8 +184,30 @@ class GateReader:
             if _rank_key(fine) > _rank_key(containers):
                 containers = fine
             plate = plate or fine_plate
+        if not _confident(containers):
+            # A number stacked down a corner post in thin strokes may not be detected
+            # at all: columns are looked for from the characters themselves.
+            stacked = self._columns(image)
+            if _rank_key(stacked) > _rank_key(containers):
+                containers = stacked
         elapsed = (time.perf_counter() - started) * 1000.0
+        if scale != 1.0:  # boxes in the caller's pixels, not the working copy's
+            containers = [replace(c, box=_unscaled(c.box, scale)) for c in containers]
+            plate = replace(plate, box=_unscaled(plate.box, scale)) if plate else None
         return ImageReading(containers=containers, plate=plate, elapsed_ms=elapsed)
+
+    def _columns(self, image: Image) -> list[ContainerResult]:
+        """Numbers read from columns of stacked characters (`columns.find_columns`)."""
+        found = find_columns(image)
+        if not found:
+            return []
+        texts = self.engine.recognise([line for _, line in found])
+        tokens = [
+            Token(text, score, box, True)
+            for (box, _), (text, score) in zip(found, texts, strict=True)
+            if text.strip() and score >= 0.3
+        ]
+        return self._containers(image, tokens, {}) if tokens else []
 
     def _pass(
         self, image: Image, original: Image, detect_side: int
@@ -177,15 +218,22 @@ class GateReader:
             for b in self.engine.detect(image, detect_side)
             if min(b.width, b.height) >= MIN_TEXT_PX
         ]
-        first, rest = _stages(boxes, self.config.first_boxes)
-        looks: dict[Rect, tuple[str, float]] = {}  # check-digit regions read, by place
-        tokens = self._tokens(image, first)
-        containers = self._containers(image, tokens, looks)
-        plate = self._plate(original, tokens) if self.config.read_plates else None
-        if rest and not self._settled(containers, plate):
-            tokens += self._tokens(image, rest)
+        stages = _stages(boxes, self.config.first_boxes)
+        looks: dict[Look, tuple[str, float]] = {}  # check-digit regions read, by place
+        tokens: list[Token] = []
+        containers: list[ContainerResult] = []
+        plate: PlateResult | None = None
+        for stage in stages:
+            if tokens and self._settled(containers, plate):
+                break
+            if tokens and self.config.read_plates and plate is None and _known(containers):
+                # Only the plate is missing: of the other boxes, read those a plate could be.
+                stage = [b for b in stage if _plate_like(image, b)]
+            if not stage:
+                continue
+            tokens += self._tokens(image, stage)
             containers = self._containers(image, tokens, looks)
-            plate = self._plate(original, tokens) if self.config.read_plates else None
+            plate = self._plate(image, original, tokens) if self.config.read_plates else None
         return containers, plate
 
     def _settled(self, containers: list[ContainerResult], plate: PlateResult | None) -> bool:
@@ -194,9 +242,7 @@ class GateReader:
         A confident number with its check digit seen and valid, its size/type code,
         and the plate when plates are wanted.
         """
-        if not _confident(containers) or containers[0].iso_type is None:
-            return False
-        return plate is not None or not self.config.read_plates
+        return _known(containers) and (plate is not None or not self.config.read_plates)
 
     def _tokens(self, image: Image, boxes: list[TextBox]) -> list[Token]:
         crops: list[Image] = []
@@ -257,7 +303,7 @@ class GateReader:
         ]
 
     def _containers(
-        self, image: Image, tokens: list[Token], looks: dict[Rect, tuple[str, float]]
+        self, image: Image, tokens: list[Token], looks: dict[Look, tuple[str, float]]
     ) -> list[ContainerResult]:
         tokens = tokens + merge_digit_runs(tokens)
         candidates = single_token_candidates(tokens) + joined_candidates(tokens)
@@ -276,55 +322,58 @@ class GateReader:
                         cand, check=digit, score=min(cand.score, score), how=cand.how + "+check box"
                     )
                 )
-            else:
+            if found is None or found[1] < CHECK_BOX_SURE:
+                # A framed digit read alone reads poorly: look at it with the serial.
                 missing.append(cand)
         completed.extend(self._look_for_check_digits(image, missing, looks))
-        results = [self._judge(c) for c in completed]
+        results = [replace(self._judge(c), box=_number_box(c)) for c in completed]
         return self._rank(results, tokens)
 
     def _look_for_check_digits(
-        self, image: Image, cands: list[Candidate], looks: dict[Rect, tuple[str, float]]
+        self, image: Image, cands: list[Candidate], looks: dict[Look, tuple[str, float]]
     ) -> list[Candidate]:
         """Look again at the serial and what follows it, where the check digit should be.
 
         A lone framed digit reads poorly; the serial and the digit together read as
-        one line, and the digit after the serial's six is the check digit. `looks`
-        holds the regions already read during this image's reading: the same serial
-        found by several boxes, or again after the rest of the boxes are read, is
-        looked at once.
+        one line, and the digit after the serial's six is the check digit. The region
+        is read as it is and, when a frame is found in it, with the frame erased
+        (`frames.py`); every reading found is judged, the check digit decides.
+        `looks` holds the regions already read during this image's reading: the same
+        serial found by several boxes, or again after the rest of the boxes are read,
+        is looked at once.
         """
         rects = [_check_rect(image.shape, cand) for cand in cands]
-        todo: dict[Rect, Image] = {}
+        todo: dict[Look, Image] = {}
         for cand, rect in zip(cands, rects, strict=True):
-            if rect is not None and rect not in looks and rect not in todo:
-                todo[rect] = _check_crop(image, rect, cand.vertical)
+            if rect is None or (rect, False) in looks or (rect, False) in todo:
+                continue
+            plain = _check_crop(image, rect, cand)
+            if plain is not None:
+                todo[(rect, False)] = plain
+            erased = _check_crop(image, rect, cand, erase=True)
+            if erased is not None:
+                todo[(rect, True)] = erased
         looks.update(zip(todo, self.engine.recognise(list(todo.values())), strict=True))
         out: list[Candidate] = []
         for cand, rect in zip(cands, rects, strict=True):
-            if rect is None:
+            found = [
+                check
+                for erased in (True, False)
+                if rect is not None and (rect, erased) in looks
+                for check in [_check_after(cand.serial, *looks[(rect, erased)])]
+                if check is not None
+            ]
+            if not found:
                 out.append(cand)
-                continue
-            text, score = looks[rect]
-            digits = "".join(ch for ch in iso6346.normalise(text) if ch.isdigit())
-            at = digits.find(cand.serial)
-            if (
-                at < 0
-                and len(digits) == 7
-                and sum(a != b for a, b in zip(digits, cand.serial, strict=False)) <= 1
-            ):
-                at = 0
-            if at >= 0 and len(digits) == at + 7 and score >= 0.5:
-                check = digits[at + 6]
+            for digit, score in dict.fromkeys(found):
                 out.append(
                     replace(
                         cand,
-                        check=check,
+                        check=digit,
                         score=min(cand.score, score),
                         how=cand.how + "+check look",
                     )
                 )
-            else:
-                out.append(cand)
         return out
 
     def _judge(self, cand: Candidate) -> ContainerResult:
@@ -341,20 +390,23 @@ class GateReader:
                 True,
                 how=cand.how + " (no check digit)",
                 char_height=cand.char_height,
+                doubtful=True,
             )
         number = first_ten + cand.check
         if iso6346.is_valid(number):
             confidence = 0.5 + 0.5 * cand.score
-            if number[3] not in iso6346.CATEGORIES or cand.noisy:
+            doubtful = number[3] not in iso6346.CATEGORIES or cand.noisy
+            if doubtful:
                 # Real but rare (RWWL…); far more often a misread U: an officer looks.
                 confidence = min(confidence, threshold - 0.05)
             return ContainerResult(
                 number,
                 confidence,
                 True,
-                confidence < threshold,
+                doubtful or confidence < threshold,
                 how=cand.how,
                 char_height=cand.char_height,
+                doubtful=doubtful,
             )
         if cand.how.endswith("+check look"):
             # The second look is the weaker evidence: treat its digit as not seen.
@@ -370,6 +422,7 @@ class GateReader:
                 how=cand.how + " (repaired)",
                 char_height=cand.char_height,
                 alternatives=(number,),
+                doubtful=True,
             )
         return ContainerResult(
             number,
@@ -379,6 +432,7 @@ class GateReader:
             how=cand.how + " (check digit fails)",
             char_height=cand.char_height,
             alternatives=tuple(fixes),
+            doubtful=True,
         )
 
     def _rank(self, results: list[ContainerResult], tokens: list[Token]) -> list[ContainerResult]:
@@ -410,26 +464,131 @@ class GateReader:
             kept[0] = replace(kept[0], iso_type=iso_type)
         return kept[: self.config.max_containers]
 
-    def _plate(self, image: Image, tokens: list[Token]) -> PlateResult | None:
+    def _plate(self, image: Image, original: Image, tokens: list[Token]) -> PlateResult | None:
+        """The plate among the tokens (two-line plates joined), its format checked
+        against its colour before its score counts as confidence."""
         found: list[PlateResult] = []
-        for tok in tokens:
+        cut_short: list[Token] = []
+        for tok in tokens + _plate_joins(tokens):
             hit = find_plate(tok.text)
+            if hit is None and _plate_start(tok.text):
+                cut_short.append(tok)
             if hit is not None:
-                text, kind = hit
-                found.append(
-                    PlateResult(text, tok.score, tok.score < self.config.review_threshold, kind)
-                )
-        if not found and image.shape[1] <= 480 and 1.5 < image.shape[1] / image.shape[0] < 8:
-            # A plate crop: the detector may miss the single line; read the whole image.
-            ((text, score),) = self.engine.recognise([image])
+                result = self._plate_result(image, tok.box, hit, tok.score)
+                if result.doubtful:
+                    # A character lost at the box's end (the eighth of a green plate):
+                    # read a wider cut of the same line once.
+                    ((text, score),) = self.engine.recognise([crop_box(image, tok.box, pad=0.4)])
+                    wider = find_plate(text)
+                    if wider is not None:
+                        again = self._plate_result(image, tok.box, wider, score)
+                        if not again.doubtful:
+                            result = again
+                found.append(result)
+        if not found and cut_short:
+            # A plate's start without its end (a last 领/警 or the eighth character in
+            # another colour, outside the box): read the line a character further.
+            tok = max(cut_short, key=lambda t: t.score)
+            box = _along_line(tok.box, 1.3 * tok.box.height, 0.0)
+            ((text, score),) = self.engine.recognise([crop_box(image, box)])
             hit = find_plate(text)
             if hit is not None:
-                found.append(
-                    PlateResult(hit[0], score, score < self.config.review_threshold, hit[1])
-                )
+                found.append(self._plate_result(image, tok.box, hit, min(score, tok.score)))
+        if (
+            not found
+            and original.shape[1] <= 480
+            and 1.5 < original.shape[1] / original.shape[0] < 8
+        ):
+            # A plate crop: the detector may miss the single line; read the whole image.
+            ((text, score),) = self.engine.recognise([original])
+            hit = find_plate(text)
+            if hit is not None:
+                colour = plate_colour(original)
+                found.append(self._judge_plate(hit, score, colour))
         if not found:
             return None
-        return max(found, key=lambda p: p.confidence)
+        return max(found, key=lambda p: (not p.doubtful, p.confidence))
+
+    def _plate_result(
+        self, image: Image, box: TextBox, hit: tuple[str, str], score: float
+    ) -> PlateResult:
+        result = self._judge_plate(hit, score, plate_colour(crop_box(image, box, pad=0.15)))
+        return replace(result, box=box.bounds)
+
+    def _judge_plate(self, hit: tuple[str, str], score: float, colour: str | None) -> PlateResult:
+        """Format and colour first: a reading that cannot sit on a plate of this colour
+        (seven characters on a green new-energy plate) goes to review whatever its score."""
+        text, kind = hit
+        threshold = self.config.review_threshold
+        doubtful = not fits_colour(text, kind, colour)
+        confidence = min(score, threshold - 0.05) if doubtful else score
+        return PlateResult(
+            text, confidence, doubtful or confidence < threshold, kind, doubtful=doubtful
+        )
+
+
+def _number_box(cand: Candidate) -> Box:
+    """Where a number was read: its boxes, and the check digit printed apart after them."""
+    x0, y0, x1, y1 = cand.region or cand.tail.bounds
+    if "+check" in cand.how:
+        if cand.vertical:
+            y1 += 2.0 * cand.char_height
+        else:
+            x1 += 2.0 * cand.char_height
+    return x0, y0, x1, y1
+
+
+def _unscaled(box: Box | None, scale: float) -> Box | None:
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return x0 / scale, y0 / scale, x1 / scale, y1 / scale
+
+
+def _plate_start(text: str) -> bool:
+    """Six or seven characters that begin like a plate: province, then a letter."""
+    norm = normalise_plate(text)
+    return len(norm) in (6, 7) and norm[0] in PROVINCES and norm[1].isascii() and norm[1].isalpha()
+
+
+def _plate_joins(tokens: list[Token]) -> list[Token]:
+    """Plates the detector cut into pieces, joined into one reading.
+
+    Two-line plates (large vehicles, motorcycles): the province and authority letter
+    above the serial, placed on the serial's box. One line cut in two (the province
+    character or a last 警/学/领 boxed apart): neighbours on the same line, the gap
+    between them under a character's height, placed on the box around both.
+    """
+    out: list[Token] = []
+    short = [t for t in tokens if not t.vertical and len(normalise_plate(t.text)) <= 8]
+    for first in short:
+        head = normalise_plate(first.text)
+        ux0, uy0, ux1, uy1 = first.box.bounds
+        for second in short:
+            tail = normalise_plate(second.text)
+            if second is first or len(head) + len(tail) not in (7, 8):
+                continue
+            lx0, ly0, lx1, ly1 = second.box.bounds
+            score = min(first.score, second.score)
+            upper_h, lower_h = uy1 - uy0, ly1 - ly0
+            drop = (ly0 + ly1 - uy0 - uy1) / 2  # from the first's centre to the second's
+            if (
+                len(head) == 2
+                and head[0] in PROVINCES
+                and 0.4 * upper_h <= drop <= upper_h / 2 + 1.2 * lower_h
+                and lx0 <= (ux0 + ux1) / 2 <= lx1
+                and ux1 - ux0 < 1.2 * (lx1 - lx0)
+            ):
+                out.append(Token(head + tail, score, second.box))
+            elif (
+                0.6 < lower_h / upper_h < 1.6
+                and -0.3 * upper_h <= lx0 - ux1 <= upper_h
+                and abs((uy0 + uy1) - (ly0 + ly1)) / 2 < 0.4 * upper_h
+            ):
+                points = np.concatenate([first.box.points, second.box.points])
+                corners = upright_corners(cv2.boxPoints(cv2.minAreaRect(points)).astype(np.float32))
+                out.append(Token(head + tail, score, TextBox(corners)))
+    return out
 
 
 def _check_rect(shape: tuple[int, ...], cand: Candidate) -> Rect | None:
@@ -456,14 +615,83 @@ def _check_rect(shape: tuple[int, ...], cand: Candidate) -> Rect | None:
     return bx0, by0, bx1, by1
 
 
-def _check_crop(image: Image, rect: Rect, vertical: bool) -> Image:
-    """The check-digit region as one line (a column's characters laid side by side)."""
-    x0, y0, x1, y1 = rect
-    region: Image = np.ascontiguousarray(image[y0:y1, x0:x1])
-    if vertical:
+def _check_after(serial: str, text: str, score: float) -> tuple[str, float] | None:
+    """The check digit read after `serial` in a look's text, with its score, or None.
+
+    The digit after the serial's six (the serial may differ by one glyph when the
+    look holds exactly seven digits); a letter alone after the serial is taken for
+    the digit it resembles (a boxed 8 read as B): the check digit still decides.
+    """
+    if score < 0.5:
+        return None
+    norm = iso6346.normalise(text)
+    digits = "".join(ch for ch in norm if ch.isdigit())
+    at = digits.find(serial)
+    if (
+        at < 0
+        and len(digits) == 7
+        and sum(a != b for a, b in zip(digits[:6], serial, strict=True)) <= 1
+    ):
+        at = 0
+    if at >= 0 and len(digits) == at + 7:
+        return digits[at + 6], score
+    at = norm.find(serial)
+    if at >= 0 and len(norm) == at + 7 and norm[-1] in iso6346.LETTER_TO_DIGIT:
+        return iso6346.LETTER_TO_DIGIT[norm[-1]], score
+    return None
+
+
+def _check_crop(image: Image, rect: Rect, cand: Candidate, erase: bool = False) -> Image | None:
+    """The check-digit region as one line (a column's characters laid side by side).
+
+    A line's region follows the line itself: the serial's box extended along its own
+    direction and cut out straightened, so that a slanted line (a door seen obliquely)
+    is read level. With `erase`, the frame around a boxed check digit erased
+    (`frames.py`), or None when there is no frame; frames are looked for in a margin
+    around the region (half a character), so that a frame taller than the serial's box
+    is seen whole.
+    """
+    char = cand.char_height
+    m = round(0.5 * char) if erase else 0
+    if cand.vertical:
+        x0, y0, x1, y1 = rect
+        h, w = image.shape[:2]
+        ex0, ey0, ex1, ey1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+        region: Image = np.ascontiguousarray(image[ey0:ey1, ex0:ex1])
+        inner = (x0 - ex0, y0 - ey0, x1 - ex0, y1 - ey0)
+    else:
+        box = _along_line(cand.tail, 2.2 * char, 0.3 * char)
+        region = crop_box(image, _along_line(box, m, m, back=m) if m else box)
+        inner = (m, m, region.shape[1] - m, region.shape[0] - m)
+    if erase:
+        erased = erase_frames(region)
+        if erased is None:
+            return None
+        region = np.ascontiguousarray(erased[inner[1] : inner[3], inner[0] : inner[2]])
+    if cand.vertical:
         line = unstack(region)
         return line if line is not None else region
     return region
+
+
+def _along_line(box: TextBox, ahead: float, side: float, back: float = 0.0) -> TextBox:
+    """`box` grown along its own line: `ahead` px forwards, `back` px backwards and
+    `side` px above and below."""
+    tl, tr, br, bl = box.points.astype(np.float64)
+    along = (tr - tl) + (br - bl)
+    along /= float(np.linalg.norm(along)) or 1.0
+    across = np.array([-along[1], along[0]])
+    return TextBox(
+        np.array(
+            [
+                tl - along * back - across * side,
+                tr + along * ahead - across * side,
+                br + along * ahead + across * side,
+                bl - along * back + across * side,
+            ],
+            dtype=np.float32,
+        )
+    )
 
 
 def _grow_column(box: TextBox, chars: int, shape: tuple[int, ...], side: float = 0.25) -> TextBox:
@@ -495,6 +723,19 @@ def _grow_column(box: TextBox, chars: int, shape: tuple[int, ...], side: float =
     return TextBox(corners.astype(np.float32))
 
 
+def _known(containers: list[ContainerResult]) -> bool:
+    """A confident top number with its size/type code: nothing more to learn about it."""
+    return _confident(containers) and containers[0].iso_type is not None
+
+
+def _plate_like(image: Image, box: TextBox) -> bool:
+    """A box that may hold a plate (or one line of a two-line plate): a line, not a
+    column or a long text, on a plate's colour (`plates.plate_colour`)."""
+    if not PLATE_ASPECT[0] <= box.width / max(1.0, box.height) <= PLATE_ASPECT[1]:
+        return False
+    return plate_colour(crop_box(image, box, pad=0.15)) is not None
+
+
 def _confident(containers: list[ContainerResult]) -> bool:
     """A top number with its check digit seen and valid, above the review threshold."""
     return bool(containers) and containers[0].check_digit_ok and not containers[0].needs_review
@@ -512,14 +753,15 @@ def _char_height(box: TextBox) -> float:
     return min(box.width, box.height)
 
 
-def _stages(boxes: list[TextBox], first: int) -> tuple[list[TextBox], list[TextBox]]:
-    """Boxes to recognise first (the `first` with the largest characters) and the rest.
+def _stages(boxes: list[TextBox], first: int) -> list[list[TextBox]]:
+    """Boxes in the order they are recognised: the `first` with the largest characters,
+    the next `first`, then the rest. Reading stops as soon as a stage settles the image.
 
     The container number is painted in the largest characters on a door or side;
-    weights, tare and capacity labels are smaller.
+    the size/type code a little smaller; weights, tare and capacity labels smaller still.
     """
     ordered = sorted(boxes, key=_char_height, reverse=True)
-    return ordered[:first], ordered[first:]
+    return [ordered[:first], ordered[first : 2 * first], ordered[2 * first :]]
 
 
 def _similar(a: str, b: str) -> bool:
@@ -574,7 +816,9 @@ def fuse(
                 confidence=confidence,
                 agreement=len(group),
                 iso_type=iso_type,
-                needs_review=confidence < review_threshold or not top.check_digit_ok,
+                needs_review=confidence < review_threshold
+                or not top.check_digit_ok
+                or top.doubtful,
             )
         )
     fused.sort(key=lambda r: (r.check_digit_ok, r.agreement, r.confidence), reverse=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from contract import topics
 from contract.ids import format_ts, utc_now
-from contract.payloads import GateCommand, HealthDevice, SignedCommand
+from contract.payloads import GateCommand, HealthDevice, HealthStatus, SignedCommand
 from devices.barrier.driver import BarrierDriver
 from devices.camera import Camera
 from devices.errors import DeviceError
@@ -30,8 +30,10 @@ from devices.ocr import GateReader, PassageReading
 from edge.commands import ExecOutcome
 from edge.gate import lane as L
 from edge.gate.config import GateConfig
+from edge.gate.readings import passage_containers, passage_plate
+from edge.gate.upload_queue import UploadQueue
+from edge.gate.uploader import EvidenceUploader
 from edge.gate.vision import OcrWorker, PassageCapture, capture_passage
-from edge.health import health_status
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError
 
@@ -71,6 +73,10 @@ class GateAgent:
         self._group: asyncio.TaskGroup | None = None
         self._camera_status: dict[str, str] = {}
         self._started = time.monotonic()
+        self.uploader: EvidenceUploader | None = None
+        if config.evidence is not None:
+            queue = UploadQueue(config.evidence.queue_path, config.evidence.max_items)
+            self.uploader = EvidenceUploader(config.evidence, queue, self._ctx)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -88,6 +94,8 @@ class GateAgent:
                 )
                 group.create_task(self._warm_up(), name="ocr-warm-up")
                 group.create_task(self._ticker(), name="lane-ticker")
+                if self.uploader is not None:
+                    group.create_task(self.uploader.run(), name="evidence-upload")
         finally:
             self._group = None
             for camera in self.cameras:
@@ -226,7 +234,7 @@ class GateAgent:
             "direction": cfg.direction,
             "containers": [
                 c.model_dump(mode="json", exclude_none=True)
-                for c in capture.reading.contract_containers()
+                for c in passage_containers(capture.reading)
             ],
             "plate": _plate(capture),
             "images": capture.images,
@@ -247,6 +255,8 @@ class GateAgent:
             len(capture.images),
         )
         self._apply(L.PassageSent(attempt, passage_id, time.monotonic()))
+        if self.uploader is not None:  # after the passage: the lane never waits for images
+            self._spawn(self.uploader.enqueue(passage_id, capture.evidence), "evidence-queue")
 
     def _report_reading(self, capture: PassageCapture) -> None:
         for name in capture.cameras_ok:
@@ -255,7 +265,7 @@ class GateAgent:
             self._camera_status[name] = why
         self._camera_health()
         if capture.ocr_problem is not None:
-            status = "down" if capture.frames_read == 0 else "degraded"
+            status: HealthStatus = "down" if capture.frames_read == 0 else "degraded"
             self._health("ocr", status, capture.ocr_problem)
         elif capture.frames_read:
             self._health("ocr", "ok", f"{capture.frames_read} frames read")
@@ -285,7 +295,7 @@ class GateAgent:
         if not bad:
             self._health("camera", "ok", f"{len(names)} camera(s) delivering frames")
             return
-        status = "down" if len(bad) == len(names) else "degraded"
+        status: HealthStatus = "down" if len(bad) == len(names) else "degraded"
         self._health("camera", status, "; ".join(f"{n}: {s}" for n, s in sorted(bad.items())))
 
     # ---- verified commands → lane ------------------------------------------------------
@@ -337,14 +347,14 @@ class GateAgent:
 
     # ---- health -------------------------------------------------------------------------
 
-    async def _on_barrier_health(self, status: str, detail: str) -> None:
+    async def _on_barrier_health(self, status: HealthStatus, detail: str) -> None:
         self._health("barrier", status, detail)
 
-    def _health(self, device: HealthDevice, status: str, detail: str) -> None:
+    def _health(self, device: HealthDevice, status: HealthStatus, detail: str) -> None:
         """Publish a change (the same status again is not news); a lost device logs once."""
-        self.health.report(device, health_status(status), detail)
+        self.health.report(device, status, detail)
 
 
 def _plate(capture: PassageCapture) -> dict[str, Any] | None:
-    plate = capture.reading.contract_plate()
+    plate = passage_plate(capture.reading)
     return plate.model_dump(mode="json") if plate is not None else None

@@ -20,21 +20,16 @@ from typing import Any
 import cv2
 import numpy.typing as npt
 
+from contract.evidence import IMAGES_PER_PASSAGE, ImageMeta, TextBox
 from devices.camera import Camera, Frame, select_sharpest
 from devices.errors import DeviceError
 from devices.ocr import GateReader, ImageReading, PassageReading, fuse
+from edge.gate.evidence import EvidenceImage, crop_around, texts_of
 
 log = logging.getLogger(__name__)
 
 #: JPEG quality of saved frames: legible numbers at a quarter of the PNG size.
 JPEG_QUALITY = 90
-
-
-@dataclass(frozen=True, slots=True)
-class SavedFrame:
-    camera: str
-    path: Path
-    reference: str
 
 
 @dataclass
@@ -49,6 +44,8 @@ class PassageCapture:
     ocr_problem: str | None = None
     """Why (some) frames could not be read; None when every frame was read."""
     frames_read: int = 0
+    evidence: list[EvidenceImage] = field(default_factory=list)
+    """The saved frames and the crops of the texts read in them, numbered for upload."""
 
 
 class OcrWorker:
@@ -130,9 +127,10 @@ async def capture_passage(
         for i, frame in enumerate(select_sharpest(burst, frames_per_camera)):
             chosen.append((name, i, frame))
     readings: list[ImageReading] = []
+    read_of: dict[int, ImageReading] = {}  # index in `chosen` → its reading
     problems: list[str] = []
     deadline = time.monotonic() + ocr_timeout_s
-    for name, i, frame in chosen:
+    for at, (name, i, frame) in enumerate(chosen):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             problems.append(f"reading took longer than {ocr_timeout_s:g} s; frames left unread")
@@ -140,6 +138,7 @@ async def capture_passage(
         try:
             async with asyncio.timeout(remaining):
                 readings.append(await worker.read(frame.image))
+                read_of[at] = readings[-1]
         except TimeoutError:
             problems.append(f"reading took longer than {ocr_timeout_s:g} s")
             break
@@ -152,7 +151,8 @@ async def capture_passage(
     if readings:
         capture.reading = fuse(readings, worker.reader.config.review_threshold)
     relative = Path(day) / passage_id
-    for name, i, frame in chosen:
+    saved: list[tuple[EvidenceImage, Frame]] = []
+    for at, (name, i, frame) in enumerate(chosen):
         path = images_dir / relative / f"{name}-{i}.jpg"
         try:
             await worker.save_jpeg(frame.image, path)
@@ -160,4 +160,36 @@ async def capture_passage(
             log.error("passage %s: cannot save %s: %s", passage_id, path, err)
             continue
         capture.images.append(f"gate://{node_id}/{(relative / path.name).as_posix()}")
+        texts = texts_of(read_of.get(at), frame.image.shape)
+        meta = ImageMeta(kind="frame", camera=name, texts=texts)
+        saved.append((EvidenceImage(len(capture.evidence), path, meta), frame))
+        capture.evidence.append(saved[-1][0])
+    for image, frame in saved:
+        for k, text in enumerate(image.meta.texts):
+            if len(capture.evidence) >= IMAGES_PER_PASSAGE:
+                break
+            crop = await _save_crop(worker, frame, image, k, text, len(capture.evidence))
+            if crop is not None:
+                capture.evidence.append(crop)
     return capture
+
+
+async def _save_crop(
+    worker: OcrWorker, frame: Frame, image: EvidenceImage, k: int, text: TextBox, n: int
+) -> EvidenceImage | None:
+    """Text `k` of a saved frame cut out and saved beside it as `{frame}-crop-{k}.jpg`,
+    to be image `n` of the passage."""
+    (x0, y0, x1, y1), inner = crop_around(text.box, frame.image.shape)
+    path = image.path.with_name(f"{image.path.stem}-crop-{k}.jpg")
+    try:
+        await worker.save_jpeg(frame.image[y0:y1, x0:x1], path)
+    except OSError as err:
+        log.error("cannot save %s: %s", path, err)
+        return None
+    meta = ImageMeta(
+        kind="crop",
+        camera=image.meta.camera,
+        frame=image.n,
+        texts=[text.model_copy(update={"box": inner})],
+    )
+    return EvidenceImage(n, path, meta)

@@ -1,7 +1,9 @@
 """The truck agent: GNSS and e-lock drivers → reporting policy → outbox → MQTT.
 
-Lock events are published at once; fixes when the reporting policy says so; device
-health on every change (`edge.health`: a lost device is logged once, its return once).
+Lock events are published at once, with the lock's report counter and MAC when it signs
+its reports (the server checks them; this gateway holds no lock secret); fixes when the
+reporting policy says so; device health on every change (`edge.health`: a lost device is
+logged once, its return once).
 Signed `unseal` and `query` commands are verified by `edge.commands` and carried out
 through the e-lock driver.
 """
@@ -17,13 +19,12 @@ from typing import Any
 
 from contract import topics
 from contract.ids import format_ts
-from contract.payloads import SignedCommand, TruckCommand
+from contract.payloads import HealthStatus, SignedCommand, TruckCommand
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
 from edge.commands import ExecOutcome
 from edge.config import TruckConfig
-from edge.health import health_status
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError, OutboxFullError
 from edge.truck.policy import Sample, should_report
@@ -87,6 +88,9 @@ class TruckAgent:
         }
         if event.battery_pct is not None:
             payload["battery_pct"] = event.battery_pct
+        if event.counter is not None and event.mac is not None:
+            # Passed through untouched: the server checks them with the lock's secret.
+            payload["counter"], payload["mac"] = event.counter, event.mac.hex()
         lat, lon = event.lat, event.lon
         if (lat is None or lon is None) and self._last_fix is not None:
             lat, lon = self._last_fix.lat, self._last_fix.lon
@@ -94,11 +98,11 @@ class TruckAgent:
             payload["lat"], payload["lon"] = round(lat, 7), round(lon, 7)
         self._publish(topics.lock(self.config.node_id), payload)
 
-    async def _on_gnss_health(self, status: str, detail: str) -> None:
-        self.health.report("gnss", health_status(status), detail)
+    async def _on_gnss_health(self, status: HealthStatus, detail: str) -> None:
+        self.health.report("gnss", status, detail)
 
-    async def _on_lock_health(self, status: str, detail: str) -> None:
-        self.health.report("lock", health_status(status), detail)
+    async def _on_lock_health(self, status: HealthStatus, detail: str) -> None:
+        self.health.report("lock", status, detail)
 
     # ---- verified commands → e-lock --------------------------------------------------
 

@@ -7,12 +7,11 @@ than the minimum interval, except for those fix-state changes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-EARTH_RADIUS_M = 6_371_008.8
+from devices.geodesy import great_circle_m
 
 
 class ReportingPolicy(BaseModel):
@@ -43,14 +42,6 @@ class Sample:
     has_fix: bool
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def heading_change(a: float, b: float) -> float:
     diff = abs(a - b) % 360.0
     return min(diff, 360.0 - diff)
@@ -65,7 +56,7 @@ def should_report(policy: ReportingPolicy, last: Sample | None, now: Sample) -> 
     if elapsed < policy.min_interval_s or not now.has_fix:
         return False
     if None not in (last.lat, last.lon, now.lat, now.lon):
-        moved = distance_m(last.lat, last.lon, now.lat, now.lon)  # type: ignore[arg-type]
+        moved = great_circle_m(last.lat, last.lon, now.lat, now.lon)  # type: ignore[arg-type]
         if moved >= policy.distance_m:
             return True
     if (

@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg", flush=True)
     if args.folder:
         print(f"folder://{args.folder.resolve()}", flush=True)
+    # Signal handlers before READY: a parent may stop the stub as soon as it is ready.
+    stop = None if _stdin_is_a_channel() else _stop_on_signal()
     print("READY", flush=True)
     try:
-        if _stdin_is_a_channel():
+        if stop is None:
             _serve_stdin(source)
         else:
-            _wait_for_signal()
+            stop.wait()
     except KeyboardInterrupt:
         pass
     server.shutdown()
@@ -105,11 +107,12 @@ def _serve_stdin(source: SceneSource) -> None:
             return
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 if __name__ == "__main__":

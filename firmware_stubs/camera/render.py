@@ -1,13 +1,16 @@
 """Rendered container doors: number, check digit box and size/type code, with camera faults.
 
-Drawn with OpenCV's Hershey fonts (no font files). Faults: perspective tilt,
-blur, glare (a bright blob) and dirt (dark specks), all seeded for repeatability.
+Drawn with OpenCV's Hershey fonts (no font files). Layouts: the number on one line
+(owner code, serial, check digit in a box), on two lines (owner code above the serial)
+or stacked vertically on a corner post. Faults: perspective tilt, an oblique view (the
+door seen from the side, its far edge smaller), a distant door (small text), blur,
+glare (a bright blob) and dirt (dark specks), all seeded for repeatability.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -33,6 +36,20 @@ class Scene:
     glare: float = 0.3
     dirt: float = 0.3
     seed: int = 0
+    #: "line": owner code, serial and check digit on one line; "two_line": the owner
+    #: code above the serial; "vertical": the characters stacked on a corner post.
+    layout: Literal["line", "two_line", "vertical"] = "line"
+    #: The check digit framed by a box (as most doors paint it) or plain.
+    boxed_check: bool = True
+    #: 0 the door seen face on; up to about 0.5 seen from the side (far edge smaller).
+    oblique: float = 0.0
+    #: Text size relative to a door filling the frame (below 1: a distant door).
+    text_scale: float = 1.0
+    #: The check digit's distance from the serial, its frame's margin and the frame's
+    #: stroke, in character heights (doors differ: some frames nearly touch the digit).
+    check_gap: float = 0.5
+    box_pad: float = 0.25
+    box_stroke: float = 0.0  # 0: half the text's stroke
 
 
 def _text(
@@ -56,28 +73,12 @@ def render_door(scene: Scene) -> Image:
         shade = 25 if (x // max(8, w // 40)) % 2 else -25
         band = np.clip(np.array(colour, dtype=np.int16) + shade, 0, 255).astype(np.uint8)
         cv2.rectangle(img, (x, 0), (x + max(4, w // 80), h), tuple(int(c) for c in band), -1)
-    scale = h / 260
+    scale = h / 260 * scene.text_scale
     thick = max(2, int(scale * 2.2))
-    owner, serial, check = scene.number[:4], scene.number[4:10], scene.number[10:]
-    x0, y0 = int(w * 0.18), int(h * 0.35)
-    ow, oh = _text(img, owner, (x0, y0), scale, thick)
-    # Owner code and serial are painted a character apart: closer, the text detector
-    # sees one word and cuts it inside the serial ("TGHU8" + "864395").
-    (digit_w, _), _ = cv2.getTextSize("0", cv2.FONT_HERSHEY_DUPLEX, scale, thick)
-    sx = x0 + ow + max(int(oh * 0.6), digit_w)
-    sw, _ = _text(img, serial, (sx, y0), scale, thick)
-    cx = sx + sw + int(oh * 0.5)
-    cw, _ = _text(img, check, (cx, y0), scale, thick)
-    pad = int(oh * 0.25)
-    cv2.rectangle(
-        img,
-        (cx - pad, y0 - oh - pad),
-        (cx + cw + pad, y0 + pad),
-        (245, 245, 245),
-        max(2, thick // 2),
-    )
-    if scene.iso_type:
-        _text(img, scene.iso_type, (sx, y0 + int(oh * 2.0)), scale * 0.9, thick)
+    if scene.layout == "vertical":
+        _column(img, scene, scale * 0.55, max(2, int(scale * 1.3)))
+    else:
+        _lines(img, scene, scale, thick)
     # Dirt: dark specks.
     for _ in range(int(400 * scene.dirt)):
         px, py = int(rng.integers(0, w)), int(rng.integers(0, h))
@@ -103,8 +104,73 @@ def render_door(scene: Scene) -> Image:
         img = cv2.warpPerspective(
             img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE
         )
+    if scene.oblique:
+        img = _oblique(img, scene.oblique)
     if scene.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur)
     noise = rng.standard_normal(img.shape, dtype=np.float32) * 4.0
     out: Image = np.clip(img + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+def _lines(img: Image, scene: Scene, scale: float, thick: int) -> None:
+    """The number on one line, or the owner code above the serial (`two_line`)."""
+    h, w = img.shape[:2]
+    owner, serial, check = scene.number[:4], scene.number[4:10], scene.number[10:]
+    x0, y0 = int(w * 0.18), int(h * 0.35)
+    ow, oh = _text(img, owner, (x0, y0), scale, thick)
+    # Owner code and serial are painted a character apart: closer, the text detector
+    # sees one word and cuts it inside the serial ("TGHU8" + "864395").
+    (digit_w, _), _ = cv2.getTextSize("0", cv2.FONT_HERSHEY_DUPLEX, scale, thick)
+    if scene.layout == "two_line":
+        sx, sy = x0, y0 + int(oh * 1.7)
+    else:
+        sx, sy = x0 + ow + max(int(oh * 0.6), digit_w), y0
+    sw, _ = _text(img, serial, (sx, sy), scale, thick)
+    cx = sx + sw + int(oh * scene.check_gap)
+    cw, _ = _text(img, check, (cx, sy), scale, thick)
+    if scene.boxed_check:
+        pad = int(oh * scene.box_pad)
+        stroke = round(oh * scene.box_stroke) if scene.box_stroke else max(2, thick // 2)
+        cv2.rectangle(
+            img, (cx - pad, sy - oh - pad), (cx + cw + pad, sy + pad), (245, 245, 245), stroke
+        )
+    if scene.iso_type:
+        _text(img, scene.iso_type, (sx, sy + int(oh * 2.0)), scale * 0.9, thick)
+
+
+def _column(img: Image, scene: Scene, scale: float, thick: int) -> None:
+    """The number stacked on a corner post, one upright character under the other."""
+    h, w = img.shape[:2]
+    font = cv2.FONT_HERSHEY_DUPLEX
+    (cw, ch), _ = cv2.getTextSize("W", font, scale, thick)
+    post_x = int(w * 0.78)
+    cv2.rectangle(img, (post_x - cw, 0), (post_x + 2 * cw, h), (70, 70, 75), -1)
+    pitch = int(ch * 1.45)
+    y = int(h * 0.5 - pitch * 5.5) + ch
+    for i, letter in enumerate(scene.number):
+        (lw, _), _ = cv2.getTextSize(letter, font, scale, thick)
+        x = post_x + (cw - lw) // 2
+        # The check digit follows after a wider gap, framed when boxed.
+        if i == 10:
+            y += pitch // 3
+        cv2.putText(img, letter, (x, y), font, scale, (245, 245, 245), thick, cv2.LINE_AA)
+        if i == 10 and scene.boxed_check:
+            pad = max(3, ch // 4)
+            cv2.rectangle(img, (x - pad, y - ch - pad), (x + lw + pad, y + pad), (245, 245, 245), 2)
+        y += pitch
+
+
+def _oblique(img: Image, amount: float) -> Image:
+    """The door seen from its left: the right edge farther away, so smaller."""
+    h, w = img.shape[:2]
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    shrink = amount * 0.45 * h
+    dst = np.array(
+        [[0, 0], [w * (1 - 0.35 * amount), shrink], [w * (1 - 0.35 * amount), h - shrink], [0, h]],
+        dtype=np.float32,
+    )
+    out: Image = cv2.warpPerspective(
+        img, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE
+    )
     return out

@@ -2,12 +2,18 @@
 
     python -m firmware_stubs.elock --lock-id L1 --phone 13800000001 --secret s3cret \
         [--control-port 7011] [--interval 5] [--lat 22.5 --lon 113.9] [--area 22.5,113.9,500] \
-        [--sealed-for TRIP] [--time-scale 10 --start-time T --start-wall UNIX_S]
+        [--sealed-for TRIP] [--time-scale 10 --start-time T --start-wall UNIX_S] \
+        [--state-file PATH]
 
 Prints the pty path, then READY. It registers (0x0100), authenticates (0x0102) when
-answered, reports its state every `--interval` seconds and on every event (0x0200
-with the BondWatch block), and carries out seal / unseal / query / set_area commands
-(0x8900) with answers (0x0900) matched by serial number.
+its registration is answered (an 0x8100 naming another serial is not its answer),
+reports its state every `--interval` seconds and on every event (0x0200 with the
+BondWatch block), and carries out seal / unseal / query / set_area commands (0x8900)
+with answers (0x0900) matched by serial number; only a repeat of the very same command
+(message id, serial and body) gets a cached answer again. Seal, unseal and set_area
+need a single-use token; every report carries the next report counter and its MAC
+(docs/lock-profile.md). `--state-file` keeps both counters across restarts, as a real
+lock's flash does (written before the report leaves or the answer is sent).
 
 Its reports carry the wall-clock time, in whole seconds as a real lock's do; beside a
 time-scaled GNSS stub (the demo) they carry the same simulated time instead: the clock
@@ -34,6 +40,7 @@ import os
 import signal
 import stat
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,7 @@ from devices.elock.bodies import (
     Transparent,
 )
 from devices.elock.codec import decode, encode
+from devices.elock.exchange import SerialCounter
 from devices.elock.framing import FLAG, FrameSplitter, escape, xor_check
 from devices.elock.header import Header
 from devices.elock.tlv import Extra
@@ -74,20 +82,18 @@ class LockStub:
         self.interval: float = args.interval
         self.drain_per_report: float = args.drain
         self.clock = ScaledClock(args.start_time, args.start_wall, args.time_scale)
-        self.serial = 0
+        self.serials = SerialCounter()
+        #: The serial of the last registration sent: only its answer registers the lock.
+        self.registration_serial: int | None = None
         self.registered = False
         self.auth_code = ""
         self.drop_acks = 0
         self.bad_checksum_next = 0
         self.frames_in_bad = 0
         self.splitter = FrameSplitter()
+        self.state_file: Path | None = args.state_file
 
     # --- output --------------------------------------------------------------------------
-
-    def _next_serial(self) -> int:
-        serial = self.serial
-        self.serial = (self.serial + 1) & 0xFFFF
-        return serial
 
     def write(self, data: bytes) -> None:
         try:
@@ -101,7 +107,7 @@ class LockStub:
         header = Header(
             msg_id=body.MSG_ID,
             phone=self.phone,
-            serial=self._next_serial() if serial is None else serial,
+            serial=self.serials.next() if serial is None else serial,
             version=self.version,
         )
         if corrupt:
@@ -113,8 +119,16 @@ class LockStub:
             frame = encode(header, body)
         self.write(frame)
 
+    def save(self) -> None:
+        """Write the counters to the state file (atomically), when there is one."""
+        if self.state_file is not None:
+            save_state(self.state_file, self.fw.persisted())
+
     def report(self, event: profile.LockEventName = "status") -> None:
         fw = self.fw
+        moment = self.clock.now().replace(microsecond=0)
+        block = fw.block(event, moment)
+        self.save()  # the counter is used before the report leaves: never twice
         status = STATUS_BEIDOU
         lat = lon = 0.0
         if fw.lat is not None and fw.lon is not None:
@@ -128,10 +142,10 @@ class LockStub:
             alt_m=12,
             speed_kmh=0.0,
             course_deg=0,
-            time=self.clock.now().replace(microsecond=0),
+            time=moment,
             extras=(
                 Extra(0x31, bytes([9])),
-                Extra(profile.TLV_BONDWATCH, fw.block(event).encode()),
+                Extra(profile.TLV_BONDWATCH, block.encode()),
             ),
         )
         corrupt = self.bad_checksum_next > 0
@@ -144,6 +158,7 @@ class LockStub:
             self.report(name)
 
     def register(self) -> None:
+        self.registration_serial = self.serials.next()
         self.send(
             Registration(
                 province=44,
@@ -153,7 +168,8 @@ class LockStub:
                 terminal_id=self.fw.lock_id[:7],
                 plate_colour=0,
                 plate="",
-            )
+            ),
+            serial=self.registration_serial,
         )
 
     # --- input ---------------------------------------------------------------------------
@@ -177,6 +193,9 @@ class LockStub:
 
     def handle(self, header: Header, body: Any) -> None:
         if isinstance(body, RegistrationResponse):
+            if body.reply_serial != self.registration_serial:
+                logger.info("registration answer for serial %d: not ours", body.reply_serial)
+                return
             if body.result == 0:
                 self.registered = True
                 self.auth_code = body.auth_code
@@ -192,7 +211,14 @@ class LockStub:
             if block is None or block.command is None:
                 self.send(TerminalResponse(header.serial, header.msg_id, 2))
                 return
-            answer, names = self.fw.command(header.serial, block, datetime.now(UTC))
+            answer, names = self.fw.command(
+                header.serial,
+                block,
+                datetime.now(UTC),
+                body=body.encode(header.version),
+                msg_id=header.msg_id,
+            )
+            self.save()  # a used token stays used across a restart
             if self.drop_acks > 0:
                 self.drop_acks -= 1
                 logger.info("dropping the answer to serial %d on purpose", header.serial)
@@ -218,6 +244,8 @@ class LockStub:
             "registered": self.registered,
             "drop_acks": self.drop_acks,
             "frames_in_bad": self.frames_in_bad,
+            "report_counter": fw.report_counter,
+            "token_counter": fw.token_counter,
         }
 
     def control(self, line: str) -> str:
@@ -309,6 +337,30 @@ def _area(words: list[str]) -> Area:
     return Area(float(words[0]), float(words[1]), int(float(words[2])))
 
 
+def load_state(path: Path) -> dict[str, Any]:
+    """The counters saved in `path` ({} when it does not exist yet)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"lock state file {path} is unreadable: {err}") from err
+    if not isinstance(data, dict):
+        raise SystemExit(f"lock state file {path} must hold a JSON object")
+    return data
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Replace `path` with `state` atomically (a crash leaves the old or the new file)."""
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False
+    ) as tmp:
+        json.dump(state, tmp)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
 def _secret(args: argparse.Namespace) -> bytes:
     if args.secret_file:
         return Path(args.secret_file).read_bytes().strip()
@@ -334,6 +386,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lat", type=float, help="initial latitude")
     parser.add_argument("--lon", type=float, help="initial longitude")
     parser.add_argument("--area", help="allowed unseal area LAT,LON,RADIUS_M")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="JSON file keeping the report and token counters across restarts (the lock's "
+        "flash); without it they start at 0",
+    )
     parser.add_argument("--jt808-2019", action="store_true", help="speak the 2019 header form")
     parser.add_argument(
         "--sealed-for",
@@ -369,6 +427,11 @@ async def amain(args: argparse.Namespace) -> None:
         state="sealed" if args.sealed_for else "unsealed",
         trip_id=args.sealed_for or None,
     )
+    if args.state_file is not None:
+        try:
+            firmware.restore(load_state(args.state_file))
+        except ValueError as err:
+            raise SystemExit(f"lock state file {args.state_file}: {err}") from err
     port = VirtualPort.open()
     stub = LockStub(port, firmware, args)
     loop = asyncio.get_running_loop()

@@ -2,32 +2,52 @@
 
 States follow the BondWatch lock profile: `sealed` (shackle closed and armed),
 `unsealed` (disarmed by an authorised command), `open` (shackle open or rope cut).
+
+Seal, unseal and set_area need a token (`devices.elock.authorisation`), each token works
+once: `token_counter` is the highest token counter used. Every report carries the next
+`report_counter` and a MAC (`devices.elock.report_mac`). Both counters are what a real
+lock keeps in flash; `persisted()` / `restore()` give them to the stub's state file.
+
+The last `ANSWER_CACHE` answers are kept by serial, each with the fingerprint of its
+command (`command_fingerprint`: message id, serial and body): only a repeat of the very
+same command gets its answer again; another command under a cached serial (a restarted
+gateway counting again) is carried out.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from devices.elock import profile
-from devices.elock.authorisation import check_unseal_token
+from devices.elock.authorisation import TokenAction, check_token
 from devices.elock.block import Area, BondWatchBlock, CommandResult
+from devices.elock.bodies import MSG_TRANSPARENT_DOWN, Transparent
+from devices.elock.report_mac import MAX_COUNTER, report_mac
+from devices.geodesy import great_circle_m
 
-EARTH_RADIUS_M = 6_371_008.8
 ANSWER_CACHE = 32
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine), metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 Outcome = tuple[BondWatchBlock, list[profile.LockEventName]]
+
+
+def command_fingerprint(msg_id: int, serial: int, body: bytes) -> bytes:
+    """What makes two command frames "the same command" (docs/lock-profile.md): message
+    id, serial number and body, hashed (SHA-256) as a lock with little memory keeps it."""
+    return hashlib.sha256(struct.pack(">HH", msg_id, serial) + body).digest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """An answer the lock sent, and the fingerprint of the command it answered."""
+
+    fingerprint: bytes
+    answer: BondWatchBlock
 
 
 @dataclass
@@ -44,7 +64,12 @@ class LockFirmware:
     area: Area | None = None
     motor_stuck: bool = False
     low_battery_raised: bool = False
-    answers: OrderedDict[int, BondWatchBlock] = field(default_factory=OrderedDict)
+    #: The highest token counter used (a token at or under it is refused as reused).
+    token_counter: int = 0
+    #: The counter of the last report sent.
+    report_counter: int = 0
+    #: The last answers by serial (oldest first), each with its command's fingerprint.
+    answers: OrderedDict[int, CachedAnswer] = field(default_factory=OrderedDict)
 
     # --- reports -----------------------------------------------------------------------
 
@@ -52,17 +77,43 @@ class LockFirmware:
     def battery_mv(self) -> int:
         return round(3300 + 9 * self.battery_pct)
 
-    def block(self, event: profile.LockEventName = "status") -> BondWatchBlock:
-        """The BondWatch block of a status or event report."""
+    @property
+    def battery_whole_pct(self) -> int:
+        return max(0, min(100, round(self.battery_pct)))
+
+    def block(self, event: profile.LockEventName, time: datetime) -> BondWatchBlock:
+        """The signed BondWatch block of the next status or event report at `time` (whole
+        seconds, as the report carries it): the report counter goes up by one."""
+        if self.report_counter >= MAX_COUNTER:
+            raise RuntimeError(f"lock {self.lock_id}: report counter exhausted")
+        self.report_counter += 1
+        battery = self.battery_whole_pct
         return BondWatchBlock(
             lock_id=self.lock_id,
             state=profile.STATE_CODES[self.state],
             event=profile.EVENT_CODES[event],
-            battery_pct=max(0, min(100, round(self.battery_pct))),
+            battery_pct=battery,
             battery_mv=self.battery_mv,
             wrong_passwords=self.wrong_passwords,
             trip_id=self.trip_id,
+            report_counter=self.report_counter,
+            report_mac=report_mac(
+                self.secret, self.lock_id, self.report_counter, time, self.state, event, battery
+            ),
         )
+
+    def persisted(self) -> dict[str, Any]:
+        """What survives a restart of the lock (its flash): the two counters."""
+        return {"report_counter": self.report_counter, "token_counter": self.token_counter}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take the counters back from `persisted()`; ValueError if they are not counters."""
+        counters = {k: saved.get(k, 0) for k in ("report_counter", "token_counter")}
+        for key, value in counters.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+        self.report_counter = counters["report_counter"]
+        self.token_counter = counters["token_counter"]
 
     def drain(self, pct: float) -> list[profile.LockEventName]:
         self.battery_pct = max(0.0, self.battery_pct - pct)
@@ -105,11 +156,25 @@ class LockFirmware:
 
     # --- commands ----------------------------------------------------------------------
 
-    def command(self, serial: int, block: BondWatchBlock, now: datetime) -> Outcome:
-        """Carry out a command once; a repeat of the same serial gets the same answer."""
+    def command(
+        self,
+        serial: int,
+        block: BondWatchBlock,
+        now: datetime,
+        *,
+        body: bytes | None = None,
+        msg_id: int = MSG_TRANSPARENT_DOWN,
+    ) -> Outcome:
+        """Carry out a command once. `body` is the command frame's body as received
+        (default: the transparent body of `block`). A repeat — the same `msg_id`, `serial`
+        and `body` as a command answered before — gets the same answer again, carried out
+        no second time; any other command is carried out, whatever its serial."""
+        if body is None:
+            body = Transparent(profile.TRANSPARENT_TYPE, block.encode(), downlink=True).encode()
+        fingerprint = command_fingerprint(msg_id, serial, body)
         cached = self.answers.get(serial)
-        if cached is not None:
-            return cached, []
+        if cached is not None and cached.fingerprint == fingerprint:
+            return cached.answer, []
         code = block.command if block.command is not None else 0
         name = profile.COMMAND_BY_CODE.get(code)
         events: list[profile.LockEventName] = []
@@ -117,7 +182,7 @@ class LockFirmware:
         if block.lock_id != self.lock_id:
             result, reason = "refused", "wrong_lock"
         elif name == "seal":
-            result, reason, events = self._seal(block)
+            result, reason, events = self._seal(block, now)
         elif name == "unseal":
             result, reason, events = self._unseal(block, now)
         elif name == "set_area":
@@ -129,7 +194,7 @@ class LockFirmware:
         answer = BondWatchBlock(
             lock_id=self.lock_id,
             state=profile.STATE_CODES[self.state],
-            battery_pct=max(0, min(100, round(self.battery_pct))),
+            battery_pct=self.battery_whole_pct,
             battery_mv=self.battery_mv,
             wrong_passwords=self.wrong_passwords,
             trip_id=self.trip_id,
@@ -137,16 +202,20 @@ class LockFirmware:
                 serial, code, profile.RESULT_CODES[result], profile.REASON_CODES[reason]
             ),
         )
-        self.answers[serial] = answer
+        self.answers[serial] = CachedAnswer(fingerprint, answer)
+        self.answers.move_to_end(serial)
         while len(self.answers) > ANSWER_CACHE:
             self.answers.popitem(last=False)
         return answer, events
 
     def _seal(
-        self, block: BondWatchBlock
+        self, block: BondWatchBlock, now: datetime
     ) -> tuple[profile.ResultName, str, list[profile.LockEventName]]:
         if not block.trip_id:
             return "refused", "bad_command", []
+        reason, events = self._token_ok("seal", block.trip_id, block, now)
+        if reason:
+            return "refused", reason, events
         if self.state == "sealed":
             if block.trip_id == self.trip_id:
                 return "done", "", []
@@ -161,32 +230,49 @@ class LockFirmware:
         return "done", "", ["sealed"]
 
     def _authorised(
-        self, block: BondWatchBlock, now: datetime
+        self, action: TokenAction, block: BondWatchBlock, now: datetime
     ) -> tuple[str, list[profile.LockEventName]]:
-        """'' when the token is good for the sealed trip, else the refusal reason."""
+        """'' when the token is good for `action` on the sealed trip, else the reason."""
         if self.state != "sealed" or self.trip_id is None:
             return "not_sealed", []
         if block.trip_id is not None and block.trip_id != self.trip_id:
             return "wrong_trip", []
-        check = check_unseal_token(self.secret, self.lock_id, self.trip_id, block.token or b"", now)
-        if check == "bad_token":
+        return self._token_ok(action, self.trip_id, block, now)
+
+    def _token_ok(
+        self, action: TokenAction, trip_id: str, block: BondWatchBlock, now: datetime
+    ) -> tuple[str, list[profile.LockEventName]]:
+        """Check the block's token for `action` on `trip_id`; a good one is used up."""
+        area = block.area if action == "set_area" else None
+        verdict = check_token(
+            self.secret,
+            self.lock_id,
+            action,
+            trip_id,
+            block.token or b"",
+            now,
+            self.token_counter,
+            area,
+        )
+        if verdict.result == "bad_token":
             self.wrong_passwords += 1
             return "bad_token", ["wrong_password"]
-        if check == "token_expired":
-            return "token_expired", []
+        if verdict.result != "ok":
+            return verdict.result, []
+        self.token_counter = verdict.counter  # used: never again, whatever happens next
         return "", []
 
     def _unseal(
         self, block: BondWatchBlock, now: datetime
     ) -> tuple[profile.ResultName, str, list[profile.LockEventName]]:
-        reason, events = self._authorised(block, now)
+        reason, events = self._authorised("unseal", block, now)
         if reason:
             return "refused", reason, events
         if self.area is None:
             return "refused", "no_area", ["unseal_refused_outside_area"]
         if self.lat is None or self.lon is None:
             return "refused", "no_position", ["unseal_refused_outside_area"]
-        if distance_m(self.lat, self.lon, self.area.lat, self.area.lon) > self.area.radius_m:
+        if great_circle_m(self.lat, self.lon, self.area.lat, self.area.lon) > self.area.radius_m:
             return "refused", "outside_area", ["unseal_refused_outside_area"]
         if self.motor_stuck:
             return "failed", "motor_stuck", ["motor_stuck"]
@@ -199,7 +285,7 @@ class LockFirmware:
     ) -> tuple[profile.ResultName, str, list[profile.LockEventName]]:
         if block.area is None:
             return "refused", "bad_command", []
-        reason, events = self._authorised(block, now)
+        reason, events = self._authorised("set_area", block, now)
         if reason:
             return "refused", reason, events
         self.area = block.area

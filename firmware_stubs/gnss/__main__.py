@@ -116,6 +116,7 @@ async def amain(args: argparse.Namespace) -> int:
     ]
     await asyncio.wait([tasks[0], tasks[2]], return_when=asyncio.FIRST_COMPLETED)
     if receiver.done.is_set() and not stop.is_set():
+        await receiver.drain()
         print("DONE", flush=True)
         await stop.wait()  # keep the port open until told to stop
     for task in tasks:

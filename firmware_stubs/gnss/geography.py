@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EARTH_RADIUS_M = 6371008.8
+from devices.geodesy import EARTH_RADIUS_M
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class SimulatedReceiver:
         self.faults = Faults()
         self.sim_s = 0.0
         self.port = VirtualPort.open()
+        self._unsent = bytearray()  # what the port has not taken yet (`write`)
         self._multipath: tuple[float, float, int] | None = None
         self.done = asyncio.Event()
         self._link()
@@ -109,17 +110,39 @@ class SimulatedReceiver:
         self.port.announce()
 
     def write(self, data: bytes) -> None:
+        """Send one epoch's output. What the port does not take at once (a slow reader)
+        goes first at the next write, so a reader never gets half a sentence followed by
+        the next one; while the port still takes nothing, new output is lost whole —
+        nobody reading, as with a real receiver."""
         if self.port.master_fd < 0:
             return
         if self.sim_s < self.faults.baud_until:
             data = bytes((b * 7 + 0x80 | (b >> 3)) & 0xFF for b in data[: len(data) // 2])
-        # Nobody reading: a real receiver's bytes are lost too.
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.port.master_fd, data)
+        if self._unsent:
+            self._send_unsent()
+            if self._unsent:
+                return
+        self._unsent += data
+        self._send_unsent()
+
+    def _send_unsent(self) -> None:
+        try:
+            sent = os.write(self.port.master_fd, self._unsent)
+        except (BlockingIOError, OSError):
+            return
+        del self._unsent[:sent]
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait (a while) until the transmit FIFO is empty: the end of a playback."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._unsent and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+            self._send_unsent()
 
     async def unplug(self, seconds: float) -> None:
         self.port.close()
         self.port.master_fd = -1
+        self._unsent.clear()
         if self.settings.link is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.settings.link.unlink()

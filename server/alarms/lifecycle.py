@@ -71,7 +71,3 @@ def next_status(status: Status, action: Action) -> Status:
         return _NEXT[(status, action)]
     except KeyError:
         raise TransitionRefused(status, action, _WHY_REFUSED[action]) from None
-
-
-def is_active(status: str) -> bool:
-    return status in ACTIVE

@@ -8,15 +8,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contract.version import API_PREFIX
 from server.alarms import SEVERITIES, STATUSES, AlarmQuery, AlarmService
 from server.api.actor import current_actor
 from server.api.errors import ApiError
+from server.api.params import DB_INT_MAX, Offset
 
-router = APIRouter(prefix="/api/v1", tags=["alarms"])
+router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
 
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Actor = Annotated[str, Depends(current_actor)]
-AlarmId = Annotated[int, Path(ge=1, description="the alarm's id")]
+AlarmId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the alarm's id")]
 
 
 class CommentIn(BaseModel):
@@ -112,7 +114,7 @@ async def list_alarms(
     vehicle_id: Annotated[str | None, Query()] = None,
     assignee: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Alarms by severity (critical first), then oldest first. `X-Total-Count` holds the
     number matching before paging."""

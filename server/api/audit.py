@@ -10,10 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from contract.ids import parse_ts
+from contract.version import API_PREFIX
 from server.api.errors import ApiError
+from server.api.params import Offset
 from server.audit import AuditQuery, list_entries, verify
+from server.audit.checkpointer import AuditCheckpoints
+from server.audit.sinks import CheckpointSourceError
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
 class AuditEntryOut(BaseModel):
@@ -33,6 +37,13 @@ class VerifyOut(BaseModel):
     entries: int
     first_bad_seq: int | None = Field(default=None, description="first broken entry")
     reason: str | None = None
+    checkpoints: int | None = Field(
+        default=None,
+        description="signed checkpoints checked (absent: none configured, see audit.checkpoints)",
+    )
+    checkpoint: str | None = Field(
+        default=None, description="the checkpoint that failed, as `file:line`"
+    )
 
 
 def _time(name: str, value: str | None) -> datetime | None:
@@ -58,7 +69,7 @@ async def list_audit(
     until: Annotated[str | None, Query(description="RFC 3339, inclusive")] = None,
     order: Annotated[Literal["asc", "desc"], Query(description="by seq")] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Audit entries, newest first by default; `X-Total-Count` holds the number matching."""
     query = AuditQuery(
@@ -80,7 +91,18 @@ async def list_audit(
 
 @router.get("/audit/verify", response_model=VerifyOut, response_model_exclude_none=True)
 async def verify_audit(request: Request) -> dict[str, Any]:
-    """Walk the chain: `{"ok", "entries", "first_bad_seq"?, "reason"?}`."""
-    engine = request.app.state.services.store.engine
-    result = await asyncio.to_thread(verify, engine)
+    """Walk the chain and check it against the newest signed checkpoints (when configured):
+    `{"ok", "entries", "first_bad_seq"?, "reason"?, "checkpoints"?, "checkpoint"?}`."""
+    svc = request.app.state.services
+    checker: AuditCheckpoints | None = getattr(svc, "audit_checkpoints", None)
+    if checker is None:
+        result = await asyncio.to_thread(verify, svc.store.engine)
+        return result.as_json()
+    try:
+        result = await asyncio.to_thread(checker.verify, svc.store.engine)
+    except CheckpointSourceError as err:
+        chain = await asyncio.to_thread(verify, svc.store.engine)
+        if not chain.ok:
+            return chain.as_json()
+        return {**chain.as_json(), "ok": False, "reason": f"checkpoints cannot be read: {err}"}
     return result.as_json()

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from contract.ids import utc_now
+from contract.version import API_PREFIX
 from server.api.errors import ApiError, error_body
 from server.auth.accounts import Account, AccountStore, LoginOk
 from server.auth.config import AuthSettings
@@ -29,8 +30,8 @@ from server.auth.ratelimit import ClientLimiter
 from server.auth.roles import Role
 from server.auth.zones import DEFAULT_ZONE
 
-auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
+auth_router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+users_router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,64}$", description="login name")]
 Admin = Annotated[Account, Depends(require("admin"))]
@@ -198,10 +199,10 @@ async def login(body: LoginIn, request: Request, response: Response) -> Any:
     )
     if not isinstance(result, LoginOk):
         ctx.clients.failed(client, now)
-        if result.locked_for is not None:
-            return _too_many(
-                "this account is locked after repeated failed logins", result.locked_for
-            )
+        # A locked account gets the answer of an unknown one or a wrong password — same
+        # status, body and time (the account store spends a password check on each) —
+        # so that the answer never tells whether an account exists. The address's own
+        # limit (429 above) is what slows a guesser down.
         raise ApiError(401, "bad_credentials", "wrong username or password")
     response.set_cookie(
         ctx.settings.cookie_name,

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from contract.ids import format_ts
 from contract.payloads import LockReport
+from contract.version import API_PREFIX
 from server.alarms import AlarmQuery, AlarmService
 from server.api.alarms import AlarmOut, alarm_service
 from server.api.errors import ApiError
@@ -23,6 +24,7 @@ from server.api.gates import PassageOut, passage_out
 from server.api.models import TripOut, trip_out
 from server.audit import AuditQuery, list_entries
 from server.auth.dependencies import auth_context
+from server.evidence.service import images_of
 from server.gates.store import GateStore, PassageQuery
 from server.services import Services
 from server.store import schema
@@ -30,7 +32,7 @@ from server.store.database import as_utc
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/console", tags=["console"])
+router = APIRouter(prefix=f"{API_PREFIX}/console", tags=["console"])
 
 #: The most audit entries or lock events one timeline carries.
 TIMELINE_LIMIT = 1000
@@ -137,12 +139,13 @@ def _timeline(svc: Services, alarms: AlarmService, trip_id: str) -> dict[str, An
     for passage in passages:
         audit.extend(_audit_for(svc, "passage", passage["passage_id"]))
     audit = sorted({line["seq"]: line for line in audit}.values(), key=lambda line: line["seq"])
+    images = images_of(svc.store.engine, [p["passage_id"] for p in passages])
     return {
         "trip": trip_out(trip, track if track is not None else []),
         "alarms": [a.as_json() for a in with_history if a is not None],
         "audit": audit,
         "locks": _lock_events(svc, trip),
-        "passages": [passage_out(p) for p in passages],
+        "passages": [passage_out(p, images[p["passage_id"]]) for p in passages],
     }
 
 

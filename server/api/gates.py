@@ -11,13 +11,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contract.ids import RecordId, Timestamp
+from contract.version import API_PREFIX
 from server.api.actor import current_actor
 from server.api.errors import ApiError
+from server.api.evidence_models import Evidence, ImageOut, image_out
+from server.api.params import Offset
 from server.gates.commands import CommandSigner, SigningUnavailable
+from server.gates.corrections import PassageCorrections
 from server.gates.service import GateService
 from server.gates.store import PassageQuery
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix=API_PREFIX)
 
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Actor = Annotated[str, Depends(current_actor)]
@@ -85,6 +89,38 @@ class OverrideIn(BaseModel):
     comment: Comment = Field(description="why: mandatory")
 
 
+class CorrectIn(BaseModel):
+    """An officer's reading of a held passage: the containers, the plate, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    containers: list[Annotated[str, StringConstraints(max_length=16)]] | None = Field(
+        default=None,
+        max_length=8,
+        description="every container number on the truck (replaces the reading); each "
+        "must pass its ISO 6346 check digit",
+    )
+    plate: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = Field(
+        default=None, description="the plate (replaces the reading)"
+    )
+    comment: Comment = Field(description="why: mandatory")
+
+
+class CorrectionOut(BaseModel):
+    containers: list[dict[str, Any]] = Field(description="the readings decided on")
+    plate: dict[str, Any] | None
+    comment: str
+    by: str
+    at: Timestamp
+    previous_decision: Literal["open", "hold"]
+    previous_reasons: list[str]
+    lane_state: str | None = Field(
+        description="the lane's state when corrected: `hold`/`waiting` (the truck waits: a "
+        "command was sent), `left` (another passage or none), null (never reported)"
+    )
+    command_id: str | None = Field(description="the command sent, if the truck waited")
+
+
 class UnsealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +161,21 @@ class PassageOut(BaseModel):
     effective: Literal["open", "hold"] = Field(description="override if any, else decision")
     command_id: str | None = Field(description="the newest command sent for this passage")
     command_result: CommandResultOut | None
+    appointment_id: str | None = Field(
+        default=None, description="the appointment the passage was decided on, if any"
+    )
+    correction: CorrectionOut | None = Field(
+        default=None,
+        description="an officer's newest correction of the reading (the OCR reading stays "
+        "in `containers` and `plate`); `decision` and `reasons` are then the decision taken "
+        "again with it",
+    )
+    evidence: list[ImageOut] = Field(
+        default_factory=list,
+        description="the images the gate uploaded for this passage, frames and crops, with "
+        "the readings drawn on each (`images` keeps the gate's own references); empty "
+        "until they arrive — also `GET /passages/{id}/images`",
+    )
 
 
 class UnsealCommandOut(BaseModel):
@@ -133,7 +184,7 @@ class UnsealCommandOut(BaseModel):
     expires_at: str
 
 
-def passage_out(row: dict[str, Any]) -> PassageOut:
+def passage_out(row: dict[str, Any], evidence: list[dict[str, Any]] | None = None) -> PassageOut:
     override = None
     if row["override_action"] is not None:
         override = OverrideOut(
@@ -146,6 +197,7 @@ def passage_out(row: dict[str, Any]) -> PassageOut:
     fields |= {
         "override": override,
         "effective": row["override_action"] or row["decision"],
+        "evidence": [image_out(e) for e in evidence or []],
     }
     return PassageOut.model_validate(fields)
 
@@ -177,28 +229,30 @@ async def record_release(
 @router.get("/passages", response_model=list[PassageOut], tags=["gates"])
 async def list_passages(
     gates: Gates,
+    evidence: Evidence,
     gate: Annotated[str | None, Query(description="gate id or gate controller node id")] = None,
     lane: Annotated[str | None, Query()] = None,
     decision: Annotated[Literal["open", "hold"] | None, Query()] = None,
     since: Annotated[datetime | None, Query(description="passages at or after (RFC 3339)")] = None,
     trip_id: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[PassageOut]:
-    """Gate passages, newest first, with the decision and every reason."""
+    """Gate passages, newest first, with the decision, every reason and the images."""
     if since is not None and since.tzinfo is None:
         raise ApiError(422, "invalid", "since needs a time zone (append Z for UTC)", "since")
     query = PassageQuery(gate, lane, decision, since, trip_id, limit, offset)
     rows = await asyncio.to_thread(gates.passages, query)
-    return [passage_out(r) for r in rows]
+    images = await asyncio.to_thread(evidence.images_of, [r["passage_id"] for r in rows])
+    return [passage_out(r, images[r["passage_id"]]) for r in rows]
 
 
 @router.get("/passages/{passage_id}", response_model=PassageOut, tags=["gates"])
-async def get_passage(passage_id: str, gates: Gates) -> PassageOut:
+async def get_passage(passage_id: str, gates: Gates, evidence: Evidence) -> PassageOut:
     row = await asyncio.to_thread(gates.gates.get_passage, passage_id)
     if row is None:
         raise ApiError(404, "not_found", f"no passage {passage_id!r}", "passage_id")
-    return passage_out(row)
+    return passage_out(row, await asyncio.to_thread(evidence.images, passage_id))
 
 
 @router.post("/passages/{passage_id}/override", response_model=PassageOut, tags=["gates"])
@@ -209,6 +263,28 @@ async def override_passage(
     comment is mandatory, the override audited, and a signed command sent to the gate."""
     try:
         row = await asyncio.to_thread(gates.override, passage_id, body.action, body.comment, actor)
+    except SigningUnavailable as err:
+        raise ApiError(503, "unavailable", str(err)) from err
+    return passage_out(row)
+
+
+@router.post("/passages/{passage_id}/correct", response_model=PassageOut, tags=["gates"])
+async def correct_passage(
+    passage_id: str, body: CorrectIn, gates: Gates, actor: Actor
+) -> PassageOut:
+    """An officer corrects a held passage's containers (each must pass its ISO 6346 check
+    digit) or plate, with a mandatory comment; audited with before and after. The passage
+    is decided again with it: while the truck still waits in the lane, a signed `open`
+    (now clean) or `hold` (the remaining reasons) is sent to the gate."""
+    try:
+        row = await asyncio.to_thread(
+            PassageCorrections(gates).correct,
+            passage_id,
+            body.containers,
+            body.plate,
+            body.comment,
+            actor,
+        )
     except SigningUnavailable as err:
         raise ApiError(503, "unavailable", str(err)) from err
     return passage_out(row)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from contract.ids import utc_now
+from contract.version import API_PREFIX
 from server.api.errors import ApiError
 from server.auth.dependencies import require
 from server.auth.roles import Role
@@ -47,7 +48,7 @@ from server.services import Services
 REPORT_ROLES: tuple[Role, ...] = ("supervisor", "admin")
 
 router = APIRouter(
-    prefix="/api/v1/reports",
+    prefix=f"{API_PREFIX}/reports",
     tags=["reports"],
     dependencies=[Depends(require(*REPORT_ROLES))],
 )

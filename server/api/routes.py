@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from contract.ids import utc_now
+from contract.version import API_PREFIX
 from server.alarms import AlarmQuery, AlarmService
 from server.api.actor import current_actor
 from server.api.alarms import AlarmOut
 from server.api.errors import ApiError
+from server.api.evidence_models import evidence_service
 from server.api.gates import PassageOut, passage_out
 from server.api.models import DeclarationIn, TripDetailOut, TripOut, VehiclePosition, trip_out
 from server.gates.store import GateStore, PassageQuery
 from server.services import Services
 from server.store.database import TRIP_STATUSES
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix=API_PREFIX)
 health_router = APIRouter()
 
 #: Alarms and passages listed with one trip (a trip has a handful; a bound all the same).
@@ -71,6 +74,7 @@ async def get_trip(
     positions from departure to arrival, in fix-time order."""
     svc = services(request)
     store = svc.store
+    evidence = evidence_service(request)
     row = await asyncio.to_thread(store.get_trip, trip_id)
     if row is None:
         raise ApiError(404, "not_found", f"no trip {trip_id!r}", "trip_id")
@@ -89,9 +93,10 @@ async def get_trip(
         rows = GateStore(store.engine).list_passages(
             PassageQuery(trip_id=trip_id, limit=TRIP_ITEMS_MAX)
         )
+        images = evidence.images_of([p["passage_id"] for p in rows])
         return (
             [AlarmOut.model_validate(a.as_json()) for a in found],
-            [passage_out(p) for p in reversed(rows)],
+            [passage_out(p, images[p["passage_id"]]) for p in reversed(rows)],
         )
 
     trip_alarms, passages = await asyncio.to_thread(history)
@@ -107,7 +112,8 @@ async def vehicle_positions(request: Request) -> list[VehiclePosition]:
     def collect() -> list[VehiclePosition]:
         out = []
         trips = store.open_trips_by_vehicle()  # one query, not one per vehicle
-        for pos in store.latest_positions():
+        skew = timedelta(seconds=services(request).config.ingest.max_clock_ahead_s)
+        for pos in store.latest_positions(not_after=utc_now() + skew):
             trip = trips.get(pos["node_id"])
             out.append(
                 VehiclePosition(
@@ -154,7 +160,6 @@ async def healthz(request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
-@health_router.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics(request: Request) -> str:
-    """Prometheus metrics."""
+    """Prometheus metrics (signed-in accounts; also at `/metrics`, server.api.operations)."""
     return services(request).metrics.render()

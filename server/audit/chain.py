@@ -96,13 +96,17 @@ class Verification:
     entries: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    #: how many signed checkpoints were checked (None: no checkpoints configured)
+    checkpoints: int | None = None
+    #: where the checkpoint that failed was read ("file:line")
+    checkpoint: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok, "entries": self.entries}
-        if self.first_bad_seq is not None:
-            out["first_bad_seq"] = self.first_bad_seq
-        if self.reason is not None:
-            out["reason"] = self.reason
+        for name in ("first_bad_seq", "reason", "checkpoints", "checkpoint"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
 

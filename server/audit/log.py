@@ -12,22 +12,25 @@ primary key on `seq` would refuse a fork if they did).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
 
 from contract.canonical import canonical_json
 from contract.ids import utc_now
 from server.audit.chain import (
+    GENESIS_HASH,
     AuditEntry,
     Verification,
     check_anchor,
     entry_hash,
     verify_chain,
 )
+from server.audit.checkpoint import Checkpoint, Damaged, check_checkpoints
 from server.audit.transaction import snapshot
 from server.store import schema
 
@@ -174,20 +177,45 @@ def head(engine: Engine) -> tuple[int, str]:
     return int(seq), str(digest)
 
 
-def verify(engine: Engine, anchor: tuple[int, str] | None = None) -> Verification:
+def chain_state(engine: Engine) -> tuple[int, str, int]:
+    """The last entry's seq and hash (0 and the genesis hash when empty) and the number
+    of entries, read in one snapshot: what a checkpoint records."""
+    c = schema.audit_log.c
+    with snapshot(engine) as conn:
+        last = conn.execute(select(c.seq, c.hash).order_by(c.seq.desc()).limit(1)).first()
+        count = conn.execute(select(func.count()).select_from(schema.audit_log)).scalar_one()
+    if last is None:
+        return 0, GENESIS_HASH, int(count)
+    return int(last.seq), str(last.hash), int(count)
+
+
+def verify(
+    engine: Engine,
+    anchor: tuple[int, str] | None = None,
+    checkpoints: Sequence[Checkpoint | Damaged] | None = None,
+    checkpoint_key: Ed25519PublicKey | None = None,
+) -> Verification:
     """Walk the whole chain in one consistent snapshot and check it against its head,
-    and against `anchor` (seq, hash) — a head copied out of the database — if given."""
+    against `anchor` (seq, hash) — a head copied out of the database — if given, and
+    against signed `checkpoints` (read before this call) with `checkpoint_key`."""
     c = schema.audit_head.c
     with snapshot(engine) as conn:
         head_row = conn.execute(select(c.seq, c.hash).where(c.id == HEAD_ID)).first()
         rows = conn.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq)).all()
     entries = [_entry(r) for r in rows]
+    checked = len(checkpoints) if checkpoints is not None else None
     if head_row is None:
         result = verify_chain(entries)
         if result.ok:
             return Verification(False, len(entries), None, "the chain head row is missing")
-        return result
+        return replace(result, checkpoints=checked)
     result = verify_chain(entries, int(head_row.seq), str(head_row.hash))
     if result.ok and anchor is not None:
-        return check_anchor(entries, *anchor)
+        result = check_anchor(entries, *anchor)
+    if not result.ok:
+        return replace(result, checkpoints=checked)
+    if checkpoints is not None:
+        if checkpoint_key is None:
+            raise ValueError("checking checkpoints needs the audit public key")
+        return check_checkpoints(entries, checkpoints, checkpoint_key)
     return result

@@ -18,7 +18,7 @@ from server.auth import credentials
 from server.auth.audit_seam import audit_hook
 from server.auth.config import AuthSettings
 from server.auth.ratelimit import lockout_for
-from server.auth.roles import PERSON_ROLES, Role
+from server.auth.roles import PERSON_ROLES, TOKEN_ROLES, Role
 from server.auth.zones import zone_problem
 from server.store import StoreError, schema
 from server.store.database import as_utc
@@ -80,7 +80,8 @@ class LoginOk:
 
 @dataclass(frozen=True, slots=True)
 class LoginRefused:
-    """`locked_for` is set when the account is (now) locked: answer 429 with Retry-After."""
+    """`locked_for` is set when the account is (now) locked — for the log and the tests:
+    the API answers a locked account exactly as an unknown one (server.api.auth.login)."""
 
     locked_for: timedelta | None
 
@@ -154,9 +155,7 @@ class AccountStore:
         if role in PERSON_ROLES and password is None:
             raise StoreError("invalid", f"a {role} account needs a password", "password")
         if role not in PERSON_ROLES and password is not None:
-            raise StoreError(
-                "invalid", "integration accounts sign in with API tokens only", "password"
-            )
+            raise StoreError("invalid", f"{role} accounts sign in with API tokens only", "password")
         if password is not None:
             problem = credentials.password_problem(
                 password, username, self.settings.password_min_length
@@ -217,10 +216,13 @@ class AccountStore:
         if display_name is not None and display_name != current.display_name:
             values["display_name"] = changed["display_name"] = display_name
         if role is not None and role != current.role:
-            if (role in PERSON_ROLES) != (current.role in PERSON_ROLES):
+            if (role in PERSON_ROLES) != (current.role in PERSON_ROLES) or "device" in (
+                role,
+                current.role,
+            ):
                 raise StoreError(
                     "invalid",
-                    "an integration account cannot become a person's account or the reverse: "
+                    f"a {current.role} account cannot become a {role} account: "
                     "create a new account",
                     "role",
                 )
@@ -230,7 +232,7 @@ class AccountStore:
         if password is not None:
             if current.role not in PERSON_ROLES:
                 raise StoreError(
-                    "invalid", "integration accounts sign in with API tokens only", "password"
+                    "invalid", f"{current.role} accounts sign in with API tokens only", "password"
                 )
             problem = credentials.password_problem(
                 password, username, self.settings.password_min_length
@@ -320,6 +322,10 @@ class AccountStore:
             m = row._mapping
             locked_until = as_utc(m["locked_until"])
             if locked_until is not None and locked_until > now:
+                # As long a check as for any other refusal: the time of the answer must
+                # not tell a locked account from an unknown one.
+                credentials.verify_password(None, password)
+                log.info("login refused: %r is locked, from %s", username[:64], client)
                 return LoginRefused(locked_for=locked_until - now)
             if m["role"] in PERSON_ROLES and not m["disabled"]:
                 stored = m["password_hash"]
@@ -504,10 +510,11 @@ class AccountStore:
         account = self.get(username)
         if account is None:
             raise StoreError("not_found", f"no account {username!r}", "username")
-        if account.role != "integration":
+        if account.role not in TOKEN_ROLES:
             raise StoreError(
                 "invalid",
-                f"{username} is a {account.role} account; API tokens are for integration accounts",
+                f"{username} is a {account.role} account; API tokens are for integration "
+                "and device accounts",
                 "username",
             )
         if account.disabled:

@@ -20,7 +20,7 @@ from server.api.errors import ApiError
 from server.auth import credentials
 from server.auth.accounts import Account, AccountStore
 from server.auth.config import AuthSettings
-from server.auth.policy import READ_METHODS, roles_for
+from server.auth.policy import READ_METHODS, device_may_call, roles_for
 from server.auth.ratelimit import ClientLimiter
 from server.auth.roles import Role, holds
 
@@ -80,6 +80,15 @@ async def current_account(request: Request) -> Account:
     if cached is not None:
         return cached
     account = await _authenticate(request)
+    if account.role == "device":
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        if not device_may_call(request.method, path):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"{account.username} is a device account: it may only upload its passages' images",
+            )
     request.state.account = account
     return account
 

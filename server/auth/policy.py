@@ -1,10 +1,13 @@
 """Which roles may call which REST endpoint, for routers included with `guard`.
 
-- Listed in PUBLIC: no account needed (liveness and metrics).
+- Listed in PUBLIC: no account needed (liveness only; metrics and the API documentation
+  need an account, server.api.operations).
 - Listed in ROUTE_ROLES: the roles named there (a supervisor holds the officer's rights).
 - Any other GET/HEAD: any logged-in account.
 - Any other write: officers and supervisors only — never an admin (who must not change
   alarms, decisions or audit entries) nor an integration account unless listed here.
+- A `device` account (a gate controller) may call the routes listed for it in ROUTE_ROLES
+  and nothing else, reads included (`device_may_call`).
 
 Paths are the route templates with every `{param}` written as `{}`.
 """
@@ -13,23 +16,34 @@ from __future__ import annotations
 
 import re
 
+from contract.version import API_PREFIX
 from server.auth.roles import Role
 
-PUBLIC: frozenset[tuple[str, str]] = frozenset(
-    {("GET", "/api/v1/healthz"), ("GET", "/api/v1/metrics")}
-)
+
+def endpoint(method: str, path: str) -> tuple[str, str]:
+    """A route of the REST API: its method and its template below `API_PREFIX`."""
+    return method, f"{API_PREFIX}{path}"
+
+
+PUBLIC: frozenset[tuple[str, str]] = frozenset({endpoint("GET", "/healthz")})
 
 ROUTE_ROLES: dict[tuple[str, str], tuple[Role, ...]] = {
-    ("POST", "/api/v1/declarations"): ("supervisor", "integration"),
-    ("POST", "/api/v1/declarations/{}/release"): ("supervisor", "integration"),
-    ("POST", "/api/v1/alarms/{}/ack"): ("officer",),
-    ("POST", "/api/v1/alarms/{}/comment"): ("officer",),
-    ("POST", "/api/v1/alarms/{}/clear"): ("officer",),
-    ("POST", "/api/v1/alarms/{}/assign"): ("supervisor",),
-    ("POST", "/api/v1/passages/{}/override"): ("officer",),
-    ("POST", "/api/v1/trips/{}/unseal"): ("officer",),
-    ("GET", "/api/v1/audit"): ("supervisor", "admin"),
-    ("GET", "/api/v1/audit/verify"): ("supervisor", "admin"),
+    endpoint("POST", "/declarations"): ("supervisor", "integration"),
+    endpoint("POST", "/declarations/{}/release"): ("supervisor", "integration"),
+    endpoint("POST", "/alarms/{}/ack"): ("officer",),
+    endpoint("POST", "/alarms/{}/comment"): ("officer",),
+    endpoint("POST", "/alarms/{}/clear"): ("officer",),
+    endpoint("POST", "/alarms/{}/assign"): ("supervisor",),
+    endpoint("POST", "/passages/{}/override"): ("officer",),
+    endpoint("POST", "/passages/{}/correct"): ("officer",),
+    endpoint("POST", "/appointments"): ("supervisor", "integration"),
+    endpoint("POST", "/appointments/{}/cancel"): ("supervisor", "integration"),
+    endpoint("POST", "/trips/{}/unseal"): ("officer",),
+    endpoint("GET", "/audit"): ("supervisor", "admin"),
+    endpoint("GET", "/audit/verify"): ("supervisor", "admin"),
+    endpoint("GET", "/dead-letters"): ("admin",),
+    # a gate controller uploads its passages' images (server.api.evidence checks the gate)
+    endpoint("PUT", "/passages/{}/images/{}"): ("device",),
 }
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -40,6 +54,12 @@ _PARAM = re.compile(r"\{[^}]*\}")
 
 def template(path: str) -> str:
     return _PARAM.sub("{}", path)
+
+
+def device_may_call(method: str, path_template: str) -> bool:
+    """Whether a `device` account may call this route (only those listed for it)."""
+    key = (method.upper(), template(path_template))
+    return "device" in ROUTE_ROLES.get(key, ())
 
 
 def roles_for(method: str, path_template: str) -> tuple[Role, ...] | None:

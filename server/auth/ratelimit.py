@@ -51,7 +51,3 @@ class ClientLimiter:
             if len(self._failures) > 100_000:  # bound memory under a spray of addresses
                 oldest = next(iter(self._failures))
                 self._failures.pop(oldest, None)
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)

@@ -52,8 +52,9 @@ class ConsoleSettings(BaseModel):
 
     tiles: TileSource | None = Field(
         default=None,
-        description="base map tiles; without it the map shows the vector layers on a plain "
-        "background (no request ever leaves for the public internet)",
+        description="base map tiles; without it the map shows land, coastline and sea from "
+        "Natural Earth 1:10m, packaged with the console and clipped to the geography's region "
+        "(no request ever leaves for the public internet)",
     )
     default_language: Literal["zh-CN", "en"] = Field(
         default="zh-CN", description="language of the console until the officer picks another"

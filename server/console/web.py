@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
+from contract.version import API_PREFIX
 from server.auth.accounts import Account
 from server.auth.dependencies import current_account
 from server.console.config import ConsoleSettings
@@ -25,6 +26,8 @@ DEFAULT_VENDOR_DIR = HERE / "vendor"
 VENDORED = {
     "leaflet": Path("leaflet") / "dist",
     "markercluster": Path("leaflet.markercluster") / "dist",
+    # Natural Earth land for the map's offline background (server/console/basemap.py)
+    "world-atlas": Path("world-atlas"),
 }
 ASSETS_HINT = (
     "the console's map library is not installed: run `make console-assets` "
@@ -32,9 +35,9 @@ ASSETS_HINT = (
 )
 
 #: The console's pages besides the live map (`/` ) and the login: URL /<name> → <name>.html.
-PAGES = ("alarms", "trip", "declarations", "audit", "gates", "reports")
+PAGES = ("alarms", "trip", "declarations", "audit", "gates", "appointments", "reports")
 
-console_router = APIRouter(prefix="/api/v1/console", tags=["console"])
+console_router = APIRouter(prefix=f"{API_PREFIX}/console", tags=["console"])
 
 
 def vendor_paths(settings: ConsoleSettings) -> dict[str, Path]:

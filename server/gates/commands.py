@@ -24,7 +24,7 @@ from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import utc_now
 from contract.mqtt_client import make_client
-from contract.payloads import GateCommand, SignedCommand, TruckCommand
+from contract.payloads import GateCommand, SignedCommand, TruckCommand, fit_reasons
 from contract.signing import load_private_key, new_command_id, new_nonce, sign
 from contract.topics import Kind
 
@@ -45,10 +45,6 @@ class CommandSigner:
     @classmethod
     def from_file(cls, path: Path | None, ttl_s: float = 30.0) -> CommandSigner:
         return cls(load_private_key(path) if path is not None else None, ttl_s)
-
-    @property
-    def available(self) -> bool:
-        return self._key is not None
 
     def _times(self, now: datetime | None) -> tuple[datetime, datetime]:
         issued = now or utc_now()
@@ -80,7 +76,7 @@ class CommandSigner:
                     "passage_id": passage_id,
                     "lane": lane,
                     "action": action,
-                    "reasons": reasons,
+                    "reasons": fit_reasons(reasons),  # within the contract's bounds
                 }
             )
         )

@@ -27,12 +27,17 @@ class GatesSettings(BaseModel):
     )
     lock_secrets_file: Path | None = Field(
         default=None,
-        description="YAML file mapping lock id → the lock's unseal secret (UTF-8 text, as "
-        "provisioned into the lock); keep it under the secrets directory. Without it no "
-        "remote unseal is possible",
+        description="YAML file mapping lock id → the lock's secret (UTF-8 text of 16 "
+        "characters or more, as provisioned into the lock); keep it under the secrets "
+        "directory. It makes the locks' single-use tokens and checks the MAC of their "
+        "reports (LOCK_REPORT_FORGED); a lock missing from it cannot be unsealed remotely "
+        "and a truck carrying it is held at the gate (lock_unauthenticated)",
     )
     unseal_token_ttl_s: int = Field(
-        default=300, ge=10, le=3600, description="seconds an unseal token stays valid in the lock"
+        default=300,
+        ge=10,
+        le=3600,
+        description="seconds an unseal token stays valid in the lock (it works once)",
     )
     unseal_position_max_age_s: float = Field(
         default=300.0,

@@ -19,7 +19,7 @@ Action = Literal["open", "hold"]
 Phase = Literal["departure", "arrival"]
 
 #: Alarm types that mean the seal did not hold (any status: cleared or not, it happened).
-SEAL_ALARMS: Final = ("LOCK_OPENED", "LOCK_TAMPER")
+SEAL_ALARMS: Final = ("LOCK_OPENED", "LOCK_TAMPER", "LOCK_REPORT_FORGED")
 
 #: Every reason code `decide` may give.
 REASON_CODES: Final = (
@@ -33,6 +33,7 @@ REASON_CODES: Final = (
     "plate_mismatch",
     "lock_not_sealed",
     "lock_unreported",
+    "lock_unauthenticated",
     "seal_broken",
     "release_missing",
     "inspection_requested",
@@ -40,6 +41,16 @@ REASON_CODES: Final = (
     "time_limit",
     "dishonest",
     "not_started",
+    # a passage on an appointment (server/gates/appointments.py)
+    "appointment_window",
+    "appointment_used",
+    "appointment_direction",
+    "appointment_containers",
+)
+
+#: Reason codes of a reading that differs from its declaration (raising GATE_MISMATCH).
+MISMATCH_CODES: Final = frozenset(
+    {"no_declaration", "ambiguous", "container_undeclared", "container_missing", "plate_mismatch"}
 )
 
 
@@ -75,6 +86,9 @@ class TripFacts:
     started_at: datetime | None = None
     #: lock id → state of its newest report (`sealed`, `open`, …); absent = never heard.
     lock_states: Mapping[str, str] = field(default_factory=dict)
+    #: lock id → why its reports cannot be authenticated (no secret, or its newest report
+    #: fails its MAC); such a lock has no entry in `lock_states`.
+    unauthenticated_locks: Mapping[str, str] = field(default_factory=dict)
     #: types of every seal alarm the trip ever had (LOCK_OPENED, LOCK_TAMPER).
     seal_alarms: tuple[str, ...] = ()
     #: types of alarms of severity major or above not yet cleared and acknowledged.
@@ -91,6 +105,8 @@ class Decision:
     vehicle_id: str | None = None
     #: set when the passage raises GATE_MISMATCH: the alarm's detail.
     mismatch: str | None = None
+    #: the appointment the passage was decided on (no declaration matched).
+    appointment_id: str | None = None
 
     @property
     def reason_texts(self) -> list[str]:
@@ -120,11 +136,13 @@ def phase_of(trip: TripFacts, gate_id: str) -> Phase | None:
     return None
 
 
-def _reliable(reading: ContainerReading) -> bool:
+def reliable(reading: ContainerReading) -> bool:
+    """A reading the server may match on: its check digit holds and it is not flagged."""
     return reading.check_digit_ok and not reading.needs_review
 
 
-def _reading_reasons(containers: Sequence[ContainerReading]) -> list[Reason]:
+def reading_reasons(containers: Sequence[ContainerReading]) -> list[Reason]:
+    """Holds for the readings themselves: flagged for review, or a failing check digit."""
     out: list[Reason] = []
     if any(c.needs_review for c in containers):
         out.append(Reason("container_review", "container reading needs review"))
@@ -159,7 +177,7 @@ def match_candidates(
     trips: Sequence[TripFacts],
 ) -> list[TripFacts]:
     """The trips a passage could be (before any check): the ones to gather facts for."""
-    good = {c.number for c in containers if _reliable(c)}
+    good = {c.number for c in containers if reliable(c)}
     return [t for t, _ in _candidates(gate_id, good, plate, trips)]
 
 
@@ -171,12 +189,12 @@ def decide(
     trips: Sequence[TripFacts],
 ) -> Decision:
     """Decide a passage at `gate_id` at time `at` against the open `trips`."""
-    good = {c.number for c in containers if _reliable(c)}
-    unreliable = [c for c in containers if not _reliable(c)]
+    good = {c.number for c in containers if reliable(c)}
+    unreliable = [c for c in containers if not reliable(c)]
     found = _candidates(gate_id, good, plate, trips)
     if not found:
         if unreliable:  # ask an officer rather than guess (and raise no alarm)
-            return Decision("hold", tuple(_reading_reasons(containers)))
+            return Decision("hold", tuple(reading_reasons(containers)))
         read = ", ".join(sorted(good)) or "none"
         plate_text = plate.text if plate is not None else "not read"
         text = f"no declaration at gate {gate_id} matches (containers {read}, plate {plate_text})"
@@ -204,7 +222,7 @@ def _match_reasons(
 ) -> tuple[list[Reason], str]:
     """Reasons the passage differs from the trip's declaration, and the mismatch detail
     (empty when the differences are only readings an officer must review)."""
-    reasons = _reading_reasons(containers)
+    reasons = reading_reasons(containers)
     differences: list[str] = []
     declared = set(trip.containers)
     for number in sorted(good - declared):
@@ -230,7 +248,11 @@ def _lock_reasons(trip: TripFacts) -> list[Reason]:
     out: list[Reason] = []
     for lock_id in trip.lock_ids:
         state = trip.lock_states.get(lock_id)
-        if state is None:
+        why = trip.unauthenticated_locks.get(lock_id)
+        if why is not None:
+            text = f"lock {lock_id} cannot be authenticated: {why}"
+            out.append(Reason("lock_unauthenticated", text))
+        elif state is None:
             out.append(Reason("lock_unreported", f"lock {lock_id} has not reported"))
         elif state != "sealed":
             out.append(Reason("lock_not_sealed", f"lock {lock_id} is {state}, not sealed"))

@@ -1,90 +1,48 @@
-"""Server side of the e-lock's unseal authorisation (docs/lock-profile.md, "The
-authorisation token").
+"""Server side of the e-lock's tokens (docs/lock-profile.md, "The authorisation token").
 
-    token = expiry (DWORD, Unix seconds, big-endian) ‖ tag (16 bytes)
-    tag   = HMAC-SHA256(secret, "BondWatch/unseal/v1\\0" ‖ lock_id ‖ 0x00 ‖ trip_id ‖ 0x00
-                        ‖ expiry)[:16]
+The token itself is `devices.elock.authorisation` (one implementation, checked by the
+lock). Here: the counters the server puts in them, and the base64 form a signed
+`TruckCommand` carries as `lock_token`.
 
-The server holds each lock's secret (the gateway never does) and sends the token,
-base64, as `lock_token` of a signed `TruckCommand`. Written from the profile, not
-imported from `devices/` (the server must not depend on device code); a test checks
-that the lock's own check accepts it.
+Counters come from the server's clock, in microseconds since the Unix epoch, strictly
+increasing within a process: a later token always carries a higher counter, with
+nothing to store. A lock keeps the highest counter it has used and refuses any token at
+or under it, so each token works once, and a token made before a newer one was used is
+dead. (A server clock set back would make its tokens refused as `token_reused` until it
+catches up: keep the server on NTP.)
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import logging
-import struct
-from collections.abc import Mapping
+import threading
+import time
 from datetime import datetime
-from pathlib import Path
-from typing import Final
 
-import yaml
-
-log = logging.getLogger(__name__)
-
-DOMAIN: Final = b"BondWatch/unseal/v1\x00"
-TAG_BYTES: Final = 16
+from devices.elock.authorisation import TokenAction, make_token
 
 
-class LockSecretsError(ValueError):
-    """The lock secrets file is missing, unreadable or malformed."""
+class TokenCounter:
+    """Strictly increasing token counters from the clock (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            return self._last
 
 
-def unseal_token(secret: bytes, lock_id: str, trip_id: str, expires_at: datetime) -> bytes:
-    """The 20-byte token letting `lock_id` unseal for `trip_id` until `expires_at`."""
-    if expires_at.tzinfo is None:
-        raise ValueError("expires_at must be timezone-aware")
-    expiry = int(expires_at.timestamp())
-    if not 0 <= expiry < 2**32:
-        raise ValueError(f"expiry {expires_at} does not fit a DWORD of Unix seconds")
-    packed = struct.pack(">I", expiry)
-    message = (
-        DOMAIN + lock_id.encode("utf-8") + b"\x00" + trip_id.encode("utf-8") + b"\x00" + packed
-    )
-    return packed + hmac.new(secret, message, hashlib.sha256).digest()[:TAG_BYTES]
-
-
-def unseal_token_b64(secret: bytes, lock_id: str, trip_id: str, expires_at: datetime) -> str:
-    """`unseal_token` as the `lock_token` field carries it (base64)."""
-    return base64.b64encode(unseal_token(secret, lock_id, trip_id, expires_at)).decode("ascii")
-
-
-class LockSecrets:
-    """Per-lock secrets read from a YAML mapping `lock_id: secret` (UTF-8 text)."""
-
-    def __init__(self, secrets: Mapping[str, bytes]) -> None:
-        self._secrets = dict(secrets)
-
-    @classmethod
-    def load(cls, path: Path | None) -> LockSecrets:
-        """Read `path`; None gives an empty set (no remote unseal)."""
-        if path is None:
-            return cls({})
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
-            raise LockSecretsError(f"{path}: cannot read lock secrets ({err})") from err
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise LockSecretsError(f"{path}: must map lock id → secret")
-        problems = [
-            f"lock {k!r}: the secret must be a text of 16 characters or more"
-            for k, v in data.items()
-            if not isinstance(v, str) or len(v.encode("utf-8")) < 16
-        ]
-        if problems:
-            raise LockSecretsError(f"{path}: " + "; ".join(problems))
-        log.info("lock secrets loaded from %s: %d locks", path, len(data))
-        return cls({str(k): v.encode("utf-8") for k, v in data.items()})
-
-    def get(self, lock_id: str) -> bytes | None:
-        return self._secrets.get(lock_id)
-
-    def __len__(self) -> int:
-        return len(self._secrets)
+def lock_token_b64(
+    secret: bytes,
+    lock_id: str,
+    action: TokenAction,
+    trip_id: str,
+    counter: int,
+    expires_at: datetime,
+) -> str:
+    """A single-use `action` token for `lock_id` and `trip_id`, as `lock_token` carries it."""
+    token = make_token(secret, lock_id, action, trip_id, counter, expires_at)
+    return base64.b64encode(token).decode("ascii")

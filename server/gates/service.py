@@ -40,6 +40,8 @@ from contract.topics import Kind
 from server.alarms import AlarmService
 from server.audit import append as audit_append
 from server.audit import write_transaction
+from server.gates.appointment_book import AppointmentBook
+from server.gates.appointments import Direction, decide_appointment
 from server.gates.commands import CommandSigner, Publisher, SigningUnavailable
 from server.gates.config import GatesSettings
 from server.gates.decide import (
@@ -50,15 +52,18 @@ from server.gates.decide import (
     decide,
     match_candidates,
 )
-from server.gates.lock_tokens import LockSecrets, unseal_token_b64
+from server.gates.lock_tokens import TokenCounter, lock_token_b64
 from server.gates.store import GateStore, PassageQuery, decision_row
 from server.geo import Geography
+from server.lock_secrets import LockSecrets
 from server.store import Store, StoreError, schema
 from server.store.database import IncomingMessage
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+#: Passages dropped before storage because their node is not a configured gate.
+DROPPED_PASSAGES = "bondwatch_passages_dropped_total"
 GATE_MISMATCH = "GATE_MISMATCH"
 MISMATCH_SEVERITY = "major"
 #: The trip has arrived: "not arrived within the time limit" no longer holds (docs/rules.md).
@@ -86,17 +91,24 @@ class GateService:
         self.store = store
         self._inline = inline
         self.gates = GateStore(store.engine)
+        self.appointments = AppointmentBook(store.engine, geography)
         self.geography = geography
         self.settings = settings
         self.signer = signer
         self.publisher = publisher
         self.alarms = alarms or AlarmService(store.engine)
-        self.lock_secrets = lock_secrets or LockSecrets.load(settings.lock_secrets_file)
+        self.lock_secrets = (
+            lock_secrets
+            if lock_secrets is not None
+            else LockSecrets.load(settings.lock_secrets_file)
+        )
+        self._token_counter = TokenCounter()
         self._node_to_gate = dict(settings.nodes)
         self._gate_to_node = {gate: node for node, gate in settings.nodes.items()}
         self._unknown_nodes: set[str] = set()
         self._warned_unsigned = False
         self._listeners: list[Callable[[str], None]] = []
+        self._drop_listeners: list[Callable[[str], None]] = []
         # Passages decided and recorded by `store_passages`, waiting for `on_messages`
         # to publish their command (None: recorded, nothing to send).
         self._recorded: dict[str, GateCommand | None] = {}
@@ -104,6 +116,16 @@ class GateService:
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call `callback(passage_id)` after each passage is decided and recorded."""
         self._listeners.append(callback)
+
+    def notify_passage(self, passage_id: str) -> None:
+        """Tell the listeners (the console's live stream) that a passage changed."""
+        for listener in self._listeners:
+            listener(passage_id)
+
+    def add_drop_listener(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(node_id)` for each passage dropped unstored because its node is
+        not a configured gate (`store_passages`)."""
+        self._drop_listeners.append(callback)
 
     # ---- gate ids and node ids ----------------------------------------------------------
 
@@ -125,7 +147,17 @@ class GateService:
         """An Ingest's writer (`Ingest(writer=…)`): store `batch` and return what was new,
         as `Store.store_messages` does, each passage decided and recorded in the same
         transaction as its message row. A passage whose decision fails is stored
-        undecided, and `on_messages` tries it once more."""
+        undecided, and `on_messages` tries it once more.
+
+        A passage from a node that is not a configured gate is dropped first: not
+        stored, so neither streamed nor answered; only counted (`add_drop_listener`)
+        and logged once per node. The broker's access list lets only gate accounts
+        publish passages; this keeps out a gate account of another site's registry."""
+        batch = [
+            item
+            for item in batch
+            if not isinstance(item.message, Passage) or self._from_a_gate(item.message)
+        ]
         fresh = self.store.store_messages([i for i in batch if not isinstance(i.message, Passage)])
         for item in batch:
             msg = item.message
@@ -141,6 +173,20 @@ class GateService:
                 self._recorded[msg.passage_id] = command
                 fresh.append(item)
         return fresh
+
+    def _from_a_gate(self, msg: Passage) -> bool:
+        if self.gate_of_node(msg.node_id) is not None:
+            return True
+        if msg.node_id not in self._unknown_nodes:
+            self._unknown_nodes.add(msg.node_id)
+            log.warning(
+                "passage %s from %s dropped: not a configured gate (logged once per node)",
+                msg.passage_id,
+                msg.node_id,
+            )
+        for callback in self._drop_listeners:
+            callback(msg.node_id)
+        return False
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         for item in batch:
@@ -178,18 +224,39 @@ class GateService:
         if gate_id is None:
             text = f"gate controller {msg.node_id} is not a configured gate"
             return Decision("hold", (Reason("unknown_gate", text),))
+        return self.decide_readings(gate_id, msg.direction, msg.containers, msg.plate, msg.ts)
+
+    def decide_readings(
+        self,
+        gate_id: str,
+        direction: Direction,
+        containers: Sequence[ContainerReading],
+        plate: PlateReading | None,
+        at: datetime,
+    ) -> Decision:
+        """Decide readings at `gate_id` at time `at` (a passage's, or an officer's
+        correction of them): against the open trips at the gate, and — when no
+        declaration matched — against the appointments there (docs/gates.md)."""
         with self.gates.reading() as conn:
             trips = self.gates.trips_at_gate(gate_id, conn)
-            matched = {
-                t.trip_id for t in match_candidates(gate_id, msg.containers, msg.plate, trips)
-            }
+            matched = {t.trip_id for t in match_candidates(gate_id, containers, plate, trips)}
             enriched = [self._enrich(t, conn) if t.trip_id in matched else t for t in trips]
-        return decide(gate_id, msg.containers, msg.plate, msg.ts, enriched)
+            decision = decide(gate_id, containers, plate, at, enriched)
+            if decision.trip_id is not None or "ambiguous" in decision.reason_codes:
+                return decision
+            reliable_plate = plate.text if plate is not None and not plate.needs_review else None
+            near = self.appointments.near(conn, gate_id, reliable_plate, at)
+        booked = decide_appointment(gate_id, direction, containers, plate, at, near)
+        return booked if booked is not None else decision
 
     def _enrich(self, trip: TripFacts, conn: Connection) -> TripFacts:
+        states, unauthenticated = self.gates.lock_look(
+            trip.vehicle_id, trip.lock_ids, self.lock_secrets, conn
+        )
         return replace(
             trip,
-            lock_states=self.gates.lock_states(trip.vehicle_id, trip.lock_ids, conn),
+            lock_states=states,
+            unauthenticated_locks=unauthenticated,
             seal_alarms=self.gates.seal_alarms(trip.trip_id, conn),
             unresolved_alarms=self.alarms.unresolved_types(trip.trip_id, "major", conn),
             release=self.gates.latest_release(trip.trip_id, conn),
@@ -242,6 +309,7 @@ class GateService:
             }
             self.gates.insert_passage(conn, row)
             self._move_trip(conn, decision, msg.ts)
+            self._use_appointment(conn, msg, decision)
             if decision.phase == "arrival" and decision.trip_id is not None:
                 cleared = self.alarms.clear_in_transaction(
                     conn,
@@ -270,6 +338,7 @@ class GateService:
                     "phase": decision.phase,
                     "decision": decision.action,
                     "reasons": decision.reason_texts,
+                    "appointment_id": decision.appointment_id,
                     "command_id": command.command_id if command else None,
                     "passage_ts": format_ts(msg.ts),
                 },
@@ -291,6 +360,18 @@ class GateService:
             log.info("passage %s was replayed; its command is recorded, not sent", msg.passage_id)
             return True, None
         return True, command
+
+    def _use_appointment(self, conn: Connection, msg: Passage, decision: Decision) -> None:
+        """An appointment that released the passage is used (not for a replayed passage:
+        it was handled locally long ago, and its barrier stayed down)."""
+        if decision.appointment_id is None or decision.action != "open" or msg.replayed:
+            return
+        if not self.appointments.mark_used(conn, decision.appointment_id, msg.passage_id, msg.ts):
+            log.warning(
+                "appointment %s was no longer active when passage %s used it",
+                decision.appointment_id,
+                msg.passage_id,
+            )
 
     def _sign_gate(
         self, node_id: str, passage_id: str, lane: str, decision: Decision
@@ -559,17 +640,15 @@ class GateService:
         body = self.gates.declaration(trip["declaration_id"]) or {}
         gate = self.geography.gate(str(body.get("destination_gate")))
         site_id = gate.site_id
-        fix = self.gates.last_fix(trip["vehicle_id"])
         now = utc_now()
+        # Fresh by the server's receive time, never by the device's clock.
+        max_age = self.settings.unseal_position_max_age_s
+        fix = self.gates.last_fix(trip["vehicle_id"], now - timedelta(seconds=max_age))
         if fix is None:
             raise StoreError(
-                "conflict", f"no position of {trip['vehicle_id']} is known: unseal refused"
-            )
-        age = (now - fix["ts"]).total_seconds()
-        if age > self.settings.unseal_position_max_age_s:
-            raise StoreError(
                 "conflict",
-                f"the last position of {trip['vehicle_id']} is {age:.0f} s old: unseal refused",
+                f"no position of {trip['vehicle_id']} was received in the last "
+                f"{max_age:.0f} s: unseal refused",
             )
         if not self.geography.inside_site(
             site_id, fix["lon"], fix["lat"], self.settings.unseal_site_margin_m
@@ -588,7 +667,8 @@ class GateService:
         for lock_id in lock_ids:  # SigningUnavailable propagates: nothing is written
             secret = self.lock_secrets.get(lock_id)
             assert secret is not None
-            token = unseal_token_b64(secret, lock_id, trip_id, token_expiry)
+            counter = self._token_counter.next()
+            token = lock_token_b64(secret, lock_id, "unseal", trip_id, counter, token_expiry)
             commands.append(self.signer.unseal(trip["vehicle_id"], lock_id, trip_id, token, now))
         with write_transaction(self.store.engine) as conn:
             for command in commands:

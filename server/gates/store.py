@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,15 +30,22 @@ from sqlalchemy import (
 
 from contract.ids import format_ts
 from contract.payloads import LockReport, SignedCommand
+from server.gates.correction_rows import newest_corrections
 from server.gates.decide import SEAL_ALARMS, Decision, ReleaseRecord, TripFacts
+from server.rules.lock_auth import report_authentic
 from server.store import schema
 from server.store.database import as_utc, one_of
 
 #: Trip statuses a gate passage may concern (and `released` while `ended_at` is unset:
 #: released by a record after a hold, the truck not yet through the gate).
 GATE_TRIP_STATUSES = ("declared", "in_transit", "arrived", "held")
+#: Command outcomes of an execution: never replaced by a later answer (`record_result`).
+_EXECUTED = ("done", "failed")
 #: How many of a vehicle's newest lock reports are read to find each lock's state.
 LOCK_REPORTS_SCANNED = 500
+#: How many of a lock's reports received before its newest are checked for a higher
+#: counter (a replayed old report sent as the newest).
+LOCK_COUNTER_WINDOW = 8
 #: Trips' gate facts kept between passages (`GateStore.trips_at_gate`).
 FACTS_KEPT = 20_000
 
@@ -69,7 +76,10 @@ _m = schema.edge_messages.c
 _LOCK_REPORTS = (
     select(_m.payload)
     .where(_m.node_id == bindparam("vehicle_id"), _m.channel == "lock")
-    .order_by(_m.ts.desc(), _m.seq.desc())
+    # The gateway's own order (seq), not the device clock's: a report dated in the future
+    # must not stay the lock's "newest", and a replayed older one (a backlog sent after
+    # live reports) must not overtake a newer one.
+    .order_by(_m.seq.desc())
     .limit(LOCK_REPORTS_SCANNED)
 )
 _a = schema.alarms.c
@@ -152,20 +162,51 @@ class GateStore:
                     out.append(facts)
         return out
 
-    def lock_states(
-        self, vehicle_id: str, lock_ids: Iterable[str], conn: Connection | None = None
-    ) -> dict[str, str]:
-        """The state of each lock's newest report from the vehicle (by lock time)."""
+    def lock_look(
+        self,
+        vehicle_id: str,
+        lock_ids: Iterable[str],
+        secrets: Mapping[str, bytes],
+        conn: Connection | None = None,
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(lock id → state of its newest report from the vehicle; lock id → why its
+        reports cannot be trusted). A lock is untrusted, and absent from the first mapping,
+        when no secret is configured for it, when its newest report fails its MAC
+        (`server.rules.lock_auth`), or when one of its `LOCK_COUNTER_WINDOW` reports
+        received before that one carries a higher counter (the newest is a replay of an
+        older report): a gate never acts on a state it cannot authenticate."""
         wanted = set(lock_ids)
-        found: dict[str, str] = {}
+        untrusted = {
+            lock_id: "no secret is configured for it"
+            for lock_id in wanted
+            if secrets.get(lock_id) is None
+        }
+        newest: dict[str, LockReport] = {}
+        behind: dict[str, int] = {}  # reports looked at behind the newest
         with self.reading(conn) as c:
             for row in c.execute(_LOCK_REPORTS, {"vehicle_id": vehicle_id}):
                 report = LockReport.model_validate_json(row.payload)
-                if report.lock_id in wanted and report.lock_id not in found:
-                    found[report.lock_id] = report.state
-                    if len(found) == len(wanted):
-                        break
-        return found
+                lock_id = report.lock_id
+                if lock_id not in wanted or lock_id in untrusted:
+                    continue
+                if not report_authentic(secrets[lock_id], report):
+                    if lock_id not in newest:
+                        untrusted[lock_id] = "its newest report fails its MAC"
+                    continue  # an older forgery: the judge raised it; it hides nothing
+                first = newest.setdefault(lock_id, report)
+                if first is not report:
+                    behind[lock_id] = behind.get(lock_id, 0) + 1
+                    if (report.counter or 0) >= (first.counter or 0):
+                        untrusted[lock_id] = (
+                            f"its newest report (counter {first.counter}) is a replay: "
+                            f"counter {report.counter} came before it"
+                        )
+                if all(
+                    lid in untrusted or behind.get(lid, 0) >= LOCK_COUNTER_WINDOW for lid in wanted
+                ):
+                    break
+        states: dict[str, str] = {lid: r.state for lid, r in newest.items() if lid not in untrusted}
+        return states, untrusted
 
     def seal_alarms(self, trip_id: str, conn: Connection | None = None) -> tuple[str, ...]:
         with self.reading(conn) as c:
@@ -180,18 +221,29 @@ class GateStore:
             return None
         return ReleaseRecord(row.release_id, as_utc(row.released_at), bool(row.inspect))
 
-    def last_fix(self, vehicle_id: str) -> dict[str, Any] | None:
-        p = schema.positions.c
+    def last_fix(self, vehicle_id: str, received_since: datetime) -> dict[str, Any] | None:
+        """The vehicle's newest fix (by fix time) among those the server received at or
+        after `received_since` (its own clock), with its `received_at`; None when none.
+        Freshness is the receive time's: a fix dated in the future, or a device clock
+        that runs behind, neither makes an old position fresh nor a new one stale."""
+        p, m = schema.positions.c, schema.edge_messages.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(p.ts, p.lat, p.lon)
+                select(p.ts, p.lat, p.lon, m.received_at)
+                .join(schema.edge_messages, (m.node_id == p.node_id) & (m.seq == p.seq))
                 .where(p.node_id == vehicle_id, p.fix != "none")
+                .where(m.received_at >= received_since)
                 .order_by(p.ts.desc(), p.seq.desc())
                 .limit(1)
             ).first()
         if row is None:
             return None
-        return {"ts": as_utc(row.ts), "lat": row.lat, "lon": row.lon}
+        return {
+            "ts": as_utc(row.ts),
+            "lat": row.lat,
+            "lon": row.lon,
+            "received_at": as_utc(row.received_at),
+        }
 
     def declaration(self, declaration_id: str) -> dict[str, Any] | None:
         d = schema.declarations.c
@@ -269,15 +321,23 @@ class GateStore:
         self, command_id: str, node_id: str, result: str, detail: str, at: datetime
     ) -> bool:
         """Store a device's answer to a command; False when the command is unknown (or
-        was sent to another node)."""
+        was sent to another node).
+
+        A command the broker delivers twice (QoS 1 after a broker crash) is answered
+        twice: executed once (`done`/`failed`), then refused as a replayed nonce, and
+        the answers may arrive in either order (a resent one after a live one). So an
+        execution's outcome is never replaced, and any answer replaces one that is not
+        an execution's; every answer stays in `edge_messages`."""
         c = schema.commands.c
+        mine = (c.command_id == command_id) & (c.node_id == node_id)
         with self.engine.begin() as conn:
-            changed = conn.execute(
+            known = conn.execute(select(c.command_id).where(mine)).first() is not None
+            conn.execute(
                 update(schema.commands)
-                .where(c.command_id == command_id, c.node_id == node_id)
+                .where(mine, c.result.is_(None) | c.result.not_in(_EXECUTED))
                 .values(result=result, result_detail=detail, result_at=at)
-            ).rowcount
-        return bool(changed)
+            )
+        return known
 
     # ---- reads for the API ------------------------------------------------------------
 
@@ -322,8 +382,14 @@ class GateStore:
                         "detail": row.result_detail,
                         "at": format_ts(at) if (at := as_utc(row.result_at)) else None,
                     }
+        corrected = [r["passage_id"] for r in rows if r.get("corrected_at")]
+        corrections: dict[str, dict[str, Any]] = {}
+        if corrected:
+            with self.engine.connect() as conn:
+                corrections = newest_corrections(conn, corrected)
         for r in rows:
             r["command_result"] = results.get(r["command_id"] or "")
+            r["correction"] = corrections.get(r["passage_id"])
         return rows
 
     def command(self, command_id: str) -> dict[str, Any] | None:
@@ -335,7 +401,7 @@ class GateStore:
 
 def _passage(row: Any) -> dict[str, Any]:
     out = dict(row)
-    for key in ("ts", "decided_at", "override_at"):
+    for key in ("ts", "decided_at", "override_at", "corrected_at"):
         out[key] = as_utc(out[key])
     return out
 
@@ -347,6 +413,7 @@ def decision_row(decision: Decision) -> dict[str, Any]:
         "decision": decision.action,
         "reasons": decision.reason_texts,
         "reason_codes": decision.reason_codes,
+        "appointment_id": decision.appointment_id,
     }
 
 

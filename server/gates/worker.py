@@ -29,6 +29,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from contract.broker import BrokerSettings
+from server.broker_accounts import connection_id, connection_settings
 from server.child import (
     ChildProcess,
     ChildSpec,
@@ -52,11 +54,16 @@ WorkerSpec = ChildSpec
 
 
 def passages_client_id(config: ServerConfig) -> str:
-    return f"{config.broker.client_id or 'bondwatch-server-1'}-passages"
+    return connection_id(config.broker, "passages")
+
+
+def passages_broker(config: ServerConfig) -> BrokerSettings:
+    """The passage ingest's connection, under its own account (server.broker_accounts)."""
+    return connection_settings(config.broker, config.broker_accounts, "passages")
 
 
 def commands_client_id(config: ServerConfig) -> str:
-    return f"{config.broker.client_id or 'bondwatch-server-1'}-gate-commands"
+    return connection_id(config.broker, "gate_commands")
 
 
 def passage_batches(settings: IngestSettings) -> IngestSettings:
@@ -73,9 +80,16 @@ class GateWorker:
         spec: WorkerSpec,
         on_passage: Callable[[str], None],
         on_alarm: Callable[[int], None],
+        on_dropped: Callable[[str], None] | None = None,
+        on_rejected: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_dropped(node_id)`: a passage from a node that is not a configured gate
+        was dropped unstored (`GateService.store_passages`). `on_rejected(channel,
+        reason)`: the child's ingest refused a message (for the parent's /metrics)."""
+        self._on_rejected = on_rejected
         self._on_passage = on_passage
         self._on_alarm = on_alarm
+        self._on_dropped = on_dropped
         self.connected = asyncio.Event()
         self._child = ChildProcess(
             "bondwatch-gates", run_child, spec, self._event, on_exit=self.connected.clear
@@ -104,6 +118,11 @@ class GateWorker:
             self._on_passage(str(value))
         elif kind == "alarm":
             self._on_alarm(int(value))
+        elif kind == "dropped" and self._on_dropped is not None:
+            self._on_dropped(str(value))
+        elif kind == "rejected" and self._on_rejected is not None:
+            channel, reason = value
+            self._on_rejected(str(channel), str(reason))
 
 
 # ---- the child ----------------------------------------------------------------------
@@ -119,6 +138,7 @@ def run_child(spec: WorkerSpec, conn: Connection) -> None:
 async def _decide(spec: WorkerSpec, conn: Connection) -> None:
     # Imported here: the parent needs none of this to start the child.
     from server.alarms import AlarmService
+    from server.alarms.clock_ahead import ClockAheadAlarms
     from server.gates.commands import CommandPublisher, CommandSigner
     from server.gates.service import GateService
     from server.ingest import Ingest
@@ -132,7 +152,8 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
         alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
         publisher_id = commands_client_id(config)
         publisher = CommandPublisher(
-            config.broker.model_copy(update={"client_id": publisher_id}), publisher_id
+            connection_settings(config.broker, config.broker_accounts, "gate_commands"),
+            publisher_id,
         )
         gates = GateService(
             store,
@@ -144,16 +165,22 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
             inline=True,
         )
         gates.add_listener(lambda passage_id: pipe.send("passage", passage_id))
+        gates.add_drop_listener(lambda node_id: pipe.send("dropped", node_id))
         ingest_id = passages_client_id(config)
+        clock_ahead = ClockAheadAlarms(store, alarms)
         ingest = Ingest(
-            config.broker.model_copy(update={"client_id": ingest_id}),
+            passages_broker(config),
             passage_batches(config.ingest),
             store,
             Metrics(),
-            handlers=[gates.on_messages],
+            handlers=[gates.on_messages, clock_ahead.on_messages],
             client_id=ingest_id,
             passages=True,
             writer=gates.store_passages,  # a passage's row and decision: one transaction
+            on_rejected=[
+                clock_ahead.on_rejected,  # DEVICE_CLOCK_AHEAD of gate nodes
+                lambda r: pipe.send("rejected", (r.channel or "unknown", r.reason)),
+            ],
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -161,6 +188,7 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
             tasks = [
                 group.create_task(ingest.run(), name="passage-ingest"),
                 group.create_task(publisher.run(), name="gate-commands"),
+                group.create_task(clock_ahead.run_forever(), name="clock-ahead"),
                 group.create_task(_report_connection(ingest, publisher, pipe), name="status"),
             ]
             parent = group.create_task(pipe.wait_closed(), name="parent")

@@ -18,14 +18,13 @@ import numpy as np
 import shapely
 from shapely.geometry import Point, mapping
 
+from devices.geodesy import M_PER_DEG_LAT
 from server.geo.grid import BoxGrid
 from server.geo.loader import GeoConfigError, RouteFile, load_all
 from server.geo.model import Gate, Route, Site, Zone, ZoneKind
 from server.geo.projection import FloatArray
 
 log = logging.getLogger(__name__)
-
-_M_PER_DEG: float = 111_132.954
 
 
 class Geography:
@@ -209,7 +208,7 @@ class Geography:
         self, lon: float, lat: float, radius_m: float, kind: ZoneKind | None = None
     ) -> list[Zone]:
         """Zones within about `radius_m` of (lon, lat) (never fewer: the search is generous)."""
-        deg = radius_m / (_M_PER_DEG * max(math.cos(math.radians(lat)), 0.01))
+        deg = radius_m / (M_PER_DEG_LAT * max(math.cos(math.radians(lat)), 0.01))
         hits = self._zone_tree.query(Point(lon, lat), predicate="dwithin", distance=deg)
         zones = [self._zone_list[i] for i in hits]
         if kind is not None:

@@ -9,15 +9,13 @@ from typing import Final, Literal
 import shapely
 from shapely.geometry import LineString, Point, Polygon
 
+from devices.geodesy import M_PER_DEG_LAT
 from server.geo.grid import SegmentGrid
 from server.geo.projection import FloatArray, TransverseMercator
 
 ZoneKind = Literal["forbidden", "stop", "tunnel", "urban"]
 ZONE_KINDS: Final[tuple[ZoneKind, ...]] = ("forbidden", "stop", "tunnel", "urban")
 SiteRole = Literal["origin", "destination"]
-
-#: Mean metres per degree of latitude, for the small local frames of zones and sites.
-_M_PER_DEG_LAT: Final = 111_132.954
 
 
 class LocalFrame:
@@ -32,10 +30,10 @@ class LocalFrame:
     def __init__(self, lon0: float, lat0: float) -> None:
         self.lon0 = lon0
         self.lat0 = lat0
-        self._kx = _M_PER_DEG_LAT * math.cos(math.radians(lat0))
+        self._kx = M_PER_DEG_LAT * math.cos(math.radians(lat0))
 
     def forward(self, lon: float, lat: float) -> tuple[float, float]:
-        return (lon - self.lon0) * self._kx, (lat - self.lat0) * _M_PER_DEG_LAT
+        return (lon - self.lon0) * self._kx, (lat - self.lat0) * M_PER_DEG_LAT
 
     def polygon(self, poly: Polygon) -> Polygon:
         """`poly` (lon/lat) in this frame's metres."""
@@ -43,7 +41,7 @@ class LocalFrame:
         def to_m(coords: FloatArray) -> FloatArray:
             out = coords.copy()
             out[:, 0] = (coords[:, 0] - self.lon0) * self._kx
-            out[:, 1] = (coords[:, 1] - self.lat0) * _M_PER_DEG_LAT
+            out[:, 1] = (coords[:, 1] - self.lat0) * M_PER_DEG_LAT
             return out
 
         result: Polygon = shapely.transform(poly, to_m)

@@ -232,6 +232,9 @@ def _release(gate_id: str, name: str | None, counts: queries.GateDecisions) -> G
         overridden=overridden,
         overridden_open=counts.overridden_open,
         overridden_hold=counts.overridden_hold,
+        corrected=counts.corrected,
+        corrected_open=counts.corrected_open,
+        appointment_open=counts.appointment_open,
         auto_release_rate=rate,
     )
 
@@ -243,7 +246,7 @@ def gate_release(engine: Engine, ctx: ReportContext, window: Window) -> GateRele
     with snapshot(engine) as conn:
         found = {g.gate: g for g in queries.gate_decisions(conn, window.start, window.end)}
     for gate_id in ctx.gate_names:
-        found.setdefault(gate_id, queries.GateDecisions(gate_id, 0, 0, 0, 0, 0))
+        found.setdefault(gate_id, queries.GateDecisions(gate_id, 0, 0, 0, 0, 0, 0, 0, 0))
     total = queries.GateDecisions(
         ALL_GATES,
         *(sum(getattr(g, name) for g in found.values()) for name in _COUNT_FIELDS),
@@ -255,4 +258,13 @@ def gate_release(engine: Engine, ctx: ReportContext, window: Window) -> GateRele
     )
 
 
-_COUNT_FIELDS: Final = ("passages", "auto_open", "held", "overridden_open", "overridden_hold")
+_COUNT_FIELDS: Final = (
+    "passages",
+    "auto_open",
+    "held",
+    "overridden_open",
+    "overridden_hold",
+    "corrected",
+    "corrected_open",
+    "appointment_open",
+)

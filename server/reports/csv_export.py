@@ -133,6 +133,9 @@ def _gate_row(g: GateRelease) -> list[Cell]:
         g.overridden_open,
         g.overridden_hold,
         _number(g.auto_release_rate, 4),
+        g.corrected,
+        g.corrected_open,
+        g.appointment_open,
     ]
 
 
@@ -147,6 +150,9 @@ def gate_release_csv(report: GateReleaseReport) -> str:
         "overridden_open",
         "overridden_hold",
         "auto_release_rate",
+        "corrected",
+        "corrected_open",
+        "appointment_open",
     )
     rows = [_gate_row(g) for g in report.gates]
     rows.append(_gate_row(report.overall))

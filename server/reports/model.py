@@ -96,11 +96,20 @@ class GateRelease(BaseModel):
     gate_id: str = Field(description="gate id (or the controller's node id if not configured)")
     gate_name: str | None
     passages: int
-    auto_open: int = Field(description="opened by the server's own decision")
+    auto_open: int = Field(
+        description="opened by the server's own decision on the reading as the gate read it"
+    )
     held: int = Field(description="held by the server's decision, not overridden")
     overridden: int = Field(description="decided by an officer's override")
     overridden_open: int
     overridden_hold: int
+    corrected: int = Field(description="passages whose reading an officer corrected")
+    corrected_open: int = Field(
+        description="opened by the decision taken again after a correction (not overridden)"
+    )
+    appointment_open: int = Field(
+        description="opened automatically on an appointment (part of auto_open)"
+    )
     auto_release_rate: float | None = Field(
         description="auto_open / passages (0…1, 4 decimals); null without passages"
     )

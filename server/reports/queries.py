@@ -139,14 +139,22 @@ class GateDecisions:
     held: int
     overridden_open: int
     overridden_hold: int
+    #: passages whose reading an officer corrected (any outcome), and of those the ones
+    #: opened by the decision taken again, not overridden (not counted in `auto_open`)
+    corrected: int = 0
+    corrected_open: int = 0
+    #: passages opened automatically on an appointment (counted in `auto_open` too)
+    appointment_open: int = 0
 
 
 def gate_decisions(conn: Connection, start: datetime, end: datetime) -> list[GateDecisions]:
     """Per gate, passages in `[start, end)`: opened by the server's own decision, held by
-    it (and not overridden), and overridden by an officer to open or to hold."""
+    it (and not overridden), overridden by an officer to open or to hold; corrected by an
+    officer (and opened after it); opened on an appointment."""
     p = schema.passages.c
     gate = func.coalesce(p.gate_id, p.gate_node)
     kept = p.override_action.is_(None)
+    corrected = p.corrected_at.is_not(None)
 
     def tally(condition: ColumnElement[bool]) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
@@ -155,10 +163,15 @@ def gate_decisions(conn: Connection, start: datetime, end: datetime) -> list[Gat
         select(
             gate.label("gate"),
             func.count().label("passages"),
-            tally(and_(kept, p.decision == "open")).label("auto_open"),
+            tally(and_(kept, p.decision == "open", ~corrected)).label("auto_open"),
             tally(and_(kept, p.decision != "open")).label("held"),
             tally(p.override_action == "open").label("overridden_open"),
             tally(p.override_action == "hold").label("overridden_hold"),
+            tally(corrected).label("corrected"),
+            tally(and_(kept, p.decision == "open", corrected)).label("corrected_open"),
+            tally(
+                and_(kept, p.decision == "open", ~corrected, p.appointment_id.is_not(None))
+            ).label("appointment_open"),
         )
         .where(p.ts >= start, p.ts < end)
         .group_by(gate)
@@ -172,6 +185,9 @@ def gate_decisions(conn: Connection, start: datetime, end: datetime) -> list[Gat
             int(row.held),
             int(row.overridden_open),
             int(row.overridden_hold),
+            int(row.corrected),
+            int(row.corrected_open),
+            int(row.appointment_open),
         )
         for row in conn.execute(query)
     ]

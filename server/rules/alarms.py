@@ -16,10 +16,13 @@ AlarmType = Literal[
     "LOCK_WRONG_PASSWORD",
     "GNSS_LOST",
     "DEVICE_OFFLINE",
+    "DEVICE_CLOCK_AHEAD",
     "TRANSIT_OVERDUE",
     "OVERSPEED",
     "POSITION_IMPLAUSIBLE",
     "GATE_MISMATCH",
+    "LOCK_REPORT_FORGED",
+    "LOCK_REPORT_GAP",
 ]
 Severity = Literal["critical", "major", "minor", "warning"]
 
@@ -34,10 +37,13 @@ DEFAULT_SEVERITY: Final[dict[AlarmType, Severity]] = {
     "LOCK_WRONG_PASSWORD": "major",
     "GNSS_LOST": "minor",
     "DEVICE_OFFLINE": "major",
+    "DEVICE_CLOCK_AHEAD": "major",
     "TRANSIT_OVERDUE": "major",
     "OVERSPEED": "minor",
     "POSITION_IMPLAUSIBLE": "major",
     "GATE_MISMATCH": "major",
+    "LOCK_REPORT_FORGED": "critical",
+    "LOCK_REPORT_GAP": "major",
 }
 ALARM_TYPES: Final[tuple[AlarmType, ...]] = tuple(DEFAULT_SEVERITY)
 

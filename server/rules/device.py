@@ -1,6 +1,6 @@
 """DEVICE_OFFLINE: the gateway's last will (`offline`), a `stopped` announcement, or silence
-longer than `silence_s` during a trip (found by `tick`). Cleared by `online` or by any live
-(not replayed) message.
+longer than `silence_s` during a trip (found by `tick`, on the server's receive times).
+Cleared by `online` or by any live (not replayed) message.
 """
 
 from __future__ import annotations
@@ -34,12 +34,16 @@ def on_availability(
 
 
 def check_silence(
-    st: DeviceState, now: datetime, ctx: TripContext
+    st: DeviceState, now: datetime, ctx: TripContext, last_received_at: datetime | None = None
 ) -> tuple[DeviceState, list[Effect]]:
-    """On a timer tick: silent longer than allowed?"""
+    """On a timer tick: silent longer than allowed? Measured on the server's clock from
+    `last_received_at` — when the server last received a message of the gateway — never
+    from the device's own `ts` (a clock behind would make a talking gateway look silent,
+    a clock ahead a silent one look alive); `last_heard_at` (device time) only when the
+    receive time is unknown."""
     if st.active:
         return st, []
-    since = st.last_heard_at or ctx.started_at
+    since = last_received_at or st.last_heard_at or ctx.started_at
     if since is None:
         return replace(st, last_heard_at=now), []
     silent = (now - since).total_seconds()

@@ -20,6 +20,7 @@ from server.rules.alarms import Effect
 from server.rules.deviation import check_deviation
 from server.rules.inputs import Fix, Observation, TripContext
 from server.rules.lock import check_lock
+from server.rules.lock_auth import check_lock_auth
 from server.rules.overdue import check_overdue
 from server.rules.plausibility import check_plausibility
 from server.rules.speed import check_speed
@@ -52,9 +53,7 @@ def evaluate(state: TripState, event: Event, ctx: TripContext) -> tuple[TripStat
         effects += out
         state = replace(state, device=dev, gnss=g)
         if isinstance(event, LockReport):
-            lk, out = check_lock(state.lock, event, state.last_fix, ctx)
-            state = replace(state, lock=lk)
-            effects += out
+            state = _on_lock_report(state, event, ctx, effects)
         at = event.ts
     raised, out = check_overdue(state.overdue_raised, at, ctx)
     if out:
@@ -63,16 +62,39 @@ def evaluate(state: TripState, event: Event, ctx: TripContext) -> tuple[TripStat
     return state, effects
 
 
-def tick(state: TripState, now: datetime, ctx: TripContext) -> tuple[TripState, list[Effect]]:
-    """Timer rules at server time `now`: DEVICE_OFFLINE by silence, TRANSIT_OVERDUE."""
+def tick(
+    state: TripState, now: datetime, ctx: TripContext, last_received_at: datetime | None = None
+) -> tuple[TripState, list[Effect]]:
+    """Timer rules at server time `now`: DEVICE_OFFLINE by silence since the server last
+    received a message of the gateway (`last_received_at`), TRANSIT_OVERDUE."""
     effects: list[Effect] = []
-    dev, out = device.check_silence(state.device, now, ctx)
+    dev, out = device.check_silence(state.device, now, ctx, last_received_at)
     effects += out
     raised, out2 = check_overdue(state.overdue_raised, now, ctx)
     effects += out2
     if dev is not state.device or raised != state.overdue_raised:
         state = replace(state, device=dev, overdue_raised=raised)
     return state, effects
+
+
+def _on_lock_report(
+    state: TripState, report: LockReport, ctx: TripContext, effects: list[Effect]
+) -> TripState:
+    """Authenticate the report first; only a believed report reaches the lock rules."""
+    pos: tuple[float, float] | None = None
+    if report.lon is not None and report.lat is not None:
+        pos = (report.lon, report.lat)
+    elif state.last_fix is not None and state.last_fix.valid:
+        pos = state.last_fix.lonlat
+    auth, out, believed = check_lock_auth(
+        state.lock_auth, report, ctx.lock_secrets.get(report.lock_id), pos
+    )
+    effects += out
+    if not believed:
+        return state
+    lk, out = check_lock(state.lock, report, state.last_fix, ctx)
+    effects += out
+    return replace(state, lock=lk, lock_auth=auth)
 
 
 def _on_fix(state: TripState, fix: Fix, ctx: TripContext, effects: list[Effect]) -> TripState:
@@ -111,5 +133,6 @@ def _on_fix(state: TripState, fix: Fix, ctx: TripContext, effects: list[Effect])
         gnss=g,
         device=dev,
         lock=state.lock,
+        lock_auth=state.lock_auth,
         overdue_raised=state.overdue_raised,
     )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from contract.payloads import FixKind, Position
+from devices.geodesy import M_PER_DEG_LAT
 from server.geo import Geography, Route, Zone
 from server.rules.profiles import CreditProfile
-
-_M_PER_DEG = 111_132.954
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,8 @@ class Fix:
 
 def ground_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Metres between two (lon, lat) points (equirectangular; fine up to tens of km)."""
-    kx = _M_PER_DEG * math.cos(math.radians((a[1] + b[1]) / 2.0))
-    return math.hypot((a[0] - b[0]) * kx, (a[1] - b[1]) * _M_PER_DEG)
+    kx = M_PER_DEG_LAT * math.cos(math.radians((a[1] + b[1]) / 2.0))
+    return math.hypot((a[0] - b[0]) * kx, (a[1] - b[1]) * M_PER_DEG_LAT)
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class TripContext:
     trip_id: str = ""
     started_at: datetime | None = None
     time_limit_s: float | None = None
+    #: lock id → the lock's secret, to check its reports' MACs (`server.rules.lock_auth`).
+    lock_secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     route: Route = field(init=False, repr=False, compare=False)
 

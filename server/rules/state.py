@@ -88,6 +88,23 @@ class LockRuleState:
 
 
 @dataclass(frozen=True, slots=True)
+class LockAuthState:
+    """The last authentic report counter of each lock (`server.rules.lock_auth`)."""
+
+    counters: tuple[tuple[str, int], ...] = ()
+
+    def counter(self, lock_id: str) -> int | None:
+        for lid, counter in self.counters:
+            if lid == lock_id:
+                return counter
+        return None
+
+    def with_counter(self, lock_id: str, counter: int) -> tuple[tuple[str, int], ...]:
+        others = tuple((lid, c) for lid, c in self.counters if lid != lock_id)
+        return (*others, (lock_id, counter))
+
+
+@dataclass(frozen=True, slots=True)
 class TripState:
     """Everything the rules remember about one trip. Copy freely; never mutate."""
 
@@ -100,4 +117,5 @@ class TripState:
     gnss: GnssState = field(default_factory=GnssState)
     device: DeviceState = field(default_factory=DeviceState)
     lock: LockRuleState = field(default_factory=LockRuleState)
+    lock_auth: LockAuthState = field(default_factory=LockAuthState)
     overdue_raised: bool = False

@@ -33,7 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from contract.payloads import EdgeMessage, Position, decode_edge
+from contract.payloads import EdgeMessage, PayloadError, Position, decode_edge
+from contract.topics import Kind
 from server.store import schema
 from server.store.bulk import BulkInsert
 from server.store.migrations import migrate
@@ -78,6 +79,8 @@ class IncomingMessage:
     message: EdgeMessage
     raw: str
     received_at: datetime
+    #: The topic's kind (`truck`/`gate`); None where a message was not taken from a topic.
+    kind: Kind | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -87,6 +90,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _durable_commits(dbapi_conn: Any, _record: Any) -> None:
+    """PostgreSQL: a commit returns only once it is flushed to disk, so that what the
+    ingest acknowledges to a node survives a power cut (docs/edge-outbox.md). A
+    database configured with `synchronous_commit = off` is overridden for our sessions
+    (`local`, `on`, `remote_write` and `remote_apply` are all durable locally)."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute("SHOW synchronous_commit")
+    if str(cursor.fetchone()[0]).lower() == "off":
+        cursor.execute("SET synchronous_commit TO on")
+    cursor.close()
+    dbapi_conn.commit()
 
 
 def _no_checkpoints(dbapi_conn: Any, _record: Any) -> None:
@@ -127,6 +143,7 @@ class Store:
                 event.listen(engine, "connect", _no_checkpoints)
         else:
             engine = create_engine(parsed, pool_pre_ping=True, pool_size=8)
+            event.listen(engine, "connect", _durable_commits)
         migrate(engine)
         return cls(engine)
 
@@ -395,6 +412,15 @@ class Store:
             value = conn.execute(select(func.max(m.seq)).where(m.node_id == node_id)).scalar()
         return int(value or 0)
 
+    def last_received_at(self, node_id: str) -> datetime | None:
+        """When the server last received a message of a node (its own clock), if ever."""
+        m = schema.edge_messages.c
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(m.received_at)).where(m.node_id == node_id)
+            ).scalar()
+        return as_utc(value)
+
     def node_messages(
         self,
         node_id: str,
@@ -417,15 +443,24 @@ class Store:
             query = query.where(or_(m.ts < upto_ts, and_(m.ts == upto_ts, m.seq <= upto_seq)))
         with self.engine.connect() as conn:
             for row in conn.execute(query.execution_options(yield_per=2000)):
-                message = decode_edge(row.channel, row.payload)
+                try:  # stored after validation: a row that no longer decodes is skipped
+                    message = decode_edge(row.channel, row.payload)
+                except PayloadError as err:
+                    log.error("stored %s message of %s skipped: %s", row.channel, node_id, err)
+                    continue
                 yield (message.ts, message.seq), message
 
-    def latest_positions(self) -> list[dict[str, Any]]:
-        """The newest fix of every vehicle."""
+    def latest_positions(self, not_after: datetime | None = None) -> list[dict[str, Any]]:
+        """The newest fix of every vehicle, by fix time; with `not_after` (the server's
+        time plus the clock skew the ingest allows), a fix dated later than that never
+        counts, so a device clock in the future cannot pin a vehicle's last fix."""
         p = schema.positions.c
+        usable = [p.fix != "none"]
+        if not_after is not None:
+            usable.append(p.ts <= not_after)
         newest = (
             select(p.node_id, func.max(p.ts).label("ts"))
-            .where(p.fix != "none")
+            .where(*usable)
             .group_by(p.node_id)
             .subquery()
         )

@@ -39,6 +39,16 @@ def _alarms_and_audit(conn: Connection) -> None:
     conn.execute(schema.audit_head.insert().values(id=1, seq=0, hash="0" * 64, at=None))
 
 
+def _create_missing(*tables: Table) -> Callable[[Connection], None]:
+    """CREATE TABLE (with its indexes) for each of `tables` the database lacks."""
+
+    def apply(conn: Connection) -> None:
+        for table in tables:
+            table.create(conn, checkfirst=True)
+
+    return apply
+
+
 def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     """ALTER TABLE … ADD COLUMN for each named column of `table` the database lacks.
 
@@ -78,6 +88,11 @@ def _declaration_gates(conn: Connection) -> None:
         )
 
 
+def _corrections_and_appointments(conn: Connection) -> None:
+    _add_columns(schema.passages, "appointment_id", "corrected_at")(conn)
+    _create_missing(schema.passage_corrections, schema.appointments)(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
@@ -103,6 +118,12 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "declarations: origin and destination gate, indexed", _declaration_gates),
     # ---- the officer's own time zone (server/auth, console) ----
     Migration(8, "accounts: time_zone", _add_columns(schema.accounts, "time_zone")),
+    # ---- refused edge messages (server/store/dead_letters.py) ----
+    Migration(9, "dead letters", _create_missing(schema.dead_letters)),
+    # ---- officers' corrections and appointments at the gate (server/gates) ----
+    Migration(10, "passage corrections and appointments", _corrections_and_appointments),
+    # ---- gate evidence: passage images (server/evidence) ----
+    Migration(11, "passage images", _create_missing(schema.passage_images)),
 ]
 
 

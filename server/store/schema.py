@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -145,10 +146,10 @@ api_tokens = Table(
 
 # ---- alarms and audit (migration 2) -------------------------------------------------
 
-#: Alarm statuses that count as active: at most one such alarm per (trip, type).
-ACTIVE_ALARM_STATUSES = ("active_unack", "active_ack")
-#: The partial index's predicate as literal SQL: an upsert's conflict target must repeat
-#: it, and PostgreSQL cannot match a predicate that holds bound parameters.
+#: Alarm statuses that count as active (`server.alarms.lifecycle.ACTIVE`): at most one
+#: such alarm per (trip, type). The partial index's predicate as literal SQL: an upsert's
+#: conflict target must repeat it, and PostgreSQL cannot match a predicate that holds
+#: bound parameters.
 ACTIVE_ALARM_PREDICATE = "status IN ('active_unack', 'active_ack')"
 
 #: One row per alarm; a repeat of an active (trip, type) raises `count`, never a new row.
@@ -272,6 +273,10 @@ passages = Table(
     Column("override_comment", Text),
     Column("override_by", String(128)),
     Column("override_at", DateTime(timezone=True)),
+    # migration 10: the appointment the passage was decided on (server/gates/appointments)
+    # and when an officer last corrected its reading (table passage_corrections)
+    Column("appointment_id", String(64)),
+    Column("corrected_at", DateTime(timezone=True)),
     Index("ix_passages_ts", "ts"),
     Index("ix_passages_gate_lane", "gate_id", "lane"),
     Index("ix_passages_trip", "trip_id"),
@@ -309,4 +314,106 @@ commands = Table(
     Column("result_detail", Text),
     Column("result_at", DateTime(timezone=True)),
     Index("ix_commands_passage", "passage_id"),
+)
+
+# ---- dead letters: refused edge messages (server/store/dead_letters.py; migration 9) ----
+
+#: Edge messages the ingest refused, newest kept (a configured number; the oldest are
+#: dropped), with the raw bytes cut to `dead_letters.RAW_BYTES`, for an admin to inspect.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),  # SQLite: the rowid, auto-increasing
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("topic", String(256), nullable=False),
+    Column("kind", String(8)),
+    Column("node_id", String(64)),
+    Column("channel", String(32)),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("device_ts", DateTime(timezone=True)),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Index("ix_dead_letters_node", "node_id", "id"),
+    Index("ix_dead_letters_reason", "reason", "id"),
+)
+
+# ---- gate evidence: passage images (server/evidence; migration 11) ----
+
+#: One row per uploaded image of a passage (the bytes are in the evidence storage under
+#: `storage_key`): what it is, the readings drawn on it, who uploaded it and when.
+passage_images = Table(
+    "passage_images",
+    metadata,
+    Column("passage_id", String(128), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("camera", String(64), nullable=False),
+    Column("frame", Integer),
+    Column("texts", JSON, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("uploaded_at", DateTime(timezone=True), nullable=False),
+    Column("uploaded_by", String(128), nullable=False),
+    Index("ix_passage_images_uploaded", "uploaded_at"),
+)
+
+# ---- corrections and appointments (server/gates; migration 10) ----
+
+#: An officer's correction of a held passage's reading, beside the OCR reading (which the
+#: `passages` row keeps as it came), with the decision taken again with it.
+passage_corrections = Table(
+    "passage_corrections",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("passage_id", String(128), nullable=False),
+    Column("containers", JSON, nullable=False),
+    Column("plate", JSON),
+    Column("comment", Text, nullable=False),
+    Column("corrected_by", String(128), nullable=False),
+    Column("corrected_at", DateTime(timezone=True), nullable=False),
+    Column("previous_decision", String(8), nullable=False),
+    Column("previous_reasons", JSON, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("reason_codes", JSON, nullable=False),
+    Column("command_id", String(128)),
+    Column("lane_state", String(16)),
+    Index("ix_passage_corrections_passage", "passage_id", "id"),
+)
+
+#: Vehicles booked in advance to pass a gate (网上预约): plate, containers, time window.
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("appointment_id", String(64), primary_key=True),
+    Column("plate", String(16), nullable=False),
+    Column("plate_key", String(16), nullable=False),
+    Column("containers", JSON, nullable=False),
+    Column("gate_id", String(128), nullable=False),
+    Column("direction", String(4), nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("enterprise", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("cancelled_by", String(128)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("cancel_comment", Text),
+    Column("used_by_passage", String(128)),
+    Column("used_at", DateTime(timezone=True)),
+    Index("ix_appointments_gate_plate", "gate_id", "plate_key"),
+    Index("ix_appointments_window", "window_start"),
 )

@@ -6,7 +6,11 @@ with the upgrade request), or an integration token as `Authorization: Bearer bwt
 must come from the server's own origin (a page elsewhere cannot ride on the cookie).
 Refusals accept and then close with 1008 (policy violation) and a reason, so the client
 sees why. The session is checked again every `RECHECK_S`: a logout or expiry ends the
-stream with 1008 too. A client too slow to keep up is closed with 1013.
+stream with 1008 too. A client too slow to keep up is closed with 1013; one that does not
+take a message within `SEND_TIMEOUT_S` (it stopped reading: the socket's buffers are full)
+is cut off. The stream takes nothing from clients: what they send is read and dropped, and
+a message larger than `MAX_CLIENT_MESSAGE_BYTES` ends the connection (1009, the server's
+`ws_max_size`).
 
 Optional query parameters narrow what a client gets: `kinds=alarm,passage` (default
 all three kinds) and `vehicle=TRK-1` (repeatable: the positions of those vehicles only).
@@ -20,12 +24,14 @@ import contextlib
 import json
 import logging
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from contract.ids import utc_now
+from contract.version import API_PREFIX
 from server.auth.accounts import Account
 from server.auth.dependencies import AuthContext
 from server.stream.hub import DROPPED, KINDS, Hub
@@ -38,7 +44,23 @@ RECHECK_S = 60.0
 #: Messages sent in one go once the first of them has arrived.
 SEND_BURST = 256
 MAX_VEHICLES = 100
+#: A client that has not taken one message in this long is cut off (it stopped reading).
+SEND_TIMEOUT_S = 10.0
+#: The largest message a client may send (uvicorn's `ws_max_size`; the stream needs none).
+MAX_CLIENT_MESSAGE_BYTES = 4096
+#: Messages from a client buffered before the server stops reading its socket.
+MAX_CLIENT_QUEUE = 4
 NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: What the HTTP server (uvicorn.Config) must be given for the stream's bounds.
+#: The keepalive also ends a connection whose client stopped reading: its pong never comes,
+#: and the server lets go of the socket `ws_ping_interval + ws_ping_timeout` at most after.
+STREAM_LIMITS: dict[str, Any] = {
+    "ws_max_size": MAX_CLIENT_MESSAGE_BYTES,
+    "ws_max_queue": MAX_CLIENT_QUEUE,
+    "ws_ping_interval": 10.0,
+    "ws_ping_timeout": 10.0,
+}
 
 stream_router = APIRouter(tags=["stream"])
 
@@ -64,6 +86,8 @@ async def authenticate(ws: WebSocket) -> tuple[Account | None, str]:
         token = value.strip()
     if token:
         account = await asyncio.to_thread(ctx.accounts.token_account, token, now)
+        if account is not None and account.role == "device":
+            return None, "a device account may only upload its passages' images"
         return (account, "") if account else (None, "the API token is unknown or revoked")
     secret = ws.cookies.get(ctx.settings.cookie_name)
     if not secret:
@@ -96,7 +120,7 @@ async def _still_valid(ws: WebSocket, account: Account) -> bool:
     return again is not None and again.account_id == account.account_id
 
 
-@stream_router.websocket("/api/v1/stream")
+@stream_router.websocket(f"{API_PREFIX}/stream")
 async def stream(ws: WebSocket) -> None:
     """Messages `{"type": "position"|"alarm"|"passage"|"lane", "data": {...}}`, server →
     client. Query: `kinds=position,alarm,passage,lane` (a subset), `vehicle=ID` (repeatable)."""
@@ -140,9 +164,15 @@ async def stream(ws: WebSocket) -> None:
             # The first message and whatever queued up behind it, without waiting again.
             for message in [getter.result(), *client.ready(SEND_BURST)]:
                 if message is DROPPED:
-                    await ws.close(code=TRY_AGAIN_LATER, reason="too slow: reconnect")
+                    await asyncio.wait_for(
+                        ws.close(code=TRY_AGAIN_LATER, reason="too slow: reconnect"),
+                        SEND_TIMEOUT_S,
+                    )
                     return
-                await ws.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+                text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+                await asyncio.wait_for(ws.send_text(text), SEND_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("stream client %s cut off: took nothing for %g s", peer, SEND_TIMEOUT_S)
     except (WebSocketDisconnect, RuntimeError) as err:
         log.debug("stream client %s gone: %s", peer, err)
     finally:
@@ -153,7 +183,7 @@ async def stream(ws: WebSocket) -> None:
                 await reader
         if ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(ws.close(), SEND_TIMEOUT_S)
 
 
 async def _drain_incoming(ws: WebSocket) -> None:

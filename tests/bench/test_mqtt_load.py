@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench import mqtt_load
-from server.demo.broker import MosquittoBroker
+from devtools.broker import MosquittoBroker
 
 
 def test_packets_are_mqtt_3_1_1() -> None:
@@ -51,7 +51,7 @@ def test_every_message_arrives_once_in_order(broker: MosquittoBroker) -> None:
 
 
 def test_a_broker_that_is_not_there_is_an_error() -> None:
-    from server.demo.broker import free_port
+    from devtools.broker import free_port
 
     with pytest.raises(ConnectionRefusedError):
         mqtt_load.publish("127.0.0.1", free_port(), "load-2", [("t", b"x")], timeout_s=2)

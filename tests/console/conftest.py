@@ -35,14 +35,17 @@ from server.auth.config import AuthSettings
 from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
+from server.evidence.config import EvidenceSettings, FolderStorageSettings
 from server.gates.commands import CommandSigner
+from server.gates.config import GatesSettings
 from server.gates.service import GateService
 from server.services import Services
 from server.store.database import IncomingMessage
 from server.stream import position_event
+from tests.lock_reports import signed_lock_fields, write_lock_secrets
 from tests.server.auth.session import PASSWORD, add_account
 from tests.server.conftest import demo_geography
-from tests.server.gates.conftest import Recorder, passage_fields
+from tests.server.gates.conftest import LOCK_SECRET, Recorder, passage_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -64,6 +67,9 @@ INSTALL_CHROMIUM = (
 #: The accounts every console test can use.
 ACCOUNTS = {"officer": "officer.one", "supervisor": "supervisor.one", "admin": "it.admin"}
 AUTH = AuthSettings(lockout_threshold=3, lockout_base_s=60, client_max_failures=50)
+#: The locks the console server holds a secret for (`gates.lock_secrets_file`): the
+#: reports `ConsoleServer.store_lock` signs with them are authenticated at its gates.
+LOCK_SECRETS = {"EL-1": LOCK_SECRET}
 
 
 def chromium_path() -> str | None:
@@ -112,20 +118,13 @@ class ConsoleServer:
         self.services.stream.publish("position", position_event(newest))
 
     def store_lock(self, vehicle_id: str, lock_id: str, event: str, at: datetime) -> None:
-        """Store a lock report through the store's ingest path."""
+        """Store a sealed lock's report, signed as the lock signs it (`LOCK_SECRETS`; its
+        time in whole seconds), through the store's ingest path."""
         seq = self.seq.get(vehicle_id, 0) + 1
         self.seq[vehicle_id] = seq
-        msg = LockReport.model_validate(
-            {
-                "node_id": vehicle_id,
-                "seq": seq,
-                "ts": at,
-                "lock_id": lock_id,
-                "state": "sealed",
-                "event": event,
-                "battery_pct": 81.0,
-            }
-        )
+        at = at.replace(microsecond=0)
+        signed = signed_lock_fields(LOCK_SECRETS[lock_id], lock_id, at, "sealed", event, 81)
+        msg = LockReport.model_validate({"node_id": vehicle_id, "seq": seq, "ts": at, **signed})
         batch = [IncomingMessage("lock", msg, msg.model_dump_json(), at)]
         assert len(self.services.store.store_messages(batch)) == 1
 
@@ -180,9 +179,9 @@ def running_console_server(
     folder: Path, settings: ConsoleSettings, accounts: dict[str, str] = ACCOUNTS
 ) -> Iterator[ConsoleServer]:
     """The real app on a free port (uvicorn in a thread): SQLite in `folder`, the demo
-    geography, the given accounts, a `GateService` that signs its commands (into
-    `ConsoleServer.commands`) and tells the live stream of every passage, and the
-    server's escalation task."""
+    geography, the given accounts, the lock secrets of `LOCK_SECRETS`, a `GateService`
+    that signs its commands (into `ConsoleServer.commands`) and tells the live stream of
+    every passage, and the server's escalation task."""
     missing = missing_assets(settings)
     if missing:
         pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
@@ -192,6 +191,10 @@ def running_console_server(
         storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
         geography=demo_geography(),
         signing_key_file=key_file,
+        evidence=EvidenceSettings(storage=FolderStorageSettings(path=folder / "evidence")),
+        gates=GatesSettings(
+            lock_secrets_file=write_lock_secrets(folder / "lock-secrets.yaml", LOCK_SECRETS)
+        ),
     )
     services = build_services(config)
     for role, username in accounts.items():

@@ -13,6 +13,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from contract.ids import utc_now
+from server.auth.accounts import AccountStore
+from server.auth.config import AuthSettings
 from tests.console.conftest import ACCOUNTS, Console, ConsoleServer
 from tests.server.auth.session import PASSWORD, add_account
 from tests.server.conftest import DEMO, declaration
@@ -62,11 +64,16 @@ def test_account_locked_after_repeated_failures(console: Console, console_server
     for attempt in ("wrong-2", "wrong-3"):
         console.page.fill("#password", attempt)
         console.page.click("#submit")
-    expect(error).to_have_text("登录失败次数过多，请在 60 秒后重试")
-    console.page.fill("#password", PASSWORD)  # the right one is refused while locked
+    expect(error).to_have_text("用户名或密码错误")
+    # The right one is refused while locked, with the answer an unknown account gets:
+    # the page must not tell an outsider that the account exists.
+    console.page.fill("#password", PASSWORD)
     console.page.click("#submit")
-    expect(error).to_contain_text("登录失败次数过多")
+    expect(error).to_have_text("用户名或密码错误")
     assert console.page.url.startswith(f"{console.base_url}/login")
+    accounts = AccountStore(console_server.services.store.engine, AuthSettings())
+    found = accounts.get("locked.out")
+    assert found is not None and found.locked_until is not None
     console.screenshot("login-locked")
 
 

@@ -25,12 +25,13 @@ from sqlalchemy import update
 from contract import topics
 from contract.ids import format_ts, utc_now
 from contract.payloads import LockReport, Position
+from devtools.broker import MosquittoBroker, free_port
 from server.alarms import AlarmService
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
-from server.demo.broker import MosquittoBroker, free_port
 from server.store import Store, schema
-from tests.console.conftest import ACCOUNTS, Console
+from tests.console.conftest import ACCOUNTS, LOCK_SECRETS, Console
+from tests.lock_reports import signed_lock_fields, write_lock_secrets
 from tests.server.auth.session import PASSWORD
 from tests.server.conftest import DEMO, declaration
 
@@ -62,6 +63,11 @@ class ServerProcess:
                 "zones": [str(DEMO / "zones.geojson")],
             },
             "ingest": {"batch_wait_ms": 5},
+            "gates": {
+                "lock_secrets_file": str(
+                    write_lock_secrets(folder / "lock-secrets.yaml", LOCK_SECRETS)
+                )
+            },
             "auth": {"lockout_threshold": 3, "client_max_failures": 50},
             "console": {
                 "escalate_after_min": ESCALATE_AFTER_S / 60,
@@ -168,16 +174,11 @@ class ServerProcess:
         self.publish([(topics.position(node), msg.model_dump_json().encode())])
 
     def lock_event(self, node: str, event: str) -> None:
+        """Lock EL-1's report of `event`, signed as the lock signs it."""
+        now = utc_now().replace(microsecond=0)
+        signed = signed_lock_fields(LOCK_SECRETS["EL-1"], "EL-1", now, "sealed", event, 80)
         msg = LockReport.model_validate(
-            {
-                "node_id": node,
-                "seq": self.next_seq(node),
-                "ts": format_ts(utc_now()),
-                "lock_id": "EL-1",
-                "state": "sealed",
-                "event": event,
-                "battery_pct": 80.0,
-            }
+            {"node_id": node, "seq": self.next_seq(node), "ts": format_ts(now), **signed}
         )
         self.publish([(topics.lock(node), msg.model_dump_json().encode())])
 

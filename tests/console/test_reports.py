@@ -24,11 +24,13 @@ from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
 from server.gates.commands import CommandSigner
+from server.gates.config import GatesSettings
 from server.gates.service import GateService
 from tests.console.conftest import ACCOUNTS, AUTH, ROOT, Console, ConsoleServer
+from tests.lock_reports import write_lock_secrets
 from tests.server.auth.session import add_account
 from tests.server.conftest import demo_geography
-from tests.server.reports.fleet import Fleet, standard_scenario
+from tests.server.reports.fleet import FLEET_LOCK_SECRETS, Fleet, standard_scenario
 
 DOCS_IMAGE = ROOT / "docs" / "img" / "console-reports.png"
 
@@ -36,7 +38,8 @@ DOCS_IMAGE = ROOT / "docs" / "img" / "console-reports.png"
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     """This module's own server (the package's one is shared with pages that count rows):
-    SQLite, the demo geography, a GateService that signs, and `standard_scenario`."""
+    SQLite, the demo geography, the fleet's lock secrets, a GateService that signs, and
+    `standard_scenario`."""
     missing = missing_assets(ConsoleSettings())
     if missing:
         pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
@@ -47,6 +50,9 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
         geography=demo_geography(),
         signing_key_file=key_file,
+        gates=GatesSettings(
+            lock_secrets_file=write_lock_secrets(folder / "lock-secrets.yaml", FLEET_LOCK_SECRETS)
+        ),
     )
     services = build_services(config)
     gates = GateService(

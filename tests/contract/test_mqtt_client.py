@@ -8,7 +8,7 @@ import uuid
 
 from contract.broker import BrokerSettings
 from contract.mqtt_client import make_client
-from server.demo.broker import MosquittoBroker
+from devtools.broker import MosquittoBroker
 
 
 async def test_connections_send_each_packet_at_once(broker: MosquittoBroker) -> None:

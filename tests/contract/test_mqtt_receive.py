@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contract import mqtt_receive
 from contract.broker import BrokerSettings
 from contract.mqtt_client import make_client
-from server.demo.broker import MosquittoBroker
+from devtools.broker import MosquittoBroker
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers for the outbox, link and command tests: a persistent subscriber."""
+"""Helpers for the outbox, link and command tests: a persistent subscriber, and the
+server's ingest that stores and acknowledges."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy import select
 
 from contract.broker import BrokerSettings
-from server.demo.broker import MosquittoBroker
+from devtools.broker import MosquittoBroker
+from server.config import IngestSettings
+from server.ingest import Ingest
+from server.metrics import Metrics
+from server.store import Store, schema
 
 
 class Collector:
@@ -88,3 +95,51 @@ def settings_for(broker: MosquittoBroker, **over: Any) -> BrokerSettings:
     }
     fields.update(over)
     return BrokerSettings(**fields)
+
+
+class StoringServer:
+    """The server's own ingest (`server.ingest.Ingest`) on a SQLite store of its own: it
+    stores each (node, seq) once and acknowledges what it committed on `…/ack`."""
+
+    def __init__(self, broker: MosquittoBroker, db: Path, ack_interval_s: float = 0.1) -> None:
+        self.store = Store.open(f"sqlite:///{db}")
+        self.ingest = Ingest(
+            settings_for(broker, client_id="edge-test-server"),
+            IngestSettings(batch_wait_ms=5, ack_interval_s=ack_interval_s),
+            self.store,
+            Metrics(),
+            client_id="edge-test-server",
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.ingest.run())
+        await asyncio.wait_for(self.ingest.connected.wait(), 10)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def seqs(self, node_id: str, channel: str | None = None) -> list[int]:
+        """Every seq of `node_id` (on `channel`) in the store, in order (the legal record)."""
+        table = schema.edge_messages
+        with self.store.engine.connect() as conn:
+            query = select(table.c.seq).where(table.c.node_id == node_id)
+            if channel is not None:
+                query = query.where(table.c.channel == channel)
+            rows = conn.execute(query.order_by(table.c.seq))
+            return [int(r[0]) for r in rows]
+
+
+@pytest.fixture
+async def storing_server(
+    own_broker: MosquittoBroker, tmp_path: Path
+) -> AsyncIterator[StoringServer]:
+    running = StoringServer(own_broker, tmp_path / "server.db")
+    await running.start()
+    yield running
+    await running.stop()
+    running.store.close()

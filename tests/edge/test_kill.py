@@ -43,7 +43,9 @@ def strip_replayed(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-async def test_kill_9_during_busy_stream_loses_nothing(tmp_path, own_broker, collector):
+async def test_kill_9_during_busy_stream_loses_nothing(
+    tmp_path, own_broker, collector, storing_server
+):
     rng = random.Random()
     seed = rng.randrange(2**32)
     rng.seed(seed)

@@ -55,7 +55,7 @@ async def until(predicate, within: float = 20.0) -> None:
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_backlog_from_broker_outage_arrives_once_in_order_flagged_replayed(
-    tmp_path, own_broker, collector, protocol
+    tmp_path, own_broker, collector, storing_server, protocol
 ):
     box = Outbox(tmp_path / "o.db", NODE, 10_000_000)
     settings = settings_for(own_broker, protocol=protocol)
@@ -64,6 +64,7 @@ async def test_backlog_from_broker_outage_arrives_once_in_order_flagged_replayed
         await until(lambda: link.connected)
         live = [box.enqueue(topics.position(NODE), position(i)) for i in range(5)]
         await collector.wait_for(lambda: len(collector.on("position")) >= 5)
+        await until(lambda: box.stats().count == 0)  # the server acknowledged them
         own_broker.stop()
         await until(lambda: not link.connected)
         during = [box.enqueue(topics.position(NODE), position(100 + i)) for i in range(40)]
@@ -156,7 +157,9 @@ async def test_non_replayable_channels_are_never_flagged(tmp_path, own_broker, c
     assert decode(Health, json.dumps(got)).status == "down"
 
 
-async def test_reconnects_after_a_broker_crash_and_resends_unacked(tmp_path, own_broker, collector):
+async def test_reconnects_after_a_broker_crash_and_resends_unacked(
+    tmp_path, own_broker, collector, storing_server
+):
     box = Outbox(tmp_path / "o.db", NODE, 100_000_000)
     # A killed broker loses the subscriber's session (no autosave yet); a slower
     # reconnect lets the test's subscriber come back first.

@@ -16,12 +16,12 @@ import pytest
 from contract import topics
 from contract.payloads import Health, SignedCommand, decode
 from contract.signing import generate_private_key, public_key_to_pem
+from devtools.broker import MosquittoBroker
 from edge.commands import ExecOutcome
 from edge.config import AgentCommon
 from edge.node import NodePlumbing
 from edge.outbox import Outbox, OutboxFullError, OutboxState
-from server.demo.broker import MosquittoBroker
-from tests.edge.conftest import Collector
+from tests.edge.conftest import Collector, StoringServer
 from tests.edge.test_outbox import lock_event, position
 
 NODE = "T-FULL-1"
@@ -147,7 +147,7 @@ async def until(predicate: Any, within: float = 20.0) -> None:
 
 
 async def test_full_outbox_is_published_as_health_once_and_its_recovery_once(
-    tmp_path, own_broker, collector: Collector, caplog
+    tmp_path, own_broker, collector: Collector, storing_server: StoringServer, caplog
 ):
     caplog.set_level(logging.INFO)
     node = NodePlumbing.build(node_config(tmp_path, own_broker), "truck", refuse)

@@ -1,4 +1,5 @@
-from edge.truck.policy import ReportingPolicy, Sample, distance_m, heading_change, should_report
+from devices.geodesy import great_circle_m as distance_m
+from edge.truck.policy import ReportingPolicy, Sample, heading_change, should_report
 
 P = ReportingPolicy(interval_s=10, min_interval_s=1, distance_m=200, heading_deg=30)
 

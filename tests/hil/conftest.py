@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
-from server.demo.accounts import create_demo_accounts
-from server.demo.broker import MosquittoBroker, free_port
-from server.demo.processes import Child
+from demo.accounts import create_demo_accounts
+from devtools.broker import MosquittoBroker, free_port
+from devtools.processes import Child
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEMO = PROJECT / "config" / "demo"

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from server.demo.__main__ import Demo
-from server.demo.broker import free_port
-from server.demo.gate import distance_m
-from server.demo.scenario import DemoGate, DemoTruck, Scenario
+from demo.__main__ import Demo
+from demo.gate import distance_m
+from demo.scenario import DemoGate, DemoTruck, Scenario
+from devtools.broker import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -143,6 +143,20 @@ def test_the_demo_gate_releases_the_clean_truck_and_holds_the_other(tmp_path: Pa
             for t in by_trip
         }
         assert trips == {"ZG5161202611239901": "released", "ZG5161202611239902": "held"}
+        # Each passage's frame and the crop of its number, uploaded by the gate's own token
+        # beside the lane (within moments of the decision).
+        deadline = time.monotonic() + 30
+        while not all(len(p["evidence"]) >= 2 for p in passages):
+            assert time.monotonic() < deadline, passages
+            time.sleep(0.5)
+            passages = httpx.get(
+                f"{base}/api/v1/passages", params={"gate": GATE}, headers=headers, timeout=10
+            ).json()
+        for passage in passages:
+            number = passage["containers"][0]["number"]
+            kinds = sorted(e["kind"] for e in passage["evidence"])
+            assert kinds == ["crop", "frame"], passage["evidence"]
+            assert all(number in [t["text"] for t in e["texts"]] for e in passage["evidence"])
 
         state = barrier_state(demo)
         assert state["commands"].count("open") == 1, state

@@ -39,8 +39,8 @@ from contract.signing import (
     public_key_to_pem,
     sign,
 )
-from server.demo.broker import MosquittoBroker
-from server.demo.processes import Child
+from devtools.broker import MosquittoBroker
+from devtools.processes import Child
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -83,7 +83,14 @@ def _start_camera(logs: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateBench]:
-    root = tmp_path_factory.mktemp("gate")
+    with gate_bench(tmp_path_factory.mktemp("gate")) as bench:
+        yield bench
+
+
+@contextlib.contextmanager
+def gate_bench(root: Path, decision_timeout_s: float = DECISION_TIMEOUT_S) -> Iterator[GateBench]:
+    """Broker, barrier and camera stubs and the agent (lane `LANE` of `NODE`) in `root`,
+    the agent's OCR loaded; everything stopped at the end."""
     logs = root / "logs"
     logs.mkdir()
     broker = MosquittoBroker(root / "mosquitto")
@@ -106,7 +113,7 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateBench]:
                 "server_public_key": "server.pub",
                 "lane": LANE,
                 "direction": "in",
-                "decision_timeout_s": DECISION_TIMEOUT_S,
+                "decision_timeout_s": decision_timeout_s,
                 "barrier": {
                     "type": "modbus_rtu",
                     "port": pty,
@@ -202,6 +209,8 @@ class Server:
         self.client = client
         self.passages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.results: dict[str, dict[str, Any]] = {}
+        #: Every result in arrival order (a replayed command's shares its command id).
+        self.answers: list[dict[str, Any]] = []
         self.health: list[dict[str, Any]] = []
         self.lane: list[LaneStatus] = []
         self._seen = asyncio.Event()
@@ -214,6 +223,7 @@ class Server:
                 await self.passages.put(data)
             elif msg.topic.matches(topics.command_result("gate", NODE)):
                 self.results[data["command_id"]] = data
+                self.answers.append(data)
             elif msg.topic.matches(topics.health("gate", NODE)):
                 self.health.append(data)
             elif msg.topic.matches(topics.lane(NODE)):
@@ -261,12 +271,14 @@ def command(
     lane: str = LANE,
     age_s: float = 0.0,
     reasons: tuple[str, ...] = ("test",),
+    node: str = NODE,
 ) -> GateCommand:
+    """An `open` or `hold` signed with `key`, issued `age_s` ago (negative: ahead)."""
     issued = utc_now() - timedelta(seconds=age_s)
     return sign(
         GateCommand.model_validate(
             {
-                "node_id": NODE,
+                "node_id": node,
                 "command_id": new_command_id(),
                 "issued_at": issued,
                 "expires_at": issued + timedelta(seconds=30),

@@ -21,11 +21,17 @@ import pytest
 
 from contract.ids import utc_now
 from contract.signing import generate_private_key, private_key_to_pem
-from devices.elock.authorisation import make_unseal_token
-from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
-from tests.hil.conftest import Bench
-from tests.hil.hardware import hardware, needs_lock, stubs_only
-from tests.hil.truck_rig import Stored, TruckRig, control, route_end
+from devices.elock.authorisation import make_token
+from devtools.broker import MosquittoBroker
+from tests.hil.hardware import needs_lock, stubs_only
+from tests.hil.truck_rig import (
+    Stored,
+    TruckRig,
+    assert_nothing_lost,
+    control,
+    route_end,
+    truck_on_own_bench,
+)
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -34,32 +40,10 @@ TRIP = "HIL-F-0001"
 
 
 @pytest.fixture
-def restartable_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A broker for one test whose persistence really works, so a restart keeps sessions.
-
-    Started as root, Mosquitto drops to the `mosquitto` user, which cannot write the
-    data directory in root's private temp dir: the sessions and queued messages are
-    then silently not saved, and a restart forgets the server's subscription.
-    """
-    if find_mosquitto() is None:
-        pytest.fail(INSTALL_HINT)
-    running = MosquittoBroker(tmp_path / "mosquitto")  # runs as root when we are (see broker.py)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
-def rig(tmp_path: Path, restartable_broker: MosquittoBroker) -> Iterator[TruckRig]:
+def rig(tmp_path: Path, own_broker: MosquittoBroker) -> Iterator[TruckRig]:
     """A bench on a broker of its own (the test may stop it) with one truck and a server."""
-    bench = Bench(tmp_path, restartable_broker)
-    try:
-        bench.start_server()
-        yield TruckRig(bench, NODE, hardware())
-    finally:
-        bench.stop()
+    with truck_on_own_bench(tmp_path, own_broker, NODE) as running:
+        yield running
 
 
 def declare(rig: TruckRig) -> None:
@@ -77,19 +61,6 @@ def declare(rig: TruckRig) -> None:
     }
     response = rig.bench.api("POST", "/declarations", json=declaration)
     assert response.status_code == 201, response.text
-
-
-def assert_nothing_lost(rig: TruckRig, last_seq: int, reserved: dict[int, str]) -> list[int]:
-    """Every seq the agent handed out reached the store once, except unsent reservations."""
-    stored = rig.bench.stored_seqs(rig.node_id)
-    assert len(stored) == len(set(stored))
-    assert stored[-1] <= last_seq
-    missing = set(range(1, last_seq + 1)) - set(stored)
-    lost = sorted(missing - set(reserved))
-    assert not lost, f"lost sequence numbers: {lost[:20]} (of {len(lost)})"
-    # Only availability messages are published outside the outbox.
-    assert all(reserved[s].startswith(("will", "availability")) for s in missing)
-    return stored
 
 
 # ---- broker outage -----------------------------------------------------------------------
@@ -276,9 +247,7 @@ def test_forged_tampered_expired_and_replayed_commands_move_nothing(
     rig: TruckRig, tmp_path: Path
 ) -> None:
     sealed_rig(rig)
-    token = base64.b64encode(
-        make_unseal_token(rig.lock_secret, rig.lock_id, TRIP, utc_now() + timedelta(minutes=5))
-    ).decode()
+    token = base64.b64encode(rig.token("unseal", TRIP)).decode()
     wrong_key = tmp_path / "attacker.pem"
     wrong_key.write_bytes(private_key_to_pem(generate_private_key()))
 
@@ -304,7 +273,8 @@ def test_forged_tampered_expired_and_replayed_commands_move_nothing(
     rig.send(rig.signed(no_token))
 
     # A token the server did not make (the gateway or an attacker guessing).
-    guessed = make_unseal_token(b"not-the-secret", rig.lock_id, TRIP, utc_now() + timedelta(1))
+    expires = utc_now() + timedelta(minutes=5)
+    guessed = make_token(b"not-the-secret", rig.lock_id, "unseal", TRIP, 1 << 60, expires)
     bad_token = rig.command("unseal", TRIP, lock_token=base64.b64encode(guessed).decode())
     rig.send(rig.signed(bad_token))
 
@@ -356,8 +326,7 @@ def test_unseal_outside_the_area_is_refused_and_inside_it_is_done(rig: TruckRig)
     lat, lon = route_end()
 
     def unseal() -> dict[str, object]:
-        expiry = utc_now() + timedelta(minutes=5)
-        token = make_unseal_token(rig.lock_secret, rig.lock_id, TRIP, expiry)
+        token = rig.token("unseal", TRIP)  # a fresh one each time: a token works once
         command = rig.command("unseal", TRIP, lock_token=base64.b64encode(token).decode())
         rig.send(rig.signed(command))
         return rig.result_of(command.command_id)

@@ -26,12 +26,14 @@ from contract import topics
 from contract.ids import utc_now
 from contract.payloads import TruckCommand
 from contract.signing import load_private_key, new_command_id, new_nonce, sign
+from devices.elock.authorisation import TokenAction, make_token
 from devices.elock.driver import ElockDriver, Jt808LockConfig
+from devtools.broker import MosquittoBroker, free_port
+from devtools.processes import Child
 from edge.outbox import Outbox, OutboxItem
-from server.demo.broker import free_port
-from server.demo.processes import Child
+from server.gates.lock_tokens import TokenCounter
 from tests.hil.conftest import DEMO, Bench
-from tests.hil.hardware import Hardware
+from tests.hil.hardware import Hardware, hardware
 
 ROUTE_FILE = DEMO / "routes" / "R-HP-BY.geojson"
 LOCK_PHONE = "13800000001"
@@ -94,6 +96,7 @@ class TruckRig:
         self.fixes_per_s = 1.0
         self.agent_starts = 0
         self.config_path = bench.root / f"{node_id}.yaml"
+        self._counters = TokenCounter()
 
     # ---- devices ------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class TruckRig:
 
             task = asyncio.create_task(driver.run(ignore, ignore))
             try:
-                reply = await driver.seal(self.lock_id, trip_id)
+                reply = await driver.seal(self.lock_id, trip_id, self.token("seal", trip_id))
             finally:
                 # Python 3.11's wait_for (inside the driver's read) can swallow a
                 # cancellation that races with arriving data: cancel until it ends.
@@ -202,6 +205,12 @@ class TruckRig:
             return f"{reply.result} {reply.state}"
 
         return asyncio.run(run())
+
+    def token(self, action: TokenAction, trip_id: str, minutes: float = 5) -> bytes:
+        """A fresh single-use lock token, as the server makes them (its clock's counter)."""
+        expires = utc_now() + timedelta(minutes=minutes)
+        counter = self._counters.next()
+        return make_token(self.lock_secret, self.lock_id, action, trip_id, counter, expires)
 
     def lock_state(self) -> dict[str, Any]:
         """The stub lock's own state (its control channel)."""
@@ -213,8 +222,13 @@ class TruckRig:
     # ---- the agent ----------------------------------------------------------------------
 
     def write_config(
-        self, *, with_lock: bool = False, reporting: dict[str, float] | None = None
+        self,
+        *,
+        with_lock: bool = False,
+        reporting: dict[str, float] | None = None,
+        outbox: dict[str, Any] | None = None,
     ) -> None:
+        """The agent's YAML; `outbox` adds to its `outbox:` block (e.g. `ack_timeout_s`)."""
         gnss: dict[str, Any] = {
             "type": "nmea",
             "port": self.gnss_port,
@@ -233,6 +247,7 @@ class TruckRig:
             "outbox": {
                 "path": str(self.outbox_path),
                 "nonce_path": str(self.state / "nonces.sqlite3"),
+                **(outbox or {}),
             },
             "server_public_key": str(self.bench.public_key),
             "gnss": gnss,
@@ -264,9 +279,9 @@ class TruckRig:
             box.close()
 
     def pending(self) -> list[OutboxItem]:
-        """Every message the outbox holds now (waiting for a PUBACK)."""
+        """Every message the outbox holds now that the broker has not taken (no PUBACK)."""
         with self.outbox() as box:
-            return box.pending(1_000_000)
+            return box.pending(1_000_000, unsent_only=True)
 
     # ---- the server's record ------------------------------------------------------------
 
@@ -361,3 +376,29 @@ class TruckRig:
     def wait_online(self, timeout: float = 30.0) -> None:
         """Wait until the agent's first messages reach the server."""
         self.bench.wait_for(lambda: len(self.bench.stored_seqs(self.node_id)) > 0, timeout)
+
+
+@contextlib.contextmanager
+def truck_on_own_bench(root: Path, broker: MosquittoBroker, node_id: str) -> Iterator[TruckRig]:
+    """A bench on a broker of the test's own (`own_broker`: the test may stop or kill it),
+    the server started, and one truck (the real devices when `BONDWATCH_HIL_ENV` names
+    them)."""
+    bench = Bench(root, broker)
+    try:
+        bench.start_server()
+        yield TruckRig(bench, node_id, hardware())
+    finally:
+        bench.stop()
+
+
+def assert_nothing_lost(rig: TruckRig, last_seq: int, reserved: dict[int, str]) -> list[int]:
+    """Every seq the agent handed out reached the store once, except unsent reservations."""
+    stored = rig.bench.stored_seqs(rig.node_id)
+    assert len(stored) == len(set(stored))
+    assert stored[-1] <= last_seq
+    missing = set(range(1, last_seq + 1)) - set(stored)
+    lost = sorted(missing - set(reserved))
+    assert not lost, f"lost sequence numbers: {lost[:20]} (of {len(lost)})"
+    # Only availability messages are published outside the outbox.
+    assert all(reserved[s].startswith(("will", "availability")) for s in missing)
+    return stored

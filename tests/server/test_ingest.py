@@ -41,8 +41,8 @@ def test_validate_rejects_with_reasons():
     assert reason(topics.position("TRK-1"), position(1)) == "accepted"
     assert reason("bondwatch/v1/truck/TRK-1/speed", b"{}") == "bad_topic"
     assert reason(topics.command("truck", "TRK-1"), b"{}") == "bad_topic"
-    assert reason(topics.position("TRK-1"), b"{oops") == "bad_payload"
-    assert reason(topics.position("TRK-1"), position(1, lat=99)) == "bad_payload"
+    assert reason(topics.position("TRK-1"), b"{oops") == "not_json"
+    assert reason(topics.position("TRK-1"), position(1, lat=99)) == "invalid"
     assert reason(topics.position("TRK-2"), position(1)) == "node_mismatch"
 
 
@@ -79,7 +79,10 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
                 metrics.value("bondwatch_ingest_messages_total", outcome="stored") >= 50
                 and metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") >= 3
                 and metrics.value(
-                    "bondwatch_ingest_messages_total", outcome="rejected", reason="bad_payload"
+                    "bondwatch_ingest_messages_total", outcome="rejected", reason="not_json"
+                )
+                + metrics.value(
+                    "bondwatch_ingest_messages_total", outcome="rejected", reason="invalid"
                 )
                 >= 2
                 and trip is not None
@@ -92,10 +95,9 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
     assert services.store.message_count() == 50
     assert metrics.value("bondwatch_ingest_messages_total", outcome="stored") == 50
     assert metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") == 3
-    assert (
-        metrics.value("bondwatch_ingest_messages_total", outcome="rejected", reason="bad_payload")
-        == 2
-    )
+    for why in ("not_json", "invalid"):  # b"garbage", lat=123
+        assert metrics.value("bondwatch_ingest_messages_total", outcome="rejected", reason=why) == 1
+        assert metrics.value("bondwatch_ingest_rejected_total", channel="position", reason=why) == 1
     trip = services.store.get_trip("D-0001")
     assert trip["status"] == "in_transit" and trip["started_at"] == T0 + timedelta(seconds=1)
     assert [p["seq"] for p in services.store.track("TRK-1", None, None)] == list(range(1, 51))

@@ -66,7 +66,8 @@ def geography():
 
 
 def incoming(positions: Sequence[Position]) -> list[IncomingMessage]:
-    return [IncomingMessage("position", p, p.to_json().decode(), T0) for p in positions]
+    """As received when they were dated (a gateway online, its clock right)."""
+    return [IncomingMessage("position", p, p.to_json().decode(), p.ts) for p in positions]
 
 
 def feed(store: Store, judge: Judge, positions: Sequence[Position], batch: int = 20) -> None:
@@ -321,3 +322,29 @@ def test_a_message_late_by_more_than_the_recent_events_is_judged_again_from_the_
     assert (judge.reruns, judge.reruns_from_store) == (1, 1)
     assert judge._runs["T1"].last_key == (early[-1].ts, early[-1].seq)
     assert len(judge._runs["T1"].recent) == RECENT_EVENTS  # refilled by the replay
+
+
+def test_silence_is_measured_on_the_server_s_receive_time(store, geography):
+    """A gateway whose clock runs an hour behind but talks all the time is not silent; one
+    whose last message was dated just now but received long ago is."""
+    sink = RecordingSink()
+    judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    silence = DEFAULT_PROFILES["general"].silence_s
+    positions = renumber(clean_trip(seed=4))[:50]
+    late_clock = [
+        IncomingMessage("position", p, p.to_json().decode(), p.ts + timedelta(hours=1))
+        for p in positions
+    ]
+    judge.judge_batch(store.store_messages(late_clock))
+    received_last = positions[-1].ts + timedelta(hours=1)
+    judge.tick(received_last + timedelta(seconds=silence - 10))  # device time: 1 h silent
+    assert sink.raised() == []
+    judge.tick(received_last + timedelta(seconds=silence + 10))
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+    # A judge started afresh (a restarted server) takes the receive time from the store.
+    sink = RecordingSink()
+    again = Judge(store, geography, dict(DEFAULT_PROFILES), sink)
+    again.tick(received_last + timedelta(seconds=silence - 10))
+    assert sink.raised() == []
+    again.tick(received_last + timedelta(seconds=silence + 10))
+    assert sink.raised() == ["DEVICE_OFFLINE"]

@@ -42,8 +42,8 @@ def test_lane_messages_are_validated_like_every_edge_message():
     assert reason(topics.lane(NODE), lane(1)) == "accepted"
     assert reason(topics.lane(NODE), lane(2, "open", "green")) == "accepted"
     assert reason(topics.lane(NODE), lane(3, "idle", passage_id=None)) == "accepted"
-    assert reason(topics.lane(NODE), lane(4, "waiting", "green")) == "bad_payload"
-    assert reason(topics.lane(NODE), lane(5, signal="blue")) == "bad_payload"
+    assert reason(topics.lane(NODE), lane(4, "waiting", "green")) == "invalid"
+    assert reason(topics.lane(NODE), lane(5, signal="blue")) == "invalid"
     assert reason(topics.lane("G-OTHER"), lane(6)) == "node_mismatch"
 
 
@@ -83,7 +83,7 @@ async def test_lane_messages_are_stored_not_rejected_and_streamed(own_broker, se
     assert services.store.message_count() == len(sent)
     assert metrics.value("bondwatch_ingest_messages_total", outcome="stored") == len(sent)
     assert metrics.value("bondwatch_ingest_messages_total", outcome="duplicate") == 1
-    for why in ("bad_topic", "bad_payload", "node_mismatch"):
+    for why in ("bad_topic", "not_json", "invalid", "node_mismatch"):
         assert metrics.value("bondwatch_ingest_messages_total", outcome="rejected", reason=why) == 0
     assert [(e["state"], e["signal"], e["seq"]) for e in events] == [
         (state, signal, seq) for seq, (state, signal) in enumerate(sent, start=1)

@@ -173,7 +173,7 @@ def test_migration_8_gives_older_accounts_the_default_time_zone(store_url):
 
     again = Store.open(store_url)  # migrates
     try:
-        assert current_version(again.engine) == 8 == max(m.version for m in MIGRATIONS)
+        assert current_version(again.engine) == max(m.version for m in MIGRATIONS)
         accounts = AccountStore(again.engine, AuthSettings())
         old = accounts.get("officer.old")
         assert old is not None and old.time_zone is None and old.display_name == "Old Officer"

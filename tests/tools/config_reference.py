@@ -15,8 +15,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from contract.cellular_registry import CellularRegistry
 from edge.config import TruckConfig
 from edge.gate.config import GateConfig
+from edge.jt808.config import GatewayConfig
 from server.config import ServerConfig
 
 HEADER = """# Configuration reference
@@ -66,35 +68,55 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field may hold (several for a union of models, e.g. by `type`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += [m for m in _models_of(arg) if m not in found]
+    return found
+
+
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    candidates = [annotation, *typing.get_args(annotation)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+    found = _models_of(annotation)
+    return found[0] if found else None
 
 
-def _section(model: type[BaseModel], prefix: str, out: list[str], seen: set[str]) -> None:
-    out.append(f"\n### `{prefix or '(top level)'}`\n")
+def _heading(path: str, model: type[BaseModel], several: bool) -> str:
+    return f"`{path}` ({model.__name__})" if several else f"`{path}`"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    kept = "".join(c for c in heading.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
+
+
+def _section(
+    model: type[BaseModel], prefix: str, out: list[str], seen: set[str], several: bool = False
+) -> None:
+    out.append(f"\n### {_heading(prefix, model, several) if prefix else '`(top level)`'}\n")
     doc = (model.__doc__ or "").strip().splitlines()
     if doc and not doc[0].startswith("Usage docs"):
         out.append(doc[0] + "\n")
     out.append("| key | type | default | meaning |")
     out.append("|---|---|---|---|")
-    nested: list[tuple[type[BaseModel], str]] = []
+    nested: list[tuple[type[BaseModel], str, bool]] = []
     for name, field in model.model_fields.items():
-        sub = _model_of(field.annotation)
+        subs = _models_of(field.annotation)
+        path = f"{prefix}.{name}".strip(".")
+        several = len(subs) > 1
         kind = (
-            f"[{sub.__name__}](#{(prefix + '.' + name).strip('.').replace('.', '')})"
-            if sub
+            " \\| ".join(f"[{s.__name__}](#{_anchor(_heading(path, s, several))})" for s in subs)
+            if subs
             else _type_name(field.annotation)
         )
         text = (field.description or "").replace("|", "\\|").replace("\n", " ")
         out.append(f"| `{name}` | {kind} | {_default(field)} | {text} |")
-        if sub is not None:
-            nested.append((sub, f"{prefix}.{name}".strip(".")))
-    for sub, path in nested:
-        _section(sub, path, out, seen)
+        nested.extend((sub, path, several) for sub in subs)
+    for sub, path, several in nested:
+        _section(sub, path, out, seen, several)
 
 
 def render() -> str:
@@ -103,6 +125,8 @@ def render() -> str:
         ("Server (`bondwatch-server --config FILE`)", ServerConfig),
         ("Truck gateway (`bondwatch-edge truck --config FILE`)", TruckConfig),
         ("Gate controller (`bondwatch-edge gate --config FILE`)", GateConfig),
+        ("JT/T 808 gateway (`bondwatch-jt808 --config FILE`)", GatewayConfig),
+        ("Cellular device registry (the JT/T 808 gateway's `registry:` file)", CellularRegistry),
     ):
         out.append(f"\n## {title}\n")
         _section(model, "", out, set())

@@ -14,7 +14,8 @@ export const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 export const ALARM_TYPES = [
   "ROUTE_DEVIATION", "FORBIDDEN_ZONE", "UNPLANNED_STOP", "LOCK_OPENED", "LOCK_TAMPER",
   "LOCK_LOW_BATTERY", "LOCK_WRONG_PASSWORD", "GNSS_LOST", "DEVICE_OFFLINE", "TRANSIT_OVERDUE",
-  "OVERSPEED", "POSITION_IMPLAUSIBLE", "GATE_MISMATCH",
+  "OVERSPEED", "POSITION_IMPLAUSIBLE", "GATE_MISMATCH", "DEVICE_CLOCK_AHEAD",
+  "LOCK_REPORT_FORGED", "LOCK_REPORT_GAP",
 ];
 //: Alarms read first (shown at once), then per request (the API's largest page), and
 //: kept in the page at most.

@@ -3,6 +3,7 @@
 // names, and recording a release (supervisors; POST /declarations/{id}/release).
 import { api } from "./api.js";
 import { formatTime, t, translatePage } from "./i18n.js";
+import { clearErrors, list, showFieldError } from "./forms.js";
 import { releaseDialog } from "./release.js";
 import { applyRoles, el, setStatus, showError, runPage, startPage } from "./shell.js";
 
@@ -69,10 +70,6 @@ async function load() {
   setStatus("status.live", true);
 }
 
-function list(value) {
-  return value.split(/[\s,，;；]+/).map((s) => s.trim()).filter(Boolean);
-}
-
 // The form as the API's DeclarationIn (dotted names nest: enterprise.code → {enterprise: {code}}).
 export function formBody(form) {
   const body = { enterprise: {} };
@@ -88,19 +85,6 @@ export function formBody(form) {
   return body;
 }
 
-// The error's field ("containers.0", "enterprise.code") → the closest field of the form.
-export function fieldFor(form, field) {
-  if (!field) return null;
-  const names = [...form.querySelectorAll(".field-error")].map((n) => n.dataset.for);
-  const best = names.filter((n) => field === n || field.startsWith(n + ".")).sort((a, b) => b.length - a.length)[0];
-  return best ? form.querySelector(`.field-error[data-for="${best}"]`) : null;
-}
-
-function clearErrors(form) {
-  for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
-  for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
-}
-
 async function submit(event) {
   event.preventDefault();
   const form = event.target;
@@ -114,14 +98,8 @@ async function submit(event) {
     form.declaration_id.value = "";
     await load();
   } catch (err) {
-    const slot = fieldFor(form, err.field);
-    if (slot) {
-      slot.textContent = err.message;
-      const input = slot.parentElement.querySelector("input, select");
-      input?.setAttribute("aria-invalid", "true");
-      input?.focus();
-    }
-    message.textContent = slot ? t("decl.fix_fields") : err.message;
+    const shown = showFieldError(form, err);
+    message.textContent = shown ? t("decl.fix_fields") : err.message;
     message.className = "bad";
     message.dataset.code = err.code ?? "error";
   }

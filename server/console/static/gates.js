@@ -1,17 +1,31 @@
 // Gate lanes: the latest passage per lane, OCR readings with confidence and review flags,
-// the decision and its reasons, images (links), and the officer's override with a comment.
+// the decision and its reasons, the images with the text boxes read (evidence.js), and the
+// officer's override with a comment.
 // Built on CONTRACT.md's passage shape; a server without /passages shows "no passages yet".
 // Read over REST, then kept current from the live stream's passages.
 import { api } from "./api.js";
 import { commentDialog } from "./dialog.js";
+import { list } from "./forms.js";
 import { formatTime, t, translatePage } from "./i18n.js";
 import { reasonItems } from "./reasons.js";
 import { applyRoles, el, runPage, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
+import { evidenceStrip } from "./evidence.js";
 
 //: The override request body (CONTRACT: override with mandatory comment; `action` as in the
 //: gate command: open / hold).
 export function overrideBody(action, comment) { return { action, comment }; }
+
+//: The correction request body (POST /passages/{id}/correct): every container number the
+//: officer reads (separated by spaces or commas), the plate (left out when empty).
+export function correctionBody(containersText, plateText, comment) {
+  const containers = list(containersText).map((c) => c.toUpperCase());
+  const plate = plateText.trim();
+  return plate ? { containers, plate, comment } : { containers, comment };
+}
+
+// A held passage the server decided itself (not overridden) may have its reading corrected.
+export const correctable = (p) => decisionOf(p).effective === "hold" && !decisionOf(p).override;
 
 //: Passages kept and listed (the newest).
 const KEEP = 200;
@@ -54,16 +68,6 @@ function reading(text, confidence, review, extra = []) {
     ...extra, review ? el("span", { class: "badge review", text: t("gates.needs_review") }) : null);
 }
 
-function imageLinks(images) {
-  return (images ?? []).map((ref, i) => {
-    const href = typeof ref === "string" ? ref : ref?.url ?? ref?.href ?? null;
-    const label = `${t("gates.image")} ${i + 1}`;
-    return href && (href.startsWith("/") || /^https?:\/\//.test(href))
-      ? el("a", { href, target: "_blank", rel: "noopener", text: label })
-      : el("span", { class: "muted" }, `${label}: `, el("span", { "data-raw": "", title: JSON.stringify(ref), text: typeof ref === "string" ? ref : JSON.stringify(ref) }));
-  });
-}
-
 function card(key, p) {
   const decision = decisionOf(p);
   const containers = (p.containers ?? []).map((c) => reading(c.number, c.confidence, c.needs_review,
@@ -73,7 +77,9 @@ function card(key, p) {
   return el("article", { class: `lane decision-${decision.effective ?? "none"}`, "data-lane": key, "data-passage": p.passage_id, "data-decision": decision.effective ?? "" },
     el("h3", { text: key }),
     el("p", {}, el("time", { text: formatTime(passageTime(p)) }), " · ", t("gates.direction." + (p.direction ?? "in")),
-      p.trip_id ? el("span", {}, " · ", el("a", { href: "/trip?id=" + encodeURIComponent(p.trip_id), text: p.trip_id })) : null),
+      p.trip_id ? el("span", {}, " · ", el("a", { href: "/trip?id=" + encodeURIComponent(p.trip_id), text: p.trip_id })) : null,
+      p.appointment_id ? el("span", { class: "appointment" }, " · ", t("gates.appointment"), " ",
+        el("a", { href: "/appointments?id=" + encodeURIComponent(p.appointment_id), text: p.appointment_id })) : null),
     el("h4", { text: t("gates.containers") }), el("ul", { class: "readings" }, ...containers),
     el("h4", { text: t("gates.plate") }), el("ul", { class: "readings" }, plate),
     el("h4", { text: t("gates.decision") }),
@@ -81,10 +87,40 @@ function card(key, p) {
     decision.override ? el("p", { class: "override", "data-by": decision.override.by ?? decision.override.actor ?? "" },
       t("gates.overridden", { who: decision.override.by ?? decision.override.actor ?? "?", server: decisionText(decision.action) }),
       " ", el("q", { "data-raw": "", text: decision.override.comment ?? "" })) : null,
+    p.correction ? correctionLine(p.correction) : null,
     el("ul", { class: "reasons" }, ...reasonItems(p, decision.reasons)),
-    el("p", { class: "images" }, ...imageLinks(p.images)),
+    el("h4", { text: t("evidence.title") }), evidenceStrip(p),
     el("div", { class: "actions", "data-roles": "officer" },
-      el("button", { type: "button", class: "override-open", text: t("gates.override"), onclick: () => override(p) })));
+      el("button", { type: "button", class: "override-open", text: t("gates.override"), onclick: () => override(p) }),
+      correctable(p) ? el("button", { type: "button", class: "correct-open", text: t("gates.correct"), onclick: () => correct(p) }) : null));
+}
+
+// The officer's correction beside the OCR reading (which the card shows above it).
+function correctionLine(c) {
+  const read = [...(c.containers ?? []).map((x) => x.number), c.plate?.text].filter(Boolean).join(" · ");
+  return el("p", { class: "correction", "data-by": c.by ?? "" },
+    t("gates.corrected", { who: c.by ?? "?", server: decisionText(c.previous_decision) }), " ",
+    el("q", { "data-raw": "", text: c.comment ?? "" }), " ", t("gates.corrected_reading"), " ",
+    el("strong", { class: "corrected-reading", "data-raw": "", text: read || "—" }));
+}
+
+async function correct(p) {
+  const now = p.correction ?? p;
+  const containers = el("input", { name: "containers", id: "correct-containers", autocomplete: "off",
+    value: (now.containers ?? []).map((c) => c.number).join(" ") });
+  const plate = el("input", { name: "plate", id: "correct-plate", autocomplete: "off", value: now.plate?.text ?? "" });
+  const done = await commentDialog({
+    title: t("gates.correct_title", { lane: laneKey(p) }),
+    fields: [
+      el("label", {}, el("span", { text: t("gates.correct_containers") }), containers),
+      el("label", {}, el("span", { text: t("gates.correct_plate") }), plate),
+      el("p", { class: "muted", text: t("gates.correct_hint") }),
+    ],
+    submit: (comment, form) => api(`/passages/${encodeURIComponent(p.passage_id)}/correct`, {
+      method: "POST", body: correctionBody(form.containers.value, form.plate.value, comment),
+    }),
+  });
+  if (done) await load();
 }
 
 async function override(p) {

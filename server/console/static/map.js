@@ -1,4 +1,5 @@
 // The live map (Leaflet, served by this server): geography layers, trucks, a trip's track.
+import { api } from "./api.js";
 import { t } from "./i18n.js";
 
 const L = window.L;
@@ -9,6 +10,10 @@ const ZONE_STYLE = {
   urban: { color: "#7e22ce", fillColor: "#9333ea", fillOpacity: 0.08, weight: 1, dashArray: "4 4" },
 };
 const EARTH_CIRCUMFERENCE_M = 40075016.686;
+//: The offline background's land (server/console/basemap.py: Natural Earth 1:10m); the
+//: sea is the map's own colour (.offline-basemap in console.css).
+const LAND_STYLE = { color: "#8fa9ba", weight: 1, fillColor: "#f3f1ea", fillOpacity: 1, interactive: false };
+const NATURAL_EARTH = '<span data-raw="" lang="en"><a href="https://www.naturalearthdata.com" rel="noopener" target="_blank">Natural Earth</a></span>';
 //: A truck's place in the marker clusters is brought up to date once it has moved this
 //: many screen pixels from where the clusters last placed it (see applyChanges)…
 const REINDEX_PX = 8;
@@ -44,6 +49,7 @@ export class LiveMap {
     } else {
       this.tileLayer = null;
       element.classList.add("plain-background");
+      this.basemap = this.drawBasemap(element);
     }
     this.corridors = [];
     this.layers = {
@@ -61,6 +67,23 @@ export class LiveMap {
     this.map.on("zoomend", () => this.resizeCorridors());
     this.map.on("moveend", () => this.reindexSoon(0));
     this.map.on("dragstart", () => { this.following = null; this.onSelect?.(null, "unfollow"); });
+  }
+
+  // Without a tile server: land and coastline of the served region from the server (no
+  // request leaves it), beneath every other layer; the plain background if it cannot.
+  async drawBasemap(element) {
+    try {
+      const land = await api("/console/basemap");
+      const pane = this.map.createPane("basemap");
+      pane.style.zIndex = 150; // below the overlays (400), where tiles would be (200)
+      this.landLayer = L.geoJSON(land, { pane: "basemap", style: LAND_STYLE, attribution: NATURAL_EARTH })
+        .addTo(this.map);
+      element.classList.add("offline-basemap");
+      element.dataset.basemap = "land";
+    } catch (err) {
+      element.dataset.basemap = "none"; // an older server, or no land file: plain background
+      console.warn("no offline map background:", err.message ?? err);
+    }
   }
 
   // The zoom buttons' titles in the officer's language (Leaflet's are English): made anew

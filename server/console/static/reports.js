@@ -157,6 +157,8 @@ function renderGates(report) {
       el("td", { class: "num auto_open", text: String(g.auto_open) }),
       el("td", { class: "num held", text: String(g.held) }),
       el("td", { class: "num overridden", text: String(g.overridden) }),
+      el("td", { class: "num corrected", text: String(g.corrected ?? 0) }),
+      el("td", { class: "num appointment_open", text: String(g.appointment_open ?? 0) }),
       el("td", { class: "num rate", text: percent(g.auto_release_rate) }))));
 }
 

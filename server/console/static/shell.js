@@ -13,6 +13,7 @@ export const PAGES = [
   ["/alarms", "nav.alarms", ""],
   ["/trip", "nav.trip", ""],
   ["/gates", "nav.gates", ""],
+  ["/appointments", "nav.appointments", ""],
   ["/declarations", "nav.declarations", "supervisor integration"],
   ["/audit", "nav.audit", "supervisor admin"],
   ["/reports", "nav.reports", "supervisor admin"],

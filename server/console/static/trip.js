@@ -7,6 +7,7 @@ import { actionLabel, formatTime, objectLabel, t, translatePage } from "./i18n.j
 import { reasonItems } from "./reasons.js";
 import { el, setStatus, showError, runPage, startPage } from "./shell.js";
 import { LiveSource, timed } from "./datasource.js";
+import { evidenceStrip } from "./evidence.js";
 
 const L = window.L;
 //: Changes of the trip's alarms or passages within this time are read in one go.
@@ -78,7 +79,8 @@ function renderTimeline() {
     el("span", { class: "what", text: t(item.key, item.params ?? {}) }),
     item.actor ? el("span", { class: "actor", text: item.actor }) : null,
     item.note ? el("q", { "data-raw": "", text: item.note }) : null,
-    item.passage?.reasons.length ? el("ul", { class: "reasons" }, ...reasonItems(item.passage, item.passage.reasons)) : null)));
+    item.passage?.reasons.length ? el("ul", { class: "reasons" }, ...reasonItems(item.passage, item.passage.reasons)) : null,
+    item.passage ? evidenceStrip(item.passage) : null)));
 }
 
 // ---- playback -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ document.getElementById("users-form")?.addEventListener("submit", async (event) 
       method: "POST",
       body: {
         username: form.username.value, display_name: form.display_name.value, role,
-        password: role === "integration" ? null : form.password.value,
+        password: (role === "integration" || role === "device") ? null : form.password.value,
       },
     });
     message.textContent = t("users.created", { name: form.username.value });

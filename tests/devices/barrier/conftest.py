@@ -49,7 +49,7 @@ class BarrierStub:
             "pulse_s": 0.1,
             "presence_debounce_s": 0.15,
             "down_after_failures": 3,
-            "backoff_max_s": 0.4,
+            "reconnect_max_s": 0.4,
         }
         values.update(overrides)
         return ModbusBarrierConfig.model_validate(values)

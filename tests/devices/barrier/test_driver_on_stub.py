@@ -222,7 +222,7 @@ async def test_missing_port_is_a_transport_error_and_health_down(tmp_path) -> No
         port=str(tmp_path / "ttyUSB9"),
         unit_id=1,
         poll_interval_s=0.05,
-        backoff_max_s=0.2,
+        reconnect_max_s=0.2,
     )
     driver = BarrierDriver(config)
     with pytest.raises(TransportError):

@@ -85,7 +85,7 @@ async def test_reconnects_when_the_folder_appears(tmp_path, caplog):
         frames_before=0,
         frames_after=1,
         burst_timeout_s=3,
-        reconnect_initial_s=0.05,
+        reconnect_min_s=0.05,
     )
     async with Camera(cfg) as cam:
         await asyncio.sleep(0.3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,6 +117,8 @@ blocks = st.builds(
         st.integers(-180_000_000, 180_000_000).map(lambda n: n / 1e6),
         u32,
     ),
+    report_counter=st.none() | u32,
+    report_mac=st.none() | st.binary(min_size=16, max_size=16),
 ).map(
     lambda b: BondWatchBlock(
         **{**vars(b), "battery_mv": None if b.battery_pct is None else (b.battery_mv or 0)}
@@ -207,3 +210,17 @@ def test_written_messages_round_trip(header: Header, data: st.DataObject) -> Non
 @given(blocks)
 def test_block_round_trip(block: BondWatchBlock) -> None:
     assert decode_block(block.encode()) == block
+
+
+@given(st.binary(max_size=40).filter(lambda b: len(b) != 16))
+def test_report_mac_of_another_length_is_a_frame_error(mac: bytes) -> None:
+    raw = BondWatchBlock(lock_id="L1").encode() + bytes([profile.SUB_REPORT_MAC, len(mac)]) + mac
+    with pytest.raises(FrameError, match="sub-item 0x0C"):
+        decode_block(raw)
+
+
+@given(st.binary(max_size=8).filter(lambda b: len(b) != 4))
+def test_report_counter_of_another_length_is_a_frame_error(value: bytes) -> None:
+    raw = BondWatchBlock().encode() + bytes([profile.SUB_REPORT_COUNTER, len(value)]) + value
+    with pytest.raises(FrameError, match="sub-item 0x0B"):
+        decode_block(raw)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from devices.elock.authorisation import make_token
 from devices.elock.driver import ElockDriver, Jt808LockConfig
 from tests.devices.elock.lockharness import Harness
 
@@ -52,14 +54,16 @@ async def test_2019_form_tcp_control_health_and_port_loss() -> None:
         lock_ids=["GATE-L7"],
         ack_timeout_s=0.6,
         bad_frames_degraded=1,
-        reconnect_initial_s=0.05,
+        reconnect_min_s=0.05,
         reconnect_max_s=0.1,
     )
     harness = Harness(ElockDriver(config))
     task = asyncio.create_task(harness.driver.run(harness.on_event, harness.on_health))
     try:
         await harness.wait_for(lambda e: e.event == "status")
-        reply = await harness.driver.seal("GATE-L7", "T-2019")
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        token = make_token(b"s", "GATE-L7", "seal", "T-2019", 1, expires)
+        reply = await harness.driver.seal("GATE-L7", "T-2019", token)
         assert (reply.result, reply.state) == ("done", "sealed")
         reader, writer = await asyncio.open_connection("127.0.0.1", control_port)
         writer.write(b"rope_cut\nbad_checksum\n")

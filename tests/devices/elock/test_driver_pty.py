@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from devices.elock.authorisation import make_unseal_token
-from devices.elock.driver import ElockDriver, Jt808LockConfig
+from devices.elock.authorisation import TokenAction, make_token
+from devices.elock.driver import ElockDriver, Jt808LockConfig, LockEvent
+from devices.elock.report_mac import check_report_mac
 from tests.devices.elock.lockharness import Harness
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -127,7 +129,7 @@ async def test_reports_keep_a_time_scaled_clock() -> None:
             ran = (second - first).total_seconds()
             assert ran == pytest.approx((second_at - first_at) * 10, abs=6)
             # unseal tokens are still checked on the wall clock (the server's)
-            assert (await harness.driver.seal("L1", "TRIP-9")).result == "done"
+            assert await _seal(harness, "TRIP-9") == "done"
             reply = await harness.driver.unseal("L1", "TRIP-9", _token("TRIP-9"))
             assert (reply.result, reply.reason) == ("done", "")
     finally:
@@ -135,8 +137,34 @@ async def test_reports_keep_a_time_scaled_clock() -> None:
         await stub.process.wait()
 
 
-def _token(trip: str, minutes: int = 5, secret: bytes = SECRET) -> bytes:
-    return make_unseal_token(secret, "L1", trip, datetime.now(UTC) + timedelta(minutes=minutes))
+_COUNTERS = itertools.count(1)
+
+
+def _token(
+    trip: str, minutes: int = 5, secret: bytes = SECRET, action: TokenAction = "unseal"
+) -> bytes:
+    """A fresh single-use token (the next counter), as the server makes them."""
+    expires = datetime.now(UTC) + timedelta(minutes=minutes)
+    return make_token(secret, "L1", action, trip, next(_COUNTERS), expires)
+
+
+async def _seal(harness: Harness, trip: str) -> str:
+    reply = await harness.driver.seal("L1", trip, _token(trip, action="seal"))
+    return reply.result
+
+
+def _signed(event: LockEvent, secret: bytes = SECRET) -> bool:
+    assert event.counter is not None and event.mac is not None
+    return check_report_mac(
+        secret,
+        event.mac,
+        event.lock_id,
+        event.counter,
+        event.time,
+        event.state,
+        event.event,
+        event.battery_pct,
+    )
 
 
 async def test_status_events_arrive(harness: Harness) -> None:
@@ -154,7 +182,7 @@ async def test_status_events_arrive(harness: Harness) -> None:
 
 
 async def test_seal_unseal_inside_area(harness: Harness, stub: Stub) -> None:
-    reply = await harness.driver.seal("L1", "TRIP-1")
+    reply = await harness.driver.seal("L1", "TRIP-1", _token("TRIP-1", action="seal"))
     assert (reply.result, reply.state, reply.attempts) == ("done", "sealed", 1)
     await harness.wait_for(lambda e: e.event == "sealed" and e.state == "sealed")
     reply = await harness.driver.unseal("L1", "TRIP-1", _token("TRIP-1"))
@@ -164,7 +192,7 @@ async def test_seal_unseal_inside_area(harness: Harness, stub: Stub) -> None:
 
 
 async def test_unseal_outside_area_refused(harness: Harness, stub: Stub) -> None:
-    assert (await harness.driver.seal("L1", "TRIP-2")).result == "done"
+    assert await _seal(harness, "TRIP-2") == "done"
     await stub.control("position 22.6 113.9")  # ~6 km away
     reply = await harness.driver.unseal("L1", "TRIP-2", _token("TRIP-2"))
     assert (reply.result, reply.reason, reply.state) == ("refused", "outside_area", "sealed")
@@ -174,7 +202,7 @@ async def test_unseal_outside_area_refused(harness: Harness, stub: Stub) -> None
 
 
 async def test_wrong_token_counts_wrong_password(harness: Harness, stub: Stub) -> None:
-    assert (await harness.driver.seal("L1", "TRIP-3")).result == "done"
+    assert await _seal(harness, "TRIP-3") == "done"
     for expected in (1, 2):
         reply = await harness.driver.unseal("L1", "TRIP-3", _token("TRIP-3", secret=b"guess"))
         assert (reply.result, reply.reason, reply.wrong_passwords) == (
@@ -191,7 +219,7 @@ async def test_wrong_token_counts_wrong_password(harness: Harness, stub: Stub) -
 
 async def test_dropped_ack_is_retried(harness: Harness, stub: Stub) -> None:
     await stub.control("drop_acks 2")
-    reply = await harness.driver.seal("L1", "TRIP-4")
+    reply = await harness.driver.seal("L1", "TRIP-4", _token("TRIP-4", action="seal"))
     assert (reply.result, reply.state) == ("done", "sealed")
     assert reply.attempts >= 3  # two answers swallowed: at least two retries
     assert (await stub.control("status"))["drop_acks"] == 0
@@ -209,7 +237,7 @@ async def test_no_answer_fails_after_retries(harness: Harness, stub: Stub) -> No
 
 
 async def test_tamper_events_and_line_faults(harness: Harness, stub: Stub) -> None:
-    assert (await harness.driver.seal("L1", "TRIP-5")).result == "done"
+    assert await _seal(harness, "TRIP-5") == "done"
     await stub.control("rope_cut")
     event = await harness.wait_for(lambda e: e.event == "rope_cut")
     assert event.state == "open"
@@ -227,14 +255,76 @@ async def test_tamper_events_and_line_faults(harness: Harness, stub: Stub) -> No
 
 async def test_motor_stuck_and_shackle(harness: Harness, stub: Stub) -> None:
     await stub.control("motor_stuck on")
-    reply = await harness.driver.seal("L1", "TRIP-6")
+    reply = await harness.driver.seal("L1", "TRIP-6", _token("TRIP-6", action="seal"))
     assert (reply.result, reply.reason) == ("failed", "motor_stuck")
     await harness.wait_for(lambda e: e.event == "motor_stuck")
     await stub.control("motor_stuck off")
-    assert (await harness.driver.seal("L1", "TRIP-6")).result == "done"
+    assert await _seal(harness, "TRIP-6") == "done"
     await stub.control("shackle_open")
     event = await harness.wait_for(lambda e: e.event == "shackle_opened")
     assert event.state == "open"
+
+
+async def test_replayed_unseal_token_is_refused(harness: Harness, stub: Stub) -> None:
+    """A gateway that kept a token (or the same command resent with a new serial) cannot
+    open the lock a second time: each token works once."""
+    assert await _seal(harness, "TRIP-7") == "done"
+    token = _token("TRIP-7")
+    assert (await harness.driver.unseal("L1", "TRIP-7", token)).result == "done"
+    assert await _seal(harness, "TRIP-7") == "done"  # sealed again, with a new seal token
+    again = await harness.driver.unseal("L1", "TRIP-7", token)  # a new serial: carried out
+    assert (again.result, again.reason, again.state) == ("refused", "token_reused", "sealed")
+    state = await stub.control("status")
+    assert (state["state"], state["wrong_passwords"]) == ("sealed", 0)
+    # sealing needs a seal token: the unseal token does not do
+    unsealed = await harness.driver.unseal("L1", "TRIP-7", _token("TRIP-7"))
+    assert unsealed.result == "done"
+    forged = await harness.driver.seal("L1", "TRIP-8", _token("TRIP-8"))
+    assert (forged.result, forged.reason, forged.state) == ("refused", "bad_token", "unsealed")
+
+
+async def test_reports_are_signed_and_counted(harness: Harness, stub: Stub) -> None:
+    await stub.control("shell_tampered")
+    tampered = await harness.wait_for(lambda e: e.event == "shell_tampered")
+    later = await harness.wait_for(
+        lambda e: e.counter is not None and e.counter > (tampered.counter or 0)
+    )
+    events = [e for e in harness.events if e.raw_msg_id == 0x0200]
+    counters = [e.counter or 0 for e in events]
+    assert all(e.counter is not None for e in events)
+    assert counters == sorted(counters) and len(set(counters)) == len(counters)
+    assert all(_signed(e) for e in events)
+    assert _signed(tampered) and _signed(later)
+    assert not _signed(tampered, secret=b"lock-L2-secret")
+    # a changed report does not carry the lock's MAC any more
+    hidden = LockEvent(**{**vars(tampered), "event": "status"})
+    assert not _signed(hidden)
+
+
+async def test_counters_survive_a_restart_of_the_lock(tmp_path: Path) -> None:
+    state_file = tmp_path / "elock-L1.json"
+    seen: list[int] = []
+    for run in range(2):
+        stub = await start_stub("--state-file", str(state_file))
+        try:
+            async with driving(stub) as harness:
+                await harness.wait_for(lambda e: e.event == "status")
+                seen += [e.counter for e in harness.events if e.counter is not None]
+                if run == 0:
+                    assert await _seal(harness, "TRIP-R") == "done"
+                    token = _token("TRIP-R")
+                    assert (await harness.driver.unseal("L1", "TRIP-R", token)).result == "done"
+                else:  # the lock restarted unsealed; its new seal's token is newer still
+                    assert await _seal(harness, "TRIP-R") == "done"
+                    reply = await harness.driver.unseal("L1", "TRIP-R", token)
+                    assert (reply.result, reply.reason) == ("refused", "token_reused")
+        finally:
+            stub.process.terminate()
+            await stub.process.wait()
+    # the report counter went on where it stopped: never a counter sent twice
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    saved = json.loads(state_file.read_text())
+    assert saved["report_counter"] >= seen[-1] and saved["token_counter"] > 0
 
 
 async def test_unknown_lock_is_not_commanded(harness: Harness) -> None:
@@ -247,7 +337,7 @@ async def test_missing_port_reports_down_once() -> None:
         type="jt808",
         port="/dev/does-not-exist-elock",
         lock_ids=["L1"],
-        reconnect_initial_s=0.05,
+        reconnect_min_s=0.05,
         reconnect_max_s=0.1,
     )
     harness = Harness(ElockDriver(config))

@@ -1,8 +1,16 @@
-"""One accuracy run per test session and data set: the rows are shared by the tests."""
+"""One reading per image per test session: the held-out, in-sample and synthetic figures
+all judge the same readings (devices/ocr/accuracy.py)."""
 
 import pytest
 
-from devices.ocr.accuracy import ContainerRow, PlateRow, container_rows, plate_rows
+from devices.ocr.accuracy import (
+    Reading,
+    ReadingCache,
+    Report,
+    evaluate,
+    read_photos,
+    read_synthetic,
+)
 from devices.ocr.reader import GateReader
 from tests.realdata import REPO_DATA
 
@@ -13,22 +21,27 @@ def reader() -> GateReader:
 
 
 @pytest.fixture(scope="session")
-def container_table(shared_data, reader) -> list[ContainerRow]:
-    """Every labelled container photo, read in place (`make accuracy`)."""
-    return container_rows(shared_data, reader)
+def reading_cache(reader) -> ReadingCache:
+    return ReadingCache(reader)
+
+
+def _photos(data_dir, cache: ReadingCache) -> list[Reading]:
+    return read_photos(data_dir, "container", cache) + read_photos(data_dir, "plate", cache)
 
 
 @pytest.fixture(scope="session")
-def plate_table(shared_data, reader) -> list[PlateRow]:
-    return plate_rows(shared_data, reader)
+def synthetic_readings(reading_cache) -> list[Reading]:
+    """The camera stub's synthetic set (firmware_stubs/camera/synthetic.py)."""
+    return read_synthetic(reading_cache)
 
 
 @pytest.fixture(scope="session")
-def repo_container_table(reader) -> list[ContainerRow]:
-    """The container photos kept in the repository (tests/data/containers)."""
-    return container_rows(REPO_DATA, reader)
+def shared_report(shared_data, reading_cache) -> Report:
+    """Every labelled photo, read in place (`make accuracy`)."""
+    return evaluate(_photos(shared_data, reading_cache), [])
 
 
 @pytest.fixture(scope="session")
-def repo_plate_table(reader) -> list[PlateRow]:
-    return plate_rows(REPO_DATA, reader)
+def repo_report(reading_cache, synthetic_readings) -> Report:
+    """The photos kept in the repository (tests/data) and the synthetic set."""
+    return evaluate(_photos(REPO_DATA, reading_cache), synthetic_readings)

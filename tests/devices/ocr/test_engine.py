@@ -74,7 +74,7 @@ def test_each_check_digit_region_is_read_once_per_image(reader):
     gate = GateReader(engine=counting)  # type: ignore[arg-type]
     cand = Candidate("CSQU", "305438", None, 0.95, "owner+serial (line)", 70.0, serial, False)
     twin = Candidate("CSQU", "305438", None, 0.9, "one box", 70.0, serial, False)
-    looks: dict[tuple[int, int, int, int], tuple[str, float]] = {}
+    looks: dict[tuple[tuple[int, int, int, int], bool], tuple[str, float]] = {}
     found = gate._look_for_check_digits(image, [cand, twin], looks)
     assert [c.check for c in found] == ["3", "3"]
     assert len(counting.crops) == 1  # both candidates share one region

@@ -54,10 +54,10 @@ def test_plate_by_majority_and_contract_types():
     passage = fuse(views)
     assert passage.plate is not None
     assert passage.plate.text == "粤B12345"
-    assert isinstance(passage.contract_plate(), PlateReading)
-    reading = _res("TGHU8643952", 0.97).to_contract()
-    assert isinstance(reading, ContainerReading)
-    assert reading.model_dump(exclude_none=True) == {
+    PlateReading.model_validate(passage.plate.summary())
+    summary = _res("TGHU8643952", 0.97).summary()
+    ContainerReading.model_validate(summary)
+    assert summary == {
         "number": "TGHU8643952",
         "confidence": 0.97,
         "check_digit_ok": True,

@@ -214,7 +214,14 @@ def test_openapi_alarm_schema_has_the_contract_fields(api):
     fields = set(schemas["AlarmOut"]["properties"])
     contract = "id type severity trip_id vehicle_id first_at last_at count position status"
     assert set(contract.split()) | {"assignee", "comments"} <= fields
-    assert set(schemas["VerifyOut"]["properties"]) == {"ok", "entries", "first_bad_seq", "reason"}
+    assert set(schemas["VerifyOut"]["properties"]) == {
+        "ok",
+        "entries",
+        "first_bad_seq",
+        "reason",
+        "checkpoints",  # signed checkpoints outside the database (docs/alarms-and-audit.md)
+        "checkpoint",
+    }
 
 
 def test_alarm_vehicles_for_the_map(api, raised, services):

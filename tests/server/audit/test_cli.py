@@ -1,5 +1,6 @@
 """`bondwatch-server audit verify --config FILE`, run as a subprocess."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,68 @@ def test_cannot_run_without_a_database_and_server_cli_unchanged(tmp_path):
     assert res.returncode == 2 and "cannot reach the database" in res.stderr
     validated = run("--config", str(cfg), "--validate-config")
     assert validated.returncode == 0 and "OK" in validated.stdout
+
+
+def checkpointed_config(tmp_path: Path, url: str, folder: Path, key: Path) -> Path:
+    path = tmp_path / "server-checkpoints.yaml"
+    path.write_text(
+        f"storage:\n  url: {url}\n"
+        f"audit:\n  checkpoints:\n    key_file: {key}\n    folder: {folder}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_keygen_checkpoint_and_verify_exit_codes(tmp_path, store_url):
+    private, public = tmp_path / "keys" / "audit.pem", tmp_path / "keys" / "audit.pub"
+    private.parent.mkdir()
+    made = run("audit", "keygen", "--private", str(private), "--public", str(public))
+    assert made.returncode == 0 and "audit key " in made.stdout, made.stderr
+    assert private.stat().st_mode & 0o777 == 0o600
+    again = run("audit", "keygen", "--private", str(private), "--public", str(public))
+    assert again.returncode == 2 and "exists" in again.stderr  # never overwrites a key
+    store = Store.open(store_url)
+    fill(store, 4)
+    folder = tmp_path / "checkpoints"
+    cfg = checkpointed_config(tmp_path, store_url, folder, private)
+    plain = config(tmp_path, store_url)
+    written = run("audit", "checkpoint", "--config", str(cfg))
+    assert written.returncode == 0 and "checkpoint: seq 4, 4 entries" in written.stdout
+    ok = run("audit", "verify", "--config", str(cfg))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip() == "audit log intact: 4 entries, 1 signed checkpoints hold"
+    # A forged checkpoint line beside the real one.
+    (day,) = folder.iterdir()
+    line = day.read_text().strip()
+    day.write_text(line + "\n" + line.replace('"count":4', '"count":5') + "\n")
+    forged = run("audit", "verify", "--config", str(cfg))
+    assert forged.returncode == 1 and "bad signature" in forged.stdout
+    assert f"{day.name}:2" in forged.stdout
+    day.write_text(line + "\n")
+    # Entry 2 rewritten and every hash after it recomputed, in the database alone.
+    from tests.server.audit.test_checkpoints import rewrite
+
+    rewrite(store, edit_seq=2)
+    store.close()
+    assert run("audit", "verify", "--config", str(plain)).returncode == 0  # chain alone: blind
+    caught = run("audit", "verify", "--config", str(cfg))
+    assert caught.returncode == 1
+    assert (
+        "BROKEN at seq 4: entry 4 no longer has the hash checkpoint checkpoints-" in caught.stdout
+    )
+    # The same, with only the public key, on another host reading the folder.
+    elsewhere = run(
+        "audit", "verify", "--config", str(plain),
+        "--checkpoints", str(folder), "--public-key", str(public), "--json",
+    )  # fmt: skip
+    assert elsewhere.returncode == 1
+    answer = json.loads(elsewhere.stdout)
+    assert answer["first_bad_seq"] == 4 and answer["checkpoints"] == 1
+    assert answer["checkpoint"].endswith(".log:1")
+    # Cannot run: no public key for --checkpoints, a missing checkpoint folder.
+    nokey = run("audit", "verify", "--config", str(plain), "--checkpoints", str(folder))
+    assert nokey.returncode == 2 and "--public-key" in nokey.stderr
+    day.unlink()
+    folder.rmdir()
+    gone = run("audit", "verify", "--config", str(cfg))
+    assert gone.returncode == 2 and "no checkpoint folder or file" in gone.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import statistics
+import time
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -13,6 +16,8 @@ from server.auth.ratelimit import ClientLimiter, lockout_for
 from server.store import schema
 from tests.server.auth.session import PASSWORD, add_account, login
 from tests.server.conftest import declaration
+
+UNKNOWN_ANSWER = {"error": {"code": "bad_credentials", "message": "wrong username or password"}}
 
 
 def test_login_sets_a_strict_httponly_cookie_and_me_answers(make_client, services):
@@ -65,17 +70,53 @@ def test_account_locked_after_threshold_then_unlocked_by_admin(make_client, serv
     client = make_client(lockout_threshold=3, lockout_base_s=60)
     bad = {"username": "chen", "password": "not-the-password"}
     assert [client.post("/api/v1/auth/login", json=bad).status_code for _ in range(2)] == [401] * 2
+    # The third failure locks the account; the answer is an unknown account's.
     locked = client.post("/api/v1/auth/login", json=bad)
-    assert locked.status_code == 429 and locked.json()["error"]["code"] == "rate_limited"
-    assert 55 <= int(locked.headers["retry-after"]) <= 60
-    # Even the right password is refused while locked.
+    assert (locked.status_code, locked.json()) == (401, UNKNOWN_ANSWER)
+    # Even the right password is refused while locked, with the same answer.
     good = {"username": "chen", "password": PASSWORD}
-    assert client.post("/api/v1/auth/login", json=good).status_code == 429
+    refused = client.post("/api/v1/auth/login", json=good)
+    assert (refused.status_code, refused.json()) == (401, UNKNOWN_ANSWER)
+    assert "set-cookie" not in refused.headers and "retry-after" not in refused.headers
     admin = make_client(lockout_threshold=3, lockout_base_s=60)
     login(admin, "root-admin")
-    assert admin.get("/api/v1/users/chen").json()["locked_until"] is not None
+    until = admin.get("/api/v1/users/chen").json()["locked_until"]
+    assert until is not None
+    left = datetime.fromisoformat(until.replace("Z", "+00:00")) - utc_now()
+    assert 55 <= left.total_seconds() <= 60
     assert admin.patch("/api/v1/users/chen", json={"unlock": True}).status_code == 200
     assert client.post("/api/v1/auth/login", json=good).status_code == 200
+
+
+def test_a_locked_account_answers_as_an_unknown_one_in_as_long(make_client, services):
+    """Status, body, headers and time: nothing tells a locked account from a missing one."""
+    add_account(services, "lin", "officer")
+    client = make_client(lockout_threshold=1, lockout_base_s=600, client_max_failures=1000)
+    first = client.post("/api/v1/auth/login", json={"username": "lin", "password": "bad-1"})
+    assert first.status_code == 401  # locked from now on
+
+    def attempt(username: str, password: str) -> tuple[float, int, object, set[str]]:
+        started = time.perf_counter()
+        res = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        elapsed = time.perf_counter() - started
+        return elapsed, res.status_code, res.json(), set(res.headers) - {"date"}
+
+    timings: dict[str, list[float]] = {"locked": [], "unknown": []}
+    answers = set()
+    for round_ in range(7):
+        for kind, username, password in (
+            ("locked", "lin", PASSWORD),
+            ("unknown", f"nobody-{round_}", PASSWORD),
+        ):
+            elapsed, status, body, headers = attempt(username, password)
+            timings[kind].append(elapsed)
+            answers.add((status, json.dumps(body, sort_keys=True), frozenset(headers)))
+    assert len(answers) == 1, answers
+    assert next(iter(answers))[0] == 401
+    locked, unknown = (statistics.median(timings[k]) for k in ("locked", "unknown"))
+    # Both spend one argon2id check (tens of milliseconds); a locked account answered
+    # without one would be ten times faster.
+    assert 0.5 < locked / unknown < 2.0, (locked, unknown)
 
 
 def test_lockout_backoff_doubles_up_to_the_cap():

@@ -3,29 +3,79 @@ the create-admin command."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from server.__main__ import main as server_main
+from server.api.operations import operations_app
+from server.app import create_app
 from server.audit import verify
 from server.auth.policy import roles_for
+from server.config import HttpSettings, OperationsListener
 from server.store import Store, schema
 from tests.server.auth.session import PASSWORD, add_account, login
 from tests.server.conftest import declaration
 
+OPERATIONS = ("/metrics", "/api/v1/metrics", "/openapi.json", "/docs", "/redoc")
 
-def test_reads_need_an_account_health_and_metrics_do_not(make_client):
+
+def test_reads_metrics_and_api_docs_need_an_account_health_does_not(make_client, services):
     client = make_client()
-    for path in ("/api/v1/trips", "/api/v1/routes", "/api/v1/vehicles/positions", "/api/v1/users"):
+    for path in (
+        "/api/v1/trips",
+        "/api/v1/routes",
+        "/api/v1/vehicles/positions",
+        "/api/v1/users",
+        *OPERATIONS,
+    ):
         res = client.get(path)
         assert res.status_code == 401, path
         assert res.json()["error"]["code"] == "unauthenticated"
-    for path in ("/healthz", "/metrics", "/api/v1/healthz", "/api/v1/metrics"):
+    for path in ("/healthz", "/api/v1/healthz"):
         assert client.get(path).status_code == 200, path
     assert client.get("/").status_code == 200 and client.get("/login").status_code == 200
+    add_account(services, "u-officer", "officer")
+    login(client, "u-officer")
+    for path in OPERATIONS:
+        assert client.get(path).status_code == 200, path
+    assert "/api/v1/trips" in client.get("/openapi.json").json()["paths"]
+    assert "swagger-ui" in client.get("/docs").text and "redoc" in client.get("/redoc").text
+
+
+def test_operations_on_a_listener_of_their_own(services):
+    """With `http.operations_listener`, the operations endpoints leave the main listener
+    and are served on theirs without an account (a management network)."""
+    http = HttpSettings(operations_listener=OperationsListener(port=0))
+    svc = dataclasses.replace(services, config=services.config.model_copy(update={"http": http}))
+    api = create_app(svc)
+    add_account(services, "u-officer", "officer")
+    with TestClient(api) as main, TestClient(operations_app(api, svc)) as operations:
+        login(main, "u-officer")
+        for path in OPERATIONS:
+            if path.startswith("/api/v1/"):
+                assert main.get(path).status_code == 200, path  # the REST API's own
+                continue
+            assert main.get(path).status_code == 404, path
+            assert operations.get(path).status_code == 200, path
+        assert "/api/v1/trips" in operations.get("/openapi.json").json()["paths"]
+        assert operations.get("/api/v1/trips").status_code == 404  # nothing else there
+
+
+def test_prometheus_scrapes_metrics_with_an_integration_token(make_client, services):
+    add_account(services, "admin", "admin")
+    add_account(services, "prometheus", "integration", password=None)
+    admin = make_client()
+    login(admin, "admin")
+    token = admin.post("/api/v1/users/prometheus/tokens", json={"name": "scrape"}).json()["token"]
+    scraper = make_client()
+    assert scraper.get("/metrics").status_code == 401
+    res = scraper.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/plain")
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,18 @@ def gate_api(gate_world: GateWorld) -> Iterator[TestClient]:
     with TestClient(create_app(gate_world.services, gates=gate_world.gates)) as client:
         login_as(client, gate_world.services, "supervisor")
         yield client
+
+
+def integration_client(
+    api: TestClient, services: Services, name: str = "decl-system"
+) -> TestClient:
+    """A client of the app of `api` with an integration account's API token."""
+    from server.auth.accounts import AccountStore
+    from server.auth.config import AuthSettings
+    from tests.server.auth.session import add_account
+
+    add_account(services, name, "integration", password=None)
+    token, _ = AccountStore(services.store.engine, AuthSettings()).issue_token(
+        "test", name, "declaration system", None, utc_now()
+    )
+    return TestClient(api.app, headers={"Authorization": f"Bearer {token}"})

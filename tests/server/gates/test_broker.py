@@ -28,16 +28,18 @@ from contract.signing import (
     private_key_to_pem,
 )
 from contract.version import TOPIC_PREFIX
+from devtools.broker import MosquittoBroker
 from server.alarms import AlarmService
 from server.app import serve
 from server.config import HttpSettings, ServerConfig, StorageSettings
-from server.demo.broker import MosquittoBroker
 from server.gates.commands import CommandSigner
+from server.gates.config import GatesSettings
 from server.gates.service import GateService
 from server.geo import Geography
 from server.store import Store
+from tests.lock_reports import signed_lock_fields
 from tests.server.conftest import declaration, demo_geography
-from tests.server.gates.conftest import passage_fields
+from tests.server.gates.conftest import LOCK_SECRET, passage_fields
 
 ORIGIN, DEST = "G-HUANGPU-1", "G-BAIYUN-1"
 COMMANDS = f"{TOPIC_PREFIX}/gate/+/command"
@@ -57,7 +59,7 @@ class Gates:
 
     async def publish(self, channel: str, node: str, topic: str, **fields: Any) -> None:
         self.seq[node] = self.seq.get(node, 0) + 1
-        body = {"node_id": node, "seq": self.seq[node], "ts": format_ts(utc_now()), **fields}
+        body = {"node_id": node, "seq": self.seq[node], "ts": format_ts(utc_now())} | fields
         await self.client.publish(topic, json.dumps(body).encode(), qos=1)
 
     async def pump(self) -> None:
@@ -104,12 +106,15 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
     key_file.write_bytes(private_key_to_pem(key))
     db = f"sqlite:///{tmp_path / 'store.db'}"
     run = uuid.uuid4().hex[:8]
+    secrets = tmp_path / "lock-secrets.yaml"
+    secrets.write_text(f"EL-1: {LOCK_SECRET}\n", encoding="utf-8")
     config = ServerConfig(
         broker=BrokerSettings(host=broker.host, port=broker.port, client_id=f"srv-{run}"),
         http=HttpSettings(port=0),
         storage=StorageSettings(url=db),
         geography=demo_geography(),
         signing_key_file=key_file,
+        gates=GatesSettings(lock_secrets_file=secrets),
     )
     store = Store.open(db)
     now = utc_now()
@@ -128,8 +133,11 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
         pump = asyncio.create_task(gate.pump())
         try:
             for vehicle, _, _ in TRUCKS.values():
-                await gate.publish("lock", vehicle, topics.lock(vehicle), lock_id="EL-1",
-                                   state="sealed", event="sealed", battery_pct=88)  # fmt: skip
+                now = utc_now().replace(microsecond=0)
+                signed = signed_lock_fields(LOCK_SECRET, "EL-1", now, "sealed", "sealed", 88)
+                await gate.publish(
+                    "lock", vehicle, topics.lock(vehicle), ts=format_ts(now), **signed
+                )
             await wait_until(lambda: store.message_count() >= 2)
             # departures: each answered within a second by a signed open
             for declaration_id, (_, container, plate) in TRUCKS.items():

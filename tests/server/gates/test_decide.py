@@ -197,6 +197,11 @@ def test_arrival_lists_every_failing_reason() -> None:
         ({"release": ReleaseRecord(None, None, True)}, "inspection_requested"),
         ({"seal_alarms": ("LOCK_OPENED",)}, "seal_broken"),
         ({"lock_states": {"EL-1": "unsealed"}}, "lock_not_sealed"),
+        (
+            {"lock_states": {}, "unauthenticated_locks": {"EL-1": "no secret is configured"}},
+            "lock_unauthenticated",
+        ),
+        ({"seal_alarms": ("LOCK_REPORT_FORGED",)}, "seal_broken"),
         ({"unresolved_alarms": ("POSITION_IMPLAUSIBLE",)}, "unresolved_alarm"),
         ({"credit": "dishonest"}, "dishonest"),
         ({"started_at": None}, "not_started"),
@@ -223,7 +228,11 @@ def test_every_reason_code_is_exercised() -> None:
     exercised = {
         "no_declaration", "ambiguous", "container_review", "check_digit",
         "container_undeclared", "container_missing", "plate_review", "plate_mismatch",
-        "lock_not_sealed", "lock_unreported", "seal_broken", "release_missing",
+        "lock_not_sealed", "lock_unreported", "lock_unauthenticated", "seal_broken",
+        "release_missing",
         "inspection_requested", "unresolved_alarm", "time_limit", "dishonest", "not_started",
+        # on an appointment: tests/server/gates/test_appointment_decide.py
+        "appointment_window", "appointment_used", "appointment_direction",
+        "appointment_containers",
     }  # fmt: skip
     assert exercised == set(REASON_CODES)

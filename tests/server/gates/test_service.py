@@ -15,11 +15,12 @@ from sqlalchemy import select
 from contract.ids import format_ts, utc_now
 from contract.payloads import GateCommand, Passage, TruckCommand, decode_edge
 from contract.signing import CommandVerifier, MemoryNonceStore
-from devices.elock.authorisation import check_unseal_token
+from devices.elock.authorisation import check_token
 from server.alarms import AlarmQuery, AlarmService
 from server.audit import verify
 from server.store import schema
 from server.trips import TripTracker
+from tests.lock_reports import signed_lock_fields
 from tests.server.auth.session import add_account, login
 from tests.server.conftest import declaration
 from tests.server.gates.conftest import LOCK_SECRET, GateWorld, passage_fields
@@ -32,11 +33,18 @@ def register(world: GateWorld, **over: object) -> None:
     world.services.store.create_declaration(declaration(**over), utc_now() - timedelta(hours=3))
 
 
-def sealed(world: GateWorld, vehicle: str = "TRK-1", state: str = "sealed", ago_min: float = 70):
-    world.feed(
-        "lock", vehicle, utc_now() - timedelta(minutes=ago_min), lock_id="EL-1", state=state,
-        event="sealed" if state == "sealed" else "unsealed", battery_pct=90,
-    )  # fmt: skip
+def sealed(
+    world: GateWorld,
+    vehicle: str = "TRK-1",
+    state: str = "sealed",
+    ago_min: float = 70,
+    secret: str = LOCK_SECRET,
+    lock_id: str = "EL-1",
+) -> None:
+    """A lock report signed by the lock (with `secret`)."""
+    event = "sealed" if state == "sealed" else "unsealed"
+    at = (utc_now() - timedelta(minutes=ago_min)).replace(microsecond=0)
+    world.feed("lock", vehicle, at, **signed_lock_fields(secret, lock_id, at, state, event, 90))
 
 
 def pass_gate(
@@ -98,6 +106,51 @@ def test_departure_with_an_unsealed_lock_holds_and_the_trip_waits(gate_world: Ga
     assert trip is not None and trip["status"] == "declared" and trip["started_at"] is None
     alarms, _ = AlarmService(gate_world.services.store.engine).find(AlarmQuery())
     assert alarms == []  # a lock not yet sealed is no gate mismatch
+
+
+def test_departure_holds_a_lock_whose_newest_report_is_forged(gate_world: GateWorld) -> None:
+    """A tampered gateway's "sealed" after the lock's own "unsealed" changes nothing: the
+    gate does not believe it, and does not fall back on an older state either."""
+    register(gate_world)
+    sealed(gate_world, state="unsealed", ago_min=75)
+    sealed(gate_world, ago_min=70, secret="not-the-lock-secret-000")  # forged by the gateway
+    command = pass_gate(gate_world, ORIGIN, "P-1", 60)
+    assert command is not None and command.action == "hold"
+    assert command.reasons == ["lock EL-1 cannot be authenticated: its newest report fails its MAC"]
+    # The same report without MAC or counter (stripped) is no better.
+    at = (utc_now() - timedelta(minutes=65)).replace(microsecond=0)
+    stripped = signed_lock_fields(LOCK_SECRET, "EL-1", at, "sealed", "sealed", 90)
+    del stripped["mac"], stripped["counter"]
+    gate_world.feed("lock", "TRK-1", at, **stripped)
+    command = pass_gate(gate_world, ORIGIN, "P-2", 60)
+    assert command is not None and command.action == "hold"
+    # The lock's own next report is believed again.
+    sealed(gate_world, ago_min=62)
+    command = pass_gate(gate_world, ORIGIN, "P-3", 60)
+    assert command is not None and command.action == "open", command
+
+
+def test_departure_holds_a_lock_whose_newest_report_is_a_replay(gate_world: GateWorld) -> None:
+    """The gateway keeps the lock's authentic "sealed" and sends it again after the lock's
+    "unsealed": authentic, received last, but its counter gives it away."""
+    register(gate_world)
+    at = (utc_now() - timedelta(minutes=75)).replace(microsecond=0)
+    old = signed_lock_fields(LOCK_SECRET, "EL-1", at, "sealed", "sealed", 90, counter=41)
+    gate_world.feed("lock", "TRK-1", at, **old)
+    sealed(gate_world, state="unsealed", ago_min=72)  # counter > 41
+    gate_world.feed("lock", "TRK-1", at, **old)  # the replay, a new seq
+    command = pass_gate(gate_world, ORIGIN, "P-1", 60)
+    assert command is not None and command.action == "hold"
+    [reason] = command.reasons
+    assert reason.startswith("lock EL-1 cannot be authenticated: its newest report (counter 41)")
+
+
+def test_a_lock_without_a_secret_is_held_as_unauthenticated(gate_world: GateWorld) -> None:
+    register(gate_world, lock_ids=["EL-9"])
+    sealed(gate_world, lock_id="EL-9", secret="whatever-the-lock-has-0")
+    command = pass_gate(gate_world, ORIGIN, "P-1", 60)
+    assert command is not None and command.action == "hold"
+    assert command.reasons == ["lock EL-9 cannot be authenticated: no secret is configured for it"]
 
 
 def test_unknown_truck_is_held_with_a_gate_mismatch(gate_world: GateWorld) -> None:
@@ -373,10 +426,30 @@ def test_remote_unseal_only_inside_the_destination_site(
     assert command.lock_token is not None
     token = base64.b64decode(command.lock_token)
     secret = LOCK_SECRET.encode()
-    assert check_unseal_token(secret, "EL-1", "D-0001", token, utc_now()) == "ok"
-    assert check_unseal_token(secret, "EL-1", "D-0002", token, utc_now()) == "bad_token"
+    ok = check_token(secret, "EL-1", "unseal", "D-0001", token, utc_now(), 0)
+    assert ok.result == "ok"
+    assert check_token(secret, "EL-1", "unseal", "D-0002", token, utc_now(), 0).result == (
+        "bad_token"
+    )
+    assert check_token(secret, "EL-1", "seal", "D-0001", token, utc_now(), 0).result == (
+        "bad_token"
+    )
     later = utc_now() + timedelta(seconds=301)
-    assert check_unseal_token(secret, "EL-1", "D-0001", token, later) == "token_expired"
+    assert check_token(secret, "EL-1", "unseal", "D-0001", token, later, 0).result == (
+        "token_expired"
+    )
+    # single-use: a second authorisation carries a higher counter; this one is then dead
+    res = gate_api.post(url, json={"comment": "once more"})
+    assert res.status_code == 200, res.text
+    second = gate_world.recorder.sent[-1][1]
+    assert isinstance(second, TruckCommand) and second.lock_token is not None
+    newer = check_token(
+        secret, "EL-1", "unseal", "D-0001", base64.b64decode(second.lock_token), utc_now(), 0
+    )
+    assert newer.result == "ok" and newer.counter > ok.counter
+    assert check_token(
+        secret, "EL-1", "unseal", "D-0001", token, utc_now(), newer.counter
+    ).result == ("token_reused")
     assert ("test-supervisor", "trip.unseal", "D-0001") in audit_actions(gate_world)
     # An unknown lock has no secret: refused, nothing sent.
     register(gate_world, declaration_id="D-0002", vehicle_id="TRK-2", lock_ids=["EL-9"])

@@ -32,14 +32,15 @@ from contract.signing import (
     load_private_key,
     private_key_to_pem,
 )
+from devtools.broker import MosquittoBroker, free_port
 from server.alarms import AlarmService
 from server.config import HttpSettings, ServerConfig, StorageSettings
-from server.demo.broker import MosquittoBroker, free_port
+from server.gates.config import GatesSettings
 from server.gates.store import GateStore
 from server.gates.worker import GATE_NICE, GateWorker, WorkerSpec
 from server.store import Store
 from tests.server.conftest import declaration, demo_geography
-from tests.server.gates.conftest import passage_fields
+from tests.server.gates.conftest import LOCK_SECRET, passage_fields
 from tests.server.gates.test_broker import COMMANDS, Gates, wait_until
 
 ORIGIN = "G-HUANGPU-1"
@@ -49,6 +50,8 @@ PROJECT = Path(__file__).resolve().parents[3]
 def _config(broker: MosquittoBroker, tmp_path: Path) -> tuple[ServerConfig, Path]:
     key_file = tmp_path / "server.pem"
     key_file.write_bytes(private_key_to_pem(generate_private_key()))
+    secrets = tmp_path / "lock-secrets.yaml"
+    secrets.write_text(f"EL-1: {LOCK_SECRET}\n", encoding="utf-8")
     config = ServerConfig(
         broker=BrokerSettings(
             host=broker.host, port=broker.port, client_id=f"srv-{uuid.uuid4().hex[:8]}"
@@ -57,6 +60,7 @@ def _config(broker: MosquittoBroker, tmp_path: Path) -> tuple[ServerConfig, Path
         storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
         geography=demo_geography(),
         signing_key_file=key_file,
+        gates=GatesSettings(lock_secrets_file=secrets),
     )
     return config, key_file
 

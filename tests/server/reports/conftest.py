@@ -1,5 +1,6 @@
-"""A server over SQLite or PostgreSQL (`store_url`) with a signing GateService, accounts
-of every role, and a geography whose route R-HP-BY has a name that needs CSV quoting."""
+"""A server over SQLite or PostgreSQL (`store_url`) with a signing GateService and the
+fleet's lock secrets, accounts of every role, and a geography whose route R-HP-BY has a
+name that needs CSV quoting."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from server.auth.config import AuthSettings
 from server.auth.roles import Role
 from server.config import GeographySettings, ServerConfig, StorageSettings
 from server.gates.commands import CommandSigner
+from server.gates.config import GatesSettings
 from server.gates.service import GateService
 from server.services import Services
+from tests.lock_reports import write_lock_secrets
 from tests.server.auth.session import add_account, login
 from tests.server.conftest import DEMO
 from tests.server.gates.conftest import Recorder
-from tests.server.reports.fleet import Fleet
+from tests.server.reports.fleet import FLEET_LOCK_SECRETS, Fleet
 
 #: R-HP-BY's name in these tests: a comma, quotes and Chinese, as a CSV must carry them.
 QUOTED_NAME = '黄埔新港 → 白云, "综保区"'
@@ -89,6 +92,9 @@ def world(store_url: str, tmp_path: Path) -> Iterator[ReportWorld]:
         storage=StorageSettings(url=store_url),
         geography=geography(tmp_path / "routes"),
         signing_key_file=key_file,
+        gates=GatesSettings(
+            lock_secrets_file=write_lock_secrets(tmp_path / "lock-secrets.yaml", FLEET_LOCK_SECRETS)
+        ),
     )
     svc = build_services(config)
     gates = GateService(

@@ -19,12 +19,25 @@ from server.gates.decide import Decision
 from server.gates.service import GateService
 from server.services import Services
 from server.store.database import IncomingMessage
+from tests.lock_reports import signed_lock_fields
 
 HUANGPU, NANSHA, BAIYUN = "G-HUANGPU-1", "G-NANSHA-2", "G-BAIYUN-1"
 HP_BY, NS_BY = "R-HP-BY", "R-NS-BY"
 #: The fortnight of `standard_scenario`, as the console sends it (Asia/Shanghai).
 WINDOW_FROM = "2026-11-01T00:00:00+08:00"
 WINDOW_TO = "2026-11-16T00:00:00+08:00"
+
+
+def fleet_lock_id(n: int) -> str:
+    """The lock trip `n` of the fleet carries."""
+    return f"EL-{n:03d}"
+
+
+#: The secrets of the fleet's locks (trips 1–20), as the server holding the fleet is
+#: configured with them (`gates.lock_secrets_file`): its gates authenticate their reports.
+FLEET_LOCK_SECRETS = {
+    fleet_lock_id(n): f"fleet-lock-{fleet_lock_id(n)}-secret" for n in range(1, 21)
+}
 
 
 def at(text: str) -> datetime:
@@ -73,7 +86,7 @@ class Fleet:
             route=route,
             trip_id=f"D-RPT-{n:03d}",
             vehicle_id=f"TRK-{n:03d}",
-            lock_id=f"EL-{n:03d}",
+            lock_id=fleet_lock_id(n),
             container=with_check_digit(f"BWTU{n:06d}"),
             plate=f"粤B{n:05d}",
         )
@@ -116,10 +129,11 @@ class Fleet:
         return Decision(row["decision"], (), row["trip_id"], row["phase"])
 
     def depart(self, ref: TripRef, ts: datetime) -> Decision:
-        self.feed(
-            "lock", ref.vehicle_id, ts - timedelta(minutes=10), lock_id=ref.lock_id,
-            state="sealed", event="sealed", battery_pct=90,
-        )  # fmt: skip
+        """The lock's signed `sealed` report 10 minutes before, then the departure gate."""
+        sealed = (ts - timedelta(minutes=10)).replace(microsecond=0)  # a lock's whole seconds
+        secret = FLEET_LOCK_SECRETS[ref.lock_id]
+        report = signed_lock_fields(secret, ref.lock_id, sealed, "sealed", "sealed", 90)
+        self.feed("lock", ref.vehicle_id, sealed, **report)
         origin = {HP_BY: HUANGPU, NS_BY: NANSHA}[ref.route]
         return self.passage(origin, f"P-{ref.n:03d}-DEP", ts, ref.container, ref.plate)
 

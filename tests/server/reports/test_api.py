@@ -198,11 +198,15 @@ def test_csv_of_each_report_reads_back(world: ReportWorld) -> None:
     rows = read_csv(api, "gate-release.csv", **WINDOW)
     assert rows == [
         ["gate_id", "gate_name", "passages", "auto_open", "held", "overridden_open",
-         "overridden_hold", "auto_release_rate"],
-        ["G-BAIYUN-1", "白云综保区 1号卡口 Baiyun CBZ gate 1", "4", "3", "0", "1", "0", "0.7500"],
-        ["G-HUANGPU-1", "黄埔新港 3号卡口 Huangpu gate 3", "5", "4", "1", "0", "0", "0.8000"],
-        ["G-NANSHA-2", "南沙港 2号卡口 Nansha gate 2", "1", "1", "0", "0", "0", "1.0000"],
-        ["*", "", "10", "8", "1", "1", "0", "0.8000"],
+         "overridden_hold", "auto_release_rate", "corrected", "corrected_open",
+         "appointment_open"],
+        ["G-BAIYUN-1", "白云综保区 1号卡口 Baiyun CBZ gate 1", "4", "3", "0", "1", "0", "0.7500",
+         "0", "0", "0"],
+        ["G-HUANGPU-1", "黄埔新港 3号卡口 Huangpu gate 3", "5", "4", "1", "0", "0", "0.8000",
+         "0", "0", "0"],
+        ["G-NANSHA-2", "南沙港 2号卡口 Nansha gate 2", "1", "1", "0", "0", "0", "1.0000",
+         "0", "0", "0"],
+        ["*", "", "10", "8", "1", "1", "0", "0.8000", "0", "0", "0"],
     ]  # fmt: skip
 
 
@@ -293,7 +297,8 @@ def test_too_many_buckets_is_refused(world: ReportWorld) -> None:
 
 
 def test_reports_are_in_the_openapi_document(world: ReportWorld) -> None:
-    paths = world.client(None).get("/openapi.json").json()["paths"]
+    assert world.client(None).get("/openapi.json").status_code == 401  # signed-in only
+    paths = world.client("officer").get("/openapi.json").json()["paths"]
     for name in REPORTS:
         assert f"/api/v1/reports/{name}" in paths and f"/api/v1/reports/{name}.csv" in paths
     params = {p["name"] for p in paths["/api/v1/reports/alarms-by-day"]["get"]["parameters"]}

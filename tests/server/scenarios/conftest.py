@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.demo.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
+from devtools.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
 from tests.server.scenarios.harness import World
 
 

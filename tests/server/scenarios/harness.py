@@ -41,10 +41,10 @@ from contract.signing import (
     private_key_to_pem,
 )
 from contract.version import TOPIC_PREFIX
-from server.demo.accounts import create_demo_accounts
-from server.demo.broker import MosquittoBroker, free_port
-from server.demo.processes import Child
-from tests.server.scenarios.tracks import DEMO, Message, Truck
+from demo.accounts import create_demo_accounts
+from devtools.broker import MosquittoBroker, free_port
+from devtools.processes import Child
+from tests.server.scenarios.tracks import DEMO, SCENARIO_LOCK_SECRETS, Message, Truck
 
 MARKER_NODE = "SCENARIO-MARKER"
 _LETTERS = [n for n in range(10, 39) if n % 11]  # ISO 6346: A=10 … skipping 11, 22, 33
@@ -146,6 +146,8 @@ class World:
         credentials = create_demo_accounts(f"sqlite:///{self.db}")
         self.token = credentials.integration_token
         self.passwords = credentials.passwords
+        lock_secrets = self.root / "lock-secrets.yaml"
+        lock_secrets.write_text(yaml.safe_dump(SCENARIO_LOCK_SECRETS), encoding="utf-8")
         config = self.root / "server.yaml"
         config.write_text(
             yaml.safe_dump(
@@ -158,12 +160,16 @@ class World:
                     "http": {"host": "127.0.0.1", "port": self.http_port},
                     "storage": {"url": f"sqlite:///{self.db}"},
                     "signing_key_file": str(self.key_file),
+                    "gates": {"lock_secrets_file": str(lock_secrets)},
                     "geography": {
                         "profiles": str(DEMO / "profiles.yaml"),
                         "routes": [str(p) for p in sorted((DEMO / "routes").glob("*.geojson"))],
                         "zones": [str(DEMO / "zones.geojson")],
                     },
-                    "ingest": {"batch_wait_ms": 5},
+                    # Simulated trucks play hours of a trip in seconds: their fixes are
+                    # dated up to a day ahead of the server's clock, which a real device's
+                    # never are (tests/hil/test_hostile_devices.py keeps the default).
+                    "ingest": {"batch_wait_ms": 5, "max_clock_ahead_s": 86_400},
                 }
             ),
             encoding="utf-8",
@@ -244,6 +250,18 @@ class World:
                 },
             )
             self.wait_for(lambda s=seq: self.stored(MARKER_NODE, s), timeout)
+        # The rules run in the judge worker, behind the store: wait until it has judged
+        # everything handed to it (on a loaded machine it lags by a second or more).
+        self.wait_for(lambda: self.judge_pending() == 0, timeout)
+
+    def judge_pending(self) -> float:
+        """Messages stored and handed to the judge worker, not judged yet (`/metrics`)."""
+        res = self.api.get("/metrics")
+        assert res.status_code == 200, res.text
+        for line in res.text.splitlines():
+            if line.startswith("bondwatch_judge_pending_messages "):
+                return float(line.split()[1])
+        return 0.0  # nothing handed to the judge yet
 
     def stored(self, node_id: str, seq: int) -> bool:
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:

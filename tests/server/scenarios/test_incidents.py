@@ -265,11 +265,37 @@ def test_lock_tamper(world: World) -> None:
     assert detail(alarm)["event"] == "shell_tampered"
 
 
+def test_forged_and_replayed_lock_reports(world: World) -> None:
+    """A tampered gateway (it holds no lock secret) makes up a "sealed" report, and later
+    sends the lock's own honest report again: each raises the critical LOCK_REPORT_FORGED;
+    the lock's honest reports around them raise nothing."""
+    truck, _ = world.begin("TRK-FORGE", seed=34)
+    truck.along(10_000, 70)
+    honest = truck.lock("sealed")
+    truck.along(12_000, 70)
+    truck.lock_secret = "the-gateway-guesses-a-key"
+    forged = truck.lock("sealed")
+    truck.lock_secret, truck.lock_counter = "", truck.lock_counter - 1  # the lock's own again
+    truck.along(15_000, 70)
+    kept = {k: v for k, v in honest.payload.items() if k not in ("node_id", "seq")}
+    truck._emit("lock", **kept)  # the replay: a new seq, the old ts, counter and MAC
+    truck.along(22_000, 70)
+    alarms = world.run(truck)
+
+    assert types(alarms) == {"LOCK_REPORT_FORGED"}
+    (alarm,) = alarms  # one alarm, raised twice: `the_alarm` wants a single raise
+    assert alarm["severity"] == "critical" and alarm["count"] == 2
+    # the replay is dated as the report it repeats; the forgery is the later one
+    assert (at(alarm), at(alarm, "last_at")) == (honest.ts, forged.ts)
+    assert detail(alarm)["reason"] in ("bad_mac", "replayed")
+    assert alarm["status"] == "active_unack"
+
+
 def test_lock_low_battery(world: World) -> None:
     truck, _ = world.begin("TRK-BATT", seed=33)
     truck.battery_pct = 26.0
     truck.along(8_000, 70)
-    truck.battery_pct = 24.6
+    truck.battery_pct = 24.0  # a lock reports whole percent
     low = truck.lock(event="low_battery")
     truck.along(12_000, 70)  # further status reports, still low: no repeat
     truck.battery_pct = 95.0  # the driver swapped the battery pack
@@ -339,9 +365,11 @@ def the_alarm_of_gate(world: World, gate: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the gateway falls silent
 @pytest.mark.slow  # ~40 s on the server's clock
 def test_device_offline(world: World) -> None:
-    """DEVICE_OFFLINE is judged on the server's clock (the timers), so these trucks' fix
-    times lie in the past: a gateway that loses its connection (the broker publishes its
-    last will), one that stops reporting, and one dead from the departure gate on."""
+    """DEVICE_OFFLINE is judged on the server's clock (the timers) from when the server
+    last RECEIVED a message, whatever the messages' own times: a gateway that loses its
+    connection (the broker publishes its last will) is raised; one whose last messages
+    are dated `silence_s` ago, and one whose departure was, are not silent — the server
+    received them just now (silence by receive time: tests/server/test_judge.py)."""
     silence = PROFILE.silence_s
     now = utc_now().replace(microsecond=0)
     # the last will: composed when the agent connected, 200 s ago
@@ -362,7 +390,7 @@ def test_device_offline(world: World) -> None:
     quiet.along(170, 30)
     world.publish(quiet.take())
     # mute: dead from the departure gate on, which it passed `silence` - 5 s ago
-    mute, mute_trip = world.begin("TRK-MUTE", start=now - timedelta(seconds=silence + 55), seed=43)
+    _mute, mute_trip = world.begin("TRK-MUTE", start=now - timedelta(seconds=silence + 55), seed=43)
     world.settle()
     judged = utc_now()  # the server has all three trips, and knows what they sent
     link.cut()
@@ -371,24 +399,17 @@ def test_device_offline(world: World) -> None:
         found = [a for a in world.alarms(trip) if a["type"] == "DEVICE_OFFLINE"]
         return found[0] if found else None
 
-    trips = (willing_trip.declaration_id, quiet_trip.declaration_id, mute_trip.declaration_id)
-    world.wait_for(lambda: all(raised(t) for t in trips), 40, interval=0.5)
+    world.wait_for(lambda: raised(willing_trip.declaration_id), 40, interval=0.5)
     cut_at = utc_now()
-    will_alarm, quiet_alarm, mute_alarm = (
-        the_alarm(world.alarms(t), "DEVICE_OFFLINE") for t in trips
-    )
-    for alarm in (will_alarm, quiet_alarm, mute_alarm):
-        assert types(world.alarms(alarm["trip_id"])) == {"DEVICE_OFFLINE"}
+    will_alarm = the_alarm(world.alarms(willing_trip.declaration_id), "DEVICE_OFFLINE")
+    assert types(world.alarms(will_alarm["trip_id"])) == {"DEVICE_OFFLINE"}
+    # received well under `silence_s` ago: not silent, whatever their messages' dates
+    assert raised(quiet_trip.declaration_id) is None
+    assert raised(mute_trip.declaration_id) is None
     # the will: raised when the connection was lost, after everything it had sent
     assert detail(will_alarm)["reason"] == "last will: offline"
     assert willing.messages[-1].ts < at(will_alarm) <= cut_at
-    # silence: `silence_s` after the last message, on the next timer tick (every 5 s) —
-    # or, on a machine slower than the margin, on the first tick after the server knew
-    for alarm, last in ((quiet_alarm, quiet.messages[-1].ts), (mute_alarm, mute.now)):
-        assert detail(alarm)["last_heard_at"] == last.isoformat()  # mute: its departure
-        assert detail(alarm)["silent_s"] >= silence
-        due = max(last + timedelta(seconds=silence), judged)
-        assert at(alarm) <= due + timedelta(seconds=5 + 3)
+    assert utc_now() - judged < timedelta(seconds=silence)  # the premise of the two above
 
     # back: the quiet one reports again; the other agent reconnects (a new will reserved,
     # so the server holds what follows that gap in its seqs for up to 30 s)
@@ -414,10 +435,6 @@ def test_device_offline(world: World) -> None:
         )
     finally:
         again.close()
-    quiet_alarm = the_alarm(world.alarms(quiet_trip.declaration_id), "DEVICE_OFFLINE")
-    assert at(quiet_alarm, "cleared_at") == quiet.messages[-1].ts
     will_alarm = the_alarm(world.alarms(willing_trip.declaration_id), "DEVICE_OFFLINE")
     assert at(will_alarm, "cleared_at") == link_back.ts
-    assert the_alarm(world.alarms(mute_trip.declaration_id), "DEVICE_OFFLINE")["status"] == (
-        "active_unack"
-    )
+    assert raised(mute_trip.declaration_id) is None  # received under `silence_s` ago

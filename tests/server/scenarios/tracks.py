@@ -38,6 +38,7 @@ from contract.ids import format_ts, parse_ts
 from edge.truck.policy import ReportingPolicy, Sample, should_report
 from server.geo import Geography, Route, Zone
 from server.geo.projection import FloatArray
+from tests.lock_reports import signed_lock_fields
 
 PROJECT = Path(__file__).resolve().parents[3]
 DEMO = PROJECT / "config" / "demo"
@@ -109,6 +110,10 @@ class Message:
         return Message(self.channel, {**self.payload, "replayed": True})
 
 
+#: The secrets of the scenario trucks' locks, as the server is configured with them.
+SCENARIO_LOCK_SECRETS = {"EL-1": "scenario-lock-EL-1-secret"}
+
+
 # ---------------------------------------------------------------- the truck
 @dataclass
 class Truck:
@@ -122,6 +127,9 @@ class Truck:
     lock_every_s: float = LOCK_EVERY_S
     #: the next seq; the agent reserves seq 1 for its first last will (never sent here)
     next_seq: int = 2
+    #: the lock's secret (the server holds it: `SCENARIO_LOCK_SECRETS`) and report counter
+    lock_secret: str = ""
+    lock_counter: int = 0
 
     def __post_init__(self) -> None:
         self.geo = demo_geography()
@@ -200,12 +208,13 @@ class Truck:
     def lock(self, state: str | None = None, event: str = "status", **extra: Any) -> Message:
         """A lock report (the lock's status heartbeat, or an event) with its state."""
         self.lock_state = state or self.lock_state
-        fields: dict[str, Any] = {
-            "lock_id": self.lock_id,
-            "state": self.lock_state,
-            "event": event,
-            "battery_pct": round(self.battery_pct, 1),
-        }
+        self.lock_counter += 1
+        at = self.now.replace(microsecond=0)  # a lock's clock: whole seconds
+        secret = self.lock_secret or SCENARIO_LOCK_SECRETS[self.lock_id]
+        battery = max(0, min(100, round(self.battery_pct)))
+        fields: dict[str, Any] = {"ts": format_ts(at)} | signed_lock_fields(
+            secret, self.lock_id, at, self.lock_state, event, battery, self.lock_counter
+        )
         if self._last_fix is not None:
             fields["lon"], fields["lat"] = (round(v, 7) for v in self._last_fix)
         fields.update(extra)

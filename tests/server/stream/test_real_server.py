@@ -16,9 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from contract import topics
 from contract.broker import BrokerSettings
+from devtools.broker import free_port
 from server.app import serve
 from server.config import HttpSettings, IngestSettings, ServerConfig, StorageSettings
-from server.demo.broker import free_port
 from server.store import Store
 from tests.server.auth.session import PASSWORD
 from tests.server.conftest import demo_geography

@@ -1,0 +1,1 @@
+"""A simulated cellular vehicle tracker (JT/T 808 over TCP)."""

@@ -1,1 +1,0 @@
-"""`bondwatch-demo`: the whole system on one machine, and the broker launcher tests share."""

@@ -1,0 +1,1 @@
+"""Gate evidence: passage images uploaded by gate controllers, checked, stored, served."""
