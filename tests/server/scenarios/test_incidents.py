@@ -17,6 +17,7 @@ Thresholds come from `config/demo/profiles.yaml` (the server runs with it).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -413,8 +414,11 @@ def test_device_offline(world: World) -> None:
 
     # back: the quiet one reports again; the other agent reconnects (a new will reserved,
     # so the server holds what follows that gap in its seqs for up to 30 s)
-    for truck in (quiet, willing):  # their clocks catch up with the server's
-        truck.clock = float(int((utc_now() - truck.start).total_seconds()))
+    # Their clocks catch up with the server's, to the next whole second: the will was
+    # timed by its arrival (milliseconds), and `online` must come after it, not in the
+    # same second before it (then it would be judged first and clear nothing).
+    for truck in (quiet, willing):
+        truck.clock = float(math.ceil((utc_now() - truck.start).total_seconds()))
     quiet.park(1)
     world.publish(quiet.take())
     again = TruckLink(world.broker, willing)
