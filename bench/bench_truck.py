@@ -1,6 +1,6 @@
 """Benchmark: memory and CPU of the truck agent reading a GNSS receiver at 1 Hz and 10 Hz.
 
-Metrics `edge.truck_rss_mb_1hz`, `edge.truck_cpu_pct_1hz` (targets 60 MB and 2 % of
+Metrics `edge.truck_rss_mb_1hz`, `edge.truck_cpu_pct_1hz` (targets 40 MB and 1 % of
 one core) and `edge.truck_rss_mb_10hz`, `edge.truck_cpu_pct_10hz` (no targets).
 
 Each rate gets its own `bondwatch-edge truck` process reading its own GNSS stub
@@ -40,7 +40,7 @@ ROUTE = PROJECT_ROOT / "config" / "demo" / "routes" / "R-HP-BY.geojson"
 WARM_UP_S = 5.0
 RATES = (1, 10)
 TARGETS: dict[int, dict[str, float | None]] = {
-    1: {"rss": 60.0, "cpu": 2.0},
+    1: {"rss": 40.0, "cpu": 1.0},
     10: {"rss": None, "cpu": None},
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

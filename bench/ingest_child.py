@@ -41,7 +41,7 @@ class _NoAcks(AckBatcher):
     def add_refused(self, letters: Iterable[DeadLetter]) -> None:
         return None
 
-    def take(self, now: datetime) -> list[tuple[str, bytes]]:
+    def take(self, now: datetime, limit: int | None = None) -> list[tuple[str, bytes]]:
         return []
 
 

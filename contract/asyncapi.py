@@ -16,6 +16,7 @@ from contract.payloads import (
     Ack,
     Availability,
     CommandResult,
+    Declared,
     GateCommand,
     Health,
     LaneStatus,
@@ -68,6 +69,15 @@ CHANNELS: list[tuple[str, str, type[BaseModel], bool, str]] = [
         False,
         "the node's seqs the server has durably stored: the node keeps a message in its "
         "outbox until an ack covers it (docs/edge-outbox.md)",
+    ),
+    (
+        "truck/{node_id}/declared",
+        "server",
+        Declared,
+        True,
+        "the truck's open trips and the locks their declarations name, on every change "
+        "and at the server's start; cleared (an empty retained payload) when none is open. "
+        "A JT/T 808 gateway maps its cellular locks by it (docs/jt808-gateway.md)",
     ),
 ]
 

@@ -9,10 +9,13 @@ written from its role here — the one place the roles are defined:
   publishes, reads only its `command` and `ack` topics;
 - **gate**: likewise under `bondwatch/v1/gate/<id>/…`;
 - **server** (each of a server's connections, `contract.broker.SERVER_CONNECTIONS`):
-  reads every edge topic, writes commands and acknowledgements;
+  reads every edge topic, writes commands, acknowledgements and the trucks' `declared`
+  lists;
 - **jt808-gateway** (`bondwatch-jt808`, one account speaking for many cellular devices):
   the truck rules of every node in its device registry (`contract.cellular_registry`),
-  one explicit line per topic and node — never a wildcard over all trucks.
+  and reads each one's `declared` list (its locks mapped by the declarations), one
+  explicit line per topic and node — never a wildcard over all trucks. A truck account
+  does not read its `declared` list: its locks are wired to it.
 
 An account that is not in the registry can do nothing. Sites keep a registry file
 (config/mosquitto/site.yaml is the demo's), run `bondwatch-broker acl site.yaml -o
@@ -109,11 +112,13 @@ def device_rules(kind: topics.Kind, node_id: str) -> list[str]:
     return [f"topic write {t}" for t in writes] + [f"topic read {t}" for t in reads]
 
 
-#: Every server connection: reads every edge topic, writes commands and acknowledgements.
+#: Every server connection: reads every edge topic, writes commands, acknowledgements and
+#: the trucks' `declared` lists (`server.declared`).
 SERVER_RULES: Final[tuple[str, ...]] = (
     f"topic read {TOPIC_PREFIX}/#",
     f"topic write {TOPIC_PREFIX}/+/+/command",
     f"topic write {TOPIC_PREFIX}/+/+/ack",
+    f"topic write {topics.DECLARED_FILTER}",
 )
 
 HEADER: Final = """\
@@ -125,8 +130,13 @@ HEADER: Final = """\
 
 
 def gateway_rules(nodes: list[str]) -> list[str]:
-    """The ACL lines of a JT/T 808 gateway's account: each node's truck rules."""
-    return [line for node in nodes for line in device_rules("truck", node)]
+    """The ACL lines of a JT/T 808 gateway's account: each node's truck rules, and its
+    `declared` list to read (the registry's locks listed without a node are mapped by it)."""
+    return [
+        line
+        for node in nodes
+        for line in [*device_rules("truck", node), f"topic read {topics.declared(node)}"]
+    ]
 
 
 def _gateway_nodes(registry: SiteRegistry) -> dict[str, list[str]]:

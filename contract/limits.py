@@ -49,6 +49,7 @@ MAX_PAYLOAD_BYTES: Final[dict[str, int]] = {
     "lane": 8 * KiB,
     "command/result": 8 * KiB,
     "command": 16 * KiB,
+    "declared": 16 * KiB,
     "passage": 64 * KiB,
 }
 #: The largest of them: what the broker's `max_packet_size` must leave room for

@@ -9,7 +9,9 @@ positions from a Mosquitto backlog into a bare aiomqtt client, 2 cores): 9,000 m
 over MQTT 5 against 19,700/s over 3.1.1; with `install()`, 18,200/s over MQTT 5. The
 tables are never written after construction (paho reads them only), so every instance
 can share one set; `unpack` of an empty property section (what a broker sends with most
-publishes) is answered at once, as paho would answer it.
+publishes) is answered at once, as paho would answer it, and `clear` of an instance that
+holds no property (every received PUBLISH and PUBACK) returns at once: its 27 `pop`s were
+another 4 % of the server's ingest time (cProfile, a 40,000-position backlog).
 
 Only paho-mqtt 2.2.x is patched: its `Properties` is what this module was checked against
 (`tests/contract/test_mqtt_properties.py` compares both on every property).
@@ -39,6 +41,8 @@ _TYPES = _template.types
 _NAMES = _template.names
 _TABLE = _template.properties
 _ATTRIBUTES = tuple(name.replace(" ", "") for name in _NAMES)
+#: The instance fields every `Properties` has (`_init`); any more are property values.
+_BASE_FIELDS = len(_template.__dict__)
 
 
 def _init(self: Properties, packetType: int) -> None:
@@ -53,6 +57,8 @@ def _init(self: Properties, packetType: int) -> None:
 
 def _clear(self: Properties) -> None:
     fields = self.__dict__
+    if len(fields) == _BASE_FIELDS:  # no property set: the usual case, on every PUBLISH
+        return
     for name in _ATTRIBUTES:
         fields.pop(name, None)
 

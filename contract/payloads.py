@@ -233,6 +233,42 @@ class TruckCommand(SignedCommand):
     )
 
 
+#: Most open trips one vehicle's `declared` message lists (its newest: a vehicle has one
+#: on the road and perhaps the next one declared).
+MAX_DECLARED_TRIPS: Final = 8
+
+
+class DeclaredTrip(ContractModel):
+    """One open trip of a vehicle and the locks its declaration names."""
+
+    trip_id: RecordId = Field(description="the trip (its declaration's id)")
+    lock_ids: list[RecordId] = Field(
+        min_length=1, max_length=8, description="the locks the declaration names"
+    )
+    started: bool = Field(
+        default=False,
+        description="the trip has started (`in_transit`, `arrived`, `held`): its locks are "
+        "sealed on this truck, and a lock another truck's trip also names stays here",
+    )
+
+
+class Declared(ContractModel):
+    """Server→edge (retained): a truck's open trips and their locks, so that a JT/T 808
+    gateway maps a cellular lock listed without a node to the truck a declaration names
+    it for (docs/jt808-gateway.md). No open trip: the retained message is cleared (an
+    empty payload), never a `Declared` with no trips."""
+
+    node_id: NodeId = Field(description="the truck (the declarations' `vehicle_id`)")
+    ts: Timestamp = Field(description="when the server published this list")
+    trips: list[DeclaredTrip] = Field(
+        min_length=1,
+        max_length=MAX_DECLARED_TRIPS,
+        description="the truck's trips whose locks are not released (`declared`, "
+        "`in_transit`, `arrived`, `held`): the started ones first, then the others newest "
+        "first",
+    )
+
+
 #: Most seq ranges one acknowledgement carries; more go in several messages.
 MAX_ACK_RANGES: Final = 512
 SeqRange = Annotated[

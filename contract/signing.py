@@ -16,16 +16,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from contract.canonical import canonical_json
 from contract.ids import utc_now
 from contract.limits import MAX_PAYLOAD_BYTES, RejectReason
 from contract.payloads import CommandOutcome, PayloadError, SignedCommand, decode
+
+# `cryptography` is imported where a key is made or used, not here: an agent that only
+# verifies loads it on its first command (about 7 MB of a truck agent's memory otherwise).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 C = TypeVar("C", bound=SignedCommand)
 
@@ -38,10 +42,14 @@ class KeyFileError(ValueError):
 
 
 def generate_private_key() -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.generate()
 
 
 def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -50,12 +58,17 @@ def private_key_to_pem(key: Ed25519PrivateKey) -> bytes:
 
 
 def public_key_to_pem(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as err:
@@ -66,6 +79,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except ValueError as err:
@@ -73,6 +89,59 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 public key")
     return key
+
+
+class VerifyKey(Protocol):
+    """What checking a signature needs of a key (`Ed25519PublicKey` is one)."""
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        """Return if `signature` holds over `data`; raise (InvalidSignature) if not."""
+        ...
+
+
+#: DER of an Ed25519 SubjectPublicKeyInfo up to the 32 key bytes (RFC 8410, section 4:
+#: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits) }).
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+_PEM_PUBLIC = ("-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----")
+
+
+class DeferredEd25519Key:
+    """An Ed25519 public key held as its 32 bytes; `cryptography` is loaded on the first
+    `verify`, so that an agent which seldom receives a command does not carry it."""
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) != 32:
+            raise ValueError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+        self.raw = raw
+        self._key: Ed25519PublicKey | None = None
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        if self._key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            self._key = Ed25519PublicKey.from_public_bytes(self.raw)
+        self._key.verify(signature, data)
+
+
+def load_verify_key(path: Path) -> DeferredEd25519Key:
+    """The Ed25519 public key of a PEM file (SubjectPublicKeyInfo), checked now, by its
+    RFC 8410 form, with the same errors as `load_public_key`; used on the first command."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except UnicodeDecodeError as err:
+        raise KeyFileError(f"{path}: not a PEM public key ({err})") from err
+    begin, end = _PEM_PUBLIC
+    head, found, rest = text.partition(begin)
+    body, closed, _ = rest.partition(end)
+    if not found or not closed or head.strip():
+        raise KeyFileError(f"{path}: not a PEM public key (no {begin} … {end} block)")
+    try:
+        der = base64.b64decode("".join(body.split()), validate=True)
+    except binascii.Error as err:
+        raise KeyFileError(f"{path}: not a PEM public key ({err})") from err
+    if len(der) != len(_ED25519_SPKI_PREFIX) + 32 or not der.startswith(_ED25519_SPKI_PREFIX):
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
+    return DeferredEd25519Key(der[len(_ED25519_SPKI_PREFIX) :])
 
 
 def new_nonce() -> str:
@@ -95,8 +164,10 @@ def sign(command: C, key: Ed25519PrivateKey) -> C:
     return command.model_copy(update={"signature": signature})
 
 
-def signature_valid(payload: dict[str, Any], key: Ed25519PublicKey) -> bool:
+def signature_valid(payload: dict[str, Any], key: VerifyKey) -> bool:
     """Check the signature of a received payload exactly as it arrived."""
+    from cryptography.exceptions import InvalidSignature
+
     text = payload.get("signature")
     if not isinstance(text, str):
         return False
@@ -154,7 +225,7 @@ class CommandVerifier:
 
     def __init__(
         self,
-        public_key: Ed25519PublicKey,
+        public_key: VerifyKey,
         node_id: str,
         nonces: NonceStore,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,

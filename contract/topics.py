@@ -20,6 +20,7 @@ Channel = Literal[
     "command",
     "command/result",
     "ack",
+    "declared",
 ]
 
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
@@ -85,6 +86,11 @@ def ack(kind: Kind, node_id: str) -> str:
     return build(kind, node_id, "ack")
 
 
+def declared(node_id: str) -> str:
+    """Server→edge (retained): a truck's open trips and their locks."""
+    return build("truck", node_id, "declared")
+
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     kind: Kind
@@ -109,6 +115,8 @@ def parse(topic: str) -> TopicInfo:
 
 
 PASSAGE_FILTER = f"{TOPIC_PREFIX}/gate/+/passage"
+#: Every truck's `declared` list (the server writes them; `server.declared`).
+DECLARED_FILTER = f"{TOPIC_PREFIX}/truck/+/declared"
 
 
 def server_subscriptions(

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from contract import topics
 from contract.ids import format_ts, utc_now
 from contract.limits import MAX_PAYLOAD_BYTES, LimitError, check_raw
 from contract.log_throttle import LogThrottle, and_more
 from contract.payloads import CommandOutcome, GateCommand, SignedCommand, TruckCommand
-from contract.signing import DEFAULT_CLOCK_SKEW, CommandVerifier, NonceStore
+from contract.signing import DEFAULT_CLOCK_SKEW, CommandVerifier, NonceStore, VerifyKey
 from contract.topics import Kind
 from edge.outbox import OutboxError
 
@@ -71,7 +69,7 @@ class CommandHandler:
         self,
         kind: Kind,
         node_id: str,
-        public_key: Ed25519PublicKey,
+        public_key: VerifyKey,
         nonces: NonceStore,
         outbox: ResultSink,
         execute: Executor,

@@ -1,15 +1,10 @@
 """The edge's MQTT link: drains the durable outbox to the broker and receives commands.
 
-aiomqtt 2.x leaves reconnecting to the caller (TRAPS.md); this module owns it.
+The rules of sending, resending and the server's acknowledgement (topic `…/ack`, sent
+after the server's commit) are `edge.drain`'s, shared with the JT/T 808 gateway.
 `aiomqtt.Client.publish(qos=1)` returns only after paho's `on_publish`, which paho
 calls for QoS 1 when the PUBACK arrives (aiomqtt 2.5 `Client.publish` waits on an
-event set from `_on_publish`). The PUBACK only marks a message `sent`: the broker keeps
-its queue in memory between autosaves, so a broker crash loses what it had taken. A
-message leaves the outbox when the server's acknowledgement (topic `…/ack`, sent after
-the server's commit) covers it; what was sent on an earlier connection and is still not
-acknowledged `ack_timeout_s` after a reconnect is sent again. Several publishes are kept
-in flight (`max_inflight`); they are handed to paho in seq order, and paho sends them in
-that order on the one connection.
+event set from `_on_publish`).
 
 A fresh `aiomqtt.Client` is made for every connection so that paho's in-memory
 retry queue never resends anything behind our back: the outbox is the only queue.
@@ -19,50 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
 
 import aiomqtt
 
 from contract import topics
 from contract.broker import BrokerSettings
 from contract.ids import utc_now
-from contract.log_throttle import LogThrottle, and_more
 from contract.mqtt_client import make_client
-from contract.payloads import Ack, Availability, AvailabilityState, PayloadError, decode
-from contract.topics import Kind, TopicError
-from edge.outbox import Outbox, OutboxItem
+from contract.payloads import Availability, AvailabilityState
+from contract.topics import Kind
+from edge.drain import Drain, message_bytes, raise_if_cancel_swallowed, run_sessions
+from edge.outbox import Outbox
 from edge.outbox_settings import OutboxSettings
 
 log = logging.getLogger(__name__)
-
-#: Channels whose payload model has a `replayed` flag (docs/contract.md).
-REPLAYABLE_CHANNELS: Final = frozenset({"position", "lock", "passage"})
-#: A connection that lasted this long resets the reconnect backoff.
-STABLE_CONNECTION_S: Final = 10.0
 
 CommandCallback = Callable[[bytes], Awaitable[None]]
 
 
 class _Stopped(Exception):
     """Internal: a clean stop was requested."""
-
-
-def _raise_if_cancel_swallowed() -> None:
-    """Re-raise a cancellation that Python 3.11's `asyncio.wait_for` lost.
-
-    aiomqtt waits for CONNACK, SUBACK and PUBACK with `asyncio.wait_for`, which in
-    3.11 returns normally when the awaited reply and the cancellation arrive in the
-    same loop iteration (fixed in 3.12). The request stays counted in
-    `Task.cancelling()`, so checking it at the loop's turns ends a lost cancel.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class MqttLink:
@@ -96,41 +70,27 @@ class MqttLink:
         self.node_id = node_id
         self.outbox = outbox
         self.on_command = on_command
-        self.max_inflight = max_inflight
-        self.replay_after_s = replay_after_s
         self.publish_timeout_s = publish_timeout_s
-        self.ack_flush_s = ack_flush_s
-        self.ack_timeout_s = ack_timeout_s
         self.ack_fallback_s = ack_fallback_s
         self.availability_topic = topics.availability(kind, node_id)
         self.command_topic = topics.command(kind, node_id)
         self.ack_topic = topics.ack(kind, node_id)
         self.connected = False
-        #: Counters for health reporting and tests.
-        self.published_total = 0
-        self.replayed_total = 0
         self.connections_total = 0
-        #: Messages removed by the server's acknowledgement, and messages sent again
-        #: because none came within `ack_timeout_s` of a reconnect.
+        #: Messages removed by the server's acknowledgement.
         self.server_acked_total = 0
-        self.resent_total = 0
-        #: Acknowledgements ignored, by reason (a contract reason, or `wrong_node`).
-        self.acks_ignored: dict[str, int] = {}
-        self._ack_log = LogThrottle()
-        #: True while the server never acknowledged and the PUBACK ends a message's life.
-        self.puback_fallback = False
-        self._wake = asyncio.Event()
+        self.drain = Drain(
+            outbox,
+            self._record_pubacks,
+            max_inflight=max_inflight,
+            replay_after_s=replay_after_s,
+            publish_timeout_s=publish_timeout_s,
+            ack_timeout_s=ack_timeout_s,
+            ack_flush_s=ack_flush_s,
+        )
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        #: Seqs the broker took (PUBACK) and the wall time of the first of them.
-        self._acked: list[int] = []
-        self._unacked_since: float | None = None
-        #: Set by an acknowledgement that skipped older sent messages: resend those
-        #: sent before this wall time (a gap: the broker lost them).
-        self._gap_before: float | None = None
         self._will_seq: int | None = None
-        self._connected_at = 0.0
-        self._channel_cache: dict[str, str] = {}
         self._lost = False
         self._running = False
         outbox.add_listener(self.notify)
@@ -161,9 +121,37 @@ class MqttLink:
 
     # -- public ----------------------------------------------------------------
 
+    @property
+    def max_inflight(self) -> int:
+        return self.drain.max_inflight
+
+    @property
+    def published_total(self) -> int:
+        return self.drain.published_total
+
+    @property
+    def replayed_total(self) -> int:
+        return self.drain.replayed_total
+
+    @property
+    def resent_total(self) -> int:
+        """Messages sent again: unacknowledged `ack_timeout_s` after a reconnect, or
+        skipped by an acknowledgement."""
+        return self.drain.resent_total
+
+    @property
+    def acks_ignored(self) -> dict[str, int]:
+        """Acknowledgements ignored, by reason (a contract reason, or `wrong_node`)."""
+        return self.drain.acks_ignored
+
+    @property
+    def puback_fallback(self) -> bool:
+        """True while the server never acknowledged and the PUBACK ends a message's life."""
+        return self.drain.puback_fallback
+
     def notify(self) -> None:
         """Wake the sender: something was enqueued (the outbox calls this itself)."""
-        self._wake.set()
+        self.drain.wake.set()
 
     async def stop(self) -> None:
         """Finish in-flight publishes, publish retained `stopped`, disconnect cleanly.
@@ -172,47 +160,31 @@ class MqttLink:
         in-flight publishes are waited for at most `publish_timeout_s`).
         """
         self._stopping.set()
-        self._wake.set()
+        self.drain.wake.set()
         if self._running:
             await self._stopped.wait()
 
     async def run(self) -> None:
         """Connect, send and receive until `stop()` or cancellation; reconnects."""
-        delay = self.settings.reconnect_min_s
         self._running = True
         self._stopped.clear()
         try:
-            while not self._stopping.is_set():
-                started = time.monotonic()
-                try:
-                    await self._session()
-                except* (aiomqtt.MqttError, OSError) as group:
-                    self._log_lost(group.exceptions[0])
-                except* Exception as group:
-                    # Years unattended: a bug must not end the link; it is logged loudly.
-                    log.error(
-                        "node %s: unexpected error in the MQTT link, reconnecting",
-                        self.node_id,
-                        exc_info=group.exceptions[0],
-                    )
-                finally:
-                    self.connected = False
-                    self._flush_acks()
-                if self._stopping.is_set():
-                    break
-                if time.monotonic() - started > STABLE_CONNECTION_S:
-                    delay = self.settings.reconnect_min_s
-                pause = delay * random.uniform(0.8, 1.2)
-                delay = min(delay * 2, self.settings.reconnect_max_s)
-                _raise_if_cancel_swallowed()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(pause):
-                        await self._stopping.wait()
+            await run_sessions(
+                self._session,
+                self.settings,
+                who=f"node {self.node_id}",
+                on_lost=self._log_lost,
+                after_session=self._after_session,
+                stopping=self._stopping,
+            )
         finally:
-            self.connected = False
-            self._flush_acks()
+            self._after_session()
             self._running = False
             self._stopped.set()
+
+    def _after_session(self) -> None:
+        self.connected = False
+        self.drain.flush_pubacks()
 
     def _log_lost(self, err: BaseException) -> None:
         """Log the loss of the broker once, not at every retry."""
@@ -230,6 +202,13 @@ class MqttLink:
             self.settings.reconnect_max_s,
             self.outbox.stats().count,
         )
+
+    def _record_pubacks(self, ids: list[int]) -> None:
+        """The broker's PUBACKs: `sent` (or, in the fallback, the end)."""
+        if self.drain.puback_fallback:
+            self.outbox.ack_many(ids)
+        else:
+            self.outbox.mark_sent(ids)
 
     # -- one connection ------------------------------------------------------------
 
@@ -249,7 +228,7 @@ class MqttLink:
             self.node_id,
             will=will,
             timeout=self.publish_timeout_s,
-            max_inflight_messages=self.max_inflight,
+            max_inflight_messages=self.drain.max_inflight,
         )
         # aiomqtt warns above 10 pending publishes; we keep up to max_inflight on purpose.
         client.pending_calls_threshold = self.max_inflight + 16
@@ -260,7 +239,7 @@ class MqttLink:
         async with client:
             self.connected = True
             self.connections_total += 1
-            self._connected_at = time.time()
+            self.drain.connected_at = time.time()
             # From now on the broker may publish this will; the next one needs a new seq.
             self._will_seq = None
             self._lost = False
@@ -276,7 +255,7 @@ class MqttLink:
             except asyncio.CancelledError:
                 # Cancelled instead of stop(): the clean DISCONNECT on the way out
                 # suppresses the will, so say `stopped` ourselves, briefly.
-                self._flush_acks()
+                self.drain.flush_pubacks()
                 with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                     async with asyncio.timeout(2.0):
                         await self._publish_state(client, "stopped")
@@ -289,16 +268,16 @@ class MqttLink:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(client), name="mqtt-commands")
-                tg.create_task(self._flush_loop(), name="outbox-acks")
+                tg.create_task(self.drain.flush_loop(), name="outbox-acks")
                 # The receiver is already watching: aiomqtt's waits for SUBACK and
                 # PUBACK do not notice a dropped connection, its message iterator does.
                 await self._publish_state(client, "online")
                 await client.subscribe(self.command_topic, qos=1)
                 await client.subscribe(self.ack_topic, qos=1)
-                _raise_if_cancel_swallowed()
-                await self._send(client, tg)
-                # Stop requested: _send returned once nothing is in flight.
-                self._flush_acks()
+                raise_if_cancel_swallowed()
+                await self.drain.send(client, tg, self._stopping, self._check_fallback)
+                # Stop requested: the drain returned once nothing is in flight.
+                self.drain.flush_pubacks()
                 await self._publish_state(client, "stopped")
                 raise _Stopped
         except* _Stopped:
@@ -310,176 +289,37 @@ class MqttLink:
             self.availability_topic, self._availability(state, seq), qos=1, retain=True
         )
 
-    # -- sending -----------------------------------------------------------------------
-
-    def _channel(self, topic: str) -> str:
-        channel = self._channel_cache.get(topic)
-        if channel is None:
-            try:
-                channel = topics.parse(topic).channel
-            except TopicError:
-                channel = ""
-            self._channel_cache[topic] = channel
-        return channel
-
-    def _wire(self, item: OutboxItem, now: float) -> bytes:
-        """The payload to send; flagged `replayed` when it waited through a gap."""
-        waited = item.created < self._connected_at or now - item.created > self.replay_after_s
-        if not waited or self._channel(item.topic) not in REPLAYABLE_CHANNELS:
-            return item.payload
-        self.replayed_total += 1
-        payload = item.payload
-        if b'"replayed"' not in payload and payload.endswith(b"}"):
-            # The outbox wrote a compact JSON object: append the flag without re-parsing.
-            return payload[:-1] + b',"replayed":true}'
-        data = json.loads(payload)
-        data["replayed"] = True
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
-        """Hand the outbox to paho in order until a stop is requested.
-
-        Messages stored before this connection and never taken by the broker (the
-        backlog) go oldest first; messages enqueued since (live) are sent as soon as
-        they arrive, between backlog batches, so a long replay does not hold up the
-        present. Messages the broker took on an earlier connection wait
-        `ack_timeout_s` for the server's acknowledgement (queued for this node while it
-        was away); whatever is still unacknowledged then is sent again, oldest first,
-        also between live messages.
-        """
-        window = asyncio.Semaphore(self.max_inflight)
-        inflight: set[asyncio.Task[None]] = set()
-        live_floor = self.outbox.last_seq()
-        live_cursor = live_floor
-        backlog = _Pass(live_floor, time.monotonic())
-        resend = _Pass(live_floor, time.monotonic() + self.ack_timeout_s, self._connected_at)
-
-        async def launch(item: OutboxItem, again: bool) -> None:
-            await window.acquire()
-            payload = self._wire(item, time.time())
-            if again:
-                self.resent_total += 1
-            task = tg.create_task(self._publish(client, item, payload, window))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-
-        while not self._stopping.is_set():
-            _raise_if_cancel_swallowed()
-            self._wake.clear()
-            self._check_fallback()
-            if self._gap_before is not None:
-                before = max(self._gap_before, resend.sent_before or 0.0)
-                if resend.cursor >= resend.up_to or time.monotonic() >= resend.due:
-                    resend = _Pass(self.outbox.last_seq(), time.monotonic(), before)
-                self._gap_before = None
-            sent = 0
-            for item in self.outbox.pending(self.max_inflight, after_id=live_cursor):
-                await launch(item, False)
-                live_cursor = item.id
-                sent += 1
-            for catch_up in (backlog, resend):
-                for item in catch_up.batch(self.outbox, self.puback_fallback):
-                    if self._wake.is_set() or self._stopping.is_set():
-                        break  # something live arrived: serve it first
-                    await launch(item, catch_up is resend)
-                    catch_up.cursor = item.id
-                    sent += 1
-            if sent == 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self._wake.wait()
-        if inflight:
-            await asyncio.wait(list(inflight), timeout=self.publish_timeout_s)
-
-    async def _publish(
-        self,
-        client: aiomqtt.Client,
-        item: OutboxItem,
-        payload: bytes,
-        window: asyncio.Semaphore,
-    ) -> None:
-        try:
-            await client.publish(item.topic, payload, qos=1, retain=item.retain)
-        finally:
-            window.release()
-        # Only here has the broker acknowledged (PUBACK) this very message.
-        if self._unacked_since is None:
-            self._unacked_since = time.time()
-        self._acked.append(item.id)
-        self.published_total += 1
-        if len(self._acked) >= 4096:
-            self._flush_acks()
-
-    def _flush_acks(self) -> None:
-        """Record the broker's PUBACKs: `sent` (or, in the fallback, the end)."""
-        if not self._acked:
-            return
-        acked, self._acked = self._acked, []
-        if self.puback_fallback:
-            self.outbox.ack_many(acked)
-        else:
-            self.outbox.mark_sent(acked)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.ack_flush_s)
-            self._flush_acks()
-
     # -- the server's acknowledgement ----------------------------------------------------
 
     def _on_ack(self, raw: bytes) -> None:
         """Remove what the server says it has stored."""
-        try:
-            ack = decode(Ack, raw)
-        except PayloadError as err:
-            self._ignore_ack(err.reason, f"unreadable acknowledgement ignored: {err}")
+        ack = self.drain.read_ack(raw, self.node_id)
+        if ack is None:
             return
-        if ack.node_id != self.node_id:
-            self._ignore_ack("wrong_node", f"acknowledgement for node {ack.node_id} ignored")
-            return
-        self._flush_acks()  # PUBACKs first, so that `sent` never outlives the removal
-        if self.puback_fallback:
-            self.puback_fallback = False
+        if self.drain.puback_fallback:
+            self.drain.puback_fallback = False
             log.info(
                 "node %s: the server acknowledges stored messages again: messages are "
                 "kept until it does",
                 self.node_id,
             )
         self.server_acked_total += self.outbox.ack_ranges(ack.ranges)
-        self._unacked_since = None
-        newest = self.outbox.newest_acked_sent
-        if newest is not None:
-            # The server stores a node's messages in the order the broker took them:
-            # one taken `ack_timeout_s` before an acknowledged one and still not
-            # acknowledged was lost on the way (a broker crash, a dropped session).
-            cutoff = newest - self.ack_timeout_s
-            if self.outbox.pending(1, sent_before=cutoff):
-                self._gap_before = cutoff
-                self._wake.set()
-
-    def _ignore_ack(self, reason: str, text: str) -> None:
-        """Counted by reason; logged at most once per reason a minute (a flood of bad
-        acknowledgements must not write the log full)."""
-        self.acks_ignored[reason] = self.acks_ignored.get(reason, 0) + 1
-        left_out = self._ack_log.admit(reason)
-        if left_out is not None:
-            more = and_more(left_out, self._ack_log.window_s)
-            log.warning("node %s: %s%s", self.node_id, text[:300], more)
+        self.drain.check_gap(self.outbox.newest_acked_sent)
 
     def _check_fallback(self) -> None:
         """A server that never acknowledged (an older one): after `ack_fallback_s`,
         the broker's PUBACK ends a message's life again, with a warning."""
-        since = self._unacked_since
+        since = self.drain.unacked_since
         if (
-            self.puback_fallback
+            self.drain.puback_fallback
             or self.ack_fallback_s is None
             or since is None
             or time.time() - since < self.ack_fallback_s
             or self.outbox.server_acknowledges()
         ):
             return
-        self.puback_fallback = True
-        self._flush_acks()
+        self.drain.puback_fallback = True
+        self.drain.flush_pubacks()
         dropped = self.outbox.forget_sent()
         log.warning(
             "node %s: no acknowledgement from the server in %.0f s and never one before: "
@@ -495,13 +335,7 @@ class MqttLink:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            payload = message.payload
-            if isinstance(payload, str):
-                raw = payload.encode("utf-8")
-            elif isinstance(payload, bytes | bytearray):
-                raw = bytes(payload)
-            else:
-                raw = json.dumps(payload).encode("utf-8")
+            raw = message_bytes(message)
             if message.topic.matches(self.ack_topic):
                 self._on_ack(raw)
                 continue
@@ -514,34 +348,3 @@ class MqttLink:
                     len(raw),
                     message.topic,
                 )
-
-
-class _Pass:
-    """One catch-up pass over the messages stored before a connection, in seq order.
-
-    The backlog pass (`sent_before` None) takes those the broker never took, at once;
-    the resend pass those it took before the connection, from `due` (monotonic time).
-    """
-
-    def __init__(self, up_to: int, due: float, sent_before: float | None = None) -> None:
-        self.up_to = up_to
-        self.due = due
-        self.sent_before = sent_before
-        self.cursor = 0
-
-    def batch(self, outbox: Outbox, fallback: bool) -> list[OutboxItem]:
-        if self.cursor >= self.up_to or time.monotonic() < self.due:
-            return []
-        if self.sent_before is not None and fallback:
-            self.cursor = self.up_to  # in the fallback, the PUBACK was the end
-            return []
-        batch = outbox.pending(
-            256,
-            after_id=self.cursor,
-            up_to_id=self.up_to,
-            unsent_only=self.sent_before is None,
-            sent_before=self.sent_before,
-        )
-        if not batch:
-            self.cursor = self.up_to
-        return batch

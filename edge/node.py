@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contract.signing import load_public_key
+from contract.signing import load_verify_key
 from contract.topics import Kind
 from edge.commands import CommandHandler, Executor
 from edge.config import AgentCommon
@@ -36,7 +36,7 @@ class NodePlumbing:
         commands = CommandHandler(
             kind,
             config.node_id,
-            load_public_key(config.server_public_key),
+            load_verify_key(config.server_public_key),
             SqliteNonceStore(config.outbox.nonce_path),
             outbox,
             execute,

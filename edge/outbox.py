@@ -20,7 +20,6 @@ too, and each change is handed once to the state listeners after its transaction
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sqlite3
@@ -28,12 +27,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Unpack
 
 from contract.ids import is_node_id
-from contract.limits import LARGEST_PAYLOAD_BYTES
 from contract.topics import TopicError
 from contract.topics import parse as parse_topic
+from edge import outbox_db
+from edge.outbox_db import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from edge.outbox_db import OutboxError as OutboxError
+from edge.outbox_db import OutboxFullError as OutboxFullError
+from edge.outbox_db import OutboxItem as OutboxItem
+from edge.outbox_db import PendingFilter, Transaction
 from edge.outbox_settings import OutboxSettings
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,6 @@ log = logging.getLogger(__name__)
 #: Channels whose old messages may be thinned when the outbox is full. Everything
 #: else (lock events, passages, command results, health, availability) is kept.
 THINNABLE_CHANNELS: Final = frozenset({"position"})
-#: Largest payload accepted: the contract's largest (contract/limits.py), which the
-#: broker's `max_packet_size` leaves room for; a message the broker refuses would block
-#: the outbox behind it forever (one over its channel's own limit is refused by the
-#: server and acknowledged, so it does not block).
-MAX_MESSAGE_BYTES: Final = LARGEST_PAYLOAD_BYTES
 #: A drained outbox returns its free pages to the disk once this many are free.
 VACUUM_FREE_PAGES: Final = 1024
 #: How many reservations are kept for explaining seq gaps.
@@ -77,33 +76,6 @@ CREATE TABLE IF NOT EXISTS reserved (
     created REAL NOT NULL
 );
 """
-
-
-class OutboxError(RuntimeError):
-    """The outbox database cannot be used (wrong node, corrupt, unwritable)."""
-
-
-class OutboxFullError(OutboxError):
-    """A message was refused because the outbox reached its size or disk limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One stored message. `id` equals the payload's `seq`."""
-
-    id: int
-    topic: str
-    payload: bytes
-    retain: bool
-    keep: bool
-    created: float
-    #: Wall-clock time of the broker's PUBACK (None: not sent yet); the message stays
-    #: until the server acknowledges it.
-    sent: float | None = None
-
-    @property
-    def seq(self) -> int:
-        return self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +145,7 @@ class Outbox:
             self._setup()
         except sqlite3.DatabaseError as err:
             raise OutboxError(f"outbox {path} cannot be opened: {err}") from err
-        self._bytes = int(
-            self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM outbox").fetchone()[0]
-        )
-        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._bytes, self._count = outbox_db.totals(self._db)
         self._load_state()
         log.info(
             "outbox %s for node %s: %d messages (%d bytes) waiting, last seq %d, state %s",
@@ -215,16 +184,10 @@ class Outbox:
         db = self._db
         # auto_vacuum must be chosen before the first table exists.
         db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OutboxError(f"outbox {self.path}: WAL journal not available (got {mode})")
-        # FULL: the WAL is fsynced at every commit. See docs/edge-outbox.md.
-        db.execute("PRAGMA synchronous=FULL")
+        outbox_db.open_wal(db, self.path)
         db.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            outbox_db.create_schema(db, _SCHEMA)
             columns = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
             if "sent" not in columns:  # an outbox file from before the server's acks
                 db.execute("ALTER TABLE outbox ADD COLUMN sent REAL")
@@ -358,16 +321,7 @@ class Outbox:
                 for topic, payload, retain in messages:
                     keep_it = (not _is_thinnable(topic)) if keep is None else keep
                     seq = self._bump_meta("last_seq", 1)
-                    payload["node_id"] = self.node_id
-                    payload["seq"] = seq
-                    blob = json.dumps(
-                        payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                    ).encode("utf-8")
-                    if len(blob) > MAX_MESSAGE_BYTES:
-                        raise OutboxError(
-                            f"message for {topic} is {len(blob)} bytes, more than "
-                            f"{MAX_MESSAGE_BYTES}: refused so it cannot block the outbox"
-                        )
+                    blob = outbox_db.encode(topic, payload, self.node_id, seq)
                     self._make_room(len(blob), keep_it)
                     self._db.execute(
                         "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, NULL)",
@@ -402,10 +356,7 @@ class Outbox:
 
     def _recount(self) -> None:
         # After a rollback, the in-memory counters are re-read from the truth.
-        self._bytes = int(
-            self._db.execute("SELECT COALESCE(SUM(length(payload)), 0) FROM outbox").fetchone()[0]
-        )
-        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._bytes, self._count = outbox_db.totals(self._db)
 
     def free_disk_bytes(self) -> int:
         return shutil.disk_usage(self.path.parent).free
@@ -499,60 +450,26 @@ class Outbox:
 
     # -- reading and acknowledging -----------------------------------------------
 
-    def pending(
-        self,
-        limit: int,
-        *,
-        after_id: int = 0,
-        up_to_id: int | None = None,
-        unsent_only: bool = False,
-        sent_before: float | None = None,
-    ) -> list[OutboxItem]:
-        """Oldest unacknowledged messages with `after_id < id <= up_to_id`, in seq order.
+    def pending(self, limit: int, **filters: Unpack[PendingFilter]) -> list[OutboxItem]:
+        """Oldest unacknowledged messages `filters` leave, in seq order (a `node_id`
+        other than this outbox's own leaves none)."""
+        node_id = filters.pop("node_id", None)
+        if node_id is not None and node_id != self.node_id:
+            return []
+        # Items of this outbox carry no node id of their own ("").
+        return outbox_db.select_pending(self._db, limit, keep="keep", node="''", **filters)
 
-        `unsent_only`: only those the broker has not taken yet (no PUBACK);
-        `sent_before`: only those the broker took before that wall-clock time."""
-        upper = up_to_id if up_to_id is not None else 2**63 - 1
-        where = "id > ? AND id <= ?"
-        params: list[Any] = [after_id, upper]
-        if unsent_only:
-            where += " AND sent IS NULL"
-        if sent_before is not None:
-            where += " AND sent < ?"
-            params.append(sent_before)
-        rows = self._db.execute(
-            "SELECT id, topic, payload, retain, keep, created, sent FROM outbox "
-            f"WHERE {where} ORDER BY id LIMIT ?",
-            (*params, limit),
-        ).fetchall()
-        return [
-            OutboxItem(
-                id=int(r[0]),
-                topic=str(r[1]),
-                payload=bytes(r[2]),
-                retain=bool(r[3]),
-                keep=bool(r[4]),
-                created=float(r[5]),
-                sent=None if r[6] is None else float(r[6]),
-            )
-            for r in rows
-        ]
+    def max_id(self) -> int:
+        """No stored message has a higher id (ids are seqs: the last seq handed out)."""
+        return self.last_seq()
 
     def mark_sent(self, item_ids: Iterable[int], at: float | None = None) -> int:
         """Note the broker's PUBACK for these messages (kept until the server's ack)."""
         ids = [int(i) for i in item_ids]
         if not ids:
             return 0
-        when = self._clock() if at is None else at
-        marked = 0
         with self._transaction():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                marked += self._db.execute(
-                    f"UPDATE outbox SET sent=? WHERE id IN ({marks})", (when, *chunk)
-                ).rowcount
-        return marked
+            return outbox_db.mark_sent(self._db, ids, self._clock() if at is None else at)
 
     def ack(self, item_id: int) -> bool:
         """Remove one acknowledged message; False if it was not there."""
@@ -567,12 +484,7 @@ class Outbox:
         if not ids:
             return 0
         try:
-            return self._remove(
-                [
-                    (f"id IN ({','.join('?' * len(chunk))})", chunk)
-                    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500))
-                ]
-            )
+            return self._remove(outbox_db.id_clauses(ids))
         finally:
             self._report_state()
 
@@ -582,9 +494,7 @@ class Outbox:
         acknowledges (`server_acknowledges`); `newest_acked_sent` is then the latest
         PUBACK time among the removed messages (None if none had one)."""
         self.newest_acked_sent = None
-        clauses: list[tuple[str, list[int]]] = [
-            ("id BETWEEN ? AND ?", [int(first), int(last)]) for first, last in ranges
-        ]
+        clauses = [("id BETWEEN ? AND ?", [int(first), int(last)]) for first, last in ranges]
         if not self.server_acknowledges():
             with self._transaction():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('server_acks', '1')")
@@ -607,23 +517,12 @@ class Outbox:
         row = self._db.execute("SELECT value FROM meta WHERE key='server_acks'").fetchone()
         return row is not None and row[0] == "1"
 
-    def _remove(self, clauses: list[tuple[str, list[int]]]) -> int:
-        removed = 0
-        freed = 0
-        newest: float | None = None
+    def _remove(self, clauses: Sequence[tuple[str, Sequence[Any]]]) -> int:
         with self._transaction():
-            for where, params in clauses:
-                rows = self._db.execute(
-                    f"DELETE FROM outbox WHERE {where} RETURNING length(payload), sent", params
-                ).fetchall()
-                removed += len(rows)
-                freed += sum(int(r[0]) for r in rows)
-                sent = [float(r[1]) for r in rows if r[1] is not None]
-                if sent:
-                    newest = max(sent) if newest is None else max(newest, *sent)
-        self.newest_acked_sent = newest
-        self._bytes -= freed
-        self._count -= removed
+            removal = outbox_db.remove(self._db, clauses)
+        self.newest_acked_sent = removal.newest_sent
+        self._bytes -= removal.freed
+        self._count -= removal.removed
         if self._count == 0 and self._freelist_pages() > VACUUM_FREE_PAGES:
             # Give the pages of a drained backlog back to the file system (only
             # after a real backlog: each vacuum is one more write to the flash).
@@ -631,7 +530,7 @@ class Outbox:
             self._db.executescript("PRAGMA incremental_vacuum;")
         if self._state != "ok" and self._roomy(0):
             self._set_state("ok", "backlog drained: outbox has room again")
-        return removed
+        return removal.removed
 
     def _freelist_pages(self) -> int:
         return int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
@@ -655,21 +554,5 @@ class Outbox:
 
     # -- transactions ------------------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
-            self._db.execute("ROLLBACK")
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)

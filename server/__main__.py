@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.validate_config:
         print(f"{args.config}: OK")
         return 0
-    from server.app import serve
+    from server.app import ServerApp
 
-    asyncio.run(serve(config))
+    asyncio.run(ServerApp(config).run())
     return 0
 
 

@@ -4,8 +4,11 @@ The ingest hands every message of a batch to `AckBatcher.add` once the store has
 committed the batch (new messages and duplicates of stored ones alike: both are on
 disk), and publishes what `AckBatcher.take` returns every `ingest.ack_interval_s`:
 one `Ack` per node that has news, at most one per node per interval however many
-messages it sent. The node removes a message from its outbox only when an
-acknowledgement covers it (docs/edge-outbox.md#server-acknowledgement).
+messages it sent, and at most `ingest.ack_max_per_s` a second in all: beyond that, nodes
+wait their turn, longest-waiting first, and each acknowledgement covers more of their
+messages (publishing one costs the server about as much as storing a position). The
+node removes a message from its outbox only when an acknowledgement covers it
+(docs/edge-outbox.md#server-acknowledgement).
 
 A message the ingest refused is acknowledged too once its dead letter is committed
 (`AckBatcher.add_refused`), so that the node drops it instead of sending it again
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import islice
 from typing import Final
 
 from pydantic import ConfigDict
@@ -109,11 +113,17 @@ class AckBatcher:
                 kind, node_id, seq = found
                 self._pending.setdefault((kind, node_id), set()).add(seq)
 
-    def take(self, now: datetime) -> list[tuple[str, bytes]]:
+    def take(self, now: datetime, limit: int | None = None) -> list[tuple[str, bytes]]:
         """`(topic, payload)` of the acknowledgements due, and forget them.
 
-        A node with more than `max_ranges` ranges (gaps) gets several messages."""
-        pending, self._pending = self._pending, {}
+        A node with more than `max_ranges` ranges (gaps) gets several messages. With
+        `limit`, at most that many nodes are acknowledged, those waiting longest first;
+        the others keep their seqs (and gather more) for a later `take`: under load, one
+        acknowledgement then covers several of a node's messages."""
+        if limit is None or len(self._pending) <= limit:
+            pending, self._pending = self._pending, {}
+        else:  # a dict keeps its insertion order: the nodes first noted come first
+            pending = {key: self._pending.pop(key) for key in list(islice(self._pending, limit))}
         out: list[tuple[str, bytes]] = []
         for (kind, node_id), seqs in pending.items():
             ranges = seq_ranges(seqs)

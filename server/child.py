@@ -3,7 +3,8 @@
 One server process receives, validates and stores the position stream on one core; the
 gate decisions (`server.gates.worker`) and the trip rules (`server.judge_worker`) run in
 children that the operating system schedules on the other. The parent and a child talk
-over a duplex pipe of `(kind, value)` events, pickled.
+over a duplex pipe of typed events (`server.pipe_events`), pickled. Each child builds
+its components with the server's own steps (`server.assembly`).
 
 `ChildProcess` is the parent's side: it starts the child (the `spawn` start method: a
 fresh interpreter that imports only what it needs), hands each event of the child to a
@@ -23,15 +24,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from contract.parent_death import die_with_parent
 from server.config import ServerConfig
-from server.geo import Geography
+from server.lock_secrets import LockSecrets
+from server.pipe_events import ChildEvent, ParentEvent
 
 if TYPE_CHECKING:
+    from server.assembly import GeographyFactory
+    from server.geo import Geography
     from server.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 5.0
 RESTART_MAX_S = 30.0
 
-EventHandler = Callable[[str, Any], None]
+EventHandler = Callable[[ChildEvent], None]
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,10 @@ class ChildSpec:
     """What a child needs; pickled to it (the `spawn` start method)."""
 
     config: ServerConfig
+    #: read once by the server process (`server.assembly.load_lock_secrets`)
+    lock_secrets: LockSecrets = field(repr=False)
     #: A module-level function building the geography; None loads `config.geography`.
-    geography: Callable[[], Geography] | None = None
+    geography: GeographyFactory | None = None
     log_level: int = logging.INFO
 
 
@@ -112,14 +118,14 @@ class ChildProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
 
-    def send(self, kind: str, value: Any) -> bool:
+    def send(self, event: ParentEvent) -> bool:
         """Send an event to the child (blocks while its pipe is full: call it from a
         worker thread); False when no child is running."""
         with self._send_lock:
             if self._conn is None:
                 return False
             try:
-                self._conn.send((kind, value))
+                self._conn.send(event)
             except OSError:
                 return False
             return True
@@ -132,11 +138,11 @@ class ChildProcess:
         def readable() -> None:
             try:
                 while conn.poll():
-                    kind, value = conn.recv()
+                    event = conn.recv()
                     try:
-                        self._on_event(kind, value)
+                        self._on_event(event)
                     except Exception:
-                        log.exception("%s event %s %r failed", self.name, kind, value)
+                        log.exception("%s event %r failed", self.name, event)
             except (EOFError, OSError):
                 if not ended.done():
                     ended.set_result(None)
@@ -177,25 +183,16 @@ def child_logging(level: int, tag: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def open_world(
-    config: ServerConfig, geography: Callable[[], Geography] | None
-) -> tuple[Store, Geography]:
-    """The server's own store and geography, opened in a child (`geography`: a
-    module-level function building it, None to load `config.geography`). The caller
-    closes the store."""
-    from server.store import Store
+def open_world(spec: ChildSpec) -> tuple[Store, Geography]:
+    """The server's own store and geography, opened in a child by the server's steps
+    (`server.assembly`). The caller closes the store."""
+    from server import assembly
 
-    name = config.storage.password_env
     # The server process checkpoints SQLite's log (its ingest's commits, and
     # `checkpoint_forever`): a gate decision's commit must not do that work.
-    password = os.environ.get(name) if name else None
-    store = Store.open(config.storage.url, password, checkpoints=False)
+    store = assembly.open_store(spec.config, checkpoints=False)
     try:
-        world = (
-            geography()
-            if geography is not None
-            else Geography.from_files(config.geography.routes, config.geography.zones)
-        )
+        world = assembly.load_geography(spec.config, spec.geography)
     except BaseException:
         store.close()
         raise
@@ -218,17 +215,17 @@ class ParentPipe:
         self._conn = conn
         self._lock = threading.Lock()
 
-    def send(self, kind: str, value: object) -> None:
+    def send(self, event: ChildEvent) -> None:
         with self._lock, contextlib.suppress(OSError):
-            self._conn.send((kind, value))
+            self._conn.send(event)
 
-    def receive(self) -> tuple[str, Any] | None:
+    def receive(self) -> ParentEvent | None:
         """The parent's next event (blocking), or None once the parent is gone."""
         try:
-            kind, value = self._conn.recv()
+            event: ParentEvent = self._conn.recv()
         except (EOFError, OSError):
             return None
-        return str(kind), value
+        return event
 
     async def wait_closed(self) -> None:
         """Until the parent is gone (for a child the parent sends nothing)."""

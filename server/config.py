@@ -81,13 +81,13 @@ class IngestSettings(BaseModel):
         description="MQTT shared-subscription group; set it when several workers share the load",
     )
     batch_max: int = Field(default=500, ge=1, le=100_000, description="rows per store write")
-    passages: Literal["process", "connection", "shared"] = Field(
+    passages: Literal["process", "shared"] = Field(
         default="process",
         description="where gate passages are taken and decided: `process` — a child "
         "process of their own with its own broker connections (client ids "
         "`<client_id>-passages` and `<client_id>-gate-commands`), so that a gate decision "
-        "never waits behind the position stream; `connection` — a second connection in "
-        "the server's process; `shared` — the same connection as everything else",
+        "never waits behind the position stream (docs/telemetry-and-stream.md); `shared` — "
+        "the server's one connection, in its own process (a small site, one core)",
     )
     batch_wait_ms: int = Field(
         default=20, ge=0, le=5000, description="longest wait to fill a batch"
@@ -99,6 +99,15 @@ class IngestSettings(BaseModel):
         description="how often each node is told which of its seqs are durably stored "
         "(one `ack` per node per interval at most, docs/edge-outbox.md); the node keeps a "
         "message in its outbox until then",
+    )
+    ack_max_per_s: float = Field(
+        default=2_000.0,
+        ge=1.0,
+        le=1_000_000.0,
+        description="acknowledgements published a second at most: with more nodes "
+        "sending, each waits its turn (longest-waiting first) and its acknowledgement "
+        "covers more of its messages; a node then waits up to (nodes sending) / this "
+        "for it — keep that below the nodes' `outbox.ack_timeout_s` (docs/edge-outbox.md)",
     )
     max_clock_ahead_s: float = Field(
         default=120.0,

@@ -21,163 +21,55 @@ the late message is among them, the run goes back in memory and judges those eve
 again with it (the same order as from the store, without reading it).
 
 After a restart, a trip's state is rebuilt the same way, from its stored messages.
+
+The ordering itself — the sequence windows, the runs, what to judge again — is pure and
+apart from the store, in `server.judge_order`; this module applies it to the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Protocol
 
 from contract.payloads import EdgeMessage
 from server.geo import Geography
+from server.judge_order import (
+    JUDGED_CHANNELS,
+    Key,
+    SeqWindow,
+    TripRun,
+    events_to_judge,
+    merged,
+    rerun_from,
+)
 from server.rules.alarms import Effect
-from server.rules.engine import evaluate, tick
+from server.rules.engine import tick
 from server.rules.inputs import TripContext
 from server.rules.profiles import CreditClass, CreditProfile
-from server.rules.state import TripState
 from server.store import Store
 from server.store.database import IncomingMessage
+from server.store.trip import Trip
 
 log = logging.getLogger(__name__)
 
-#: Channels whose messages the trip rules look at.
-JUDGED_CHANNELS = ("position", "lock", "availability", "health")
-#: Keep a checkpoint every this many judged events, and at most this many per trip.
-CHECKPOINT_EVERY = 50
-MAX_CHECKPOINTS = 2000
-#: The last events a run keeps with the state before each, to judge a message that is late
-#: by a few events again without reading the store.
-RECENT_EVENTS = 16
 #: More trips in transit than any one server process follows (one query per tick).
 MAX_TRIPS_FOLLOWED = 1_000_000
 #: Trips not heard from since they started, taken up per tick (each is rebuilt from the
 #: store; after a restart most trucks bring their runs back themselves, at once).
 ADOPT_PER_TICK = 100
 
-Key = tuple[datetime, int]
-
 
 class AlarmSink(Protocol):
     """Where effects go. Must be idempotent for an effect it has already applied."""
 
-    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None: ...
-
-
-@dataclass
-class TripRun:
-    trip: dict[str, Any]
-    ctx: TripContext
-    state: TripState = field(default_factory=TripState)
-    last_key: Key | None = None
-    checkpoints: list[tuple[Key, TripState]] = field(default_factory=list)
-    judged: int = 0
-    #: The last events judged, in order, each with the state before it.
-    recent: deque[tuple[Key, EdgeMessage, TripState]] = field(
-        default_factory=lambda: deque(maxlen=RECENT_EVENTS)
-    )
-
-    def advance(self, key: Key, message: EdgeMessage) -> list[Effect]:
-        self.recent.append((key, message, self.state))
-        self.state, effects = evaluate(self.state, message, self.ctx)
-        self.last_key = key
-        self.judged += 1
-        if self.judged % CHECKPOINT_EVERY == 0:
-            self.checkpoints.append((key, self.state))
-            if len(self.checkpoints) > MAX_CHECKPOINTS:
-                del self.checkpoints[: len(self.checkpoints) // 2 : 2]  # thin the oldest half
-        return effects
-
-    def rewind_before(self, key: Key) -> None:
-        """Go back to the newest checkpoint strictly before `key` (or the trip start)."""
-        keys = [k for k, _ in self.checkpoints]
-        index = bisect.bisect_left(keys, key)
-        del self.checkpoints[index:]
-        self.recent.clear()
-        if self.checkpoints:
-            self.last_key, self.state = self.checkpoints[-1]
-        else:
-            self.last_key, self.state = None, TripState()
-
-    def rewind_recent(self, key: Key) -> list[tuple[Key, EdgeMessage]] | None:
-        """Go back in memory to the state before the first event at or after `key`, and
-        return the events undone (to judge again); None, with nothing changed, when an
-        event that old is no longer among the recent ones."""
-        if self.last_key is None or key > self.last_key:
-            return []  # nothing judged after it
-        keys = [k for k, _, _ in self.recent]
-        index = bisect.bisect_left(keys, key)
-        if index == 0:
-            return None  # the events before `key` are not all here: from the store
-        undone = [(k, m) for k, m, _ in list(self.recent)[index:]]
-        self.state = self.recent[index][2]
-        self.last_key = keys[index - 1]
-        for _ in range(len(undone)):
-            self.recent.pop()
-        del self.checkpoints[bisect.bisect_left([k for k, _ in self.checkpoints], key) :]
-        return undone
-
-
-@dataclass
-class SeqWindow:
-    """Which of a node's sequence numbers have arrived; holds messages beyond a gap.
-
-    `missing` are numbers given up after the hold; when they turn up later (a backlog
-    slower than the hold), they are collected in `late` and judged together once the
-    holes below them have filled, or the hold has passed again.
-    """
-
-    upto: int
-    ahead: dict[int, tuple[Key, EdgeMessage]] = field(default_factory=dict)
-    held_since: float | None = None
-    missing: set[int] = field(default_factory=set)
-    late: list[tuple[Key, EdgeMessage]] = field(default_factory=list)
-    late_since: float | None = None
-
-    def add(self, key: Key, message: EdgeMessage, now: float) -> None:
-        if message.seq <= self.upto:
-            self.missing.discard(message.seq)
-            self.late.append((key, message))
-            if self.late_since is None:
-                self.late_since = now
-        else:
-            self.ahead[message.seq] = (key, message)
-
-    def release(
-        self, now: float, hold_s: float
-    ) -> tuple[list[tuple[Key, EdgeMessage]], list[tuple[Key, EdgeMessage]]]:
-        """(in-order messages now complete, late messages to judge again)."""
-        ready = []
-        while self.upto + 1 in self.ahead:
-            self.upto += 1
-            ready.append(self.ahead.pop(self.upto))
-        if not self.ahead:
-            self.held_since = None
-        elif self.held_since is None:
-            self.held_since = now
-        elif now - self.held_since >= hold_s:
-            top = max(self.ahead)
-            self.missing.update(s for s in range(self.upto + 1, top) if s not in self.ahead)
-            ready += [self.ahead.pop(seq) for seq in sorted(self.ahead)]
-            self.upto = top
-            self.held_since = None
-            if len(self.missing) > 100_000:  # a node that lost that much is judged as is
-                self.missing.clear()
-        late: list[tuple[Key, EdgeMessage]] = []
-        if self.late:
-            lowest = min(m.seq for _, m in self.late)
-            holes_left = any(seq > lowest for seq in self.missing)
-            expired = self.late_since is not None and now - self.late_since >= hold_s
-            if not holes_left or expired:
-                late, self.late, self.late_since = self.late, [], None
-        return ready, late
+    def apply(self, trip: Trip, effects: Sequence[Effect]) -> None: ...
 
 
 class Judge:
@@ -188,12 +80,12 @@ class Judge:
         profiles: dict[CreditClass, CreditProfile],
         sink: AlarmSink,
         hold_s: float = 30.0,
-        lock_secrets: Mapping[str, bytes] | None = None,
+        lock_secrets: Mapping[str, bytes] = MappingProxyType({}),
     ) -> None:
         """`lock_secrets`: lock id → secret, to authenticate lock reports (none: every
         lock's reports pass unchecked, and the gate holds its trucks)."""
         self._store = store
-        self._lock_secrets: Mapping[str, bytes] = lock_secrets or {}
+        self._lock_secrets = lock_secrets
         self._geography = geography
         self._profiles = profiles
         self._sink = sink
@@ -244,52 +136,45 @@ class Judge:
         ready: list[tuple[Key, EdgeMessage]],
         late: list[tuple[Key, EdgeMessage]],
     ) -> None:
-        started = run.trip["started_at"]
-
-        def judged(items: list[tuple[Key, EdgeMessage]]) -> list[tuple[Key, EdgeMessage]]:
-            keep = (e for e in items if e[0][0] >= started and _channel(e[1]) in JUDGED_CHANNELS)
-            return sorted(keep, key=lambda e: e[0])
-
-        events, late_events = judged(ready), judged(late)
-        rerun_from = late_events[0][0] if late_events else None
-        if events and run.last_key is not None and events[0][0] <= run.last_key:
-            rerun_from = min(events[0][0], rerun_from or events[0][0])
-        if rerun_from is not None:
-            undone = run.rewind_recent(rerun_from)
+        started = run.started_at
+        events, late_events = events_to_judge(ready, started), events_to_judge(late, started)
+        again = rerun_from(run.last_key, events, late_events)
+        if again is not None:
+            undone = run.rewind_recent(again)
             if undone is None:
-                self._rerun(run, node_id, rerun_from)
+                self._rerun(run, node_id, again)
                 return
             self.reruns += 1
             log.debug(
                 "trip %s: %s is late by %d events; judging them again",
-                run.trip["trip_id"],
-                rerun_from[0],
+                run.trip.trip_id,
+                again[0],
                 len(undone),
             )
-            events = sorted(dict([*undone, *events, *late_events]).items(), key=lambda e: e[0])
+            events = merged(undone, events, late_events)
         effects: list[Effect] = []
         for key, msg in events:
             effects += run.advance(key, msg)
         self._emit(run, effects)
 
-    def _run_for(self, vehicle_id: str, trip: dict[str, Any] | None) -> tuple[TripRun | None, bool]:
+    def _run_for(self, vehicle_id: str, trip: Trip | None) -> tuple[TripRun | None, bool]:
         """The vehicle's run for its open `trip`, and whether it was just rebuilt from
         the store."""
         run = self._runs.get(vehicle_id)
-        if trip is None or trip["status"] != "in_transit" or trip["started_at"] is None:
+        if trip is None or trip.status != "in_transit" or trip.started_at is None:
             self._runs.pop(vehicle_id, None)
             self._windows.pop(vehicle_id, None)
             return None, False
-        if run is not None and run.trip["trip_id"] == trip["trip_id"]:
+        if run is not None and run.trip.trip_id == trip.trip_id:
             return run, False
         return self._start_run(vehicle_id, trip), True
 
-    def _start_run(self, vehicle_id: str, trip: dict[str, Any]) -> TripRun:
+    def _start_run(self, vehicle_id: str, trip: Trip) -> TripRun:
         run = TripRun(trip=trip, ctx=self._context(trip))
         self._runs[vehicle_id] = run
         # A trip seen for the first time by this process: rebuild from the store. The
         # sink ignores effects it had already applied before a restart.
-        self._replay(run, vehicle_id, (trip["started_at"], -1), upto=None)
+        self._replay(run, vehicle_id, (run.started_at, -1), upto=None)
         self._windows[vehicle_id] = SeqWindow(upto=self._store.max_seq(vehicle_id))
         stored = self._store.last_received_at(vehicle_id)
         known = self._received.get(vehicle_id)
@@ -302,13 +187,13 @@ class Judge:
         released truck that parks and switches off is not DEVICE_OFFLINE), and start
         runs for trips not heard from since they started (a gateway dead from the
         departure gate on is DEVICE_OFFLINE after `silence_s`)."""
-        in_transit: dict[str, dict[str, Any]] = {}
+        in_transit: dict[str, Trip] = {}
         for trip in self._store.list_trips("in_transit", limit=MAX_TRIPS_FOLLOWED):
-            if trip["started_at"] is not None:  # newest first: keep the newest
-                in_transit.setdefault(trip["vehicle_id"], trip)
+            if trip.started_at is not None:  # newest first: keep the newest
+                in_transit.setdefault(trip.vehicle_id, trip)
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
-            if current is None or current["trip_id"] != run.trip["trip_id"]:
+            if current is None or current.trip_id != run.trip.trip_id:
                 del self._runs[vehicle_id]
                 self._windows.pop(vehicle_id, None)
                 self._received.pop(vehicle_id, None)
@@ -316,23 +201,23 @@ class Judge:
         for vehicle_id in silent:
             log.info(
                 "trip %s of %s: not heard from since it started",
-                in_transit[vehicle_id]["trip_id"],
+                in_transit[vehicle_id].trip_id,
                 vehicle_id,
             )
             self._start_run(vehicle_id, in_transit[vehicle_id])
 
-    def _context(self, trip: dict[str, Any]) -> TripContext:
-        credit = self._store.declaration_credit(trip["declaration_id"]) or "general"
+    def _context(self, trip: Trip) -> TripContext:
+        credit = self._store.declaration_credit(trip.declaration_id) or "general"
         profile = next(
             (p for c, p in self._profiles.items() if c == credit), self._profiles["general"]
         )
         return TripContext(
             geography=self._geography,
-            route_id=trip["route_id"],
+            route_id=trip.route_id,
             profile=profile,
-            trip_id=trip["trip_id"],
-            started_at=trip["started_at"],
-            time_limit_s=trip["time_limit_min"] * 60.0,
+            trip_id=trip.trip_id,
+            started_at=trip.started_at,
+            time_limit_s=trip.time_limit_min * 60.0,
             lock_secrets=self._lock_secrets,
         )
 
@@ -340,10 +225,10 @@ class Judge:
         self.reruns += 1
         self.reruns_from_store += 1
         run.rewind_before(from_key)
-        since = run.last_key or (run.trip["started_at"], -1)
+        since = run.last_key or (run.started_at, -1)
         log.info(
             "trip %s: late data from %s, judging again from %s",
-            run.trip["trip_id"],
+            run.trip.trip_id,
             from_key[0],
             since[0],
         )
@@ -385,15 +270,3 @@ class Judge:
     def _emit(self, run: TripRun, effects: list[Effect]) -> None:
         if effects:
             self._sink.apply(run.trip, effects)
-
-
-_CHANNEL_OF = {
-    "Position": "position",
-    "LockReport": "lock",
-    "Availability": "availability",
-    "Health": "health",
-}
-
-
-def _channel(message: EdgeMessage) -> str:
-    return _CHANNEL_OF.get(type(message).__name__, "other")

@@ -28,9 +28,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
 
 from contract.log_throttle import LogThrottle, and_more
 from server.child import (
@@ -42,13 +40,20 @@ from server.child import (
     set_priority,
     stop_when_parent_gone,
 )
-from server.judge import JUDGED_CHANNELS, Judge
+from server.judge import Judge
+from server.judge_order import JUDGED_CHANNELS
+from server.pipe_events import (
+    AlarmChanged,
+    BadRows,
+    Batch,
+    ChildEvent,
+    Judged,
+    Ready,
+    Wire,
+)
 from server.store.database import IncomingMessage
 
 log = logging.getLogger(__name__)
-
-#: One message as it crosses the pipe.
-Wire = tuple[str, str, datetime]
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class JudgeWorker:
         if not wire:
             return
         self.sent += len(wire)  # before the child can answer that it judged them
-        if await asyncio.to_thread(self._child.send, "batch", wire):
+        if await asyncio.to_thread(self._child.send, Batch(wire)):
             self._on_pending(self.pending)
             if self._left:
                 log.info("judge worker back: %d messages were left to the store", self._left)
@@ -120,20 +125,23 @@ class JudgeWorker:
         """Messages handed to the child and not judged yet."""
         return self.sent - self.judged
 
-    def _event(self, kind: str, value: Any) -> None:
-        if kind == "ready":
-            # What a child that died had not judged, the new one judges from the store.
-            self.sent = self.judged
-            self._on_pending(0)
-            self.ready.set()
-        elif kind == "alarm":
-            self._on_alarm(int(value))
-        elif kind == "judged":
-            self.judged += int(value)
-            self._on_judged(int(value))
-            self._on_pending(self.pending)
-        elif kind == "bad_rows":
-            self._on_bad_rows(int(value))
+    def _event(self, event: ChildEvent) -> None:
+        match event:
+            case Ready():
+                # What a child that died had not judged, the new one judges from the store.
+                self.sent = self.judged
+                self._on_pending(0)
+                self.ready.set()
+            case AlarmChanged(alarm_id):
+                self._on_alarm(alarm_id)
+            case Judged(count):
+                self.judged += count
+                self._on_judged(count)
+                self._on_pending(self.pending)
+            case BadRows(count):
+                self._on_bad_rows(count)
+            case _:
+                log.warning("judge worker: unexpected event %r", event)
 
 
 # ---- the child ----------------------------------------------------------------------
@@ -148,20 +156,13 @@ def run_child(spec: JudgeSpec, conn: Connection) -> None:
 
 async def _serve(spec: JudgeSpec, conn: Connection) -> None:
     # Imported here: the parent needs none of this to start the child.
-    from server.alarms import AlarmService
-    from server.alarms.effects import AlarmEffects
-    from server.lock_secrets import LockSecrets
-    from server.rules.profiles import configured_profiles
+    from server import assembly
 
-    config = spec.config
     pipe = ParentPipe(conn)
-    store, geography = open_world(config, spec.geography)
+    store, geography = open_world(spec)
     try:
-        profiles = configured_profiles(config.geography.profiles)
-        alarms = AlarmService(store.engine)
-        alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
-        secrets = LockSecrets.load(config.gates.lock_secrets_file)
-        judge = Judge(store, geography, profiles, AlarmEffects(alarms), lock_secrets=secrets)
+        alarms = assembly.alarm_service(store, lambda alarm: pipe.send(AlarmChanged(alarm.id)))
+        judge = assembly.judge(spec.config, store, geography, alarms, spec.lock_secrets)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -171,7 +172,7 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
         threading.Thread(
             target=_receive, args=(pipe, judge, loop, parent), name="judge", daemon=True
         ).start()
-        pipe.send("ready", True)
+        pipe.send(Ready())
         async with asyncio.TaskGroup() as group:
             timers = group.create_task(judge.tick_forever(spec.tick_s), name="rule-timers")
             watcher = group.create_task(_wait(parent), name="parent")
@@ -192,17 +193,15 @@ def _receive(
 ) -> None:
     """Judge each batch the parent sends, until the parent is gone."""
     while (event := pipe.receive()) is not None:
-        kind, wire = event
-        if kind != "batch":
-            continue
+        wire = event.messages
         batch = decode_rows(wire)
         if len(batch) < len(wire):
-            pipe.send("bad_rows", len(wire) - len(batch))
+            pipe.send(BadRows(len(wire) - len(batch)))
         try:
             judge.judge_batch(batch)
         except Exception:
             log.exception("judging a batch of %d failed", len(batch))
-        pipe.send("judged", len(wire))
+        pipe.send(Judged(len(wire)))
     loop.call_soon_threadsafe(_settle, gone)
 
 

@@ -43,8 +43,8 @@ class TripTracker:
         trips = self._store.open_trips_for_vehicles(first_fix)
         for vehicle_id, fix in first_fix.items():
             trip = trips.get(vehicle_id)
-            if trip is not None and trip["status"] == "declared":
-                self._store.start_trip(trip["trip_id"], fix.ts)
+            if trip is not None and trip.status == "declared":
+                self._store.start_trip(trip.trip_id, fix.ts)
                 log.info(
-                    "trip %s of %s started at its first fix %s", trip["trip_id"], vehicle_id, fix.ts
+                    "trip %s of %s started at its first fix %s", trip.trip_id, vehicle_id, fix.ts
                 )

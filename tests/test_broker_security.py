@@ -312,6 +312,34 @@ def test_the_jt808_gateway_speaks_only_for_the_nodes_of_its_registry(
     assert got == [(t, p) for t, p in sent.items() if CELLULAR_TRUCK in t]
 
 
+def test_only_the_server_writes_declared_lists_and_only_the_gateway_reads_them(
+    connect: Callable[..., Probe],
+) -> None:
+    """The trucks' `declared` lists (server.declared): the server writes them, the JT/T
+    808 gateway reads those of its registry's nodes, a truck account reads none (its
+    locks are wired to it) and nobody else writes them."""
+    gateway, truck = connect(JT808), connect(TRUCK)
+    assert gateway.subscribe(ALL) == 1 and truck.subscribe(ALL) == 1
+    commands = connect(SERVER_IDS["commands"])
+    sent = {}
+    for node in (CELLULAR_TRUCK, TRUCK, OTHER_TRUCK):
+        sent[topics.declared(node)] = _payload()
+        assert commands.publish(topics.declared(node), sent[topics.declared(node)]) == 0
+    for node, probe in ((CELLULAR_TRUCK, gateway), (TRUCK, truck)):
+        last = _payload()  # after the lists: once it is in, so is everything it may read
+        assert commands.publish(topics.ack("truck", node), last) == 0
+        probe.wait_for(topics.ack("truck", node), last)
+    gateway_got = [(t, p) for t, p in gateway.messages if p in sent.values()]
+    assert gateway_got == [(topics.declared(CELLULAR_TRUCK), sent[topics.declared(CELLULAR_TRUCK)])]
+    assert [t for t, p in truck.messages if p in sent.values()] == []
+    server = connect(SERVER_IDS["ingest"])
+    assert server.subscribe(ALL) == 1
+    mine = [topics.declared(TRUCK), topics.declared(OTHER_TRUCK)]
+    assert _refused_then_sentinel(truck, server, mine, topics.position(TRUCK)) == []
+    theirs = [topics.declared(CELLULAR_TRUCK), topics.declared(TRUCK)]
+    assert _refused_then_sentinel(gateway, server, theirs, topics.position(CELLULAR_TRUCK)) == []
+
+
 def test_a_node_has_one_writer(tmp_path: Path) -> None:
     """A node served by a JT/T 808 gateway cannot also be a truck account."""
     registry = tmp_path / "jt808.yaml"

@@ -355,7 +355,7 @@ class ElockDriver:
                 logger.warning("lock %s: bad BondWatch block: %s", message.header.phone, err)
                 continue
             if block is None or block.lock_id is None:
-                events.extend(_vendor_lock_events(location, message.msg_id))
+                events.extend(vendor_lock_events(location, message.msg_id))
                 continue
             self._phones[block.lock_id] = message.header.phone
             event = block.event_name or "status"
@@ -523,7 +523,7 @@ def _reply_of(
     )
 
 
-def _vendor_lock_events(location: Location, msg_id: int) -> list[LockEvent]:
+def vendor_lock_events(location: Location, msg_id: int) -> list[LockEvent]:
     """State of third-party locks from the common e-lock items (0x63, 0xD5), as `status`."""
     events = []
     moment = location.time or datetime.now(UTC)

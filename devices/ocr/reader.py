@@ -41,6 +41,7 @@ from devices.ocr.engine import (
 )
 from devices.ocr.frames import erase_frames
 from devices.ocr.plates import PROVINCES, find_plate, fits_colour, normalise_plate, plate_colour
+from devices.ocr.rectify import rectify
 from devices.ocr.results import (
     DEFAULT_REVIEW_THRESHOLD,
     Box,
@@ -71,6 +72,10 @@ PLATE_ASPECT = (1.2, 8.0)
 CHECK_BOX_SURE = 0.9
 #: Smaller images are scaled up to this (longest side): small text reads better.
 MIN_WORK_SIDE = 960
+#: A box at least this many times wider than high is a line of text.
+LINE_ASPECT = 2.5
+#: Lines with the largest characters looked at face on when a frame reads no confident number.
+RECTIFY_LINES = 2
 
 
 class ImageError(DeviceError, ValueError):
@@ -175,15 +180,21 @@ class GateReader:
         elif max(image.shape[:2]) < MIN_WORK_SIDE:
             scale = MIN_WORK_SIDE / max(image.shape[:2])
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        containers, plate = self._pass(image, original, self.config.detect_side)
+        containers, plate, boxes = self._pass(image, original, self.config.detect_side)
         if not _confident(containers) and max(image.shape[:2]) > self.config.detect_side:
             # Thin columns and widely spaced digits can be lost when detecting on the
             # scaled frame: a frame without a confident number is looked at again at
             # its own resolution, and the better reading kept.
-            fine, fine_plate = self._pass(image, original, max(image.shape[:2]))
+            fine, fine_plate, _ = self._pass(image, original, max(image.shape[:2]))
             if _rank_key(fine) > _rank_key(containers):
                 containers = fine
             plate = plate or fine_plate
+        if not _confident(containers):
+            # A door seen obliquely: its lines in perspective, the far characters small.
+            # Read again face on (`rectify.py`).
+            straight = self._rectified(image, boxes)
+            if _rank_key(straight) > _rank_key(containers):
+                containers = straight
         if not _confident(containers):
             # A number stacked down a corner post in thin strokes may not be detected
             # at all: columns are looked for from the characters themselves.
@@ -209,10 +220,30 @@ class GateReader:
         ]
         return self._containers(image, tokens, {}) if tokens else []
 
+    def _rectified(self, image: Image, boxes: list[TextBox]) -> list[ContainerResult]:
+        """Numbers read from the face-on view of the lines with the largest characters
+        that show perspective (at most `RECTIFY_LINES` of them), boxes in `image`'s pixels."""
+        lines = sorted(
+            (b for b in boxes if b.width >= LINE_ASPECT * b.height), key=_char_height, reverse=True
+        )
+        best: list[ContainerResult] = []
+        for box in lines[:RECTIFY_LINES]:
+            view = rectify(image, box)
+            if view is None:
+                continue
+            found, _, _ = self._pass(view.image, view.image, max(view.image.shape[:2]), False)
+            found = [replace(c, box=view.to_frame(c.box) if c.box else None) for c in found]
+            if _rank_key(found) > _rank_key(best):
+                best = found
+            if _confident(best):
+                break
+        return best
+
     def _pass(
-        self, image: Image, original: Image, detect_side: int
-    ) -> tuple[list[ContainerResult], PlateResult | None]:
-        """Detect at `detect_side`, recognise the largest text first, the rest if needed."""
+        self, image: Image, original: Image, detect_side: int, plates: bool = True
+    ) -> tuple[list[ContainerResult], PlateResult | None, list[TextBox]]:
+        """Detect at `detect_side`, recognise the largest text first, the rest if needed.
+        Also returns the boxes detected."""
         boxes = [
             b
             for b in self.engine.detect(image, detect_side)
@@ -223,26 +254,21 @@ class GateReader:
         tokens: list[Token] = []
         containers: list[ContainerResult] = []
         plate: PlateResult | None = None
+        plates = plates and self.config.read_plates
         for stage in stages:
-            if tokens and self._settled(containers, plate):
+            # Settled (a confident number, its size/type code, the plate when wanted):
+            # the other boxes need not be read.
+            if tokens and _known(containers) and (plate is not None or not plates):
                 break
-            if tokens and self.config.read_plates and plate is None and _known(containers):
+            if tokens and plates and plate is None and _known(containers):
                 # Only the plate is missing: of the other boxes, read those a plate could be.
                 stage = [b for b in stage if _plate_like(image, b)]
             if not stage:
                 continue
             tokens += self._tokens(image, stage)
             containers = self._containers(image, tokens, looks)
-            plate = self._plate(image, original, tokens) if self.config.read_plates else None
-        return containers, plate
-
-    def _settled(self, containers: list[ContainerResult], plate: PlateResult | None) -> bool:
-        """True when the boxes read so far answer everything: the rest need not be read.
-
-        A confident number with its check digit seen and valid, its size/type code,
-        and the plate when plates are wanted.
-        """
-        return _known(containers) and (plate is not None or not self.config.read_plates)
+            plate = self._plate(image, original, tokens) if plates else None
+        return containers, plate, boxes
 
     def _tokens(self, image: Image, boxes: list[TextBox]) -> list[Token]:
         crops: list[Image] = []
@@ -325,6 +351,7 @@ class GateReader:
             if found is None or found[1] < CHECK_BOX_SURE:
                 # A framed digit read alone reads poorly: look at it with the serial.
                 missing.append(cand)
+        missing = [c for c in missing if not _already_seen(c, completed)]
         completed.extend(self._look_for_check_digits(image, missing, looks))
         results = [replace(self._judge(c), box=_number_box(c)) for c in completed]
         return self._rank(results, tokens)
@@ -336,24 +363,36 @@ class GateReader:
 
         A lone framed digit reads poorly; the serial and the digit together read as
         one line, and the digit after the serial's six is the check digit. The region
-        is read as it is and, when a frame is found in it, with the frame erased
-        (`frames.py`); every reading found is judged, the check digit decides.
+        is read as it is and, when that gives no valid number and a frame is found in it,
+        with the frame erased (`frames.py`); every reading found is judged, the check
+        digit decides.
         `looks` holds the regions already read during this image's reading: the same
         serial found by several boxes, or again after the rest of the boxes are read,
         is looked at once.
         """
         rects = [_check_rect(image.shape, cand) for cand in cands]
-        todo: dict[Look, Image] = {}
+        plain: dict[Look, Image] = {}
         for cand, rect in zip(cands, rects, strict=True):
-            if rect is None or (rect, False) in looks or (rect, False) in todo:
+            if rect is None or (rect, False) in looks or (rect, False) in plain:
                 continue
-            plain = _check_crop(image, rect, cand)
-            if plain is not None:
-                todo[(rect, False)] = plain
-            erased = _check_crop(image, rect, cand, erase=True)
-            if erased is not None:
-                todo[(rect, True)] = erased
-        looks.update(zip(todo, self.engine.recognise(list(todo.values())), strict=True))
+            crop = _check_crop(image, rect, cand)
+            if crop is not None:
+                plain[(rect, False)] = crop
+        looks.update(zip(plain, self.engine.recognise(list(plain.values())), strict=True))
+        # The frame erased only where the region as it is gives no valid number: erasing
+        # could then only read the same digit again, or a wrong one the check rejects.
+        erased: dict[Look, Image] = {}
+        for cand, rect in zip(cands, rects, strict=True):
+            if rect is None or (rect, True) in looks or (rect, True) in erased:
+                continue
+            if _valid_after(cand, looks.get((rect, False))):
+                continue
+            crop = _check_crop(image, rect, cand, erase=True)
+            if crop is None:
+                looks[(rect, True)] = ("", 0.0)  # no frame in this region
+            else:
+                erased[(rect, True)] = crop
+        looks.update(zip(erased, self.engine.recognise(list(erased.values())), strict=True))
         out: list[Candidate] = []
         for cand, rect in zip(cands, rects, strict=True):
             found = [
@@ -525,6 +564,27 @@ class GateReader:
         return PlateResult(
             text, confidence, doubtful or confidence < threshold, kind, doubtful=doubtful
         )
+
+
+def _valid_after(cand: Candidate, look: tuple[str, float] | None) -> bool:
+    """True when a look's text gives `cand` a check digit that passes the check."""
+    found = _check_after(cand.serial, *look) if look is not None else None
+    return found is not None and iso6346.is_valid(cand.owner + cand.serial + found[0])
+
+
+def _already_seen(cand: Candidate, completed: list[Candidate]) -> bool:
+    """True when the number `cand` begins was read whole, its check digit valid, at least
+    as surely: a look for its check digit could only find that number again, no surer
+    (the ten characters decide the digit; a look's score is capped by the candidate's)."""
+    return any(
+        c.owner == cand.owner
+        and c.serial == cand.serial
+        and c.check is not None
+        and iso6346.is_valid(c.owner + c.serial + c.check)
+        and c.score >= cand.score
+        and (cand.noisy or not c.noisy)
+        for c in completed
+    )
 
 
 def _number_box(cand: Candidate) -> Box:

@@ -20,20 +20,27 @@ import logging
 import resource
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from contract import topics
-from contract.cellular_registry import CellularDevice, CellularRegistry, phone_key
+from contract.cellular_registry import (
+    CellularDevice,
+    CellularRegistry,
+    DeclaredLocks,
+    map_declared_locks,
+    phone_key,
+)
 from contract.ids import format_ts, utc_now
 from contract.payloads import SignedCommand, TruckCommand
-from contract.signing import load_public_key
+from contract.signing import load_verify_key
 from devices.elock import profile
 from devices.elock.block import BondWatchBlock
 from devices.elock.bodies import TerminalResponse
 from devices.elock.exchange import TERMINAL_RESULTS
 from edge.commands import CommandHandler, ExecOutcome
 from edge.jt808.config import GatewayConfig
+from edge.jt808.declared import DeclaredLists
 from edge.jt808.metrics import Metrics, metrics_text
 from edge.jt808.session import DeviceSession
 from edge.jt808.store import GatewayStore, GroupCommitter, Item, Message, Stored
@@ -68,8 +75,10 @@ class Jt808Gateway:
     def __init__(self, config: GatewayConfig, registry: CellularRegistry) -> None:
         self.config = config
         self.registry = registry
-        self.devices: dict[str, CellularDevice] = registry.by_phone()
-        self.locks = {d.lock_id: d for d in registry.devices if d.lock_id is not None}
+        #: The devices that report for a node (a lock listed without one: once a
+        #: declaration names it, `map_declared_locks`), by phone key, and the locks by id.
+        self.devices: dict[str, CellularDevice] = registry.mapped({})
+        self.locks = {d.lock_id: d for d in self.devices.values() if d.lock_id is not None}
         self.limits = config.limits
         self.secret = config.auth_secret_file.read_bytes().strip()
         if len(self.secret) < 16:
@@ -83,7 +92,7 @@ class Jt808Gateway:
             dedupe_window_s=settings.dedupe_window_s,
         )
         self.committer = GroupCommitter(self.outbox, settings.commit_window_s)
-        key = load_public_key(config.server_public_key)
+        key = load_verify_key(config.server_public_key)
         nonces = SqliteNonceStore(settings.nonce_path)
         self.handlers: dict[str, CommandHandler] = {}
         for node in registry.nodes():
@@ -96,12 +105,16 @@ class Jt808Gateway:
             self.handlers[node] = CommandHandler(
                 "truck", node, key, nonces, NodeResults(self.outbox, node), execute
             )
+        #: the open declarations of the fleet's trucks, from the server (`declared` lists)
+        self.declared = DeclaredLists(self.map_declared_locks, self.metrics.declared_refused)
         self.uplink = Uplink(
             config.broker,
             config.gateway_id,
             self.outbox,
             registry.nodes(),
             self._on_command,
+            declared=self.declared,
+            fleet=registry.fleet,
             max_inflight=settings.max_inflight,
             ack_timeout_s=settings.ack_timeout_s,
             replay_after_s=settings.replay_after_s,
@@ -131,7 +144,7 @@ class Jt808Gateway:
 
     def _node_state(self, device: CellularDevice, online: bool, detail: str) -> list[Message]:
         now = format_ts(utc_now())
-        node = device.node_id
+        node = device.node
         health = {
             "ts": now,
             "device": "lock" if device.kind == "lock" else "gnss",
@@ -158,14 +171,14 @@ class Jt808Gateway:
             old.abort("replaced")  # its run() ends; detach leaves the node to the new one
         self.sessions[key] = session
         self.metrics.authenticated = len(self.sessions)
-        devices = self._node_devices.setdefault(device.node_id, set())
+        devices = self._node_devices.setdefault(device.node, set())
         if key not in devices:
             messages = self._node_state(device, True, f"connected from {session.peer}")
             devices.add(key)
-            self._background_store(device.node_id, messages)
+            self._background_store(device.node, messages)
         log.info(
             "node %s: %s %s connected from %s",
-            device.node_id,
+            device.node,
             device.kind,
             device.phone,
             session.peer,
@@ -179,13 +192,35 @@ class Jt808Gateway:
             return  # replaced by a newer connection of the same device
         del self.sessions[key]
         self.metrics.authenticated = len(self.sessions)
-        devices = self._node_devices.setdefault(device.node_id, set())
+        devices = self._node_devices.setdefault(device.node, set())
         devices.discard(key)
         messages = self._node_state(device, False, f"connection closed: {reason}")
-        self._background_store(device.node_id, messages)
-        log.info(
-            "node %s: %s %s disconnected (%s)", device.node_id, device.kind, device.phone, reason
-        )
+        self._background_store(device.node, messages)
+        log.info("node %s: %s %s disconnected (%s)", device.node, device.kind, device.phone, reason)
+
+    def map_declared_locks(self, declarations: Iterable[DeclaredLocks]) -> list[str]:
+        """Map the registry's locks listed without a node to the trucks the open
+        `declarations` name them for (`contract.cellular_registry.map_declared_locks`);
+        a connected lock whose node changes is disconnected, to authenticate again for
+        its new node (its unanswered reports go there). Returns the problems, logged."""
+        current = {lock: d.node_id for lock, d in self.locks.items() if d.node_id is not None}
+        mapping, problems = map_declared_locks(self.registry, declarations, current)
+        for problem in problems:
+            log.warning("gateway %s: %s", self.config.gateway_id, problem)
+        devices = self.registry.mapped(mapping)
+        for key, session in list(self.sessions.items()):
+            device, now = session.device, devices.get(key)
+            if device is not None and (now is None or now.node_id != device.node_id):
+                log.info(
+                    "lock %s: declared for %s now, was %s: reconnects",
+                    device.lock_id,
+                    now.node_id if now is not None else "no truck",
+                    device.node_id,
+                )
+                session.abort("remapped")
+        self.devices = devices
+        self.locks = {d.lock_id: d for d in devices.values() if d.lock_id is not None}
+        return problems
 
     # -- commands -------------------------------------------------------------------------
 
@@ -201,7 +236,7 @@ class Jt808Gateway:
     async def _execute(self, node_id: str, command: SignedCommand) -> tuple[ExecOutcome, str]:
         assert isinstance(command, TruckCommand)
         device = self.locks.get(command.lock_id)
-        if device is None or device.node_id != node_id:
+        if device is None or device.node != node_id:
             return "refused", f"lock {command.lock_id} is not a cellular lock of {node_id}"
         session = self.sessions.get(phone_key(device.phone))
         if session is None:
@@ -271,9 +306,10 @@ class Jt808Gateway:
                     "store_messages": float(count),
                     "store_bytes": float(size),
                     "mqtt_connected": float(self.uplink.connected),
-                    "mqtt_published_total": float(self.uplink.published_total),
-                    "mqtt_resent_total": float(self.uplink.resent_total),
+                    "mqtt_published_total": float(self.uplink.drain.published_total),
+                    "mqtt_resent_total": float(self.uplink.drain.resent_total),
                     "server_acked_total": float(self.uplink.server_acked_total),
+                    "declared_trucks": float(len(self.declared.lists)),
                 }
                 body = metrics_text(self.metrics, extra).encode()
                 head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

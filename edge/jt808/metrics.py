@@ -20,6 +20,8 @@ class Metrics:
     bad_frames: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)
+    #: the server's `declared` lists refused, by reason (`edge.jt808.declared`)
+    declared_refused: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         """One log line."""
@@ -57,6 +59,12 @@ def metrics_text(metrics: Metrics, extra: dict[str, float]) -> str:
     labelled("bad_frames_total", "reason", metrics.bad_frames, "frames not taken, by reason")
     labelled("refused_total", "reason", metrics.refused, "requests refused, by reason")
     labelled("closed_total", "reason", metrics.closed, "connections closed, by reason")
+    labelled(
+        "declared_refused_total",
+        "reason",
+        metrics.declared_refused,
+        "declared lists from the server refused, by reason",
+    )
     for name, value in extra.items():
         gauge(name, value, name.replace("_", " "))
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from contract import topics
 from contract.cellular_registry import CellularDevice, phone_key
 from contract.ids import format_ts
 from devices.elock.bodies import STATUS_BITS, Location
+from devices.elock.driver import vendor_lock_events
 from devices.errors import FrameError
 from edge.jt808.store import Item, Message
 
@@ -82,33 +83,71 @@ def position_payload(location: Location, moment: datetime, replayed: bool) -> di
 def lock_payload(
     location: Location, device: CellularDevice, moment: datetime, replayed: bool
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The `lock` payload of a BondWatch lock's report, or (None, why it is left out)."""
+    """The `lock` payload of a lock's report, or (None, why it is left out): a BondWatch
+    lock's block, else a third-party lock's common e-lock items (0x63, 0xD5)."""
     try:
         block = location.bondwatch
     except FrameError as err:
         return None, f"bad BondWatch block: {err}"
     if block is None or block.lock_id is None:
-        return None, None
+        return vendor_lock_payload(location, device, moment, replayed)
     if block.lock_id != device.lock_id:
         return None, (
             f"lock id {block.lock_id} is not the registered {device.lock_id} of phone "
             f"{device.phone}"
         )
-    payload: dict[str, Any] = {
-        "ts": format_ts(moment),
-        "lock_id": block.lock_id,
-        "state": block.state_name,
-        "event": block.event_name or "status",
-    }
-    if replayed:
-        payload["replayed"] = True
+    payload = _lock_fields(
+        location, moment, replayed, block.lock_id, block.state_name, block.event_name
+    )
     if block.battery_pct is not None and 0 <= block.battery_pct <= 100:
         payload["battery_pct"] = block.battery_pct
     if block.report_counter is not None and block.report_mac is not None:
         payload["counter"], payload["mac"] = block.report_counter, block.report_mac.hex()
+    return payload, None
+
+
+def vendor_lock_payload(
+    location: Location, device: CellularDevice, moment: datetime, replayed: bool
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The registered lock's state from a third-party lock's common e-lock items: 0x63
+    (per lock: id BYTE[6], battery, seal 0x31) and 0xD5 (per lock: id BYTE[5], card,
+    battery %, status bit 5 open), laid out as Traccar's `HuabaoProtocolDecoder` reads
+    them (`devices.elock.tlv`). Their lock ids are hex (`0002604323`): the registry
+    names the lock so. Such a lock signs nothing: no counter, no MAC."""
+    events = vendor_lock_events(location, 0x0200)
+    if not events:
+        return None, None
+    mine = next((e for e in events if e.lock_id == device.lock_id), None)
+    if mine is None:
+        return None, (
+            f"lock ids {', '.join(e.lock_id for e in events)} of the report's lock items "
+            f"are not the registered {device.lock_id} of phone {device.phone}"
+        )
+    payload = _lock_fields(location, moment, replayed, mine.lock_id, mine.state, mine.event)
+    if mine.battery_pct is not None and 0 <= mine.battery_pct <= 100:
+        payload["battery_pct"] = mine.battery_pct
+    return payload, None
+
+
+def _lock_fields(
+    location: Location,
+    moment: datetime,
+    replayed: bool,
+    lock_id: str,
+    state: str,
+    event: str | None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "ts": format_ts(moment),
+        "lock_id": lock_id,
+        "state": state,
+        "event": event or "status",
+    }
+    if replayed:
+        payload["replayed"] = True
     if location.status & STATUS_POSITIONED:
         payload["lat"], payload["lon"] = round(location.lat, 7), round(location.lon, 7)
-    return payload, None
+    return payload
 
 
 def report_item(
@@ -120,11 +159,11 @@ def report_item(
     messages: list[Message] = []
     if device.positions:
         messages.append(
-            (topics.position(device.node_id), position_payload(location, moment, replayed), False)
+            (topics.position(device.node), position_payload(location, moment, replayed), False)
         )
     ignored: str | None = None
     if device.kind == "lock":
         lock, ignored = lock_payload(location, device, moment, replayed)
         if lock is not None:
-            messages.append((topics.lock(device.node_id), lock, False))
+            messages.append((topics.lock(device.node), lock, False))
     return ReportItem(Item(messages, report_digest(device.phone, location)), ignored)

@@ -351,7 +351,7 @@ class DeviceSession:
             items.append(made.item)
         metrics = self.hub.metrics
         try:
-            stored = await self.hub.store(device.node_id, items)
+            stored = await self.hub.store(device.node, items)
         except OutboxError as err:
             metrics.reports_refused += len(items)
             log.warning("%r: %d reports not stored (answered failed): %s", self, len(items), err)

@@ -26,7 +26,6 @@ reports and sends them again, in a blind-area batch 0x0704), so nothing is thinn
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -34,11 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, Unpack
 
 from contract.ids import is_node_id
-from contract.limits import LARGEST_PAYLOAD_BYTES
-from edge.outbox import OutboxError, OutboxItem
+from edge import outbox_db
+from edge.outbox_db import OutboxError, OutboxItem, PendingFilter, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +91,6 @@ class Stored:
     duplicates: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayItem(OutboxItem):
-    """A stored message with the node it belongs to."""
-
-    node_id: str = ""
-
-
 class GatewayStore:
     """Messages of many nodes not yet acknowledged by the server, with their seq counters.
 
@@ -136,7 +128,7 @@ class GatewayStore:
         self._last_seq: dict[str, int] = dict(
             self._read.execute("SELECT node_id, last_seq FROM nodes").fetchall()
         )
-        self._bytes, self._count = self._totals(self._read)
+        self._bytes, self._count = outbox_db.totals(self._read)
         log.info(
             "gateway store %s: %d messages (%d bytes) of %d nodes waiting",
             path,
@@ -160,14 +152,9 @@ class GatewayStore:
 
     def _setup(self) -> None:
         db = self._db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OutboxError(f"gateway store {self.path}: WAL journal not available ({mode})")
-        db.execute("PRAGMA synchronous=FULL")  # fsync at every commit (docs/edge-outbox.md)
+        outbox_db.open_wal(db, self.path)
         with self._transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            outbox_db.create_schema(db, _SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='gateway_id'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('gateway_id', ?)", (self.gateway_id,))
@@ -176,12 +163,6 @@ class GatewayStore:
                     f"gateway store {self.path} belongs to gateway {row[0]}, not "
                     f"{self.gateway_id}: give each gateway its own store"
                 )
-
-    def _totals(self, db: sqlite3.Connection) -> tuple[int, int]:
-        row = db.execute(
-            "SELECT COALESCE(SUM(length(payload)), 0), COUNT(*) FROM outbox"
-        ).fetchone()
-        return int(row[0]), int(row[1])
 
     def close(self) -> None:
         self._read.close()
@@ -257,7 +238,7 @@ class GatewayStore:
                     list(seqs.items()),
                 )
         except sqlite3.DatabaseError as err:
-            self._bytes, self._count = self._totals(self._db)
+            self._bytes, self._count = outbox_db.totals(self._db)
             failure = OutboxError(f"gateway store {self.path}: {err}")
             return [failure for _ in requests]
         self._last_seq.update(seqs)
@@ -289,19 +270,10 @@ class GatewayStore:
                 digests.append(item.digest)
             for topic, payload, retain in item.messages:
                 last += 1
-                payload["node_id"] = node_id
-                payload["seq"] = last
                 try:
-                    blob = json.dumps(
-                        payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                    ).encode("utf-8")
+                    blob = outbox_db.encode(topic, payload, node_id, last)
                 except (TypeError, ValueError) as err:
                     raise OutboxError(f"message for {topic} is not valid JSON: {err}") from err
-                if len(blob) > LARGEST_PAYLOAD_BYTES:
-                    raise OutboxError(
-                        f"message for {topic} is {len(blob)} bytes, more than "
-                        f"{LARGEST_PAYLOAD_BYTES}"
-                    )
                 size += len(blob)
                 rows.append((node_id, last, topic, blob, int(retain), now))
                 stored.seqs.append(last)
@@ -332,46 +304,11 @@ class GatewayStore:
 
     # -- reading and acknowledging -------------------------------------------------------
 
-    def pending(
-        self,
-        limit: int,
-        *,
-        after_id: int = 0,
-        up_to_id: int | None = None,
-        unsent_only: bool = False,
-        sent_before: float | None = None,
-        node_id: str | None = None,
-    ) -> list[GatewayItem]:
-        """Oldest unacknowledged messages with `after_id < id <= up_to_id`, in store order
-        (for each node, seq order). Filters as `edge.outbox.Outbox.pending`, and `node_id`."""
-        where = "id > ? AND id <= ?"
-        params: list[Any] = [after_id, up_to_id if up_to_id is not None else 2**63 - 1]
-        if unsent_only:
-            where += " AND sent IS NULL"
-        if sent_before is not None:
-            where += " AND sent < ?"
-            params.append(sent_before)
-        if node_id is not None:
-            where += " AND node_id = ?"
-            params.append(node_id)
-        rows = self._read.execute(
-            "SELECT id, topic, payload, retain, created, sent, node_id, seq FROM outbox "
-            f"WHERE {where} ORDER BY id LIMIT ?",
-            (*params, limit),
-        ).fetchall()
-        return [
-            GatewayItem(
-                id=int(r[0]),
-                topic=str(r[1]),
-                payload=bytes(r[2]),
-                retain=bool(r[3]),
-                keep=True,
-                created=float(r[4]),
-                sent=None if r[5] is None else float(r[5]),
-                node_id=str(r[6]),
-            )
-            for r in rows
-        ]
+    def pending(self, limit: int, **filters: Unpack[PendingFilter]) -> list[OutboxItem]:
+        """Oldest unacknowledged messages `filters` leave, in store order (for each node,
+        seq order)."""
+        # Nothing here is thinned: every message is kept (`keep`).
+        return outbox_db.select_pending(self._read, limit, keep="1", node="node_id", **filters)
 
     def max_id(self) -> int:
         """The newest message's store id (0 when empty)."""
@@ -387,18 +324,10 @@ class GatewayStore:
         self._writer.submit(self._mark_sent, [int(i) for i in item_ids], self._clock())
 
     def _mark_sent(self, ids: list[int], at: float | None) -> int:
-        when = self._clock() if at is None else at
-        marked = 0
         if not ids:
             return 0
         with self._transaction():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marked += self._db.execute(
-                    f"UPDATE outbox SET sent=? WHERE id IN ({','.join('?' * len(chunk))})",
-                    (when, *chunk),
-                ).rowcount
-        return marked
+            return outbox_db.mark_sent(self._db, ids, self._clock() if at is None else at)
 
     def ack_ranges(
         self, node_id: str, ranges: Iterable[tuple[int, int]]
@@ -416,46 +345,22 @@ class GatewayStore:
         return await self._run(self._ack_ranges, node_id, list(ranges))
 
     def _ack_ranges(self, node_id: str, ranges: list[tuple[int, int]]) -> tuple[int, float | None]:
-        removed = freed = 0
-        newest: float | None = None
+        clauses = [
+            ("node_id = ? AND seq BETWEEN ? AND ?", (node_id, int(first), int(last)))
+            for first, last in ranges
+        ]
         with self._transaction():
-            for first, last in ranges:
-                rows = self._db.execute(
-                    "DELETE FROM outbox WHERE node_id = ? AND seq BETWEEN ? AND ? "
-                    "RETURNING length(payload), sent",
-                    (node_id, int(first), int(last)),
-                ).fetchall()
-                removed += len(rows)
-                freed += sum(int(r[0]) for r in rows)
-                for row in rows:
-                    if row[1] is not None:
-                        newest = float(row[1]) if newest is None else max(newest, float(row[1]))
-        self._bytes -= freed
-        self._count -= removed
-        return removed, newest
+            removal = outbox_db.remove(self._db, clauses)
+        self._bytes -= removal.freed
+        self._count -= removal.removed
+        return removal.removed, removal.newest_sent
 
     def counts(self) -> tuple[int, int]:
         """(messages, payload bytes) held."""
         return self._count, self._bytes
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        elif self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
 
 class GroupCommitter:

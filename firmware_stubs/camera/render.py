@@ -20,6 +20,7 @@ import numpy.typing as npt
 Image = npt.NDArray[Any]
 
 _GLARE_SHRINK = 8
+_YARD = (70, 75, 80)
 _DOOR_COLOURS = [(60, 40, 150), (130, 70, 30), (40, 110, 40), (50, 50, 60), (30, 90, 170)]
 
 
@@ -43,6 +44,11 @@ class Scene:
     boxed_check: bool = True
     #: 0 the door seen face on; up to about 0.5 seen from the side (far edge smaller).
     oblique: float = 0.0
+    #: The door turned about its vertical axis by this many degrees (positive: its right
+    #: edge farther away) and seen by a pinhole camera `distance` door widths from its
+    #: centre: a true perspective view, both foreshortened and converging.
+    yaw: float = 0.0
+    distance: float = 1.2
     #: Text size relative to a door filling the frame (below 1: a distant door).
     text_scale: float = 1.0
     #: The check digit's distance from the serial, its frame's margin and the frame's
@@ -106,6 +112,8 @@ def render_door(scene: Scene) -> Image:
         )
     if scene.oblique:
         img = _oblique(img, scene.oblique)
+    if scene.yaw:
+        img = _yawed(img, scene.yaw, scene.distance)
     if scene.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur)
     noise = rng.standard_normal(img.shape, dtype=np.float32) * 4.0
@@ -159,6 +167,52 @@ def _column(img: Image, scene: Scene, scale: float, thick: int) -> None:
             pad = max(3, ch // 4)
             cv2.rectangle(img, (x - pad, y - ch - pad), (x + lw + pad, y + pad), (245, 245, 245), 2)
         y += pitch
+
+
+def yaw_corners(
+    width: int, height: int, degrees: float, distance: float
+) -> npt.NDArray[np.float32]:
+    """Where a door's corners (tl, tr, br, bl) fall in a frame of the same size when it is
+    turned by `degrees` about its vertical axis and seen by a pinhole camera `distance`
+    door widths away, the view scaled to fill the frame's height or width.
+
+    Door point (X, Y, 0), centred; turned: (X cos a, Y, X sin a); projected with focal
+    length equal to the distance: u = f X cos a / (f + X sin a), v = f Y / (f + X sin a).
+    """
+    a = np.radians(degrees)
+    f = distance * width
+    corners = np.array(
+        [
+            [-width / 2, -height / 2],
+            [width / 2, -height / 2],
+            [width / 2, height / 2],
+            [-width / 2, height / 2],
+        ],
+        dtype=np.float64,
+    )
+    depth = f + corners[:, 0] * np.sin(a)
+    u = f * corners[:, 0] * np.cos(a) / depth
+    v = f * corners[:, 1] / depth
+    fit = min(width / (u.max() - u.min()), height / (v.max() - v.min()))
+    u = (u - (u.max() + u.min()) / 2) * fit + width / 2
+    v = v * fit + height / 2
+    return np.stack([u, v], axis=1).astype(np.float32)
+
+
+def _yawed(img: Image, degrees: float, distance: float) -> Image:
+    """`img` (a door filling the frame) turned about its vertical axis (`yaw_corners`);
+    beside the door, the dim yard behind it."""
+    h, w = img.shape[:2]
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    dst = yaw_corners(w, h, degrees, distance)
+    out: Image = cv2.warpPerspective(
+        img,
+        cv2.getPerspectiveTransform(src, dst),
+        (w, h),
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=_YARD,
+    )
+    return out
 
 
 def _oblique(img: Image, amount: float) -> Image:

@@ -6,7 +6,8 @@ one class at a time, so that a failing class shows by name:
 
 containers — `boxed_check` (the check digit framed), `plain_check`, `two_line` (owner
 code above the serial), `vertical` (a corner post), `oblique` (the door seen from the
-side), `distant` (small text), `glare`, `dirt`;
+side), `yawed` (the door turned 35–55° away, in true perspective: the far end of the
+number much smaller, its lines converging), `distant` (small text), `glare`, `dirt`;
 plates — `blue_7`, `yellow_7`, `yellow_two_line`, `green_8` (new-energy small car,
 D/F after the authority letter), `green_large_8` (D/F at the end), `white_police`,
 `black_hk_macao`, `black_consulate`, `yellow_coach`.
@@ -35,6 +36,9 @@ from firmware_stubs.camera.render import Scene, render_door
 DEFAULT_SEED = 18
 #: Images per class.
 PER_CLASS = 3
+#: Images of the `yawed` class (drawn from their own generator, after the first
+#: classes: adding them changed none of the other images).
+YAWED = 6
 #: Frame of a rendered door: 720p keeps the set quick to read; distant doors are small.
 DOOR_SIZE = (1280, 720)
 
@@ -88,6 +92,25 @@ def _door_scenes(rng: np.random.Generator) -> Iterator[tuple[str, Scene]]:
             yield cls, Scene(number, iso_type, width=w, height=h, seed=seed, **extra)
 
 
+def _yawed_scenes(rng: np.random.Generator) -> Iterator[tuple[str, Scene]]:
+    """Doors turned 35–55° about their vertical axis, either way, seen from 0.6 to 1.0
+    door widths: the check digit at the far end of the line down to half the owner
+    code's height."""
+    w, h = DOOR_SIZE
+    for _ in range(YAWED):
+        seed = int(rng.integers(0, 2**31))
+        iso_type = str(rng.choice(["22G1", "45G1", "42G1", "22R1"]))
+        yaw = float(rng.uniform(35.0, 55.0)) * float(rng.choice([-1.0, 1.0]))
+        distance = float(rng.uniform(0.6, 1.0))
+        number = _container_number(rng)
+        yield (
+            "yawed",
+            Scene(
+                number, iso_type, width=w, height=h, seed=seed, tilt=0.0, yaw=yaw, distance=distance
+            ),
+        )
+
+
 def _plate(rng: np.random.Generator, fmt: str) -> str:
     def pick(chars: str, n: int) -> str:
         return "".join(rng.choice(list(chars), size=n))
@@ -133,12 +156,15 @@ def _plate_scenes(rng: np.random.Generator) -> Iterator[tuple[str, PlateScene]]:
 def samples(seed: int = DEFAULT_SEED) -> list[Sample]:
     """Every sample of the set, containers first, in a fixed order."""
     rng = np.random.default_rng(seed)
+    doors = list(_door_scenes(rng))
+    plates = list(_plate_scenes(rng))
+    doors += _yawed_scenes(np.random.default_rng([seed, 1]))
     out: list[Sample] = []
-    for n, (cls, door) in enumerate(_door_scenes(rng)):
+    for n, (cls, door) in enumerate(doors):
         out.append(
             Sample(f"door-{n:02d}-{cls}", "container", door.number, cls, _bind(render_door, door))
         )
-    for n, (cls, plate) in enumerate(_plate_scenes(rng)):
+    for n, (cls, plate) in enumerate(plates):
         out.append(
             Sample(f"plate-{n:02d}-{cls}", "plate", plate.text, cls, _bind(render_plate, plate))
         )

@@ -141,7 +141,7 @@ class ClockAheadAlarms:
     def _raise(self, node: str, episode: Episode, at: datetime, detail: dict[str, Any]) -> None:
         try:
             trip = self._store.open_trips_for_vehicles([node]).get(node)
-            trip_id = str(trip["trip_id"]) if trip is not None else f"node:{node}"[:64]
+            trip_id = str(trip.trip_id) if trip is not None else f"node:{node}"[:64]
             text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=_json_time)
             outcome = self._alarms.raise_(
                 trip_id, node, ALARM, DEFAULT_SEVERITY[ALARM], at, None, text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,24 +18,25 @@ from server.alarms.service import AlarmService
 from server.audit import write_transaction
 from server.rules.alarms import Effect, Raise
 from server.store import schema
+from server.store.trip import Trip
 
 
 class AlarmEffects:
     def __init__(self, alarms: AlarmService) -> None:
         self._alarms = alarms
 
-    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
+    def apply(self, trip: Trip, effects: Sequence[Effect]) -> None:
         changed: list[int] = []
         with write_transaction(self._alarms.engine) as conn:
             for effect in effects:
-                if not _first_time(conn, trip["trip_id"], effect):
+                if not _first_time(conn, trip.trip_id, effect):
                     continue
                 detail = json.dumps(effect.detail, ensure_ascii=False, sort_keys=True, default=str)
                 if isinstance(effect, Raise):
                     outcome = self._alarms.raise_in_transaction(
                         conn,
-                        trip["trip_id"],
-                        trip["vehicle_id"],
+                        trip.trip_id,
+                        trip.vehicle_id,
                         effect.alarm_type,
                         effect.severity,
                         effect.at,
@@ -46,7 +46,7 @@ class AlarmEffects:
                     changed.append(outcome.alarm_id)
                 else:
                     cleared = self._alarms.clear_in_transaction(
-                        conn, trip["trip_id"], effect.alarm_type, effect.at, detail
+                        conn, trip.trip_id, effect.alarm_type, effect.at, detail
                     )
                     if cleared is not None:
                         changed.append(cleared)

@@ -16,15 +16,17 @@ from typing import Final, Literal, get_args
 
 from server.rules.alarms import DEFAULT_SEVERITY as RULES_DEFAULT_SEVERITY
 
-Status = Literal["active_unack", "active_ack", "cleared_unack", "cleared_ack"]
+# The statuses are the store's (its index of active alarms is written from them).
+from server.store.alarm_statuses import ACTIVE as ACTIVE
+from server.store.alarm_statuses import CLEARED as CLEARED
+from server.store.alarm_statuses import STATUSES as STATUSES
+from server.store.alarm_statuses import Status as Status
+
 Action = Literal["ack", "clear", "assign", "comment"]
 Severity = Literal["critical", "major", "minor", "warning"]
 
-STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 ACTIONS: Final[tuple[Action, ...]] = get_args(Action)
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)  # most severe first
-ACTIVE: Final[tuple[Status, ...]] = ("active_unack", "active_ack")
-CLEARED: Final[tuple[Status, ...]] = ("cleared_unack", "cleared_ack")
 INITIAL: Final[Status] = "active_unack"
 
 #: Severity rank: 0 is the most severe.

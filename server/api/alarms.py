@@ -84,12 +84,9 @@ class AlarmOut(BaseModel):
 
 
 def alarm_service(request: Request) -> AlarmService:
-    """The service on `Services.alarms` when the app has one, else one over the store."""
-    svc = request.app.state.services
-    found = getattr(svc, "alarms", None)
-    if isinstance(found, AlarmService):
-        return found
-    return AlarmService(svc.store.engine)
+    """The server's one alarm service (`Services.alarms`)."""
+    alarms: AlarmService = request.app.state.services.alarms
+    return alarms
 
 
 Alarms = Annotated[AlarmService, Depends(alarm_service)]

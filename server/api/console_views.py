@@ -29,6 +29,7 @@ from server.gates.store import GateStore, PassageQuery
 from server.services import Services
 from server.store import schema
 from server.store.database import as_utc
+from server.store.trip import Trip
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +92,15 @@ def _audit_for(svc: Services, object_type: str, object_id: str) -> list[dict[str
     return out
 
 
-def _lock_events(svc: Services, trip: dict[str, Any]) -> list[dict[str, Any]]:
-    started: datetime | None = trip["started_at"]
+def _lock_events(svc: Services, trip: Trip) -> list[dict[str, Any]]:
+    started: datetime | None = trip.started_at
     if started is None:
         return []
-    ended: datetime | None = trip["ended_at"]
+    ended: datetime | None = trip.ended_at
     after = (started - timedelta(microseconds=1), 0)
     upto = (ended, 2**62) if ended is not None else None
     events = []
-    for _, message in svc.store.node_messages(trip["vehicle_id"], ("lock",), after, upto):
+    for _, message in svc.store.node_messages(trip.vehicle_id, ("lock",), after, upto):
         if not isinstance(message, LockReport):
             continue
         events.append(
@@ -124,15 +125,15 @@ def _timeline(svc: Services, alarms: AlarmService, trip_id: str) -> dict[str, An
     if trip is None:
         return None
     track = None
-    if trip["started_at"] is not None:
-        track = svc.store.track(trip["vehicle_id"], trip["started_at"], trip["ended_at"])
+    if trip.started_at is not None:
+        track = svc.store.track(trip.vehicle_id, trip.started_at, trip.ended_at)
     found, _ = alarms.find(AlarmQuery(trip_id=trip_id, limit=1000))
     with_history = [alarms.get(a.id) for a in found]
     passages = GateStore(svc.store.engine).list_passages(
         PassageQuery(trip_id=trip_id, limit=TIMELINE_LIMIT)
     )
     passages.sort(key=lambda p: (p["ts"], p["decided_at"]))
-    audit = _audit_for(svc, "declaration", trip["declaration_id"])
+    audit = _audit_for(svc, "declaration", trip.declaration_id)
     audit.extend(_audit_for(svc, "trip", trip_id))
     for alarm in found:
         audit.extend(_audit_for(svc, "alarm", str(alarm.id)))

@@ -10,17 +10,14 @@ from pydantic import BaseModel, Field
 
 from contract.evidence import TextBox, image_url
 from server.evidence.service import EvidenceService
+from server.services import Services
 
 
 def evidence_service(request: Request) -> EvidenceService:
-    """The app's `EvidenceService` (made from `evidence:` in the server file)."""
-    found = getattr(request.app.state, "evidence", None)
-    if isinstance(found, EvidenceService):
-        return found
-    svc = request.app.state.services
-    made = EvidenceService.from_settings(svc.store.engine, svc.config.evidence)
-    request.app.state.evidence = made
-    return made
+    """The server's `EvidenceService` (`Services.evidence`, from `evidence:` in the
+    server file)."""
+    svc: Services = request.app.state.services
+    return svc.evidence
 
 
 Evidence = Annotated[EvidenceService, Depends(evidence_service)]

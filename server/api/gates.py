@@ -16,10 +16,11 @@ from server.api.actor import current_actor
 from server.api.errors import ApiError
 from server.api.evidence_models import Evidence, ImageOut, image_out
 from server.api.params import Offset
-from server.gates.commands import CommandSigner, SigningUnavailable
+from server.gates.commands import SigningUnavailable
 from server.gates.corrections import PassageCorrections
 from server.gates.service import GateService
 from server.gates.store import PassageQuery
+from server.services import Services
 
 router = APIRouter(prefix=API_PREFIX)
 
@@ -28,20 +29,9 @@ Actor = Annotated[str, Depends(current_actor)]
 
 
 def gate_service(request: Request) -> GateService:
-    """The app's `GateService` (`create_app(..., gates=...)`), else one over its services
-    that records decisions without a broker connection."""
-    found = getattr(request.app.state, "gates", None)
-    if isinstance(found, GateService):
-        return found
-    svc = request.app.state.services
-    made = GateService(
-        svc.store,
-        svc.geography,
-        svc.config.gates,
-        CommandSigner.from_file(svc.config.signing_key_file, svc.config.gates.command_ttl_s),
-    )
-    request.app.state.gates = made
-    return made
+    """The server's `GateService` (`Services.gates`)."""
+    svc: Services = request.app.state.services
+    return svc.gates
 
 
 Gates = Annotated[GateService, Depends(gate_service)]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contract.ids import NodeId, RecordId, Timestamp
 from server.api.alarms import AlarmOut
 from server.api.gates import PassageOut
+from server.store.trip import Trip
 
 Credit = Literal["advanced", "general_certified", "general", "dishonest"]
 
@@ -91,14 +92,14 @@ class VehiclePosition(BaseModel):
     route_id: str | None
 
 
-def trip_out(row: dict[str, Any], track: list[dict[str, Any]] | None = None) -> TripOut:
+def trip_out(row: Trip, track: list[dict[str, Any]] | None = None) -> TripOut:
     points = None
     if track is not None:
         points = [
             TrackPoint.model_validate({k: p[k] for k in TrackPoint.model_fields}) for p in track
         ]
     return TripOut.model_validate(
-        {**{k: row[k] for k in TripOut.model_fields if k != "track"}, "track": points}
+        {**{k: getattr(row, k) for k in TripOut.model_fields if k != "track"}, "track": points}
     )
 
 

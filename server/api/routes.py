@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from contract.ids import utc_now
 from contract.version import API_PREFIX
-from server.alarms import AlarmQuery, AlarmService
+from server.alarms import AlarmQuery
 from server.api.actor import current_actor
 from server.api.alarms import AlarmOut
 from server.api.errors import ApiError
@@ -49,6 +49,8 @@ async def register_declaration(body: DeclarationIn, request: Request) -> TripOut
     row = await asyncio.to_thread(
         svc.store.create_declaration, body.model_dump(mode="json"), utc_now(), actor
     )
+    if svc.declared is not None:
+        svc.declared.wake()  # its truck's `declared` list (server.declared)
     return trip_out(row)
 
 
@@ -79,13 +81,11 @@ async def get_trip(
     if row is None:
         raise ApiError(404, "not_found", f"no trip {trip_id!r}", "trip_id")
     points = None
-    if track and row["started_at"] is not None:
-        points = await asyncio.to_thread(
-            store.track, row["vehicle_id"], row["started_at"], row["ended_at"]
-        )
+    if track and row.started_at is not None:
+        points = await asyncio.to_thread(store.track, row.vehicle_id, row.started_at, row.ended_at)
     elif track:
         points = []
-    alarms = svc.alarms or AlarmService(store.engine)
+    alarms = svc.alarms
 
     def history() -> tuple[list[AlarmOut], list[PassageOut]]:
         found, _ = alarms.find(AlarmQuery(trip_id=trip_id, limit=TRIP_ITEMS_MAX))
@@ -124,8 +124,8 @@ async def vehicle_positions(request: Request) -> list[VehiclePosition]:
                     lon=pos["lon"],
                     speed_kmh=pos["speed_kmh"],
                     course_deg=pos["course_deg"],
-                    trip_id=trip["trip_id"] if trip else None,
-                    route_id=trip["route_id"] if trip else None,
+                    trip_id=trip.trip_id if trip else None,
+                    route_id=trip.route_id if trip else None,
                 )
             )
         return out

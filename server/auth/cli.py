@@ -15,7 +15,6 @@ from pathlib import Path
 from contract.config_file import ConfigError, load_model, print_errors
 from contract.ids import utc_now
 from server.auth.accounts import AccountStore
-from server.auth.config import AuthSettings
 from server.config import ServerConfig
 from server.store import Store, StoreError
 
@@ -39,8 +38,7 @@ def create_admin(
     password_env = config.storage.password_env
     store = Store.open(config.storage.url, os.environ.get(password_env) if password_env else None)
     try:
-        settings: AuthSettings = getattr(config, "auth", None) or AuthSettings()
-        accounts = AccountStore(store.engine, settings)
+        accounts = AccountStore(store.engine, config.auth)
         if accounts.count("admin") > 0:
             raise StoreError(
                 "conflict",

@@ -15,9 +15,9 @@ from server.evidence.storage import StorageError
 
 
 class S3Storage:
-    def __init__(self, settings: S3StorageSettings, client: Any | None = None) -> None:
+    def __init__(self, settings: S3StorageSettings) -> None:
         self.settings = settings
-        self.client = client if client is not None else _client(settings)
+        self.client = _client(settings)
         from botocore.exceptions import BotoCoreError, ClientError
 
         self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)

@@ -5,7 +5,8 @@ Ed25519 key (`signing_key_file`), with an expiry and a fresh nonce, addressed to
 node (`contract.signing`). `CommandPublisher` is the server's own MQTT client (its own
 client id, persistent session) that sends them at QoS 1 to
 `bondwatch/v1/{kind}/{node}/command`; it reconnects with backoff and drops a command
-that expired while it waited.
+that expired while it waited. The same connection carries the server's retained state
+messages (`publish_retained`: the trucks' `declared` lists, `server.declared`).
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ class Publisher(Protocol):
 class _Outgoing:
     topic: str
     payload: bytes
-    command_id: str
-    expires_at: datetime
+    #: a command's id and expiry; None for a retained state message
+    command_id: str | None
+    expires_at: datetime | None
+    retain: bool = False
 
 
 class CommandPublisher:
@@ -128,26 +131,65 @@ class CommandPublisher:
         self._broker = broker
         self._client_id = client_id
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        #: retained state messages, the newest per topic, sent when no command waits
+        self._retained: dict[str, _Outgoing] = {}
+        self._work = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
         self.sent = 0
+        #: connections made so far (a retained state is published again on a new one)
+        self.connections = 0
 
     def publish(self, kind: Kind, command: SignedCommand) -> None:
-        item = _Outgoing(
-            topics.command(kind, command.node_id),
-            command.to_json(),
-            command.command_id,
-            command.expires_at,
+        self._put(
+            _Outgoing(
+                topics.command(kind, command.node_id),
+                command.to_json(),
+                command.command_id,
+                command.expires_at,
+            )
         )
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """Queue a retained QoS 1 message (an empty `payload` clears the topic's). It goes
+        out after every waiting command, and replaces one for the same topic not yet sent
+        (only the newest state matters): a burst of them never delays a barrier."""
+        self._put(_Outgoing(topic, payload, None, None, retain=True))
+
+    def _put(self, item: _Outgoing) -> None:
         loop = self._loop
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if loop is None or running is loop:
-            self._queue.put_nowait(item)
+            self._enqueue(item)
         else:  # a REST handler's thread: hand over to the publisher's loop
-            loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            loop.call_soon_threadsafe(self._enqueue, item)
+
+    def _enqueue(self, item: _Outgoing) -> None:
+        if item.retain:
+            self._retained.pop(item.topic, None)  # the newest goes to the back
+            self._retained[item.topic] = item
+        else:
+            self._queue.put_nowait(item)
+        self._work.set()
+
+    def _take(self) -> _Outgoing | None:
+        """The next message: a command first, else the oldest retained state."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        if self._retained:
+            return self._retained.pop(next(iter(self._retained)))
+        return None
+
+    async def _next(self) -> _Outgoing:
+        while True:
+            item = self._take()
+            if item is not None:
+                return item
+            self._work.clear()
+            await self._work.wait()
 
     async def run(self) -> None:
         """Connect, reconnecting with backoff, and send until cancelled."""
@@ -157,6 +199,7 @@ class CommandPublisher:
         while True:
             try:
                 async with make_client(self._broker, self._client_id) as client:
+                    self.connections += 1
                     self.connected.set()
                     log.info(
                         "command publisher connected to %s:%d as %s",
@@ -166,15 +209,17 @@ class CommandPublisher:
                     )
                     delay = self._broker.reconnect_min_s
                     while True:
-                        pending = pending or await self._queue.get()
-                        if pending.expires_at <= utc_now():
+                        pending = pending or await self._next()
+                        if pending.expires_at is not None and pending.expires_at <= utc_now():
                             log.warning(
                                 "command %s to %s expired before it could be sent",
                                 pending.command_id,
                                 pending.topic,
                             )
                         else:
-                            await client.publish(pending.topic, pending.payload, qos=1)
+                            await client.publish(
+                                pending.topic, pending.payload, qos=1, retain=pending.retain
+                            )
                             self.sent += 1
                             log.debug("command %s sent on %s", pending.command_id, pending.topic)
                         pending = None

@@ -225,7 +225,7 @@ class PassageCorrections:
         if resolves and decision.trip_id is not None:
             self._resolve_mismatch(decision.trip_id, passage_id, comment, actor)
         if command is not None:
-            self.gates._publish("gate", command)
+            self.gates.publish("gate", command)
         self.gates.notify_passage(passage_id)
         result = self.gates.gates.get_passage(passage_id)
         assert result is not None
@@ -235,7 +235,7 @@ class PassageCorrections:
         """The trip, and the appointment, follow the new decision."""
         now = utc_now()
         if sent:
-            self.gates._move_trip(conn, decision, now)
+            self.gates.move_trip(conn, decision, now)
             if decision.appointment_id is not None and decision.action == "open":
                 self.gates.appointments.mark_used(conn, decision.appointment_id, passage_id, now)
             return

@@ -1,33 +1,21 @@
-"""Gate passages in, decisions and signed commands out; release records, officer
-overrides and the remote unseal — each recorded in the audit log with its change.
+"""The gate service of a server process, in three parts, each collaborator passed in:
 
-`GateService.on_messages` is an ingest handler: for every fresh `passage` it gathers
-the facts of the open trips at that gate, calls the pure `decide`, and in one write
-transaction stores the passage with its decision and reasons, moves the trip
-(departure `open` → `in_transit`; arrival → `released` or `held`), stores the signed
-command, raises GATE_MISMATCH when the passage matches no declaration or differs from
-it, and appends the audit entry. Only then is the command published. `command/result`
-answers are stored against their command.
+- passage decisions (`server.gates.passages.PassageDecisions`): passages in, decisions
+  and signed commands out, command results stored;
+- officer actions (`server.gates.officer.OfficerActions`): release records and
+  overrides (corrections of readings: `server.gates.corrections`);
+- remote unseal (`server.gates.unseal.RemoteUnseal`).
 
-On a connection of passages only (the gate worker, `ingest.passages: process`, and
-`connection`), `store_passages` is that Ingest's writer: the passage's own message row
-(its (node, seq), exactly once) goes into the decision's transaction, so that a passage
-takes SQLite's one writer lock once, not twice — each time it may wait behind a batch
-of positions (docs/gates.md#speed).
+`GateService` holds the three and answers for them: the ingest and the REST API see one
+object. Each operation is recorded in the audit log with its change.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, update
-
-from contract.ids import format_ts, utc_now
 from contract.payloads import (
     CommandResult,
     ContainerReading,
@@ -38,37 +26,21 @@ from contract.payloads import (
 )
 from contract.topics import Kind
 from server.alarms import AlarmService
-from server.audit import append as audit_append
-from server.audit import write_transaction
-from server.gates.appointment_book import AppointmentBook
-from server.gates.appointments import Direction, decide_appointment
-from server.gates.commands import CommandSigner, Publisher, SigningUnavailable
+from server.gates.appointments import Direction
+from server.gates.commands import CommandSigner, Publisher
 from server.gates.config import GatesSettings
-from server.gates.decide import (
-    Decision,
-    Reason,
-    ReleaseRecord,
-    TripFacts,
-    decide,
-    match_candidates,
-)
-from server.gates.lock_tokens import TokenCounter, lock_token_b64
-from server.gates.store import GateStore, PassageQuery, decision_row
+from server.gates.decide import Decision
+from server.gates.officer import OfficerActions, OverrideAction
+from server.gates.passages import DROPPED_PASSAGES as DROPPED_PASSAGES
+from server.gates.passages import GATE_MISMATCH as GATE_MISMATCH
+from server.gates.passages import SYSTEM as SYSTEM
+from server.gates.passages import PassageDecisions
+from server.gates.store import PassageQuery
+from server.gates.unseal import RemoteUnseal
 from server.geo import Geography
 from server.lock_secrets import LockSecrets
-from server.store import Store, StoreError, schema
+from server.store import Store
 from server.store.database import IncomingMessage
-
-log = logging.getLogger(__name__)
-
-SYSTEM = "system"
-#: Passages dropped before storage because their node is not a configured gate.
-DROPPED_PASSAGES = "bondwatch_passages_dropped_total"
-GATE_MISMATCH = "GATE_MISMATCH"
-MISMATCH_SEVERITY = "major"
-#: The trip has arrived: "not arrived within the time limit" no longer holds (docs/rules.md).
-ENDS_AT_ARRIVAL = "TRANSIT_OVERDUE"
-OverrideAction = Literal["open", "hold"]
 
 
 class GateService:
@@ -80,151 +52,64 @@ class GateService:
         geography: Geography,
         settings: GatesSettings,
         signer: CommandSigner,
-        publisher: Publisher | None = None,
-        alarms: AlarmService | None = None,
-        lock_secrets: LockSecrets | None = None,
+        publisher: Publisher | None,
+        alarms: AlarmService,
+        lock_secrets: LockSecrets,
         inline: bool = False,
     ) -> None:
-        """`inline`: decide passages in the event loop's own thread rather than a worker
-        thread — for the gate worker, whose loop does nothing else: a passage then wakes
-        no other thread on its way to the command."""
+        """`publisher`: None records commands without sending them. `inline`: decide
+        passages in the event loop's own thread rather than a worker thread — for the
+        gate worker, whose loop does nothing else: a passage then wakes no other thread
+        on its way to the command."""
+        self.decisions = PassageDecisions(
+            store, geography, settings, signer, publisher, alarms, lock_secrets, inline
+        )
+        self.officer = OfficerActions(self.decisions)
+        self.remote_unseal = RemoteUnseal(self.decisions)
         self.store = store
-        self._inline = inline
-        self.gates = GateStore(store.engine)
-        self.appointments = AppointmentBook(store.engine, geography)
+        self.gates = self.decisions.gates
+        self.appointments = self.decisions.appointments
         self.geography = geography
         self.settings = settings
         self.signer = signer
         self.publisher = publisher
-        self.alarms = alarms or AlarmService(store.engine)
-        self.lock_secrets = (
-            lock_secrets
-            if lock_secrets is not None
-            else LockSecrets.load(settings.lock_secrets_file)
-        )
-        self._token_counter = TokenCounter()
-        self._node_to_gate = dict(settings.nodes)
-        self._gate_to_node = {gate: node for node, gate in settings.nodes.items()}
-        self._unknown_nodes: set[str] = set()
-        self._warned_unsigned = False
-        self._listeners: list[Callable[[str], None]] = []
-        self._drop_listeners: list[Callable[[str], None]] = []
-        # Passages decided and recorded by `store_passages`, waiting for `on_messages`
-        # to publish their command (None: recorded, nothing to send).
-        self._recorded: dict[str, GateCommand | None] = {}
+        self.alarms = alarms
+        self.lock_secrets = lock_secrets
+
+    # ---- passage decisions (server.gates.passages) --------------------------------------
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call `callback(passage_id)` after each passage is decided and recorded."""
-        self._listeners.append(callback)
+        self.decisions.add_listener(callback)
 
     def notify_passage(self, passage_id: str) -> None:
         """Tell the listeners (the console's live stream) that a passage changed."""
-        for listener in self._listeners:
-            listener(passage_id)
+        self.decisions.notify_passage(passage_id)
 
     def add_drop_listener(self, callback: Callable[[str], None]) -> None:
         """Call `callback(node_id)` for each passage dropped unstored because its node is
         not a configured gate (`store_passages`)."""
-        self._drop_listeners.append(callback)
-
-    # ---- gate ids and node ids ----------------------------------------------------------
+        self.decisions.add_drop_listener(callback)
 
     def gate_of_node(self, node_id: str) -> str | None:
-        """The geography's gate id for a gate controller's node id."""
-        gate_id = self._node_to_gate.get(node_id, node_id)
-        try:
-            self.geography.gate(gate_id)
-        except KeyError:
-            return None
-        return gate_id
+        return self.decisions.gate_of_node(node_id)
 
     def node_of_gate(self, gate_id: str) -> str:
-        return self._gate_to_node.get(gate_id, gate_id)
-
-    # ---- ingest handler -----------------------------------------------------------------
+        return self.decisions.node_of_gate(gate_id)
 
     def store_passages(self, batch: Sequence[IncomingMessage]) -> list[IncomingMessage]:
-        """An Ingest's writer (`Ingest(writer=…)`): store `batch` and return what was new,
-        as `Store.store_messages` does, each passage decided and recorded in the same
-        transaction as its message row. A passage whose decision fails is stored
-        undecided, and `on_messages` tries it once more.
-
-        A passage from a node that is not a configured gate is dropped first: not
-        stored, so neither streamed nor answered; only counted (`add_drop_listener`)
-        and logged once per node. The broker's access list lets only gate accounts
-        publish passages; this keeps out a gate account of another site's registry."""
-        batch = [
-            item
-            for item in batch
-            if not isinstance(item.message, Passage) or self._from_a_gate(item.message)
-        ]
-        fresh = self.store.store_messages([i for i in batch if not isinstance(i.message, Passage)])
-        for item in batch:
-            msg = item.message
-            if not isinstance(msg, Passage):
-                continue
-            try:
-                new, command = self._handle_passage(msg, stored_as=item)
-            except Exception:
-                log.exception("passage %s from %s: not decided", msg.passage_id, msg.node_id)
-                fresh.extend(self.store.store_messages([item]))
-                continue
-            if new:
-                self._recorded[msg.passage_id] = command
-                fresh.append(item)
-        return fresh
-
-    def _from_a_gate(self, msg: Passage) -> bool:
-        if self.gate_of_node(msg.node_id) is not None:
-            return True
-        if msg.node_id not in self._unknown_nodes:
-            self._unknown_nodes.add(msg.node_id)
-            log.warning(
-                "passage %s from %s dropped: not a configured gate (logged once per node)",
-                msg.passage_id,
-                msg.node_id,
-            )
-        for callback in self._drop_listeners:
-            callback(msg.node_id)
-        return False
+        """An Ingest's writer (`PassageDecisions.store_passages`)."""
+        return self.decisions.store_passages(batch)
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
-        for item in batch:
-            msg = item.message
-            if isinstance(msg, Passage):
-                if msg.passage_id in self._recorded:
-                    command = self._recorded.pop(msg.passage_id)
-                elif self._inline:
-                    command = self.handle_passage(msg)
-                else:
-                    command = await asyncio.to_thread(self.handle_passage, msg)
-                if command is not None:
-                    self._publish("gate", command)
-                for listener in self._listeners:
-                    listener(msg.passage_id)
-            elif isinstance(msg, CommandResult):
-                await asyncio.to_thread(self.handle_result, msg)
+        """The ingest handler (`PassageDecisions.on_messages`)."""
+        await self.decisions.on_messages(batch)
 
     def handle_result(self, msg: CommandResult) -> None:
-        known = self.gates.record_result(
-            msg.command_id, msg.node_id, msg.result, msg.detail, msg.ts
-        )
-        if known:
-            log.info("command %s on %s: %s %s", msg.command_id, msg.node_id, msg.result, msg.detail)
-        else:
-            log.warning(
-                "result %s from %s names unknown command %s",
-                msg.result,
-                msg.node_id,
-                msg.command_id,
-            )
+        self.decisions.handle_result(msg)
 
     def decide_passage(self, msg: Passage, gate_id: str | None) -> Decision:
-        """Gather the facts and decide (no writes)."""
-        if gate_id is None:
-            text = f"gate controller {msg.node_id} is not a configured gate"
-            return Decision("hold", (Reason("unknown_gate", text),))
-        return self.decide_readings(gate_id, msg.direction, msg.containers, msg.plate, msg.ts)
+        return self.decisions.decide_passage(msg, gate_id)
 
     def decide_readings(
         self,
@@ -234,206 +119,19 @@ class GateService:
         plate: PlateReading | None,
         at: datetime,
     ) -> Decision:
-        """Decide readings at `gate_id` at time `at` (a passage's, or an officer's
-        correction of them): against the open trips at the gate, and — when no
-        declaration matched — against the appointments there (docs/gates.md)."""
-        with self.gates.reading() as conn:
-            trips = self.gates.trips_at_gate(gate_id, conn)
-            matched = {t.trip_id for t in match_candidates(gate_id, containers, plate, trips)}
-            enriched = [self._enrich(t, conn) if t.trip_id in matched else t for t in trips]
-            decision = decide(gate_id, containers, plate, at, enriched)
-            if decision.trip_id is not None or "ambiguous" in decision.reason_codes:
-                return decision
-            reliable_plate = plate.text if plate is not None and not plate.needs_review else None
-            near = self.appointments.near(conn, gate_id, reliable_plate, at)
-        booked = decide_appointment(gate_id, direction, containers, plate, at, near)
-        return booked if booked is not None else decision
-
-    def _enrich(self, trip: TripFacts, conn: Connection) -> TripFacts:
-        states, unauthenticated = self.gates.lock_look(
-            trip.vehicle_id, trip.lock_ids, self.lock_secrets, conn
-        )
-        return replace(
-            trip,
-            lock_states=states,
-            unauthenticated_locks=unauthenticated,
-            seal_alarms=self.gates.seal_alarms(trip.trip_id, conn),
-            unresolved_alarms=self.alarms.unresolved_types(trip.trip_id, "major", conn),
-            release=self.gates.latest_release(trip.trip_id, conn),
-        )
+        return self.decisions.decide_readings(gate_id, direction, containers, plate, at)
 
     def handle_passage(self, msg: Passage) -> GateCommand | None:
         """Decide one passage and record everything; the command to publish, if any."""
-        return self._handle_passage(msg)[1]
+        return self.decisions.handle_passage(msg)
 
-    def _handle_passage(
-        self, msg: Passage, stored_as: IncomingMessage | None = None
-    ) -> tuple[bool, GateCommand | None]:
-        """Decide and record; with `stored_as`, its message row goes into the same
-        transaction. (False, None) when that (node, seq) was stored before (nothing
-        is written); else (True, the command to publish, if any)."""
-        gate_id = self.gate_of_node(msg.node_id)
-        if gate_id is None and msg.node_id not in self._unknown_nodes:
-            self._unknown_nodes.add(msg.node_id)
-            log.warning("passage %s from %s: not a configured gate", msg.passage_id, msg.node_id)
-        decision = self.decide_passage(msg, gate_id)
-        now = utc_now()
-        command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
-        cleared: int | None = None
-        raised: int | None = None
-        with write_transaction(self.store.engine, urgent=True) as conn:
-            if stored_as is not None and not self.store.store_message_in(conn, stored_as):
-                return False, None  # a redelivery: decided when it first came
-            if self.gates.passage_exists(conn, msg.passage_id):
-                log.info(
-                    "passage %s from %s seen before; not decided again", msg.passage_id, msg.node_id
-                )
-                return True, None
-            row = {
-                "passage_id": msg.passage_id,
-                "gate_node": msg.node_id,
-                "gate_id": gate_id,
-                "lane": msg.lane,
-                "direction": msg.direction,
-                "containers": [
-                    c.model_dump(mode="json", exclude_none=True) for c in msg.containers
-                ],
-                "plate": msg.plate.model_dump(mode="json") if msg.plate else None,
-                "images": list(msg.images),
-                "ts": msg.ts,
-                "seq": msg.seq,
-                "replayed": msg.replayed,
-                "command_id": command.command_id if command else None,
-                "decided_at": now,
-                **decision_row(decision),
-            }
-            self.gates.insert_passage(conn, row)
-            self._move_trip(conn, decision, msg.ts)
-            self._use_appointment(conn, msg, decision)
-            if decision.phase == "arrival" and decision.trip_id is not None:
-                cleared = self.alarms.clear_in_transaction(
-                    conn,
-                    decision.trip_id,
-                    ENDS_AT_ARRIVAL,
-                    msg.ts,
-                    f"arrived at {gate_id} (passage {msg.passage_id})",
-                )
-            if command is not None:
-                self.gates.insert_command(
-                    conn, "gate", command, decision.action, SYSTEM, msg.passage_id, decision.trip_id
-                )
-            if decision.mismatch is not None:
-                raised = self._raise_mismatch(conn, msg, gate_id, decision)
-            audit_append(
-                conn,
-                SYSTEM,
-                "gate.decision",
-                "passage",
-                msg.passage_id,
-                {
-                    "gate": gate_id,
-                    "gate_node": msg.node_id,
-                    "lane": msg.lane,
-                    "trip_id": decision.trip_id,
-                    "phase": decision.phase,
-                    "decision": decision.action,
-                    "reasons": decision.reason_texts,
-                    "appointment_id": decision.appointment_id,
-                    "command_id": command.command_id if command else None,
-                    "passage_ts": format_ts(msg.ts),
-                },
-                now,
-            )
-        # committed: the live stream hears of the alarms the passage changed
-        self.alarms.notify([a for a in (cleared, raised) if a is not None])
-        log.info(
-            "passage %s at %s lane %s: %s (trip %s, %s) %s",
-            msg.passage_id,
-            gate_id or msg.node_id,
-            msg.lane,
-            decision.action,
-            decision.trip_id,
-            decision.phase,
-            "; ".join(decision.reason_texts) or "all checks passed",
-        )
-        if msg.replayed:  # sent late from the gate's outbox: the truck is long gone
-            log.info("passage %s was replayed; its command is recorded, not sent", msg.passage_id)
-            return True, None
-        return True, command
+    def move_trip(self, conn: Any, decision: Decision, at: datetime) -> None:
+        self.decisions.move_trip(conn, decision, at)
 
-    def _use_appointment(self, conn: Connection, msg: Passage, decision: Decision) -> None:
-        """An appointment that released the passage is used (not for a replayed passage:
-        it was handled locally long ago, and its barrier stayed down)."""
-        if decision.appointment_id is None or decision.action != "open" or msg.replayed:
-            return
-        if not self.appointments.mark_used(conn, decision.appointment_id, msg.passage_id, msg.ts):
-            log.warning(
-                "appointment %s was no longer active when passage %s used it",
-                decision.appointment_id,
-                msg.passage_id,
-            )
+    def publish(self, kind: Kind, command: SignedCommand) -> None:
+        self.decisions.publish(kind, command)
 
-    def _sign_gate(
-        self, node_id: str, passage_id: str, lane: str, decision: Decision
-    ) -> GateCommand | None:
-        try:
-            return self.signer.gate(
-                node_id, passage_id, lane, decision.action, decision.reason_texts
-            )
-        except SigningUnavailable:
-            if not self._warned_unsigned:
-                self._warned_unsigned = True
-                log.warning("no signing key configured: gate decisions are recorded, not sent")
-            return None
-
-    def _move_trip(self, conn: Any, decision: Decision, at: datetime) -> None:
-        if decision.trip_id is None:
-            return
-        if decision.phase == "departure" and decision.action == "open":
-            if self.gates.set_trip_status(
-                conn, decision.trip_id, ("declared",), "in_transit", started_at=at
-            ):
-                log.info("trip %s started at its departure gate at %s", decision.trip_id, at)
-        elif decision.phase == "arrival":
-            # arrived, and at once released or held (the decision is made on arrival)
-            status = "released" if decision.action == "open" else "held"
-            self.gates.set_trip_status(
-                conn,
-                decision.trip_id,
-                ("in_transit", "arrived", "held", "released")
-                if status == "released"
-                else ("in_transit", "arrived", "held"),
-                status,
-                ended_at=at if status == "released" else None,
-            )
-
-    def _raise_mismatch(
-        self, conn: Any, msg: Passage, gate_id: str | None, decision: Decision
-    ) -> int:
-        """Raise (or repeat) GATE_MISMATCH in `conn`'s transaction; the alarm's id."""
-        position = None
-        if gate_id is not None:
-            gate = self.geography.gate(gate_id)
-            position = (gate.lon, gate.lat)
-        trip_id = decision.trip_id or f"gate:{gate_id or msg.node_id}"[:64]
-        vehicle = decision.vehicle_id or (msg.plate.text if msg.plate is not None else "unknown")
-        detail = f"passage {msg.passage_id} lane {msg.lane}: {decision.mismatch}"
-        outcome = self.alarms.raise_in_transaction(
-            conn, trip_id, vehicle, GATE_MISMATCH, MISMATCH_SEVERITY, msg.ts, position, detail
-        )
-        return outcome.alarm_id
-
-    def _publish(self, kind: Kind, command: SignedCommand) -> None:
-        if self.publisher is None:
-            log.warning(
-                "no command publisher: command %s to %s not sent",
-                command.command_id,
-                command.node_id,
-            )
-            return
-        self.publisher.publish(kind, command)
-
-    # ---- release records (the declaration system) -------------------------------------
+    # ---- officer actions (server.gates.officer) -----------------------------------------
 
     def record_release(
         self,
@@ -443,262 +141,17 @@ class GateService:
         inspect: bool,
         actor: str,
     ) -> dict[str, Any]:
-        """Store the declaration system's record, audited. A trip held at its arrival gate
-        is judged again with the record (`_after_hold`): released when nothing holds it
-        any more — without a command to the gate, see docs/gates.md."""
-        if self.gates.declaration(declaration_id) is None:
-            raise StoreError("not_found", f"no declaration {declaration_id!r}", "declaration_id")
-        now = utc_now()
-        row = {
-            "declaration_id": declaration_id,
-            "release_id": release_id,
-            "released_at": released_at,
-            "inspect": inspect,
-            "recorded_at": now,
-            "recorded_by": actor,
-        }
-        details = {
-            "release_id": release_id,
-            "released_at": format_ts(released_at) if released_at else None,
-            "inspect": inspect,
-        }
-        record = ReleaseRecord(release_id, released_at, inspect)
-        with write_transaction(self.store.engine) as conn:
-            self.gates.insert_release(conn, row)
-            audit_append(
-                conn, actor, "declaration.release", "declaration", declaration_id, details, now
-            )
-            trip_status, reasons = self._after_hold(conn, declaration_id, record, actor, now)
-        log.info(
-            "declaration %s: %s by %s",
-            declaration_id,
-            "inspect" if inspect else f"release {release_id}",
-            actor,
-        )
-        return {
-            **details,
-            "declaration_id": declaration_id,
-            "recorded_at": format_ts(now),
-            "recorded_by": actor,
-            "trip_status": trip_status,
-            "hold_reasons": reasons,
-        }
-
-    def _after_hold(
-        self,
-        conn: Any,
-        trip_id: str,
-        record: ReleaseRecord,
-        actor: str,
-        now: datetime,
-    ) -> tuple[str | None, list[str]]:
-        """A record for a trip held at its arrival gate: decide its held passage again
-        with the record and the facts of now. Nothing holds it any more → the trip is
-        `released` (its truck passes when it presents itself again, or on an officer's
-        override); else it stays `held`. No command is sent either way: the barrier is
-        not moved behind the officer's back. (The trip's status, and the reasons that
-        still hold it.)"""
-        trip = self.store.get_trip(trip_id)
-        if trip is None or trip["status"] != "held":
-            return (trip["status"] if trip else None), []
-        held = self.gates.list_passages(PassageQuery(trip_id=trip_id, limit=1))
-        if not held or held[0]["phase"] != "arrival":
-            return "held", []
-        passage = held[0]
-        if passage["override_action"] == "hold":
-            return "held", [
-                f"an officer held passage {passage['passage_id']}: {passage['override_comment']}"
-            ]
-        facts = next(
-            (t for t in self.gates.trips_at_gate(passage["gate_id"], conn) if t.trip_id == trip_id),
-            None,
-        )
-        if facts is None:
-            return "held", []
-        decision = decide(
-            passage["gate_id"],
-            [ContainerReading.model_validate(c) for c in passage["containers"]],
-            PlateReading.model_validate(passage["plate"]) if passage["plate"] else None,
-            passage["ts"],
-            [replace(self._enrich(facts, conn), release=record)],
-        )
-        if decision.action == "hold" or decision.trip_id != trip_id:
-            return "held", decision.reason_texts
-        self.gates.set_trip_status(conn, trip_id, ("held",), "released")
-        audit_append(
-            conn,
-            SYSTEM,
-            "trip.release",
-            "trip",
-            trip_id,
-            {
-                "from": "held",
-                "to": "released",
-                "release_id": record.release_id,
-                "recorded_by": actor,
-                "held_passage": passage["passage_id"],
-                "held_for": passage["reasons"],
-                "gate_command": None,
-            },
-            now,
-        )
-        log.info(
-            "trip %s released by record %s after the hold of passage %s; the gate is not "
-            "commanded: the truck passes when it presents itself again",
-            trip_id,
-            record.release_id,
-            passage["passage_id"],
-        )
-        return "released", []
-
-    # ---- officer override ---------------------------------------------------------------
+        return self.officer.record_release(declaration_id, release_id, released_at, inspect, actor)
 
     def override(
         self, passage_id: str, action: OverrideAction, comment: str, actor: str
     ) -> dict[str, Any]:
-        """An officer's decision replaces the server's: recorded, audited, commanded."""
-        comment = comment.strip()
-        if not comment:
-            raise StoreError("invalid", "an override needs a comment", "comment")
-        if not actor or actor == SYSTEM:
-            raise StoreError("forbidden", f"actor {actor!r} may not override", "actor")
-        found = self.gates.get_passage(passage_id)
-        if found is None:
-            raise StoreError("not_found", f"no passage {passage_id!r}", "passage_id")
-        now = utc_now()
-        command = self.signer.gate(
-            found["gate_node"],
-            passage_id,
-            found["lane"],
-            action,
-            [f"officer override: {comment}"],
-            now,
-        )
-        with write_transaction(self.store.engine, urgent=True) as conn:  # a truck waits
-            p = schema.passages.c
-            conn.execute(
-                update(schema.passages)
-                .where(p.passage_id == passage_id)
-                .values(
-                    override_action=action,
-                    override_comment=comment,
-                    override_by=actor,
-                    override_at=now,
-                    command_id=command.command_id,
-                )
-            )
-            self.gates.insert_command(
-                conn, "gate", command, action, actor, passage_id, found["trip_id"]
-            )
-            trip_id = found["trip_id"]
-            if trip_id is not None and found["phase"] == "departure" and action == "open":
-                self.gates.set_trip_status(
-                    conn, trip_id, ("declared",), "in_transit", started_at=now
-                )
-            elif trip_id is not None and found["phase"] == "arrival":
-                status = "released" if action == "open" else "held"
-                self.gates.set_trip_status(
-                    conn,
-                    trip_id,
-                    ("in_transit", "arrived", "held", "released"),
-                    status,
-                    ended_at=now if status == "released" else None,
-                )
-            audit_append(
-                conn,
-                actor,
-                "passage.override",
-                "passage",
-                passage_id,
-                {
-                    "action": action,
-                    "comment": comment,
-                    "previous": found["override_action"] or found["decision"],
-                    "trip_id": trip_id,
-                    "command_id": command.command_id,
-                },
-                now,
-            )
-        log.info("passage %s overridden to %s by %s: %s", passage_id, action, actor, comment)
-        self._publish("gate", command)
-        result = self.gates.get_passage(passage_id)
-        assert result is not None
-        return result
+        return self.officer.override(passage_id, action, comment, actor)
 
-    # ---- remote unseal ------------------------------------------------------------------
+    # ---- remote unseal (server.gates.unseal) --------------------------------------------
 
     def unseal(self, trip_id: str, actor: str, comment: str) -> list[dict[str, Any]]:
-        """Authorise the trip's locks to unseal, only while the truck is inside the
-        destination site; one signed `TruckCommand` per lock."""
-        trip = self.store.get_trip(trip_id)
-        if trip is None:
-            raise StoreError("not_found", f"no trip {trip_id!r}", "trip_id")
-        if trip["status"] in ("declared", "closed"):
-            raise StoreError(
-                "conflict", f"trip {trip_id} is {trip['status']}: nothing to unseal", "status"
-            )
-        body = self.gates.declaration(trip["declaration_id"]) or {}
-        gate = self.geography.gate(str(body.get("destination_gate")))
-        site_id = gate.site_id
-        now = utc_now()
-        # Fresh by the server's receive time, never by the device's clock.
-        max_age = self.settings.unseal_position_max_age_s
-        fix = self.gates.last_fix(trip["vehicle_id"], now - timedelta(seconds=max_age))
-        if fix is None:
-            raise StoreError(
-                "conflict",
-                f"no position of {trip['vehicle_id']} was received in the last "
-                f"{max_age:.0f} s: unseal refused",
-            )
-        if not self.geography.inside_site(
-            site_id, fix["lon"], fix["lat"], self.settings.unseal_site_margin_m
-        ):
-            raise StoreError(
-                "conflict",
-                f"{trip['vehicle_id']} is not inside destination site {site_id} "
-                f"(last fix {fix['lat']:.6f}, {fix['lon']:.6f}): unseal refused",
-            )
-        lock_ids = [str(x) for x in body.get("lock_ids", [])]
-        missing = [lid for lid in lock_ids if self.lock_secrets.get(lid) is None]
-        if missing:
-            raise StoreError("conflict", f"no unseal secret for lock(s) {', '.join(missing)}")
-        token_expiry = now + timedelta(seconds=self.settings.unseal_token_ttl_s)
-        commands = []
-        for lock_id in lock_ids:  # SigningUnavailable propagates: nothing is written
-            secret = self.lock_secrets.get(lock_id)
-            assert secret is not None
-            counter = self._token_counter.next()
-            token = lock_token_b64(secret, lock_id, "unseal", trip_id, counter, token_expiry)
-            commands.append(self.signer.unseal(trip["vehicle_id"], lock_id, trip_id, token, now))
-        with write_transaction(self.store.engine) as conn:
-            for command in commands:
-                self.gates.insert_command(conn, "truck", command, "unseal", actor, None, trip_id)
-            audit_append(
-                conn,
-                actor,
-                "trip.unseal",
-                "trip",
-                trip_id,
-                {
-                    "comment": comment,
-                    "locks": lock_ids,
-                    "site": site_id,
-                    "fix": {"ts": format_ts(fix["ts"]), "lat": fix["lat"], "lon": fix["lon"]},
-                    "command_ids": [c.command_id for c in commands],
-                },
-                now,
-            )
-        for command in commands:
-            self._publish("truck", command)
-        log.info("trip %s: unseal of %s authorised by %s", trip_id, ", ".join(lock_ids), actor)
-        return [
-            {
-                "command_id": c.command_id,
-                "lock_id": c.lock_id,
-                "expires_at": format_ts(c.expires_at),
-            }
-            for c in commands
-        ]
+        return self.remote_unseal.unseal(trip_id, actor, comment)
 
     # ---- queries ------------------------------------------------------------------------
 

@@ -27,10 +27,8 @@ import logging
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING
 
-from contract.broker import BrokerSettings
-from server.broker_accounts import connection_id, connection_settings
 from server.child import (
     ChildProcess,
     ChildSpec,
@@ -40,7 +38,18 @@ from server.child import (
     set_priority,
     stop_when_parent_gone,
 )
-from server.config import IngestSettings, ServerConfig
+from server.pipe_events import (
+    AlarmChanged,
+    ChildEvent,
+    Connected,
+    PassageDecided,
+    PassageDropped,
+    Rejected,
+)
+
+if TYPE_CHECKING:
+    from server.gates.commands import CommandPublisher
+    from server.ingest import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +60,6 @@ GATE_NICE = -5
 
 #: What the gate worker needs (the server's configuration and geography).
 WorkerSpec = ChildSpec
-
-
-def passages_client_id(config: ServerConfig) -> str:
-    return connection_id(config.broker, "passages")
-
-
-def passages_broker(config: ServerConfig) -> BrokerSettings:
-    """The passage ingest's connection, under its own account (server.broker_accounts)."""
-    return connection_settings(config.broker, config.broker_accounts, "passages")
-
-
-def commands_client_id(config: ServerConfig) -> str:
-    return connection_id(config.broker, "gate_commands")
-
-
-def passage_batches(settings: IngestSettings) -> IngestSettings:
-    """Passages are few and each has a truck waiting: store each as soon as it comes
-    (a batch of positions waits up to `batch_wait_ms` to fill; a passage must not)."""
-    return settings.model_copy(update={"batch_wait_ms": 0})
 
 
 class GateWorker:
@@ -108,21 +98,24 @@ class GateWorker:
         """Run the child until cancelled; a child that exits is replaced after a backoff."""
         await self._child.run()
 
-    def _event(self, kind: str, value: Any) -> None:
-        if kind == "connected":
-            if value:
+    def _event(self, event: ChildEvent) -> None:
+        match event:
+            case Connected(up=True):
                 self.connected.set()
-            else:
+            case Connected(up=False):
                 self.connected.clear()
-        elif kind == "passage":
-            self._on_passage(str(value))
-        elif kind == "alarm":
-            self._on_alarm(int(value))
-        elif kind == "dropped" and self._on_dropped is not None:
-            self._on_dropped(str(value))
-        elif kind == "rejected" and self._on_rejected is not None:
-            channel, reason = value
-            self._on_rejected(str(channel), str(reason))
+            case PassageDecided(passage_id):
+                self._on_passage(passage_id)
+            case AlarmChanged(alarm_id):
+                self._on_alarm(alarm_id)
+            case PassageDropped(node_id):
+                if self._on_dropped is not None:
+                    self._on_dropped(node_id)
+            case Rejected(channel, reason):
+                if self._on_rejected is not None:
+                    self._on_rejected(channel, reason)
+            case _:
+                log.warning("gate worker: unexpected event %r", event)
 
 
 # ---- the child ----------------------------------------------------------------------
@@ -137,50 +130,33 @@ def run_child(spec: WorkerSpec, conn: Connection) -> None:
 
 async def _decide(spec: WorkerSpec, conn: Connection) -> None:
     # Imported here: the parent needs none of this to start the child.
-    from server.alarms import AlarmService
+    from server import assembly
     from server.alarms.clock_ahead import ClockAheadAlarms
-    from server.gates.commands import CommandPublisher, CommandSigner
-    from server.gates.service import GateService
-    from server.ingest import Ingest
     from server.metrics import Metrics
 
     config = spec.config
     pipe = ParentPipe(conn)
-    store, geography = open_world(config, spec.geography)
+    store, geography = open_world(spec)
     try:
-        alarms = AlarmService(store.engine)
-        alarms.add_listener(lambda alarm: pipe.send("alarm", alarm.id))
-        publisher_id = commands_client_id(config)
-        publisher = CommandPublisher(
-            connection_settings(config.broker, config.broker_accounts, "gate_commands"),
-            publisher_id,
+        alarms = assembly.alarm_service(store, lambda alarm: pipe.send(AlarmChanged(alarm.id)))
+        publisher = assembly.command_publisher(config, "gate_commands")
+        gates = assembly.gate_service(
+            config, store, geography, publisher, alarms, spec.lock_secrets, inline=True
         )
-        gates = GateService(
-            store,
-            geography,
-            config.gates,
-            CommandSigner.from_file(config.signing_key_file, config.gates.command_ttl_s),
-            publisher,
-            alarms,
-            inline=True,
-        )
-        gates.add_listener(lambda passage_id: pipe.send("passage", passage_id))
-        gates.add_drop_listener(lambda node_id: pipe.send("dropped", node_id))
-        ingest_id = passages_client_id(config)
+        gates.add_listener(lambda passage_id: pipe.send(PassageDecided(passage_id)))
+        gates.add_drop_listener(lambda node_id: pipe.send(PassageDropped(node_id)))
         clock_ahead = ClockAheadAlarms(store, alarms)
-        ingest = Ingest(
-            passages_broker(config),
-            passage_batches(config.ingest),
+        ingest = assembly.ingest(
+            config,
             store,
             Metrics(),
             handlers=[gates.on_messages, clock_ahead.on_messages],
-            client_id=ingest_id,
-            passages=True,
-            writer=gates.store_passages,  # a passage's row and decision: one transaction
             on_rejected=[
                 clock_ahead.on_rejected,  # DEVICE_CLOCK_AHEAD of gate nodes
-                lambda r: pipe.send("rejected", (r.channel or "unknown", r.reason)),
+                lambda r: pipe.send(Rejected(r.channel or "unknown", r.reason)),
             ],
+            passages=True,
+            writer=gates.store_passages,  # a passage's row and decision: one transaction
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -201,12 +177,12 @@ async def _decide(spec: WorkerSpec, conn: Connection) -> None:
         store.close()
 
 
-async def _report_connection(ingest: Any, publisher: Any, pipe: ParentPipe) -> None:
+async def _report_connection(ingest: Ingest, publisher: CommandPublisher, pipe: ParentPipe) -> None:
     """Tell the parent each time both broker connections are up, or one goes down."""
     was: bool | None = None
     while True:
         now = ingest.connected.is_set() and publisher.connected.is_set()
         if now != was:
-            pipe.send("connected", now)
+            pipe.send(Connected(now))
             was = now
         await asyncio.sleep(0.1)

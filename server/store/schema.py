@@ -20,6 +20,8 @@ from sqlalchemy import (
     text,
 )
 
+from server.store.alarm_statuses import ACTIVE, status_in
+
 metadata = MetaData()
 
 schema_migrations = Table(
@@ -146,11 +148,11 @@ api_tokens = Table(
 
 # ---- alarms and audit (migration 2) -------------------------------------------------
 
-#: Alarm statuses that count as active (`server.alarms.lifecycle.ACTIVE`): at most one
+#: Alarm statuses that count as active (`server.store.alarm_statuses.ACTIVE`): at most one
 #: such alarm per (trip, type). The partial index's predicate as literal SQL: an upsert's
 #: conflict target must repeat it, and PostgreSQL cannot match a predicate that holds
 #: bound parameters.
-ACTIVE_ALARM_PREDICATE = "status IN ('active_unack', 'active_ack')"
+ACTIVE_ALARM_PREDICATE = status_in(ACTIVE)
 
 #: One row per alarm; a repeat of an active (trip, type) raises `count`, never a new row.
 alarms = Table(

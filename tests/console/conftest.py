@@ -27,25 +27,19 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from contract.ids import format_ts
 from contract.payloads import GateCommand, LockReport, Passage, Position, decode_edge
-from contract.signing import generate_private_key, private_key_to_pem
 from server.alarms import AlarmService
-from server.api.gates import passage_out
-from server.app import build_services, create_app, escalator_for
+from server.app import create_app, escalator_for
 from server.auth.config import AuthSettings
-from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
-from server.evidence.config import EvidenceSettings, FolderStorageSettings
-from server.gates.commands import CommandSigner
-from server.gates.config import GatesSettings
 from server.gates.service import GateService
 from server.services import Services
 from server.store.database import IncomingMessage
 from server.stream import position_event
-from tests.lock_reports import signed_lock_fields, write_lock_secrets
+from tests.lock_reports import signed_lock_fields
+from tests.server.assembled import Recorder, assemble, server_config
 from tests.server.auth.session import PASSWORD, add_account
-from tests.server.conftest import demo_geography
-from tests.server.gates.conftest import LOCK_SECRET, Recorder, passage_fields
+from tests.server.gates.conftest import LOCK_SECRET, passage_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -84,10 +78,14 @@ def chromium_path() -> str | None:
 class ConsoleServer:
     base_url: str
     services: Services
+    #: the commands the server's gate service signed and sent
+    commands: Recorder
     seq: dict[str, int] = field(default_factory=dict)
-    #: The server's gate service (signing, as the real server's) and the commands it sent.
-    gates: GateService | None = None
-    commands: Recorder = field(default_factory=Recorder)
+
+    @property
+    def gates(self) -> GateService:
+        """The server's gate service (signing, as the real server's)."""
+        return self.services.gates
 
     def store_positions(
         self, vehicle_id: str, points: list[tuple[float, float, float]], at: datetime
@@ -141,7 +139,6 @@ class ConsoleServer:
         then handed to the `GateService` as the ingest does (decided, recorded, audited,
         its command sent, the live stream told). `fields` as `passage_fields` takes them;
         `readings` and `plate_reading` replace its readings (confidence, review flags)."""
-        assert self.gates is not None, "this server has no GateService"
         seq = self.seq.get(gate_node, 0) + 1
         self.seq[gate_node] = seq
         body: dict[str, Any] = {"node_id": gate_node, "seq": seq, "ts": format_ts(at)}
@@ -185,37 +182,10 @@ def running_console_server(
     missing = missing_assets(settings)
     if missing:
         pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
-    key_file = folder / "server.pem"
-    key_file.write_bytes(private_key_to_pem(generate_private_key()))
-    config = ServerConfig(
-        storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
-        geography=demo_geography(),
-        signing_key_file=key_file,
-        evidence=EvidenceSettings(storage=FolderStorageSettings(path=folder / "evidence")),
-        gates=GatesSettings(
-            lock_secrets_file=write_lock_secrets(folder / "lock-secrets.yaml", LOCK_SECRETS)
-        ),
-    )
-    services = build_services(config)
+    services, commands = assemble(server_config(folder, LOCK_SECRETS))
     for role, username in accounts.items():
         add_account(services, username, role)  # type: ignore[arg-type]
-    commands = Recorder()
-    gates = GateService(
-        services.store,
-        services.geography,
-        config.gates,
-        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
-        commands,
-        services.alarms,
-    )
-
-    def passage_to_stream(passage_id: str) -> None:  # as `server.app.serve` does
-        row = gates.gates.get_passage(passage_id)
-        if row is not None:
-            services.stream.publish("passage", passage_out(row).model_dump(mode="json"))
-
-    gates.add_listener(passage_to_stream)
-    app = create_app(services, auth=AUTH, console=settings, gates=gates)
+    app = create_app(services, auth=AUTH, console=settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
@@ -239,7 +209,7 @@ def running_console_server(
     escalation = threading.Thread(target=escalate, name="escalation", daemon=True)
     escalation.start()
     try:
-        yield ConsoleServer(f"http://127.0.0.1:{port}", services, gates=gates, commands=commands)
+        yield ConsoleServer(f"http://127.0.0.1:{port}", services, commands)
     finally:
         stop.set()
         escalation.join(10)

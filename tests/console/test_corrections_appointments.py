@@ -38,7 +38,6 @@ def lane_holds(server: ConsoleServer, passage_id: str) -> None:
 def test_an_officer_corrects_a_misread_number_and_the_gate_opens(
     console: Console, console_server: ConsoleServer
 ) -> None:
-    assert console_server.gates is not None
     now = utc_now()
     console_server.gates.appointments.create(
         NewAppointment(

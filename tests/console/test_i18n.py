@@ -234,7 +234,6 @@ def story_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSe
         server.alarms.ack(tamper.alarm_id, ACCOUNTS["officer"], "已联系司机核实")
         server.pass_gate("G-BAIYUN-1", "P-I2", start + timedelta(minutes=40),
                          containers=["ENGU5000028"], plate=PLATES[0])  # fmt: skip
-        assert server.gates is not None
         server.gates.record_release(TRIP, "R-I18N-1", start + timedelta(minutes=41), False,
                                     ACCOUNTS["supervisor"])  # fmt: skip
         server.gates.override("P-I2", "open", "人工核验无误", ACCOUNTS["officer"])

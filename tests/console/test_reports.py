@@ -18,18 +18,12 @@ import pytest
 import uvicorn
 from playwright.sync_api import Locator, expect
 
-from contract.signing import generate_private_key, private_key_to_pem
-from server.app import build_services, create_app
-from server.config import ServerConfig, StorageSettings
+from server.app import create_app
 from server.console.config import ConsoleSettings
 from server.console.web import ASSETS_HINT, missing_assets
-from server.gates.commands import CommandSigner
-from server.gates.config import GatesSettings
-from server.gates.service import GateService
 from tests.console.conftest import ACCOUNTS, AUTH, ROOT, Console, ConsoleServer
-from tests.lock_reports import write_lock_secrets
+from tests.server.assembled import assemble, server_config
 from tests.server.auth.session import add_account
-from tests.server.conftest import demo_geography
 from tests.server.reports.fleet import FLEET_LOCK_SECRETS, Fleet, standard_scenario
 
 DOCS_IMAGE = ROOT / "docs" / "img" / "console-reports.png"
@@ -44,29 +38,11 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     if missing:
         pytest.fail(f"{ASSETS_HINT}; missing: {', '.join(map(str, missing))}")
     folder = tmp_path_factory.mktemp("reports-server")
-    key_file = folder / "server.pem"
-    key_file.write_bytes(private_key_to_pem(generate_private_key()))
-    config = ServerConfig(
-        storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
-        geography=demo_geography(),
-        signing_key_file=key_file,
-        gates=GatesSettings(
-            lock_secrets_file=write_lock_secrets(folder / "lock-secrets.yaml", FLEET_LOCK_SECRETS)
-        ),
-    )
-    services = build_services(config)
-    gates = GateService(
-        services.store,
-        services.geography,
-        config.gates,
-        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
-        None,
-        services.alarms,
-    )
-    standard_scenario(Fleet(services, gates))
+    services, commands = assemble(server_config(folder, FLEET_LOCK_SECRETS))
+    standard_scenario(Fleet(services, services.gates))
     for role, username in ACCOUNTS.items():
         add_account(services, username, role)  # type: ignore[arg-type]
-    app = create_app(services, auth=AUTH, console=ConsoleSettings(), gates=gates)
+    app = create_app(services, auth=AUTH, console=ConsoleSettings())
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )
@@ -79,7 +55,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield ConsoleServer(f"http://127.0.0.1:{port}", services)
+        yield ConsoleServer(f"http://127.0.0.1:{port}", services, commands)
     finally:
         server.should_exit = True
         thread.join(10)

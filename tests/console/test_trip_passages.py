@@ -56,14 +56,13 @@ def story(console_server: ConsoleServer) -> Story:
     )
     console_server.pass_gate(DEST, "P-TL-ARR", start + timedelta(minutes=30),
                              containers=["TLNU1000014"], plate="粤A·TL001")  # fmt: skip
-    assert console_server.gates is not None
     console_server.gates.override("P-TL-ARR", "open", COMMENT, ACCOUNTS["officer"])
     return Story(start, raised.alarm_id)
 
 
 @pytest.fixture
 def officer_api(console_server: ConsoleServer) -> Iterator[TestClient]:
-    app = create_app(console_server.services, auth=AUTH, gates=console_server.gates)
+    app = create_app(console_server.services, auth=AUTH)
     with TestClient(app) as client:
         login(client, ACCOUNTS["officer"])
         yield client

@@ -21,7 +21,7 @@ from contract.limits import (
     LimitError,
     check_raw,
 )
-from contract.payloads import EDGE_PAYLOADS, GateCommand, TruckCommand, fit_reasons
+from contract.payloads import EDGE_PAYLOADS, Declared, GateCommand, TruckCommand, fit_reasons
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"command": (GateCommand, TruckCommand)}
@@ -105,7 +105,12 @@ def largest(node: dict[str, Any], defs: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize(
     ("channel", "model"),
-    [*EDGE_PAYLOADS.items(), ("command", GateCommand), ("command", TruckCommand)],
+    [
+        *EDGE_PAYLOADS.items(),
+        ("command", GateCommand),
+        ("command", TruckCommand),
+        ("declared", Declared),
+    ],
 )
 def test_the_largest_payload_fits_its_channel(channel: str, model: type) -> None:
     schema, defs = schema_of(model)

@@ -139,3 +139,77 @@ async def test_deliver_to_hands_messages_over_and_the_iterator_reports_the_end(
 async def _until_lost(client: aiomqtt.Client) -> None:
     async for _ in client.messages:
         pass
+
+
+async def test_a_burst_read_in_large_chunks_arrives_whole_and_in_order(
+    broker: MosquittoBroker,
+) -> None:
+    """Packets of every size straddle the read buffer's ends; a large one spans several
+    reads; the last packet of a burst is handed over without more bytes arriving."""
+    settings = BrokerSettings(host=broker.host, port=broker.port)
+    sizes = [1, 2, 127, 128, 16_383, 16_384, 40_000, *range(1, 30_000, 997)] * 3
+    sent = [(f"burst/{n}", bytes([n % 251]) * size) for n, size in enumerate(sizes)]
+    got: list[tuple[str, bytes]] = []
+    arrived = asyncio.Event()
+
+    def take(m: paho_client.MQTTMessage) -> None:
+        got.append((m.topic, bytes(m.payload)))
+        if len(got) == len(sent):
+            arrived.set()
+
+    identifier = f"rx-{uuid.uuid4().hex[:8]}"
+    async with make_client(settings, identifier) as client:  # the session, subscribed
+        await client.subscribe("burst/#", qos=1)
+    async with make_client(settings, f"tx-{uuid.uuid4().hex[:8]}") as sender:
+        for topic, payload in sent:  # queued by the broker: one burst at the connect
+            await sender.publish(topic, payload, qos=1)
+    client = make_client(settings, identifier)
+    mqtt_receive.deliver_to(client, take)
+    async with client:
+        await asyncio.wait_for(arrived.wait(), 30)
+    assert mqtt_receive.installed()
+    assert got == sent
+
+
+async def _receive_unacknowledged(
+    settings: BrokerSettings, identifier: str, count: int, ack: bool
+) -> list[int]:
+    """Connect with manual acknowledgement, take `count` messages (their payloads as
+    numbers) and, with `ack`, acknowledge them all at once with `acknowledge`."""
+    got: list[tuple[int, int, int]] = []
+    arrived = asyncio.Event()
+
+    def take(m: paho_client.MQTTMessage) -> None:
+        got.append((int(m.payload), m.mid, m.qos))
+        if len(got) == count:
+            arrived.set()
+
+    client = make_client(settings, identifier)
+    mqtt_receive.deliver_to(client, take)
+    client._client.manual_ack_set(True)
+    async with client:
+        await client.subscribe("acks/#", qos=1)
+        await asyncio.wait_for(arrived.wait(), 10)
+        if ack:
+            mqtt_receive.acknowledge(client._client, [(mid, qos) for _, mid, qos in got])
+        await client.publish("acks-done", b"", qos=1)  # written after the PUBACKs
+    return [n for n, _, _ in got]
+
+
+async def test_acknowledge_pubacks_a_batch_that_the_broker_then_forgets(
+    broker: MosquittoBroker,
+) -> None:
+    settings = BrokerSettings(host=broker.host, port=broker.port)
+    identifier = f"ack-{uuid.uuid4().hex[:8]}"
+    async with make_client(settings, identifier) as client:
+        await client.subscribe("acks/#", qos=1)
+    async with make_client(settings, f"tx-{uuid.uuid4().hex[:8]}") as sender:
+        for n in range(150):  # within what Mosquitto sends again at once (its in-flight limit)
+            await sender.publish(f"acks/{n % 7}", str(n).encode(), qos=1)
+    # Not acknowledged: the broker sends them all again on the next connection.
+    assert await _receive_unacknowledged(settings, identifier, 150, ack=False) == list(range(150))
+    assert await _receive_unacknowledged(settings, identifier, 150, ack=True) == list(range(150))
+    async with make_client(settings, f"tx-{uuid.uuid4().hex[:8]}") as sender:
+        await sender.publish("acks/last", b"150", qos=1)
+    # Acknowledged: only what came after is delivered.
+    assert await _receive_unacknowledged(settings, identifier, 1, ack=True) == [150]

@@ -12,6 +12,7 @@ from contract.signing import (
     generate_private_key,
     load_private_key,
     load_public_key,
+    load_verify_key,
     new_nonce,
     private_key_to_pem,
     public_key_to_pem,
@@ -137,3 +138,37 @@ def test_pem_round_trip(tmp_path, key):
     (tmp_path / "bad.pem").write_text("hello")
     with pytest.raises(ValueError, match=r"bad\.pem"):
         load_public_key(tmp_path / "bad.pem")
+
+
+def test_a_deferred_key_verifies_and_refuses_as_the_library_key(tmp_path, key):
+    (tmp_path / "k.pub").write_bytes(public_key_to_pem(key.public_key()))
+    deferred = load_verify_key(tmp_path / "k.pub")
+    assert deferred.raw == key.public_key().public_bytes_raw()
+    wire = sign(gate_command(), key).to_json()
+    assert CommandVerifier(deferred, "G1", MemoryNonceStore()).verify(GateCommand, wire).ok
+    other = sign(gate_command(), generate_private_key()).to_json()
+    refused = CommandVerifier(deferred, "G1", MemoryNonceStore()).verify(GateCommand, other)
+    assert refused.result == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("hello", "not a PEM public key"),
+        ("-----BEGIN PUBLIC KEY-----\n!!!\n-----END PUBLIC KEY-----\n", "not a PEM public key"),
+        # an X25519 key: the same length, another algorithm (OID 1.3.101.110)
+        (
+            "-----BEGIN PUBLIC KEY-----\n"
+            + base64.b64encode(bytes.fromhex("302a300506032b656e032100") + bytes(32)).decode()
+            + "\n-----END PUBLIC KEY-----\n",
+            "not an Ed25519 public key",
+        ),
+    ],
+)
+def test_a_deferred_key_file_is_checked_when_loaded(tmp_path, text, error):
+    (tmp_path / "bad.pub").write_text(text)
+    with pytest.raises(ValueError, match=error):
+        load_verify_key(tmp_path / "bad.pub")
+    # the library says the same of each
+    with pytest.raises(ValueError, match=error):
+        load_public_key(tmp_path / "bad.pub")

@@ -42,7 +42,7 @@ async def main(run_dir: Path) -> None:
     broker = MosquittoBroker(run_dir / "broker")
     broker.start()
     nested = Child.python("nested", ["-c", NESTED, str(run_dir)], run_dir).start(ready="READY")
-    worker = ChildProcess("worker", sleep_forever, None, on_event=lambda kind, value: None)
+    worker = ChildProcess("worker", sleep_forever, None, on_event=lambda event: None)
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0)  # the task starts the worker before its first wait
     assert worker.pid is not None and broker._proc is not None and nested.proc is not None

@@ -74,6 +74,7 @@ from devtools.broker import (
 from devtools.processes import Child
 from server.store.dead_letters import RAW_BYTES
 from tests.broker_probe import NOT_AUTHORIZED, Credentials, Probe
+from tests.lock_reports import write_lock_secrets
 from tests.server.gates.conftest import passage_fields
 from tests.server.scenarios.harness import Declared, World
 from tests.server.scenarios.test_incidents import (
@@ -236,8 +237,7 @@ class SecureWorld(World):
         credentials = create_demo_accounts(f"sqlite:///{self.db}")
         self.token = credentials.integration_token
         self.passwords = credentials.passwords
-        lock_secrets = self.root / "lock-secrets.yaml"
-        lock_secrets.write_text(yaml.safe_dump(SCENARIO_LOCK_SECRETS), encoding="utf-8")
+        lock_secrets = write_lock_secrets(self.root / "lock-secrets.yaml", SCENARIO_LOCK_SECRETS)
         certs = self.pki / "certs"
         config = self.root / "server.yaml"
         config.write_text(

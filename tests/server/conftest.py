@@ -6,27 +6,24 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import build_services, create_app
-from server.config import GeographySettings, ServerConfig, StorageSettings
+from server.app import create_app
+from server.config import ServerConfig, StorageSettings
 from server.services import Services
+from tests.server.assembled import DEMO, assemble, demo_geography
 from tests.server.auth.session import login_as
 
-DEMO = Path(__file__).resolve().parents[2] / "config" / "demo"
-
-
-def demo_geography() -> GeographySettings:
-    return GeographySettings(
-        routes=sorted((DEMO / "routes").glob("*.geojson")), zones=[DEMO / "zones.geojson"]
-    )
+__all__ = ["DEMO", "demo_geography"]  # where the tests have found them
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
+    """The server's components over SQLite in `tmp_path` and the demo geography (no
+    signing key, no lock secrets)."""
     config = ServerConfig(
         storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
         geography=demo_geography(),
     )
-    svc = build_services(config)
+    svc, _ = assemble(config)
     yield svc
     svc.store.close()
 

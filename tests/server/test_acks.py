@@ -68,6 +68,22 @@ def test_batcher_sends_one_ack_per_node_and_splits_many_gaps() -> None:
     }
 
 
+def test_a_limit_acknowledges_the_longest_waiting_nodes_and_keeps_the_rest() -> None:
+    batcher = AckBatcher()
+    batcher.add([_fix("T1", 1), _fix("T2", 1), _fix("T3", 1)])
+    batcher.add([_fix("T1", 2), _fix("T3", 2)])
+    first = batcher.take(utc_now(), limit=2)
+    assert [decode(Ack, p).node_id for _, p in first] == ["T1", "T2"]
+    assert decode(Ack, first[0][1]).ranges == [(1, 2)]
+    batcher.add([_fix("T1", 3), _fix("T3", 3)])  # T3 waited longest now, T1 joins behind
+    second = batcher.take(utc_now(), limit=1)
+    assert [(decode(Ack, p).node_id, decode(Ack, p).ranges) for _, p in second] == [
+        ("T3", [(1, 3)])
+    ]
+    assert [decode(Ack, p).ranges for _, p in batcher.take(utc_now(), limit=5)] == [[(3, 3)]]
+    assert len(batcher) == 0
+
+
 async def test_ingest_acknowledges_only_what_is_committed_once_per_node_per_interval(
     tmp_path: Path, broker: MosquittoBroker
 ) -> None:

@@ -86,7 +86,7 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
                 )
                 >= 2
                 and trip is not None
-                and trip["status"] == "in_transit"
+                and trip.status == "in_transit"
             ):
                 break
             await asyncio.sleep(0.05)
@@ -99,7 +99,7 @@ async def test_ingest_stores_each_message_once_and_starts_trip(own_broker, servi
         assert metrics.value("bondwatch_ingest_messages_total", outcome="rejected", reason=why) == 1
         assert metrics.value("bondwatch_ingest_rejected_total", channel="position", reason=why) == 1
     trip = services.store.get_trip("D-0001")
-    assert trip["status"] == "in_transit" and trip["started_at"] == T0 + timedelta(seconds=1)
+    assert trip.status == "in_transit" and trip.started_at == T0 + timedelta(seconds=1)
     assert [p["seq"] for p in services.store.track("TRK-1", None, None)] == list(range(1, 51))
 
 

@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy import update
 
 from contract.payloads import LockReport, Position
-from server.judge import RECENT_EVENTS, Judge
+from server.judge import Judge
+from server.judge_order import RECENT_EVENTS
 from server.rules.alarms import Clear, Effect, Raise
 from server.rules.profiles import DEFAULT_PROFILES
 from server.store import Store, schema
 from server.store.database import IncomingMessage
+from server.store.trip import Trip
 from tests.server.rules.trajectory import T0, TripBuilder, clean_trip, world
 
 
@@ -28,12 +30,12 @@ class RecordingSink:
         self.effects: list[tuple[str, Effect]] = []
         self._seen: set[tuple[str, str, str, str]] = set()
 
-    def apply(self, trip: dict[str, Any], effects: Sequence[Effect]) -> None:
+    def apply(self, trip: Trip, effects: Sequence[Effect]) -> None:
         for e in effects:
-            key = (trip["trip_id"], type(e).__name__, e.alarm_type, e.at.isoformat())
+            key = (trip.trip_id, type(e).__name__, e.alarm_type, e.at.isoformat())
             if key not in self._seen:
                 self._seen.add(key)
-                self.effects.append((trip["trip_id"], e))
+                self.effects.append((trip.trip_id, e))
 
     def raised(self) -> list[str]:
         return [e.alarm_type for _, e in self.effects if isinstance(e, Raise)]

@@ -19,6 +19,7 @@ from contract.ids import utc_now
 from contract.payloads import Position
 from server.alarms import AlarmService
 from server.alarms.service import AlarmQuery
+from server.assembly import load_lock_secrets
 from server.child import set_priority
 from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
@@ -116,7 +117,7 @@ async def test_batches_are_judged_in_a_child_and_its_alarms_relayed(tmp_path: Pa
     config = _config(tmp_path)
     store, start = _trip_in_transit(config)
     lon, lat = _forbidden_point()
-    async with running(JudgeSpec(config)) as (worker, relayed):
+    async with running(JudgeSpec(config, load_lock_secrets(config))) as (worker, relayed):
         assert worker.pid is not None and worker.pid != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 10  # yields to gate decisions
         await worker.on_messages(
@@ -143,7 +144,10 @@ async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
     config = _config(tmp_path)
     store, start = _trip_in_transit(config)
     lon, lat = _forbidden_point()
-    async with running(JudgeSpec(config, tick_s=0.2)) as (worker, relayed):
+    async with running(JudgeSpec(config, load_lock_secrets(config), tick_s=0.2)) as (
+        worker,
+        relayed,
+    ):
         first = worker.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)

@@ -104,7 +104,7 @@ def test_declaration_conflict_changes_nothing(store):
         store.create_declaration({**body, "vehicle_id": "T9"}, T0)
     assert info.value.code == "conflict" and info.value.field == "declaration_id"
     trip = store.get_trip("D1")
-    assert trip is not None and trip["vehicle_id"] == "T1" and trip["status"] == "declared"
+    assert trip is not None and trip.vehicle_id == "T1" and trip.status == "declared"
 
 
 def test_open_trips_of_many_vehicles_as_one_by_one(store):
@@ -119,7 +119,7 @@ def test_open_trips_of_many_vehicles_as_one_by_one(store):
         assert GateStore.set_trip_status(conn, "D3", ["declared"], "held")
     vehicles = ["T1", "T2", "T3", "T9"] + [f"X{i}" for i in range(1200)]  # many, one query
     batch = store.open_trips_for_vehicles(vehicles)
-    assert {v: t["trip_id"] for v, t in batch.items()} == {"T1": "D0", "T2": "D2"}
+    assert {v: t.trip_id for v, t in batch.items()} == {"T1": "D0", "T2": "D2"}
     for vehicle in vehicles[:4]:
         single = store.open_trip_for_vehicle(vehicle)
         assert batch.get(vehicle) == single

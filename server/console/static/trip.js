@@ -91,7 +91,7 @@ function showPoint(index) {
   const p = state.points[state.index];
   state.marker.setLatLng([p.lat, p.lon]);
   const node = state.marker.getElement();
-  if (node) node.dataset.index = String(state.index);
+  if (node) Object.assign(node.dataset, { index: String(state.index), lat: String(p.lat), lon: String(p.lon) });
   document.getElementById("play-slider").value = String(state.index);
   document.getElementById("play-time").textContent = `${formatTime(p.ts)} · ${p.speed_kmh == null ? "—" : p.speed_kmh.toFixed(0)} km/h`;
   document.getElementById("playback").dataset.index = String(state.index);

@@ -16,6 +16,7 @@ import pytest
 from devices.barrier.driver import ModbusBarrierConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+CONTROL_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -25,13 +26,15 @@ class BarrierStub:
     control_port: int
 
     async def control(self, line: str) -> dict[str, Any]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.control_port)
-        try:
-            writer.write(line.encode() + b"\n")
-            await writer.drain()
-            reply = (await reader.readline()).decode().strip()
-        finally:
-            writer.close()
+        # Bounded: a stub that stops answering fails the test with this line, not a hang.
+        async with asyncio.timeout(CONTROL_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.control_port)
+            try:
+                writer.write(line.encode() + b"\n")
+                await writer.drain()
+                reply = (await reader.readline()).decode().strip()
+            finally:
+                writer.close()
         assert reply.startswith("OK "), reply
         state: dict[str, Any] = json.loads(reply[3:])
         return state

@@ -1,7 +1,7 @@
 """The synthetic set (firmware_stubs/camera/synthetic.py), a second test set beside the
 real photos: layouts and faults real photos are short of — boxed check digits, two-line
-and vertical numbers, oblique and distant doors, glare, dirt; plates of every colour and
-length, eight-character new-energy plates among them.
+and vertical numbers, oblique, turned (35–55°, in perspective) and distant doors, glare,
+dirt; plates of every colour and length, eight-character new-energy plates among them.
 
 Targets: never a wrong container number or plate reported confident (judged at the
 threshold fitted on the photos); the exact share per kind and class below.
@@ -50,7 +50,16 @@ def test_the_set_is_deterministic_and_covers_every_class():
     assert np.array_equal(a[0].draw(), b[0].draw())
     assert [s.label for s in synthetic.samples(seed=19)] != [s.label for s in a]
     classes = {s.cls for s in a}
-    assert {"boxed_check", "two_line", "vertical", "oblique", "distant", "glare", "dirt"} <= classes
+    assert {
+        "boxed_check",
+        "two_line",
+        "vertical",
+        "oblique",
+        "yawed",
+        "distant",
+        "glare",
+        "dirt",
+    } <= classes
     assert {"green_8", "green_large_8", "yellow_two_line", "white_police"} <= classes
     eight = [s.label for s in a if s.cls.startswith("green")]
     assert eight and all(len(label) == 8 for label in eight)

@@ -75,7 +75,7 @@ async def start_gateway(
     (tmp_path / "auth.secret").write_text("jt808-test-secret-0123456789\n")
     running: list[RunningGateway] = []
 
-    async def start(**over: Any) -> RunningGateway:
+    async def start(registry: dict[str, Any] | None = None, **over: Any) -> RunningGateway:
         fields: dict[str, Any] = {
             "gateway_id": "jt808-gw-test",
             "broker": settings_for(own_broker).model_dump(),
@@ -96,7 +96,7 @@ async def start_gateway(
             else:
                 fields[key_name] = value
         config = GatewayConfig.model_validate(fields)
-        gateway = Jt808Gateway(config, CellularRegistry.model_validate(REGISTRY))
+        gateway = Jt808Gateway(config, CellularRegistry.model_validate(registry or REGISTRY))
         task = asyncio.create_task(gateway.run())
         await asyncio.wait_for(gateway.ready.wait(), 10)
         await wait_until(lambda: gateway.uplink.connected, 10)

@@ -78,13 +78,13 @@ async def test_speed_follows_the_profile_stops_and_bounded_acceleration(tmp_path
     accel, cruise, rate = 2.0, 20.0, 5.0
     proc, link = await start_stub(
         tmp_path,
-        *("--rate", "5", "--time-scale", "80", "--accel", "2", "--speed-kmh", "72"),
+        *("--rate", "5", "--time-scale", "20", "--accel", "2", "--speed-kmh", "72"),
         *("--stops", "0:20,0.4:5"),
     )
     route = load_route(tmp_path / "route.geojson")
     try:
         done = asyncio.create_task(wait_done(proc))
-        lines = await capture(str(link), lambda _: done.done(), within_s=20, drain_s=0.5)
+        lines = await capture(str(link), lambda _: done.done(), within_s=60, drain_s=0.5)
         await done
     finally:
         await stop(proc)
@@ -254,12 +254,15 @@ async def test_replay_keeps_the_timing_of_the_log(tmp_path: Path) -> None:
     finally:
         await stop(proc)
     # The first epoch usually went out before the port was opened (lost, as with a
-    # live receiver); from then on every sentence arrived, in order, comments dropped.
+    # live receiver), in whole or in part when the port opened amid it (on a loaded
+    # machine); from then on every sentence arrived, in order, comments dropped.
     raw = [line.raw for line in lines]
     lost = len(sentences) - len(raw)
-    assert lost in (0, 3)
+    assert 0 <= lost <= 3
     assert raw == sentences[lost:]
-    expected = expected[lost // 3 :]
+    partial = -lost % 3  # the first epoch's tail that arrived without its RMC
+    lines = lines[partial:]
+    expected = expected[(lost + partial) // 3 :]
     rmc = [line for line in lines if line.sentence.kind == "RMC"]
     # each epoch's sentences arrive together, then the wait the log's times give
     for i, first in enumerate(rmc):

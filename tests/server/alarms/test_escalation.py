@@ -14,15 +14,14 @@ from sqlalchemy import select, text
 from contract.ids import utc_now
 from server.alarms import Alarm, AlarmService
 from server.alarms.escalation import EscalationPolicy, Escalator, escalate_due
-from server.app import build_services, create_app, escalator_for
+from server.app import create_app, escalator_for
 from server.audit import AuditQuery, list_entries, verify
-from server.config import ServerConfig, StorageSettings
 from server.console.config import ConsoleSettings
 from server.store import Store, schema
 from server.store.migrations import MIGRATIONS, current_version
 from tests.server.alarms.conftest import T0
+from tests.server.assembled import assemble, server_config
 from tests.server.auth.session import login_as
-from tests.server.conftest import demo_geography
 
 FIVE_MIN = EscalationPolicy(timedelta(minutes=5))
 
@@ -209,11 +208,7 @@ def test_periodic_task_survives_a_failing_check(store: Store, alarms: AlarmServi
 
 
 def test_get_alarms_shows_escalated_at(tmp_path: Path) -> None:
-    config = ServerConfig(
-        storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
-        geography=demo_geography(),
-    )
-    svc = build_services(config)
+    svc, _ = assemble(server_config(tmp_path))
     try:
         assert svc.alarms is not None
         due = raise_at(svc.alarms, T0)

@@ -32,17 +32,13 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from sqlalchemy import MetaData, select
 
 from contract.ids import utc_now
-from contract.signing import generate_private_key, private_key_to_pem
-from server.app import build_services, create_app
+from server.app import create_app
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
-from server.config import ServerConfig, StorageSettings
-from server.gates.commands import CommandSigner
-from server.gates.service import GateService
 from server.services import Services
+from tests.server.assembled import assemble, server_config
 from tests.server.auth.session import add_account, login
-from tests.server.conftest import declaration, demo_geography
-from tests.server.gates.conftest import Recorder
+from tests.server.conftest import declaration
 
 pytestmark = pytest.mark.slow
 
@@ -68,25 +64,10 @@ class Rest:
 @pytest.fixture(scope="module")
 def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rest]:
     folder = tmp_path_factory.mktemp("rest")
-    key_file = folder / "server.pem"
-    key_file.write_bytes(private_key_to_pem(generate_private_key()))
-    config = ServerConfig(
-        storage=StorageSettings(url=f"sqlite:///{folder / 'store.db'}"),
-        geography=demo_geography(),
-        signing_key_file=key_file,
-    )
-    services = build_services(config)
-    gates = GateService(
-        services.store,
-        services.geography,
-        config.gates,
-        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
-        Recorder(),
-        services.alarms,
-    )
+    services, _ = assemble(server_config(folder))
     # No login lockouts or per-address limits during the run: failed logins are expected.
     auth = AuthSettings(lockout_threshold=100, client_max_failures=10_000)
-    app = create_app(services, auth=auth, gates=gates)
+    app = create_app(services, auth=auth)
     headers: dict[str, dict[str, str]] = {}
     with TestClient(app) as client:
         for role in ("admin", "supervisor", "officer"):

@@ -1,5 +1,5 @@
-"""The gate tests' world (a server with a signing gate service) for the evidence tests, and
-a real S3 HTTP endpoint on loopback (moto's server, a process of its own)."""
+"""A real S3 HTTP endpoint on loopback (moto's server, a process of its own) for the
+evidence tests."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ import pytest
 
 from devtools.broker import free_port
 from devtools.processes import Child
-from tests.server.gates.conftest import gate_world
-
-__all__ = ["gate_world", "s3_endpoint"]
 
 
 @pytest.fixture(scope="session")

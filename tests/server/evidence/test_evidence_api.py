@@ -26,7 +26,7 @@ from server.evidence.config import EvidenceSettings, FolderStorageSettings, S3St
 from server.evidence.service import EvidenceService
 from server.store import schema
 from tests.server.auth.session import add_account, login
-from tests.server.gates.conftest import GateWorld
+from tests.server.gates.conftest import GateWorld, gate_world_in
 from tests.server.gates.test_service import pass_gate
 
 GATE = "G-BAIYUN-1"
@@ -103,7 +103,6 @@ def storage(kind: str, folder: Path, s3: str | None, monkeypatch: pytest.MonkeyP
 @pytest.fixture(params=["folder", "s3"])
 def rig(
     request: pytest.FixtureRequest,
-    gate_world: GateWorld,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Rig]:
@@ -111,8 +110,17 @@ def rig(
     s3 = request.getfixturevalue("s3_endpoint") if request.param == "s3" else None
     bucket_name = f"evidence-{tmp_path.name.lower().replace('_', '-')[-40:]}".rstrip("-")
     settings, bucket = storage(request.param, folder, s3, monkeypatch, bucket_name)
-    app = create_app(gate_world.services, gates=gate_world.gates)
-    app.state.evidence = EvidenceService.from_settings(gate_world.services.store.engine, settings)
+    gate_world = gate_world_in(tmp_path, evidence=settings)
+    try:
+        yield from _rig(gate_world, folder, bucket)
+    finally:
+        gate_world.services.store.close()
+
+
+def _rig(gate_world: GateWorld, folder: Path, bucket: Any) -> Iterator[Rig]:
+    """Accounts for an admin, an officer and each gate (a device account with an API
+    token), and a passage at each gate."""
+    app = create_app(gate_world.services)
     svc = gate_world.services
     add_account(svc, "admin", "admin")
     add_account(svc, "officer", "officer")
@@ -257,7 +265,7 @@ def test_evidence_is_never_replaced(rig: Rig) -> None:
 
 
 def test_images_expire_after_the_retention_period(rig: Rig) -> None:
-    evidence: EvidenceService = rig.client.app.state.evidence  # type: ignore[attr-defined]
+    evidence: EvidenceService = rig.world.services.evidence
     assert rig.put("P-EV-1", 0, jpeg(), frame_meta()).status_code == 201
     assert evidence.sweep() == 0 and rig.stored()[0] == 1
     later = utc_now() + timedelta(days=evidence.settings.retention_days, minutes=1)

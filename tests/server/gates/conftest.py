@@ -1,5 +1,6 @@
 """A server with a signing key and lock secrets, its GateService sending commands into a
-list, and helpers to feed edge messages through the store as the ingest does."""
+list (tests.server.assembled), and helpers to feed edge messages through the store as
+the ingest does."""
 
 from __future__ import annotations
 
@@ -15,30 +16,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi.testclient import TestClient
 
 from contract.ids import format_ts, utc_now
-from contract.payloads import EdgeMessage, SignedCommand, decode_edge
-from contract.signing import generate_private_key, private_key_to_pem
-from contract.topics import Kind
-from server.app import build_services, create_app
-from server.config import ServerConfig, StorageSettings
-from server.gates.commands import CommandSigner
-from server.gates.config import GatesSettings
+from contract.payloads import EdgeMessage, decode_edge
+from contract.signing import load_private_key
+from server.app import create_app
 from server.gates.service import GateService
 from server.services import Services
 from server.store.database import IncomingMessage
+from tests.server.assembled import Recorder, assemble, server_config
 from tests.server.auth.session import login_as
-from tests.server.conftest import demo_geography
 
 LOCK_SECRET = "lock-secret-EL-1-0123456789"
-
-
-@dataclass
-class Recorder:
-    """A `Publisher` that keeps what it was given."""
-
-    sent: list[tuple[Kind, SignedCommand]] = field(default_factory=list)
-
-    def publish(self, kind: Kind, command: SignedCommand) -> None:
-        self.sent.append((kind, command))
 
 
 @dataclass
@@ -84,35 +71,27 @@ def passage_fields(
     return body
 
 
+def gate_world_in(folder: Path, **over: Any) -> GateWorld:
+    """The server's components over SQLite in `folder`, signing with a key of their own,
+    the secret of lock EL-1 (`LOCK_SECRET`); `over` replaces parts of the configuration.
+    The caller closes `services.store`."""
+    config = server_config(folder, {"EL-1": LOCK_SECRET}, **over)
+    svc, recorder = assemble(config)
+    assert config.signing_key_file is not None
+    public_key = load_private_key(config.signing_key_file).public_key()
+    return GateWorld(svc, svc.gates, recorder, public_key)
+
+
 @pytest.fixture
 def gate_world(tmp_path: Path) -> Iterator[GateWorld]:
-    key = generate_private_key()
-    key_file = tmp_path / "server.pem"
-    key_file.write_bytes(private_key_to_pem(key))
-    secrets = tmp_path / "lock-secrets.yaml"
-    secrets.write_text(f"EL-1: {LOCK_SECRET}\n", encoding="utf-8")
-    config = ServerConfig(
-        storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
-        geography=demo_geography(),
-        signing_key_file=key_file,
-        gates=GatesSettings(lock_secrets_file=secrets),
-    )
-    svc = build_services(config)
-    recorder = Recorder()
-    gates = GateService(
-        svc.store,
-        svc.geography,
-        config.gates,
-        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
-        recorder,
-    )
-    yield GateWorld(svc, gates, recorder, key.public_key())
-    svc.store.close()
+    world = gate_world_in(tmp_path)
+    yield world
+    world.services.store.close()
 
 
 @pytest.fixture
 def gate_api(gate_world: GateWorld) -> Iterator[TestClient]:
-    with TestClient(create_app(gate_world.services, gates=gate_world.gates)) as client:
+    with TestClient(create_app(gate_world.services)) as client:
         login_as(client, gate_world.services, "supervisor")
         yield client
 

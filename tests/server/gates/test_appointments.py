@@ -15,19 +15,14 @@ from sqlalchemy import func, select
 
 from contract.ids import format_ts, utc_now
 from contract.payloads import GateCommand
-from contract.signing import generate_private_key, private_key_to_pem
 from server.alarms import AlarmQuery, AlarmService
-from server.app import build_services
 from server.audit import verify
-from server.config import ServerConfig, StorageSettings
+from server.config import StorageSettings
 from server.gates.appointment_book import NewAppointment
-from server.gates.commands import CommandSigner
 from server.gates.corrections import PassageCorrections
-from server.gates.service import GateService
 from server.store import schema
 from tests.server.auth.session import add_account, login
-from tests.server.conftest import demo_geography
-from tests.server.gates.conftest import GateWorld, Recorder, integration_client
+from tests.server.gates.conftest import GateWorld, gate_world_in, integration_client
 from tests.server.gates.test_corrections import correct, lane, pass_misread
 from tests.server.gates.test_service import DEST, audit_actions, pass_gate, verify_gate
 
@@ -272,19 +267,8 @@ def book_in(world: GateWorld, appointment_id: str, containers: list[str],
 
 @contextmanager
 def gate_world_on(store_url: str, tmp_path: Path) -> Iterator[GateWorld]:
-    key = generate_private_key()
-    key_file = tmp_path / "server.pem"
-    key_file.write_bytes(private_key_to_pem(key))
-    config = ServerConfig(
-        storage=StorageSettings(url=store_url),
-        geography=demo_geography(),
-        signing_key_file=key_file,
-    )
-    svc = build_services(config)
-    recorder = Recorder()
-    signer = CommandSigner.from_file(key_file, config.gates.command_ttl_s)
-    gates = GateService(svc.store, svc.geography, config.gates, signer, recorder)
+    world = gate_world_in(tmp_path, storage=StorageSettings(url=store_url))
     try:
-        yield GateWorld(svc, gates, recorder, key.public_key())
+        yield world
     finally:
-        svc.store.close()
+        world.services.store.close()

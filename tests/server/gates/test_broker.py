@@ -29,15 +29,11 @@ from contract.signing import (
 )
 from contract.version import TOPIC_PREFIX
 from devtools.broker import MosquittoBroker
-from server.alarms import AlarmService
 from server.app import serve
 from server.config import HttpSettings, ServerConfig, StorageSettings
-from server.gates.commands import CommandSigner
 from server.gates.config import GatesSettings
-from server.gates.service import GateService
-from server.geo import Geography
-from server.store import Store
-from tests.lock_reports import signed_lock_fields
+from tests.lock_reports import signed_lock_fields, write_lock_secrets
+from tests.server.assembled import assemble
 from tests.server.conftest import declaration, demo_geography
 from tests.server.gates.conftest import LOCK_SECRET, passage_fields
 
@@ -106,8 +102,7 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
     key_file.write_bytes(private_key_to_pem(key))
     db = f"sqlite:///{tmp_path / 'store.db'}"
     run = uuid.uuid4().hex[:8]
-    secrets = tmp_path / "lock-secrets.yaml"
-    secrets.write_text(f"EL-1: {LOCK_SECRET}\n", encoding="utf-8")
+    secrets = write_lock_secrets(tmp_path / "lock-secrets.yaml", {"EL-1": LOCK_SECRET})
     config = ServerConfig(
         broker=BrokerSettings(host=broker.host, port=broker.port, client_id=f"srv-{run}"),
         http=HttpSettings(port=0),
@@ -116,7 +111,9 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
         signing_key_file=key_file,
         gates=GatesSettings(lock_secrets_file=secrets),
     )
-    store = Store.open(db)
+    # The declaration system's side: the server's components over the same store.
+    svc, _ = assemble(config)
+    store = svc.store
     now = utc_now()
     for declaration_id, (vehicle, container, plate) in TRUCKS.items():
         body = declaration(
@@ -154,15 +151,12 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
                 assert isinstance(outcome.command, GateCommand)
                 assert outcome.command.action == "open" and outcome.command.reasons == []
                 trip = store.get_trip(declaration_id)
-                assert trip is not None and trip["status"] == "in_transit"
+                assert trip is not None and trip.status == "in_transit"
             # the declaration system releases both; one truck left its corridor
-            geo = demo_geography()
-            geography = Geography.from_files(geo.routes, geo.zones)
-            gates = GateService(store, geography, config.gates, CommandSigner(None))
             for declaration_id in TRUCKS:
-                gates.record_release(declaration_id, f"R-{declaration_id}", utc_now(), False,
+                svc.gates.record_release(declaration_id, f"R-{declaration_id}", utc_now(), False,
                                      "decl-system")  # fmt: skip
-            AlarmService(store.engine).raise_(
+            svc.alarms.raise_(
                 "D-DEVIATED", "TRK-D", "ROUTE_DEVIATION", "major", utc_now(), (113.4, 23.2),
                 "1.2 km off the corridor",
             )  # fmt: skip
@@ -181,6 +175,6 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
     assert (answers["D-CLEAN"].action, answers["D-CLEAN"].reasons) == ("open", [])
     assert answers["D-DEVIATED"].action == "hold"
     assert answers["D-DEVIATED"].reasons == ["unresolved alarm ROUTE_DEVIATION"]
-    statuses = {d: (store.get_trip(d) or {}).get("status") for d in TRUCKS}
+    statuses = {d: getattr(store.get_trip(d), "status", None) for d in TRUCKS}
     assert statuses == {"D-CLEAN": "released", "D-DEVIATED": "held"}
     store.close()

@@ -85,7 +85,7 @@ def test_a_bad_check_digit_is_refused_and_changes_nothing(
     assert (counts(gate_world), gate_world.gates.gates.get_passage("P-ARR-1")) == before
     assert len(gate_world.recorder.sent) == sent
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "held"
+    assert trip is not None and trip.status == "held"
 
 
 def test_a_correction_while_the_truck_waits_opens_the_barrier(
@@ -119,7 +119,7 @@ def test_a_correction_while_the_truck_waits_opens_the_barrier(
     verify_gate(gate_world, command, DEST)
     assert body["command_id"] == command.command_id == fix["command_id"]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is not None
+    assert trip is not None and trip.status == "released" and trip.ended_at is not None
     # audited with before and after
     assert audit_actions(gate_world)[-1] == ("test-supervisor", "passage.correct", "P-ARR-1")
     with gate_world.services.store.engine.connect() as conn:
@@ -168,7 +168,7 @@ def test_a_correction_that_leaves_reasons_holds_with_them(
     assert isinstance(command, GateCommand) and command.action == "hold"
     assert command.reasons == ["no electronic release record"]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "held"
+    assert trip is not None and trip.status == "held"
     alarms, _ = AlarmService(gate_world.services.store.engine).find(AlarmQuery())
     assert [(a.type, a.status) for a in alarms] == [("GATE_MISMATCH", "cleared_ack")]
 
@@ -185,7 +185,7 @@ def test_a_truck_that_left_gets_no_command(gate_world: GateWorld, gate_api: Test
     assert body["correction"]["command_id"] is None
     assert len(gate_world.recorder.sent) == sent  # the barrier is never raised behind it
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is None
+    assert trip is not None and trip.status == "released" and trip.ended_at is None
 
 
 def test_who_may_correct_and_what(gate_world: GateWorld, gate_api: TestClient) -> None:

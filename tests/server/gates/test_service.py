@@ -87,7 +87,7 @@ def test_departure_opens_signed_and_starts_the_trip(gate_world: GateWorld) -> No
     trip = gate_world.services.store.get_trip("D-0001")
     row = gate_world.gates.gates.get_passage("P-DEP-1")
     assert trip is not None and row is not None
-    assert trip["status"] == "in_transit" and trip["started_at"] == row["ts"]
+    assert trip.status == "in_transit" and trip.started_at == row["ts"]
     assert (row["decision"], row["trip_id"], row["phase"]) == ("open", "D-0001", "departure")
     assert row["command_id"] == command.command_id
     stored = gate_world.gates.gates.command(command.command_id)
@@ -103,7 +103,7 @@ def test_departure_with_an_unsealed_lock_holds_and_the_trip_waits(gate_world: Ga
     assert command is not None and command.action == "hold"
     assert command.reasons == ["lock EL-1 is unsealed, not sealed"]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "declared" and trip["started_at"] is None
+    assert trip is not None and trip.status == "declared" and trip.started_at is None
     alarms, _ = AlarmService(gate_world.services.store.engine).find(AlarmQuery())
     assert alarms == []  # a lock not yet sealed is no gate mismatch
 
@@ -207,7 +207,7 @@ def test_clean_arrival_is_released(gate_world: GateWorld, gate_api: TestClient) 
     assert command is not None and (command.action, command.reasons) == ("open", [])
     verify_gate(gate_world, command, DEST)
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is not None
+    assert trip is not None and trip.status == "released" and trip.ended_at is not None
 
 
 def test_arrival_is_held_with_every_reason(gate_world: GateWorld, gate_api: TestClient) -> None:
@@ -225,7 +225,7 @@ def test_arrival_is_held_with_every_reason(gate_world: GateWorld, gate_api: Test
         "time limit of 120 min exceeded by 70 min",
     ]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "held"
+    assert trip is not None and trip.status == "held"
     passages = gate_api.get("/api/v1/passages", params={"decision": "hold"}).json()
     assert [p["passage_id"] for p in passages] == ["P-ARR-2"]
     assert passages[0]["reasons"] == command.reasons and passages[0]["phase"] == "arrival"
@@ -268,7 +268,7 @@ def test_release_record_after_a_hold_releases_the_trip_not_the_barrier(
     assert res.status_code == 201, res.text
     assert (res.json()["trip_status"], res.json()["hold_reasons"]) == ("released", [])
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is None
+    assert trip is not None and trip.status == "released" and trip.ended_at is None
     assert len(gate_world.recorder.sent) == sent  # no command behind the officer's back
     row = gate_world.gates.gates.get_passage("P-ARR-4")
     assert row is not None and row["decision"] == "hold" and row["override_action"] is None
@@ -281,7 +281,7 @@ def test_release_record_after_a_hold_releases_the_trip_not_the_barrier(
     command = pass_gate(gate_world, DEST, "P-ARR-5", 1)
     assert command is not None and (command.action, command.reasons) == ("open", [])
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released" and trip["ended_at"] is not None
+    assert trip is not None and trip.status == "released" and trip.ended_at is not None
     assert verify(gate_world.services.store.engine).ok
 
 
@@ -304,14 +304,14 @@ def test_release_record_does_not_lift_other_holds(
     gate_api.post("/api/v1/passages/P-ARR-6/override", json={"action": "hold", "comment": "x-ray"})
     assert release(gate_api).json()["hold_reasons"] == ["an officer held passage P-ARR-6: x-ray"]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "held"
+    assert trip is not None and trip.status == "held"
 
 
 def test_officer_override(gate_world: GateWorld, gate_api: TestClient) -> None:
     depart(gate_world)
     pass_gate(gate_world, DEST, "P-ARR-3", 5)  # no release record → held
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "held"
+    assert trip is not None and trip.status == "held"
     url = "/api/v1/passages/P-ARR-3/override"
     assert gate_api.post(url, json={"action": "open"}).status_code == 422
     assert gate_api.post(url, json={"action": "open", "comment": "  "}).status_code == 422
@@ -335,7 +335,7 @@ def test_officer_override(gate_world: GateWorld, gate_api: TestClient) -> None:
     assert body["command_id"] == command.command_id
     verify_gate(gate_world, command, DEST)
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "released"
+    assert trip is not None and trip.status == "released"
     assert ("test-supervisor", "passage.override", "P-ARR-3") in audit_actions(gate_world)
     assert verify(gate_world.services.store.engine).ok
 
@@ -470,10 +470,10 @@ def test_first_fix_starts_a_trip_only_when_configured(gate_world: GateWorld) -> 
     batch = [IncomingMessage("position", fix, "", utc_now())]
     asyncio.run(TripTracker(gate_world.services.store).on_messages(batch))
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "declared"
+    assert trip is not None and trip.status == "declared"
     asyncio.run(TripTracker(gate_world.services.store, start_on_first_fix=True).on_messages(batch))
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip["status"] == "in_transit"
+    assert trip is not None and trip.status == "in_transit"
 
 
 def test_trip_lists_its_alarms_and_passages(gate_world: GateWorld, gate_api: TestClient) -> None:
@@ -584,17 +584,17 @@ async def test_passage_writer_stores_a_passage_it_cannot_decide(
     register(gate_world)
     sealed(gate_world)
     gates = gate_world.gates
-    decide = gates.decide_passage
+    decide = gates.decisions.decide_passage
 
     def broken(*args: Any) -> Any:
         raise RuntimeError("store went away")
 
-    monkeypatch.setattr(gates, "decide_passage", broken)
+    monkeypatch.setattr(gates.decisions, "decide_passage", broken)
     item = unstored_passage(gate_world, "P-LATE", seq=3)
     assert gates.store_passages([item]) == [item]
     assert stored_keys(gate_world) == [(ORIGIN, 3)]
     assert gates.gates.get_passage("P-LATE") is None
-    monkeypatch.setattr(gates, "decide_passage", decide)
+    monkeypatch.setattr(gates.decisions, "decide_passage", decide)
     await gates.on_messages([item])
     row = gates.gates.get_passage("P-LATE")
     assert row is not None and row["decision"] == "open"

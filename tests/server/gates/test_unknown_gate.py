@@ -1,6 +1,7 @@
 """A passage from a node that is not a configured gate is dropped before storage:
 not stored, not decided, not answered; counted on `/metrics`. Through the whole
-server (`serve`) and a real broker, in each of the places passages can be taken."""
+server (`serve`) and a real broker, in each deployment mode (`ingest.passages` ×
+`ingest.judge`, server.config.IngestSettings): every mode the server offers runs here."""
 
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ GATE, NOT_A_GATE = "G-HUANGPU-1", "TRK-POSING-AS-GATE"
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("where", ["process", "connection", "shared"])
+@pytest.mark.parametrize(
+    ("where", "judge"),
+    [("process", "process"), ("process", "thread"), ("shared", "process"), ("shared", "thread")],
+)
 async def test_a_passage_from_a_node_that_is_no_gate_is_dropped(
-    own_broker: MosquittoBroker, tmp_path: Path, where: str
+    own_broker: MosquittoBroker, tmp_path: Path, where: str, judge: str
 ) -> None:
     key_file = tmp_path / "server.pem"
     key_file.write_bytes(private_key_to_pem(generate_private_key()))
@@ -48,7 +52,7 @@ async def test_a_passage_from_a_node_that_is_no_gate_is_dropped(
         http=HttpSettings(port=free_port()),
         storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
         geography=demo_geography(),
-        ingest=IngestSettings.model_validate({"passages": where}),
+        ingest=IngestSettings.model_validate({"passages": where, "judge": judge}),
         signing_key_file=key_file,
     )
     store = Store.open(config.storage.url)

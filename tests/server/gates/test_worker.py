@@ -34,11 +34,13 @@ from contract.signing import (
 )
 from devtools.broker import MosquittoBroker, free_port
 from server.alarms import AlarmService
+from server.assembly import load_lock_secrets
 from server.config import HttpSettings, ServerConfig, StorageSettings
 from server.gates.config import GatesSettings
 from server.gates.store import GateStore
 from server.gates.worker import GATE_NICE, GateWorker, WorkerSpec
 from server.store import Store
+from tests.lock_reports import write_lock_secrets
 from tests.server.conftest import declaration, demo_geography
 from tests.server.gates.conftest import LOCK_SECRET, passage_fields
 from tests.server.gates.test_broker import COMMANDS, Gates, wait_until
@@ -50,8 +52,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 def _config(broker: MosquittoBroker, tmp_path: Path) -> tuple[ServerConfig, Path]:
     key_file = tmp_path / "server.pem"
     key_file.write_bytes(private_key_to_pem(generate_private_key()))
-    secrets = tmp_path / "lock-secrets.yaml"
-    secrets.write_text(f"EL-1: {LOCK_SECRET}\n", encoding="utf-8")
+    secrets = write_lock_secrets(tmp_path / "lock-secrets.yaml", {"EL-1": LOCK_SECRET})
     config = ServerConfig(
         broker=BrokerSettings(
             host=broker.host, port=broker.port, client_id=f"srv-{uuid.uuid4().hex[:8]}"
@@ -74,7 +75,11 @@ class Relayed:
 @contextlib.asynccontextmanager
 async def running_worker(config: ServerConfig) -> AsyncIterator[tuple[GateWorker, Relayed]]:
     relayed = Relayed()
-    worker = GateWorker(WorkerSpec(config), relayed.passages.append, relayed.alarms.append)
+    worker = GateWorker(
+        WorkerSpec(config, load_lock_secrets(config)),
+        relayed.passages.append,
+        relayed.alarms.append,
+    )
     task = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(worker.connected.wait(), 30)

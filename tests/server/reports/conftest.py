@@ -14,20 +14,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contract.ids import utc_now
-from contract.signing import generate_private_key, private_key_to_pem
-from server.app import build_services, create_app
+from server.app import create_app
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
 from server.auth.roles import Role
-from server.config import GeographySettings, ServerConfig, StorageSettings
-from server.gates.commands import CommandSigner
-from server.gates.config import GatesSettings
-from server.gates.service import GateService
+from server.config import GeographySettings, StorageSettings
 from server.services import Services
-from tests.lock_reports import write_lock_secrets
+from tests.server.assembled import assemble, server_config
 from tests.server.auth.session import add_account, login
 from tests.server.conftest import DEMO
-from tests.server.gates.conftest import Recorder
 from tests.server.reports.fleet import FLEET_LOCK_SECRETS, Fleet
 
 #: R-HP-BY's name in these tests: a comma, quotes and Chinese, as a CSV must carry them.
@@ -85,27 +80,15 @@ class ReportWorld:
 
 @pytest.fixture
 def world(store_url: str, tmp_path: Path) -> Iterator[ReportWorld]:
-    key_file = tmp_path / "server.pem"
-    key_file.write_bytes(private_key_to_pem(generate_private_key()))
     (tmp_path / "routes").mkdir()
-    config = ServerConfig(
+    config = server_config(
+        tmp_path,
+        FLEET_LOCK_SECRETS,
         storage=StorageSettings(url=store_url),
         geography=geography(tmp_path / "routes"),
-        signing_key_file=key_file,
-        gates=GatesSettings(
-            lock_secrets_file=write_lock_secrets(tmp_path / "lock-secrets.yaml", FLEET_LOCK_SECRETS)
-        ),
     )
-    svc = build_services(config)
-    gates = GateService(
-        svc.store,
-        svc.geography,
-        config.gates,
-        CommandSigner.from_file(key_file, config.gates.command_ttl_s),
-        Recorder(),
-        svc.alarms,
-    )
-    made = ReportWorld(svc, Fleet(svc, gates), create_app(svc, gates=gates))
+    svc, _ = assemble(config)
+    made = ReportWorld(svc, Fleet(svc, svc.gates), create_app(svc))
     try:
         yield made
     finally:

@@ -64,7 +64,7 @@ class Fleet:
 
     @property
     def alarms(self) -> AlarmService:
-        return self.services.alarms or AlarmService(self.services.store.engine)
+        return self.services.alarms
 
     def feed(self, channel: str, node_id: str, ts: datetime, **fields: object) -> EdgeMessage:
         """Store an edge message as the ingest does and return it."""

@@ -44,6 +44,7 @@ from contract.version import TOPIC_PREFIX
 from demo.accounts import create_demo_accounts
 from devtools.broker import MosquittoBroker, free_port
 from devtools.processes import Child
+from tests.lock_reports import write_lock_secrets
 from tests.server.scenarios.tracks import DEMO, SCENARIO_LOCK_SECRETS, Message, Truck
 
 MARKER_NODE = "SCENARIO-MARKER"
@@ -146,8 +147,7 @@ class World:
         credentials = create_demo_accounts(f"sqlite:///{self.db}")
         self.token = credentials.integration_token
         self.passwords = credentials.passwords
-        lock_secrets = self.root / "lock-secrets.yaml"
-        lock_secrets.write_text(yaml.safe_dump(SCENARIO_LOCK_SECRETS), encoding="utf-8")
+        lock_secrets = write_lock_secrets(self.root / "lock-secrets.yaml", SCENARIO_LOCK_SECRETS)
         config = self.root / "server.yaml"
         config.write_text(
             yaml.safe_dump(

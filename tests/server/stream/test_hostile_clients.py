@@ -25,15 +25,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from contract.ids import utc_now
-from server.app import build_services, create_app
+from server.app import create_app
 from server.auth.accounts import AccountStore
 from server.auth.config import AuthSettings
-from server.config import ServerConfig, StorageSettings
 from server.services import Services
 from server.stream import STREAM_LIMITS
 from server.stream import websocket as stream_ws
+from tests.server.assembled import assemble, server_config
 from tests.server.auth.session import PASSWORD, add_account
-from tests.server.conftest import demo_geography
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +57,7 @@ class Live:
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
     monkeypatch.setattr(stream_ws, "SEND_TIMEOUT_S", 1.0)
-    services = build_services(
-        ServerConfig(
-            storage=StorageSettings(url=f"sqlite:///{tmp_path / 'store.db'}"),
-            geography=demo_geography(),
-        )
-    )
+    services, _ = assemble(server_config(tmp_path))
     add_account(services, "officer1", "officer")
     add_account(services, "feed", "integration", password=None)
     token, _ = AccountStore(services.store.engine, AuthSettings()).issue_token(

@@ -73,11 +73,12 @@ def test_session_gets_positions_alarms_passages(api: TestClient, services: Servi
 def test_alarm_effects_reach_the_stream(api: TestClient, services: Services) -> None:
     from server.alarms.effects import AlarmEffects
     from server.rules.alarms import Clear, Raise
+    from server.store.trip import Trip
 
     assert services.alarms is not None
     effects = AlarmEffects(services.alarms)
-    trip = {"trip_id": "T-9", "vehicle_id": "TRK-9"}
     at = utc_now()
+    trip = Trip("T-9", "D-9", "TRK-9", "R-1", "in_transit", at, at, None, 240)
     with api.websocket_connect(URL) as ws:
         effects.apply(trip, [Raise("OVERSPEED", "minor", at, (113.5, 23.1), {"kmh": 95})])
         msg = ws.receive_json()
