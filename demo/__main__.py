@@ -336,24 +336,7 @@ class Demo:
             [
                 "-m",
                 "firmware_stubs.elock",
-                "--lock-id",
-                lock_id,
-                "--phone",
-                phone,
-                "--secret-file",
-                str(self.run_dir / "keys" / "locks" / lock_id),
-                "--state-file",
-                str(self._lock_state_file(truck, lock_id)),
-                "--interval",
-                "10",
-                "--sealed-for",
-                str(truck.declaration["declaration_id"]),
-                "--time-scale",
-                str(self.scenario.time_scale),
-                "--start-time",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock[0])),
-                "--start-wall",
-                repr(clock[1]),
+                *self._lock_args(truck, lock_id, phone, "10", clock),
             ],
             logs,
         )
@@ -421,28 +404,44 @@ class Demo:
                 stops,
                 "--loop",
                 "--",
-                "--lock-id",
-                lock_id,
-                "--phone",
-                device.phone,
-                "--secret-file",
-                str(self.run_dir / "keys" / "locks" / lock_id),
-                "--state-file",
-                str(self._lock_state_file(truck, lock_id)),
-                "--interval",
-                str(10 / self.scenario.time_scale),
-                "--sealed-for",
-                str(truck.declaration["declaration_id"]),
-                "--time-scale",
-                str(self.scenario.time_scale),
-                "--start-time",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock[0])),
-                "--start-wall",
-                repr(clock[1]),
+                *self._lock_args(
+                    truck, lock_id, device.phone, str(10 / self.scenario.time_scale), clock
+                ),
             ],
             logs,
         )
         self._spawn(stub, ready="READY")
+
+    def _lock_args(
+        self,
+        truck: DemoTruck,
+        lock_id: str,
+        phone: str,
+        interval: str,
+        clock: tuple[float, float],
+    ) -> list[str]:
+        """The lock stub's own arguments, wired or cellular: sealed for the truck's trip,
+        reporting every `interval` seconds in the truck's simulated time (`clock`)."""
+        return [
+            "--lock-id",
+            lock_id,
+            "--phone",
+            phone,
+            "--secret-file",
+            str(self.run_dir / "keys" / "locks" / lock_id),
+            "--state-file",
+            str(self._lock_state_file(truck, lock_id)),
+            "--interval",
+            interval,
+            "--sealed-for",
+            str(truck.declaration["declaration_id"]),
+            "--time-scale",
+            str(self.scenario.time_scale),
+            "--start-time",
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock[0])),
+            "--start-wall",
+            repr(clock[1]),
+        ]
 
     def _lock_state_file(self, truck: DemoTruck, lock_id: str) -> Path:
         """Where the stub lock keeps its counters (its flash), beside the truck's outbox."""

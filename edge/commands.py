@@ -14,6 +14,8 @@ exception leaves `handle`. A refusal is logged at most once per reason and minut
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -40,6 +42,18 @@ Executor = Callable[[SignedCommand], Awaitable[tuple[ExecOutcome, str]]]
 COMMAND_MODELS: dict[str, type[SignedCommand]] = {"gate": GateCommand, "truck": TruckCommand}
 #: Longest `detail` the result payload allows.
 _DETAIL_MAX = 1000
+
+
+def unseal_token(command: TruckCommand) -> bytes:
+    """The single-use lock token an `unseal` carries, decoded; `ValueError` with the
+    refusal's words when it is missing or not base64 (the truck agent and the JT/T 808
+    gateway answer `refused` with them)."""
+    if command.lock_token is None:
+        raise ValueError("unseal needs the lock's authorisation token (lock_token)")
+    try:
+        return base64.b64decode(command.lock_token, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("lock_token is not base64") from None
 
 
 class ResultSink(Protocol):

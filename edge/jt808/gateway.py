@@ -13,8 +13,6 @@ the lock profile's 0x8900 command; its answer (matched by serial and command cod
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import resource
@@ -38,7 +36,7 @@ from devices.elock import profile
 from devices.elock.block import BondWatchBlock
 from devices.elock.bodies import TerminalResponse
 from devices.elock.exchange import TERMINAL_RESULTS
-from edge.commands import CommandHandler, ExecOutcome
+from edge.commands import CommandHandler, ExecOutcome, unseal_token
 from edge.jt808.config import GatewayConfig
 from edge.jt808.declared import DeclaredLists
 from edge.jt808.metrics import Metrics, metrics_text
@@ -244,12 +242,10 @@ class Jt808Gateway:
         if command.action == "query":
             block = BondWatchBlock(lock_id=command.lock_id, command=profile.COMMAND_CODES["query"])
         else:
-            if command.lock_token is None:
-                return "refused", "unseal needs the lock's authorisation token (lock_token)"
             try:
-                token = base64.b64decode(command.lock_token, validate=True)
-            except (binascii.Error, ValueError):
-                return "refused", "lock_token is not base64"
+                token = unseal_token(command)
+            except ValueError as err:
+                return "refused", str(err)
             block = BondWatchBlock(
                 lock_id=command.lock_id,
                 command=profile.COMMAND_CODES["unseal"],

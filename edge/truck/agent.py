@@ -11,8 +11,6 @@ through the e-lock driver.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from typing import Any
@@ -23,7 +21,7 @@ from contract.payloads import HealthStatus, SignedCommand, TruckCommand
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
-from edge.commands import ExecOutcome
+from edge.commands import ExecOutcome, unseal_token
 from edge.config import TruckConfig
 from edge.node import NodePlumbing
 from edge.outbox import OutboxError, OutboxFullError
@@ -113,12 +111,10 @@ class TruckAgent:
         if command.action == "query":
             reply = await self.lock.query(command.lock_id)
         else:
-            if command.lock_token is None:
-                return "refused", "unseal needs the lock's authorisation token (lock_token)"
             try:
-                token = base64.b64decode(command.lock_token, validate=True)
-            except (binascii.Error, ValueError):
-                return "refused", "lock_token is not base64"
+                token = unseal_token(command)
+            except ValueError as err:
+                return "refused", str(err)
             reply = await self.lock.unseal(command.lock_id, command.trip_id, token)
         detail = reply.reason or f"lock {reply.lock_id} {reply.state}"
         return reply.result, detail

@@ -16,7 +16,7 @@ from contract.ids import utc_now
 from contract.payloads import CommandResult, GateCommand, SignedCommand, TruckCommand, decode_edge
 from contract.signing import generate_private_key, new_nonce, sign
 from contract.topics import Kind
-from edge.commands import CommandHandler
+from edge.commands import CommandHandler, unseal_token
 from edge.link import MqttLink
 from edge.nonces import SqliteNonceStore
 from edge.outbox import Outbox
@@ -199,6 +199,27 @@ async def test_truck_commands_use_the_truck_model(tmp_path, key):
     assert (await handler.process(sign(command, key).to_json())).result == "done"
     assert isinstance(run.seen[0], TruckCommand)
     assert run.seen[0].lock_id == "L1"
+
+
+def test_an_unseal_token_is_decoded_or_refused_with_the_reason():
+    now = utc_now()
+    fields: dict[str, Any] = {
+        "node_id": "T9",
+        "command_id": "u-2",
+        "action": "unseal",
+        "lock_id": "L1",
+        "trip_id": "TR1",
+        "issued_at": now,
+        "expires_at": now + timedelta(seconds=60),
+        "nonce": new_nonce(),
+    }
+    token = bytes(range(40))
+    encoded = base64.b64encode(token).decode()
+    assert unseal_token(TruckCommand(**fields, lock_token=encoded)) == token
+    with pytest.raises(ValueError, match=r"needs the lock's authorisation token"):
+        unseal_token(TruckCommand(**fields))
+    with pytest.raises(ValueError, match="lock_token is not base64"):
+        unseal_token(TruckCommand(**fields, lock_token="not*base64"))
 
 
 async def test_nonce_store_forgets_only_long_after_expiry(tmp_path):
