@@ -90,14 +90,22 @@ async def test_speed_follows_the_profile_stops_and_bounded_acceleration(tmp_path
         await stop(proc)
     got = epochs(lines, route)
     assert len(got) > 500  # 20 s at the start, ~115 s of driving and the stop, at 5 Hz
-    steps = {round(b.seconds - a.seconds, 3) for a, b in itertools.pairwise(got)}
-    assert steps == {1 / rate}  # no epoch lost: the accelerations below are real
+    # Epochs are lost only whole, and only when this reader falls behind the port (a
+    # loaded machine): every step is a whole number of epochs, and few are missing.
+    period = 1 / rate
+    gaps = [round((b.seconds - a.seconds) / period, 6) for a, b in itertools.pairwise(got)]
+    assert all(g >= 1 and g == int(g) for g in gaps), sorted(set(gaps))
+    lost = int(sum(gaps)) - len(gaps)
+    assert lost <= len(got) // 20, f"{lost} epochs lost of {len(got) + lost}"
     speeds = [e.rmc_mps for e in got]
     for e in got:  # RMC and VTG say the same, to their rounding (0.001 kn / km/h)
         assert abs(e.vtg_knots_mps - e.rmc_mps) < 1e-9
         assert abs(e.vtg_kmh_mps - e.rmc_mps) < 0.0005 / 3.6 + 0.0005 * KNOT_MPS
-    # acceleration and braking bounded by --accel, and both at --accel
-    rates = [(b - a) * rate for a, b in itertools.pairwise(speeds)]
+    # acceleration and braking bounded by --accel, and both at --accel (over
+    # neighbouring epochs only)
+    rates = [
+        (b - a) * rate for (a, b), g in zip(itertools.pairwise(speeds), gaps, strict=True) if g == 1
+    ]
     rounding = 0.001 * KNOT_MPS * rate
     assert max(rates) <= accel + rounding
     assert min(rates) >= -accel - rounding
@@ -107,13 +115,18 @@ async def test_speed_follows_the_profile_stops_and_bounded_acceleration(tmp_path
     assert abs(max(speeds) - cruise) < 0.001
     # zero speed at the stops, and only there: the start (20 s, partly before the
     # reader opened the port) and km 0.4 for 5 s (25 epochs; 26 where the float
-    # countdown of the dwell leaves a remainder). The last epoch is the one before the
-    # truck rolls onto the route's end: at most two braking steps from standstill.
+    # countdown of the dwell leaves a remainder). An epoch lost at the stop's edge
+    # leaves its length between what was seen at rest and what lay between the moving
+    # epochs around it. The last epoch is the one before the truck rolls onto the
+    # route's end: at most two braking steps from standstill.
     runs = runs_of_zero(speeds)
     assert len(runs) == 2
     assert runs[0][0] == 0
     first_stop, length = runs[1]
-    assert length in (25, 26)
+    last_zero = first_stop + length - 1
+    at_rest = round((got[last_zero].seconds - got[first_stop].seconds) / period) + 1
+    between = round((got[last_zero + 1].seconds - got[first_stop - 1].seconds) / period) - 1
+    assert at_rest <= 26 and between >= 25, (at_rest, between)
     assert 0 < speeds[-1] <= 2 * accel / rate + 1e-6
     stop_points = [route.at(d)[:2] for d in (0.0, 400.0, route.length_m)]
     for e, v in zip(got, speeds, strict=True):
