@@ -199,7 +199,7 @@ async def _receive(settings: BrokerSettings, client_id: str, count: int) -> floa
     started = time.perf_counter()
     received = 0
     async with make_client(settings, client_id) as client:
-        for filt in topics.server_subscriptions(None):
+        for filt in topics.server_subscriptions():
             await client.subscribe(filt, qos=1)
         if count:
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
@@ -234,7 +234,7 @@ async def _unsubscribe(settings: BrokerSettings, client_id: str) -> None:
     well — twice the broker's work while the server is measured, and a queue that
     its periodic save (`autosave_interval`) writes out in stalls of 0.3–0.4 s."""
     async with make_client(settings, client_id) as client:
-        for filt in topics.server_subscriptions(None):
+        for filt in topics.server_subscriptions():
             await client.unsubscribe(filt)
 
 
@@ -248,7 +248,7 @@ def _mosquitto_sub(broker: MosquittoBroker, client_id: str, *args: str) -> list[
     MQTT 5 with a persistent session (`-c`, a session expiry), output thrown away."""
     command = [MOSQUITTO_SUB, "-h", broker.host, "-p", str(broker.port), "-i", client_id]
     command += ["-c", "-x", str(SESSION_EXPIRY_S), "-V", "mqttv5", "-q", "1"]
-    for filt in topics.server_subscriptions(None):
+    for filt in topics.server_subscriptions():
         command += ["-t", filt]
     return command + list(args)
 
@@ -274,7 +274,7 @@ async def _drain_c_client(broker: MosquittoBroker, backlogs: list[list[Message]]
         command = _mosquitto_sub(broker, client_id, "-C", str(len(backlog)))
         rates.append(len(backlog) / await asyncio.to_thread(_run_sub, command))
     unsubscribe = _mosquitto_sub(broker, client_id, "-E")
-    for filt in topics.server_subscriptions(None):
+    for filt in topics.server_subscriptions():
         unsubscribe += ["-U", filt]
     await asyncio.to_thread(_run_sub, unsubscribe)  # as `_unsubscribe`, for the same reason
     return max(rates)

@@ -119,16 +119,10 @@ PASSAGE_FILTER = f"{TOPIC_PREFIX}/gate/+/passage"
 DECLARED_FILTER = f"{TOPIC_PREFIX}/truck/+/declared"
 
 
-def server_subscriptions(
-    share_group: str | None = None, *, passages: bool | None = None
-) -> list[str]:
-    """The filters a server worker subscribes to (edge→server channels).
-
-    With `share_group`, the filters are MQTT 5 shared subscriptions
-    (`$share/<group>/…`) so several workers split the load. `passages=True` gives
-    only the gate passages (the server takes them on a connection of their own, so
-    that a gate never waits behind a backlog of positions), `False` all but them.
-    """
+def server_subscriptions(*, passages: bool | None = None) -> list[str]:
+    """The filters the server subscribes to (edge→server channels). `passages=True`
+    gives only the gate passages (the server takes them on a connection of their own,
+    so that a gate never waits behind a backlog of positions), `False` all but them."""
     filters = [
         f"{TOPIC_PREFIX}/+/+/availability",
         f"{TOPIC_PREFIX}/+/+/health",
@@ -140,8 +134,4 @@ def server_subscriptions(
     ]
     if passages is not None:
         filters = [f for f in filters if (f == PASSAGE_FILTER) == passages]
-    if share_group is None:
-        return filters
-    if not is_node_id(share_group):
-        raise TopicError(f"share group {share_group!r} must match [A-Za-z0-9_-]{{1,64}}")
-    return [f"$share/{share_group}/{f}" for f in filters]
+    return filters

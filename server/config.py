@@ -76,10 +76,17 @@ class GeographySettings(BaseModel):
 class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    share_group: str | None = Field(
-        default=None,
-        description="MQTT shared-subscription group; set it when several workers share the load",
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _no_share_group(cls, data: object) -> object:
+        if isinstance(data, dict) and "share_group" in data:
+            raise ValueError(
+                "share_group was removed: with MQTT shared subscriptions the broker hands "
+                "a truck's messages to different workers, and each judged its own part of "
+                "the trip; run one server (docs/telemetry-and-stream.md#one-server)"
+            )
+        return data
+
     batch_max: int = Field(default=500, ge=1, le=100_000, description="rows per store write")
     passages: Literal["process", "shared"] = Field(
         default="process",

@@ -276,14 +276,13 @@ class Ingest:
         async with client:
             paho = client._client
             paho.manual_ack_set(True)
-            share = self._settings.share_group
-            for filt in topics.server_subscriptions(share, passages=self._passages):
+            for filt in topics.server_subscriptions(passages=self._passages):
                 await client.subscribe(filt, qos=1)
             if self._passages is not None:
                 # The session is persistent: a session that took everything before
                 # (an older server, or `ingest.passages: shared`) would go on
                 # receiving the other connection's channels.
-                for filt in topics.server_subscriptions(share, passages=not self._passages):
+                for filt in topics.server_subscriptions(passages=not self._passages):
                     await client.unsubscribe(filt)
             self.connected.set()
             log.info("ingest subscribed at %s:%d", self._broker.host, self._broker.port)

@@ -83,3 +83,19 @@ def test_unreadable_and_empty_files(tmp_path):
     empty.write_text("")
     result = run("-m", "server", "--config", str(empty), "--validate-config")
     assert result.returncode == 1 and "empty" in result.stderr
+
+
+def test_a_removed_share_group_is_refused_with_its_reason(tmp_path):
+    """`ingest.share_group` split one truck's messages between servers; a file that
+    still sets it is refused, saying why, and the same file without it is valid."""
+    base = "storage: {url: 'sqlite:///s.db'}\n"
+    old = tmp_path / "old.yaml"
+    old.write_text(base + "ingest: {share_group: bondwatch, batch_max: 200}\n")
+    result = run("-m", "server", "--config", str(old), "--validate-config")
+    assert result.returncode == 1
+    assert "ingest" in result.stderr and "share_group was removed" in result.stderr
+    assert "judged its own part of the trip" in result.stderr
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(base + "ingest: {batch_max: 200}\n")
+    ok = run("-m", "server", "--config", str(fixed), "--validate-config")
+    assert ok.returncode == 0, ok.stderr

@@ -42,18 +42,17 @@ def test_foreign_topics_rejected(topic):
         topics.parse(topic)
 
 
-def test_shared_subscriptions():
-    plain = topics.server_subscriptions()
-    shared = topics.server_subscriptions("workers")
-    assert "bondwatch/v1/truck/+/position" in plain
-    assert "bondwatch/v1/gate/+/lane" in plain
-    assert shared == [f"$share/workers/{f}" for f in plain]
+def test_server_subscriptions_are_plain_filters():
+    every = topics.server_subscriptions()
+    assert "bondwatch/v1/truck/+/position" in every
+    assert "bondwatch/v1/gate/+/lane" in every
+    assert not any(f.startswith("$share/") for f in every)
 
 
 def test_passages_split_from_the_rest_and_together_all():
-    every = topics.server_subscriptions("workers")
-    only = topics.server_subscriptions("workers", passages=True)
-    rest = topics.server_subscriptions("workers", passages=False)
-    assert only == ["$share/workers/bondwatch/v1/gate/+/passage"]
-    assert "$share/workers/bondwatch/v1/truck/+/position" in rest and only[0] not in rest
+    every = topics.server_subscriptions()
+    only = topics.server_subscriptions(passages=True)
+    rest = topics.server_subscriptions(passages=False)
+    assert only == ["bondwatch/v1/gate/+/passage"]
+    assert "bondwatch/v1/truck/+/position" in rest and only[0] not in rest
     assert sorted(only + rest) == sorted(every)
