@@ -20,6 +20,16 @@ live-stream hub with one console connected.
   `server.c_client_drain_per_s` — a second baseline: Mosquitto's C client
   (`mosquitto_sub`, QoS 1, MQTT 5, persistent session) drains the same kind of backlog
   (how far the machine's limit is; left out where it is not installed).
+  `server.ingest_cpu_us_per_position` / `server.judge_cpu_us_per_position` — CPU time
+  (user + system) a position of that drain took in the server's process (receive,
+  validate, store, acknowledge, stream, hand to the judge) and in the judge worker: on
+  a machine shared with others the rates move by half between runs of the same code,
+  these far less.
+  `server.postgres_ingest_one_judge_per_s` / `_two_judges_per_s` — the same drains on
+  PostgreSQL (a throw-away server, `devtools.postgres`, without fsync) with one and
+  with two judge workers (`ingest.judge_workers`), `server.postgres_judge_cpu_us_*`
+  the judges' CPU a position together, `server.postgres_two_to_one_judge_ratio` the
+  one rate over the other; left out where PostgreSQL is not installed.
   A backlog is drained rather than a live stream so that the publishers do not set
   the pace of both; they write packets built in advance (`bench.mqtt_load`), so that
   they take little of the 2 cores the server runs on.
@@ -44,6 +54,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -63,7 +74,8 @@ from contract.ids import format_ts, utc_now
 from contract.mqtt_client import SESSION_EXPIRY_S, make_client
 from contract.signing import generate_private_key, private_key_to_pem
 from devices.ocr.iso6346 import with_check_digit
-from devtools.broker import MosquittoBroker
+from devtools.broker import MosquittoBroker, free_port
+from devtools.postgres import TempPostgres, fresh_database
 from server.alarms import AlarmService
 from server.config import IngestSettings, ServerConfig, StorageSettings
 from server.gates.commands import CommandPublisher, CommandSigner
@@ -72,7 +84,7 @@ from server.gates.service import GateService
 from server.gates.worker import GateWorker, WorkerSpec
 from server.geo import Gate, Geography, Route, Site
 from server.ingest import Ingest
-from server.judge_worker import JudgeSpec, JudgeWorker
+from server.judge_worker import JudgeSpec, JudgeWorkers
 from server.lock_secrets import LockSecrets
 from server.metrics import Metrics
 from server.store import Store
@@ -323,6 +335,8 @@ class Server:
     store: Store
     geo: Geography
     metrics: Metrics = field(default_factory=Metrics)
+    judge_workers: int = 1
+    client_id: str = "bench-ingest"
     handled: int = 0
     wanted: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -342,13 +356,14 @@ class Server:
         )
         # The rules in their own process, as the server runs them by default
         # (`ingest.judge: process`); a batch is handled once the child has judged it.
-        self.judge = JudgeWorker(
+        self.judge = JudgeWorkers(
             JudgeSpec(
                 self.config,
                 LockSecrets({}),
                 geography=bench_geography,
                 log_level=logging.WARNING,
             ),
+            self.judge_workers,
             on_alarm=lambda alarm_id: alarms.notify([alarm_id]),
             on_judged=self._count,
         )
@@ -385,7 +400,7 @@ class Server:
                 self.store,
                 self.metrics,
                 self.handlers,
-                "bench-ingest",
+                self.client_id,
                 passages=False,
             )
         ]
@@ -527,19 +542,8 @@ async def _run_server(
     judge = asyncio.create_task(server.judge.run())
     try:
         await asyncio.wait_for(server.worker.connected.wait(), 120)
-        await asyncio.wait_for(server.judge.ready.wait(), 120)
-        await server.take(0)  # the session and its subscriptions
-        proc = _publish(broker, warm, "warm")
-        await server.take(len(warm))
-        await asyncio.to_thread(_join, proc)
-        rates = []
-        for backlog in backlogs:
-            await asyncio.to_thread(_join, _publish(broker, backlog, "backlog"))
-            rates.append(len(backlog) / await server.take(len(backlog)))
-        ingest_rate = max(rates)
-        stored, sent = server.handled, len(warm) + sum(len(b) for b in backlogs)
-        if stored != sent:
-            raise RuntimeError(f"ingest handled {stored} of {sent}")
+        await asyncio.wait_for(server.judge.wait_ready(), 120)
+        ingest_rate, server_cpu, judge_cpu = await _drains(server, broker, warm, backlogs)
 
         load_rate = gate_load or min(GATE_LOAD_PER_S, 0.8 * ingest_rate)
         per_vehicle = int(load_rate * LOAD_S / N_VEHICLES) + 1
@@ -555,16 +559,118 @@ async def _run_server(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await _unsubscribe(server.settings, server.client_id)  # for the drains after it
     finally:
         for task in (reader, commands, worker, judge):
             task.cancel()
         await asyncio.gather(reader, commands, worker, judge, return_exceptions=True)
     return {
         "ingest": ingest_rate,
+        "server_cpu_us": server_cpu,
+        "judge_cpu_us": judge_cpu,
         "load": load_rate,
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
     }
+
+
+async def _drains(
+    server: Server, broker: MosquittoBroker, warm: list[Message], backlogs: list[list[Message]]
+) -> tuple[float, float, float]:
+    """The warm-up, then each backlog drained by `server`: the fastest rate, and the CPU
+    microseconds a position took in the server's process and in its judge workers
+    together (the cheaper drain's)."""
+    await server.take(0)  # the session and its subscriptions
+    proc = _publish(broker, warm, "warm")
+    await server.take(len(warm))
+    await asyncio.to_thread(_join, proc)
+    rates, server_cpu, judge_cpu = [], [], []
+    for backlog in backlogs:
+        await asyncio.to_thread(_join, _publish(broker, backlog, "backlog"))
+        pids = [pid for pid in server.judge.pids if pid is not None]
+        if len(pids) != len(server.judge.workers):
+            raise RuntimeError("a judge worker is not running")
+        cpu = time.process_time(), sum(map(_cpu_s, pids))
+        rates.append(len(backlog) / await server.take(len(backlog)))
+        server_cpu.append((time.process_time() - cpu[0]) / len(backlog) * 1e6)
+        judge_cpu.append((sum(map(_cpu_s, pids)) - cpu[1]) / len(backlog) * 1e6)
+    stored, sent = server.handled, len(warm) + sum(len(b) for b in backlogs)
+    if stored != sent:
+        raise RuntimeError(f"ingest handled {stored} of {sent}")
+    return max(rates), min(server_cpu), min(judge_cpu)
+
+
+async def _drain_postgres(
+    config: ServerConfig,
+    broker: MosquittoBroker,
+    url: str,
+    warm: list[Message],
+    backlogs: list[list[Message]],
+    judge_workers: int,
+) -> tuple[float, float, float]:
+    """The drains of `_drains` on a fresh PostgreSQL database at `url` with
+    `judge_workers` judge workers."""
+    config = config.model_copy(
+        update={
+            "storage": StorageSettings(url=url),
+            "ingest": IngestSettings(judge_workers=judge_workers),
+        }
+    )
+    store = Store.open(url)
+    try:
+        _setup_store(store)
+        server = Server(
+            config,
+            broker,
+            store,
+            bench_geography(),
+            judge_workers=judge_workers,
+            client_id=f"bench-ingest-pg{judge_workers}",
+        )
+        commands = asyncio.create_task(server.publisher.run())
+        judge = asyncio.create_task(server.judge.run())
+        try:
+            await asyncio.wait_for(server.judge.wait_ready(), 120)
+            drained = await _drains(server, broker, warm, backlogs)
+            await _unsubscribe(server.settings, server.client_id)
+            return drained
+        finally:
+            for task in (commands, judge):
+                task.cancel()
+            await asyncio.gather(commands, judge, return_exceptions=True)
+    finally:
+        store.close()
+
+
+def _postgres_drains(
+    config: ServerConfig,
+    broker: MosquittoBroker,
+    warm: list[Message],
+    backlogs: list[list[Message]],
+) -> dict[int, tuple[float, float, float]] | None:
+    """`_drain_postgres` with one and with two judge workers on a throw-away PostgreSQL
+    server; None where PostgreSQL is not installed (said on stderr)."""
+    try:
+        server = TempPostgres(free_port())
+        root = server.start()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        print(f"bench server: PostgreSQL drains left out: {err}", file=sys.stderr)
+        return None
+    try:
+        return {
+            workers: asyncio.run(
+                _drain_postgres(config, broker, fresh_database(root), warm, backlogs, workers)
+            )
+            for workers in (1, 2)
+        }
+    finally:
+        server.stop()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used (`/proc/<pid>/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _gate_load() -> float | None:
@@ -631,6 +737,7 @@ def run() -> dict[str, dict[str, Any]]:
                 )
             finally:
                 store.close()
+            postgres = _postgres_drains(config, broker, warm, backlogs)
 
     def metric(value: float, unit: str, target: float | None, better: str) -> dict[str, Any]:
         return {"value": value, "unit": unit, "target": target, "better": better}
@@ -644,7 +751,22 @@ def run() -> dict[str, dict[str, Any]]:
         "server.gate_decision_ms_p99": metric(got["p99"], "ms", 20.0, "lower"),
         "server.gate_decision_ms_p50": metric(got["p50"], "ms", 8.0, "lower"),
         "server.gate_decision_load_per_s": metric(got["load"], "1/s", GATE_LOAD_PER_S, "higher"),
+        # CPU a position in a drain (the cheaper of the two), which moves far less with
+        # the machine's neighbours than the rates: the server process (receive,
+        # validate, store, acknowledge, stream, hand to the judge) and the judge worker
+        "server.ingest_cpu_us_per_position": metric(got["server_cpu_us"], "us", None, "lower"),
+        "server.judge_cpu_us_per_position": metric(got["judge_cpu_us"], "us", None, "lower"),
     }
+    if postgres is not None:
+        # Several judge workers on one PostgreSQL (`ingest.judge_workers`): the drain's
+        # rate and the judges' CPU a position, with one and with two
+        for workers, name in ((1, "one_judge"), (2, "two_judges")):
+            rate, _, judge_cpu = postgres[workers]
+            results[f"server.postgres_ingest_{name}_per_s"] = metric(rate, "1/s", None, "higher")
+            results[f"server.postgres_judge_cpu_us_{name}"] = metric(judge_cpu, "us", None, "lower")
+        results["server.postgres_two_to_one_judge_ratio"] = metric(
+            postgres[2][0] / postgres[1][0], "", None, "higher"
+        )
     if c_drain_rate is not None:
         results["server.c_client_drain_per_s"] = metric(c_drain_rate, "1/s", None, "higher")
         results["server.ingest_to_c_client_ratio"] = metric(

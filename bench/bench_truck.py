@@ -12,6 +12,11 @@ utime + stime (`/proc/<pid>/stat`) over the interval divided by the wall time;
 memory is the peak `VmRSS` (`/proc/<pid>/status`) sampled every second. The two
 agents run side by side; each is measured on its own process only.
 
+The agents run as `config/systemd/bondwatch-edge-truck.service` runs them: with its
+`Environment=` lines (bytecode cache moved into the run's folder) and from their second
+start, the first (a warm-up agent, stopped after its first message) having written the
+bytecode cache, as on a gateway after its first start.
+
 Run alone: `PYTHONPATH=. python bench/bench_truck.py` (`BONDWATCH_BENCH_TRUCK_S` sets
 the measured interval, default 30 s).
 """
@@ -37,6 +42,7 @@ from devtools.processes import Child  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
 
 ROUTE = PROJECT_ROOT / "config" / "demo" / "routes" / "R-HP-BY.geojson"
+UNIT = PROJECT_ROOT / "config" / "systemd" / "bondwatch-edge-truck.service"
 WARM_UP_S = 5.0
 RATES = (1, 10)
 TARGETS: dict[int, dict[str, float | None]] = {
@@ -61,6 +67,18 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def unit_environment(pycache: Path) -> dict[str, str]:
+    """The `Environment=` of the agent's systemd unit, its bytecode cache in `pycache`.
+
+    Nor does a unit set PYTHONDONTWRITEBYTECODE, which would keep the cache unwritten."""
+    env = {"PYTHONDONTWRITEBYTECODE": ""}  # empty is unset
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            env[key] = str(pycache) if key == "PYTHONPYCACHEPREFIX" else value
+    return env
+
+
 @dataclass
 class Agent:
     rate: int
@@ -82,10 +100,17 @@ class Agent:
             box.close()
 
 
-def start_agent(root: Path, broker: MosquittoBroker, rate: int, public_key: Path) -> Agent:
+def start_agent(
+    root: Path,
+    broker: MosquittoBroker,
+    rate: int,
+    public_key: Path,
+    env: dict[str, str],
+    name: str = "",
+) -> Agent:
     logs = root / "logs"
     stub = Child.python(
-        f"gnss-{rate}hz",
+        f"gnss-{rate}hz{name}",
         [
             "-m",
             "firmware_stubs.gnss",
@@ -100,7 +125,7 @@ def start_agent(root: Path, broker: MosquittoBroker, rate: int, public_key: Path
         logs,
     ).start(ready="READY")
     port = next(line for line in stub.lines if line.startswith("/"))
-    node_id = f"BENCH-TRUCK-{rate}HZ"
+    node_id = f"BENCH-TRUCK-{rate}HZ{name.upper()}"
     state = root / node_id
     state.mkdir()
     config = {
@@ -117,9 +142,27 @@ def start_agent(root: Path, broker: MosquittoBroker, rate: int, public_key: Path
     config_path = root / f"{node_id}.json"  # JSON is YAML
     config_path.write_text(json.dumps(config))
     child = Child.python(
-        f"truck-{rate}hz", ["-m", "edge", "truck", "--config", str(config_path)], logs
+        f"truck-{rate}hz{name}",
+        ["-m", "edge", "truck", "--config", str(config_path)],
+        logs,
+        env=env,
     ).start()
     return Agent(rate, node_id, child, stub, state / "outbox.sqlite3")
+
+
+def warm_up(root: Path, broker: MosquittoBroker, public_key: Path, env: dict[str, str]) -> None:
+    """Start an agent until its first message is stored, then stop it."""
+    agent = start_agent(root, broker, 1, public_key, env, name="-warm-up")
+    try:
+        deadline = time.monotonic() + 30.0
+        time.sleep(1.0)  # the agent creates its outbox; the bench only reads it
+        while not agent.outbox.exists() or agent.last_seq() < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"warm-up agent stored nothing; see {agent.child.log_path}")
+            time.sleep(0.2)
+    finally:
+        agent.child.stop()
+        agent.stub.stop()
 
 
 def measure(agents: list[Agent], seconds: float) -> dict[int, dict[str, float]]:
@@ -155,8 +198,10 @@ def run() -> dict[str, dict[str, Any]]:
         public_key.write_bytes(public_key_to_pem(key.public_key()))
         agents: list[Agent] = []
         with MosquittoBroker(root / "mosquitto") as broker:
+            env = unit_environment(root / "pycache")
             try:
-                agents = [start_agent(root, broker, rate, public_key) for rate in RATES]
+                warm_up(root, broker, public_key, env)
+                agents = [start_agent(root, broker, rate, public_key, env) for rate in RATES]
                 figures = measure(agents, seconds)
             finally:
                 for a in agents:

@@ -7,15 +7,18 @@ import asyncio
 import logging
 import signal
 import sys
+import types
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from contract.config_file import ConfigError, load_model, print_errors
-from edge.commands import CommandHandler
-from edge.config import AgentCommon
 
-C = TypeVar("C", bound=AgentCommon)
+if TYPE_CHECKING:  # both build pydantic models: imported once plugin discovery is off
+    from edge.commands import CommandHandler
+    from edge.config import AgentCommon
+
+C = TypeVar("C", bound="AgentCommon")
 
 
 class _Agent(Protocol):
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     args = parser.parse_args(argv)
+    skip_pydantic_plugin_discovery()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -56,6 +60,24 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(_run_until_signal(TruckAgent(truck)))
     return 0
+
+
+def skip_pydantic_plugin_discovery() -> None:
+    """Build the agent's models without looking for pydantic plugins (about 1 MB).
+
+    pydantic looks for plugins (`pydantic` entry points) when it builds its first model,
+    and importing `importlib.metadata` for that also brings in `zipfile`, `csv`,
+    `tempfile` and `importlib.resources`, resident for the agent's life: about 1 MB of
+    the truck agent's 40 MB (docs/hil.md). A gateway installs no pydantic plugin, so
+    pydantic gets its own answer for none, through its loader's one function
+    (`get_plugins`, pydantic pinned in pyproject.toml; tests/edge/test_truck_imports.py).
+    Must run before the first model is built; does nothing after it.
+    """
+    name = "pydantic.plugin._loader"
+    if name not in sys.modules:
+        loader = types.ModuleType(name, "pydantic plugins: none on an edge agent")
+        loader.get_plugins = tuple  # type: ignore[attr-defined]  # no plugins: ()
+        sys.modules[name] = loader
 
 
 def _load(path: Path, model: type[C]) -> C | None:

@@ -43,7 +43,7 @@ from server.gates.service import DROPPED_PASSAGES, GateService
 from server.gates.worker import GateWorker, WorkerSpec
 from server.geo import Geography
 from server.ingest import FreshHandler, count_rejected
-from server.judge_worker import JudgeSpec, JudgeWorker
+from server.judge_worker import JudgeSpec, JudgeWorkers
 from server.lock_secrets import LockSecrets
 from server.metrics import Metrics
 from server.rules.profiles import CreditClass, CreditProfile
@@ -321,15 +321,16 @@ class ServerApp:
         metrics.describe(
             "bondwatch_judge_bad_rows_total", "stored messages the judge could not decode"
         )
-        worker = JudgeWorker(
+        workers = JudgeWorkers(
             JudgeSpec(config, lock_secrets=world.lock_secrets, log_level=self._log_level),
+            config.ingest.judge_workers,
             on_alarm=lambda alarm_id: alarms.service.notify([alarm_id]),
             on_judged=lambda n: metrics.inc("bondwatch_judge_messages_total", n),
             on_bad_rows=lambda n: metrics.inc("bondwatch_judge_bad_rows_total", n),
             on_pending=lambda n: metrics.set("bondwatch_judge_pending_messages", n),
         )
-        task = group.create_task(worker.run(), name="judge-worker")
-        return Judging(worker.on_messages, Running((task,), worker.ready.is_set))
+        task = group.create_task(workers.run(), name="judge-workers")
+        return Judging(workers.on_messages, Running((task,), workers.is_ready))
 
     def stop_judge(self, judging: Judging) -> None:
         """The rule timers, or the judge worker (its child gets SIGTERM)."""

@@ -67,10 +67,17 @@ def judge(
     geography: Geography,
     alarms: AlarmService,
     secrets: LockSecrets,
+    owns: Callable[[str], bool] | None = None,
 ) -> Judge:
-    """The trip rules over `store`, their effects applied to `alarms`."""
+    """The trip rules over `store`, their effects applied to `alarms` (`owns`: the
+    vehicles this judge judges, when it is one of several; None: all)."""
     return Judge(
-        store, geography, load_profiles(config), AlarmEffects(alarms), lock_secrets=secrets
+        store,
+        geography,
+        load_profiles(config),
+        AlarmEffects(alarms),
+        lock_secrets=secrets,
+        owns=owns,
     )
 
 

@@ -88,7 +88,7 @@ class ChildProcess:
             ours, theirs = ctx.Pipe(duplex=True)
             proc = ctx.Process(
                 target=_child_main,
-                args=(os.getpid(), self._target, self._spec, theirs),
+                args=(os.getpid(), self.name, self._target, self._spec, theirs),
                 name=self.name,
                 daemon=True,
             )
@@ -155,11 +155,30 @@ class ChildProcess:
 
 
 def _child_main(
-    parent_pid: int, target: Callable[[Any, Connection], None], spec: Any, conn: Connection
+    parent_pid: int,
+    name: str,
+    target: Callable[[Any, Connection], None],
+    spec: Any,
+    conn: Connection,
 ) -> None:
-    """The child's first step: it dies with the server process, even a killed one."""
+    """The child's first steps: it dies with the server process, even a killed one, and
+    `ps` shows what it is."""
     die_with_parent(parent_pid)
+    set_process_name(name)
     target(spec, conn)
+
+
+def process_name(name: str) -> str:
+    """What `ps -o comm` shows for a child named `name`: "bondwatch-judge-2" →
+    "bw-judge-2" (the kernel keeps 15 bytes)."""
+    return f"bw-{name.removeprefix('bondwatch-')}"[:15]
+
+
+def set_process_name(name: str) -> None:
+    """Name this process for `ps`, `top` and `/proc/PID/comm` (`process_name`)."""
+    # Not Linux: the interpreter's name stays.
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as comm:
+        comm.write(process_name(name))
 
 
 def _stop(proc: multiprocessing.process.BaseProcess, name: str) -> None:

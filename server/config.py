@@ -138,6 +138,25 @@ class IngestSettings(BaseModel):
         "stream and judging it use two cores; `thread` — a worker thread of the server's "
         "process",
     )
+    judge_workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="child processes sharing the trip rules (`judge: process`): each "
+        "vehicle's trips are judged by one of them, chosen from its id, so its messages "
+        "are judged in fix-time order as on one; a killed child is replaced and judges "
+        "its trips again from the store while the others go on. More than one pays on a "
+        "machine with cores to spare (docs/telemetry-and-stream.md#several-judge-workers)",
+    )
+
+    @model_validator(mode="after")
+    def _workers_need_processes(self) -> IngestSettings:
+        if self.judge == "thread" and self.judge_workers != 1:
+            raise ValueError(
+                f"judge_workers is {self.judge_workers} but judge is `thread`: several "
+                "judge workers are child processes (judge: process)"
+            )
+        return self
 
 
 class ServerConfig(BaseModel):

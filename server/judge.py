@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
@@ -55,7 +55,7 @@ from server.rules.inputs import TripContext
 from server.rules.profiles import CreditClass, CreditProfile
 from server.store import Store
 from server.store.database import IncomingMessage
-from server.store.trip import Trip
+from server.store.trip import Trip, TripHead
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,13 @@ class Judge:
         sink: AlarmSink,
         hold_s: float = 30.0,
         lock_secrets: Mapping[str, bytes] = MappingProxyType({}),
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         """`lock_secrets`: lock id → secret, to authenticate lock reports (none: every
-        lock's reports pass unchecked, and the gate holds its trucks)."""
+        lock's reports pass unchecked, and the gate holds its trucks). `owns`: whether
+        this judge judges a vehicle's trips (one of several workers,
+        `server.judge_worker.JudgeWorkers`); None: every vehicle's."""
+        self._owns = owns
         self._store = store
         self._lock_secrets = lock_secrets
         self._geography = geography
@@ -119,7 +123,7 @@ class Judge:
             known = received.get(msg.node_id)
             if known is None or item.received_at > known:
                 received[msg.node_id] = item.received_at
-        trips = self._store.open_trips_for_vehicles(by_node)
+        trips = self._store.open_trip_heads(by_node)
         for node_id, messages in by_node.items():
             run, rebuilt = self._run_for(node_id, trips.get(node_id))
             if run is None or rebuilt:
@@ -157,17 +161,20 @@ class Judge:
             effects += run.advance(key, msg)
         self._emit(run, effects)
 
-    def _run_for(self, vehicle_id: str, trip: Trip | None) -> tuple[TripRun | None, bool]:
-        """The vehicle's run for its open `trip`, and whether it was just rebuilt from
-        the store."""
+    def _run_for(self, vehicle_id: str, head: TripHead | None) -> tuple[TripRun | None, bool]:
+        """The vehicle's run for its open trip (`head`), and whether it was just rebuilt
+        from the store."""
         run = self._runs.get(vehicle_id)
-        if trip is None or trip.status != "in_transit" or trip.started_at is None:
-            self._runs.pop(vehicle_id, None)
-            self._windows.pop(vehicle_id, None)
-            return None, False
-        if run is not None and run.trip.trip_id == trip.trip_id:
-            return run, False
-        return self._start_run(vehicle_id, trip), True
+        if head is not None and head.status == "in_transit" and head.started:
+            if run is not None and run.trip.trip_id == head.trip_id:
+                return run, False
+            trip = self._store.get_trip(head.trip_id)
+            if trip is not None and trip.status == "in_transit" and trip.started_at is not None:
+                return self._start_run(vehicle_id, trip), True
+            # (it ended between the two reads)
+        self._runs.pop(vehicle_id, None)
+        self._windows.pop(vehicle_id, None)
+        return None, False
 
     def _start_run(self, vehicle_id: str, trip: Trip) -> TripRun:
         run = TripRun(trip=trip, ctx=self._context(trip))
@@ -188,7 +195,10 @@ class Judge:
         runs for trips not heard from since they started (a gateway dead from the
         departure gate on is DEVICE_OFFLINE after `silence_s`)."""
         in_transit: dict[str, Trip] = {}
+        owns = self._owns
         for trip in self._store.list_trips("in_transit", limit=MAX_TRIPS_FOLLOWED):
+            if owns is not None and not owns(trip.vehicle_id):
+                continue  # another worker's
             if trip.started_at is not None:  # newest first: keep the newest
                 in_transit.setdefault(trip.vehicle_id, trip)
         for vehicle_id, run in list(self._runs.items()):

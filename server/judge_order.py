@@ -10,6 +10,7 @@ memory; `events_to_judge`, `rerun_from` and `merged` decide what a batch judges.
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ from server.store.trip import Trip
 
 #: Channels whose messages the trip rules look at.
 JUDGED_CHANNELS = ("position", "lock", "availability", "health")
+
+
+def judge_part(vehicle_id: str, parts: int) -> int:
+    """Which of `parts` judge workers judges `vehicle_id`'s trips: the same in every
+    process and on every run (CRC-32 of the id, not Python's salted `hash`), so that all
+    of a vehicle's messages go to one worker, which judges them in fix-time order."""
+    return zlib.crc32(vehicle_id.encode()) % parts
+
+
 #: Keep a checkpoint every this many judged events, and at most this many per trip.
 CHECKPOINT_EVERY = 50
 MAX_CHECKPOINTS = 2000

@@ -5,6 +5,12 @@ each trip's rules over 10,000 routes and zones, the trips looked up, the alarms 
 — was a third of the server process's interpreter time, on the same core as receiving,
 validating and storing. In a child process it has an interpreter and a core of its own.
 
+With `ingest.judge_workers` above 1, several children share the rules
+(`JudgeWorkers`): each vehicle's trips are judged by one of them, chosen from its id
+(`server.judge_order.judge_part`), so every message of a vehicle goes to the same child
+and is judged in fix-time order as on one worker; a child's timers follow only its
+vehicles' trips. A child that dies is replaced while the others go on.
+
 The parent hands each stored batch of the messages the rules look at to the child, as
 (channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the
 ingest's handlers); when the child falls behind, the pipe fills and the ingest waits
@@ -27,7 +33,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
 from contract.log_throttle import LogThrottle, and_more
@@ -41,7 +47,7 @@ from server.child import (
     stop_when_parent_gone,
 )
 from server.judge import Judge
-from server.judge_order import JUDGED_CHANNELS
+from server.judge_order import JUDGED_CHANNELS, judge_part
 from server.pipe_events import (
     AlarmChanged,
     BadRows,
@@ -64,10 +70,20 @@ class JudgeSpec(ChildSpec):
     #: The rules yield the CPU to gate decisions and to the broker when the machine is
     #: saturated (they catch up from the pipe; the ingest waits when it is full).
     nice: int = 10
+    #: This child judges the vehicles whose `judge_part` is `part`, of `parts`.
+    part: int = 0
+    parts: int = 1
+
+    @property
+    def name(self) -> str:
+        """The child's process name: "bondwatch-judge", or "bondwatch-judge-2" for the
+        second of several."""
+        return "bondwatch-judge" if self.parts == 1 else f"bondwatch-judge-{self.part + 1}"
 
 
 class JudgeWorker:
-    """The parent's side: sends the batches, relays the child's alarms, restarts it."""
+    """The parent's side of one child: sends the batches, relays the child's alarms,
+    restarts it."""
 
     def __init__(
         self,
@@ -88,8 +104,9 @@ class JudgeWorker:
         self.judged = 0  # messages judged by the children, for the metrics and the bench
         self.sent = 0  # messages handed to the children
         self._left = 0  # messages sent while no child ran, since the last log line
+        self.name = spec.name
         self._child = ChildProcess(
-            "bondwatch-judge", run_child, spec, self._event, on_exit=self.ready.clear
+            spec.name, run_child, spec, self._event, on_exit=self.ready.clear
         )
 
     @property
@@ -144,12 +161,94 @@ class JudgeWorker:
                 log.warning("judge worker: unexpected event %r", event)
 
 
+class JudgeWorkers:
+    """The parent's side of `count` children (`ingest.judge_workers`), each judging the
+    vehicles of its part (`judge_part`); one child is the plain `JudgeWorker`."""
+
+    def __init__(
+        self,
+        spec: JudgeSpec,
+        count: int,
+        on_alarm: Callable[[int], None],
+        on_judged: Callable[[int], None] = lambda _: None,
+        on_bad_rows: Callable[[int], None] = lambda _: None,
+        on_pending: Callable[[int], None] = lambda _: None,
+    ) -> None:
+        if count < 1:
+            raise ValueError(f"judge workers: {count}; at least one")
+        self._on_pending = on_pending
+        self.workers = [
+            JudgeWorker(
+                replace(spec, part=part, parts=count),
+                on_alarm,
+                on_judged,
+                on_bad_rows,
+                lambda _: self._on_pending(self.pending),
+            )
+            for part in range(count)
+        ]
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [worker.pid for worker in self.workers]
+
+    @property
+    def judged(self) -> int:
+        return sum(worker.judged for worker in self.workers)
+
+    @property
+    def sent(self) -> int:
+        return sum(worker.sent for worker in self.workers)
+
+    @property
+    def pending(self) -> int:
+        """Messages handed to the children and not judged yet."""
+        return sum(worker.pending for worker in self.workers)
+
+    def is_ready(self) -> bool:
+        """Every child has its geography and takes batches."""
+        return all(worker.ready.is_set() for worker in self.workers)
+
+    async def wait_ready(self) -> None:
+        for worker in self.workers:
+            await worker.ready.wait()
+
+    async def run(self) -> None:
+        """Run the children until cancelled; each that exits is replaced."""
+        async with asyncio.TaskGroup() as group:
+            for worker in self.workers:
+                group.create_task(worker.run(), name=worker.name)
+
+    async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
+        """The ingest handler: each vehicle's messages of a stored batch to its child,
+        the children's shares sent at once."""
+        workers = self.workers
+        if len(workers) == 1:
+            await workers[0].on_messages(batch)
+            return
+        shares: list[list[IncomingMessage]] = [[] for _ in workers]
+        parts: dict[str, int] = {}
+        for message in batch:
+            node_id = message.message.node_id
+            part = parts.get(node_id)
+            if part is None:
+                part = parts[node_id] = judge_part(node_id, len(workers))
+            shares[part].append(message)
+        await asyncio.gather(
+            *(
+                worker.on_messages(share)
+                for worker, share in zip(workers, shares, strict=True)
+                if share
+            )
+        )
+
+
 # ---- the child ----------------------------------------------------------------------
 
 
 def run_child(spec: JudgeSpec, conn: Connection) -> None:
     """The child process's entry point."""
-    child_logging(spec.log_level, "judge")
+    child_logging(spec.log_level, spec.name.removeprefix("bondwatch-"))
     set_priority(spec.nice, "judge worker")
     asyncio.run(_serve(spec, conn))
 
@@ -162,7 +261,9 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
     store, geography = open_world(spec)
     try:
         alarms = assembly.alarm_service(store, lambda alarm: pipe.send(AlarmChanged(alarm.id)))
-        judge = assembly.judge(spec.config, store, geography, alarms, spec.lock_secrets)
+        judge = assembly.judge(
+            spec.config, store, geography, alarms, spec.lock_secrets, owns=_owner(spec)
+        )
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -182,6 +283,13 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
             watcher.cancel()
     finally:
         store.close()
+
+
+def _owner(spec: JudgeSpec) -> Callable[[str], bool] | None:
+    """Whether the child judges a vehicle's trips; None: it judges every vehicle's."""
+    if spec.parts == 1:
+        return None
+    return lambda vehicle_id: judge_part(vehicle_id, spec.parts) == spec.part
 
 
 async def _wait(future: asyncio.Future[None]) -> None:
@@ -213,13 +321,13 @@ def decode_rows(wire: Sequence[Wire]) -> list[IncomingMessage]:
     """The messages of `wire` that decode; each that does not is logged (at most once a
     minute per channel and reason) and left out, whatever fails: one bad row never
     stops the judge."""
-    from contract.payloads import PayloadError, decode_edge
+    from contract.payloads import PayloadError, decode_stored
 
     batch: list[IncomingMessage] = []
     for item in wire:
         try:  # stored after validation: a refusal here is a bug (or an edited row)
             channel, raw, received_at = item
-            message = decode_edge(channel, raw)
+            message = decode_stored(channel, raw)
         except PayloadError as err:
             left_out = _bad_row_log.admit((str(item[0])[:32], err.reason))
             if left_out is not None:

@@ -40,7 +40,7 @@ class TripTracker:
                 known = first_fix.get(msg.node_id)
                 if known is None or msg.ts < known.ts:
                     first_fix[msg.node_id] = msg
-        trips = self._store.open_trips_for_vehicles(first_fix)
+        trips = self._store.open_trip_heads(first_fix)
         for vehicle_id, fix in first_fix.items():
             trip = trips.get(vehicle_id)
             if trip is not None and trip.status == "declared":

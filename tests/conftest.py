@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto, free_port
-from tests.postgres import TempPostgres, fresh_database
+from devtools.postgres import TempPostgres, fresh_database
 from tests.realdata import missing_outside_data, outside_data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

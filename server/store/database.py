@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     String,
     and_,
     any_,
@@ -33,12 +34,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from contract.payloads import EdgeMessage, PayloadError, Position, decode_edge
+from contract.payloads import EdgeMessage, PayloadError, Position, decode_stored
 from contract.topics import Kind
 from server.store import schema
 from server.store.bulk import BulkInsert
 from server.store.migrations import migrate
-from server.store.trip import Trip
+from server.store.trip import Trip, TripHead
 from server.store.writer_lock import (
     BATCH_POLL_S,
     BUSY_TIMEOUT_MS,
@@ -325,14 +326,33 @@ class Store:
         return _trip(row._mapping) if row else None
 
     def open_trips_for_vehicles(self, vehicle_ids: Iterable[str]) -> dict[str, Trip]:
-        """`open_trip_for_vehicle` of many vehicles in one query (the judge asks this once
-        per batch: a batch of a busy server holds thousands of trucks)."""
+        """`open_trip_for_vehicle` of many vehicles in one query."""
+        out: dict[str, Trip] = {}
+        for row in self._open_trips_of(vehicle_ids, schema.trips):
+            out.setdefault(row.vehicle_id, _trip(row._mapping))
+        return out
+
+    def open_trip_heads(self, vehicle_ids: Iterable[str]) -> dict[str, TripHead]:
+        """The id, status and whether it has started of `open_trip_for_vehicle` of many
+        vehicles in one query: the judge asks this once per batch (a batch of a busy
+        server holds thousands of trucks), and building whole `Trip`s was half of its
+        time per position."""
+        t = schema.trips.c
+        out: dict[str, TripHead] = {}
+        started = t.started_at.is_not(None).label("started")
+        for row in self._open_trips_of(vehicle_ids, t.vehicle_id, t.trip_id, t.status, started):
+            if row.vehicle_id not in out:
+                out[row.vehicle_id] = TripHead(row.trip_id, row.status, bool(row.started))
+        return out
+
+    def _open_trips_of(self, vehicle_ids: Iterable[str], *columns: Any) -> Sequence[Row[Any]]:
+        """`columns` of the open trips of `vehicle_ids`, by vehicle, each vehicle's trip
+        on the road first, then its newest (`open_trip_for_vehicle`'s order)."""
         t = schema.trips.c
         wanted = sorted(set(vehicle_ids))
-        out: dict[str, Trip] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(schema.trips)
+            return conn.execute(
+                select(*columns)
                 .where(one_of(t.vehicle_id, wanted, self._dialect))
                 .where(t.status.in_(OPEN_TRIP_STATUSES))
                 .order_by(
@@ -341,9 +361,6 @@ class Store:
                     t.created_at.desc(),
                 )
             ).all()
-        for row in rows:
-            out.setdefault(row.vehicle_id, _trip(row._mapping))
-        return out
 
     def open_trips_by_vehicle(self) -> dict[str, Trip]:
         """The open trip of every vehicle that has one (its newest), in one query."""
@@ -449,7 +466,7 @@ class Store:
         with self.engine.connect() as conn:
             for row in conn.execute(query.execution_options(yield_per=2000)):
                 try:  # stored after validation: a row that no longer decodes is skipped
-                    message = decode_edge(row.channel, row.payload)
+                    message = decode_stored(row.channel, row.payload)
                 except PayloadError as err:
                     log.error("stored %s message of %s skipped: %s", row.channel, node_id, err)
                     continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,12 @@ class Trip:
     #: released at its arrival gate
     ended_at: datetime | None
     time_limit_min: int
+
+
+class TripHead(NamedTuple):
+    """What the judge asks of each vehicle's open trip in every batch: whether the run
+    it holds is still the one to judge (the whole `Trip` is read for a new run only)."""
+
+    trip_id: str
+    status: str
+    started: bool

@@ -49,7 +49,9 @@ class Client:
     #: positions of these vehicles only (None: every vehicle)
     vehicles: frozenset[str] | None = None
     last_sent: dict[str, float] = field(default_factory=dict)
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: each vehicle's newest held position: its message, or the fix itself until it is
+    #: sent (most are replaced by a newer one first, and never need a message built)
+    pending: dict[str, dict[str, Any] | Position] = field(default_factory=dict)
     dropped: bool = False
 
     async def next(self) -> dict[str, Any]:
@@ -161,11 +163,46 @@ class Hub:
                     known = newest.get(msg.node_id)
                     if known is None or (msg.ts, msg.seq) > (known.ts, known.seq):
                         newest[msg.node_id] = msg
-            for msg in newest.values():
-                self.publish("position", position_event(msg))
+            self._on_loop(self._deliver_positions, list(newest.values()))
         for item in batch:  # a gate lane's state and traffic light, every change in order
             if isinstance(item.message, LaneStatus):
                 self.publish("lane", lane_event(item.message))
+
+    def _on_loop(self, deliver: Callable[[list[Position]], None], fixes: list[Position]) -> None:
+        """Call `deliver(fixes)` on the hub's event loop (`publish`'s hand-over)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            deliver(fixes)
+        else:
+            loop.call_soon_threadsafe(deliver, fixes)
+
+    def _deliver_positions(self, fixes: list[Position]) -> None:
+        """`_deliver` of each of `fixes` (one per vehicle), each message built only when
+        a client is sent it now: the other clients keep the fix as pending."""
+        now = time.monotonic()
+        interval = self.position_interval_s
+        clients = [c for c in self._clients if "position" in c.kinds]
+        for msg in fixes:
+            self.published += 1
+            vehicle = msg.node_id
+            built: dict[str, Any] | None = None
+            for client in clients:
+                if client.vehicles is not None and vehicle not in client.vehicles:
+                    continue
+                if now - client.last_sent.get(vehicle, -1e9) < interval:
+                    client.pending[vehicle] = msg
+                    continue
+                client.last_sent[vehicle] = now
+                client.pending.pop(vehicle, None)
+                if built is None:
+                    built = position_message(msg)
+                self._offer(client, built)
 
     def _deliver(self, kind: Kind, payload: dict[str, Any]) -> None:
         self.published += 1
@@ -216,7 +253,14 @@ class Hub:
                 if now - client.last_sent.get(vehicle, -1e9) >= self.position_interval_s:
                     client.last_sent[vehicle] = now
                     del client.pending[vehicle]
+                    if isinstance(message, Position):
+                        message = position_message(message)
                     self._offer(client, message)
+
+
+def position_message(msg: Position) -> dict[str, Any]:
+    """The stream message of a fix."""
+    return {"type": "position", "data": position_event(msg)}
 
 
 def position_event(msg: Position) -> dict[str, Any]:

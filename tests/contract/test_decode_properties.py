@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract.limits import DECODE_REASONS, MAX_DEPTH, MAX_NUMBER_DIGITS, MAX_PAYLOAD_BYTES
-from contract.payloads import EDGE_PAYLOADS, EdgeMessage, PayloadError, decode_edge
+from contract.payloads import EDGE_PAYLOADS, EdgeMessage, PayloadError, decode_edge, decode_stored
 
 TS = "2026-11-23T08:15:02.250Z"
 NODE = "TRK-1"
@@ -100,13 +100,23 @@ node_ids = st.none() | st.sampled_from([NODE, "TRK-2", "trk-1", "GATE-1"])
 
 
 def outcome(channel: str, raw: bytes | str, node_id: str | None = None) -> str:
-    """ "ok" or the `PayloadError` reason; any other exception fails the test."""
+    """ "ok" or the `PayloadError` reason; any other exception fails the test. The
+    judge's `decode_stored` (no byte bounds) raises nothing else either, and reads what
+    `decode_edge` accepts as the same message."""
+    stored: EdgeMessage | PayloadError
+    try:
+        stored = decode_stored(channel, raw)
+    except PayloadError as err:
+        stored = err
+    if isinstance(stored, PayloadError):
+        assert stored.reason in DECODE_REASONS, stored.reason
     try:
         message = decode_edge(channel, raw, node_id=node_id)
     except PayloadError as err:
         refused = err
     else:
         check_accepted(channel, message, node_id)
+        assert stored == message
         return "ok"
     assert refused.reason in DECODE_REASONS, refused.reason
     assert len(str(refused)) <= 2000  # a refusal's text stays short, whatever came in

@@ -164,7 +164,7 @@ async def test_ingest_acknowledges_only_what_is_committed_once_per_node_per_inte
 def test_postgres_commits_are_durable_even_where_the_database_says_otherwise(
     postgres_server: str,
 ) -> None:
-    from tests.postgres import fresh_database
+    from devtools.postgres import fresh_database
 
     url = fresh_database(postgres_server)
     store = Store.open(url)

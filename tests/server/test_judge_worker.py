@@ -23,7 +23,8 @@ from server.assembly import load_lock_secrets
 from server.child import set_priority
 from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
-from server.judge_worker import JudgeSpec, JudgeWorker
+from server.judge_order import judge_part
+from server.judge_worker import JudgeSpec, JudgeWorker, JudgeWorkers
 from server.store import Store
 from server.store.database import IncomingMessage
 from tests.server.conftest import declaration, demo_geography
@@ -50,10 +51,12 @@ def _forbidden_point() -> tuple[float, float]:
     return point.x, point.y
 
 
-def _fixes(lon: float, lat: float, first: int, start: datetime, count: int) -> list[Position]:
+def _fixes(
+    lon: float, lat: float, first: int, start: datetime, count: int, vehicle: str = VEHICLE
+) -> list[Position]:
     return [
         Position(
-            node_id=VEHICLE,
+            node_id=vehicle,
             seq=first + n,
             ts=start + timedelta(seconds=n),
             lat=lat,
@@ -163,6 +166,98 @@ async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
         await wait_until(lambda: bool(relayed.alarms), 20)
     assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
     store.close()
+
+
+#: Vehicles of both parts of two workers (`judge_part`): TRK-4 is the first's, TRK-1 the
+#: second's.
+PAIR = ("TRK-4", "TRK-1")
+
+
+def test_a_vehicle_is_judged_by_the_same_worker_on_every_run() -> None:
+    # CRC-32, not Python's salted hash: the same part in the parent, the children and
+    # the next run of the server.
+    assert [judge_part(v, 2) for v in PAIR] == [0, 1]
+    assert [judge_part(v, 3) for v in ("TRK-1", "TRK-2", "TRK-3", "TRK-4")] == [2, 1, 1, 0]
+    assert {judge_part(f"TRK-{n}", 4) for n in range(100)} == {0, 1, 2, 3}
+
+
+@pytest.mark.timeout(180)
+async def test_two_workers_share_the_vehicles_and_a_killed_one_leaves_the_other_judging(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    store = Store.open(config.storage.url)
+    start = utc_now() - timedelta(seconds=120)
+    for n, vehicle in enumerate(PAIR):
+        declared = declaration(declaration_id=f"D-{n}", vehicle_id=vehicle, lock_ids=[f"EL-{n}"])
+        store.create_declaration(declared, start - timedelta(minutes=5))
+        store.start_trip(f"D-{n}", start)
+    lon, lat = _forbidden_point()
+    relayed = Relayed()
+    workers = JudgeWorkers(
+        JudgeSpec(config, load_lock_secrets(config), tick_s=0.2),
+        2,
+        relayed.alarms.append,
+        relayed.judged.append,
+    )
+    task = asyncio.create_task(workers.run())
+    try:
+        await asyncio.wait_for(workers.wait_ready(), 60)
+        pids = [pid for pid in workers.pids if pid is not None]
+        assert len(set(pids)) == 2 and os.getpid() not in pids
+        assert [_comm(pid) for pid in pids] == ["bw-judge-1", "bw-judge-2"]
+        both = [
+            m
+            for vehicle in PAIR
+            for m in _stored(
+                store, _fixes(lon, lat, 1, start + timedelta(seconds=1), INSIDE, vehicle)
+            )
+        ]
+        await workers.on_messages(both)
+        await wait_until(lambda: workers.judged == 2 * INSIDE and len(relayed.alarms) == 2, 20)
+        # each vehicle's messages went to its own worker, and only there
+        assert [w.judged for w in workers.workers] == [INSIDE, INSIDE]
+        assert sorted(_vehicles(store, relayed.alarms)) == sorted(PAIR)
+
+        # The first worker (TRK-4's) is killed; TRK-1's goes on judging meanwhile.
+        os.kill(pids[0], signal.SIGKILL)
+        await wait_until(lambda: not workers.is_ready(), 10)
+        later = start + timedelta(seconds=INSIDE + 1)
+        more = [
+            m
+            for vehicle in PAIR
+            for m in _stored(store, _fixes(lon, lat, INSIDE + 1, later, 2, vehicle))
+        ]
+        await workers.on_messages(more)
+        await wait_until(lambda: workers.workers[1].judged == INSIDE + 2, 20)
+        await asyncio.wait_for(workers.wait_ready(), 60)
+        assert workers.pids[0] not in (None, pids[0]) and workers.pids[1] == pids[1]
+        # The new first worker judges TRK-4 again: what it sent meanwhile is read from the
+        # store, and nothing is raised twice.
+        last = later + timedelta(seconds=2)
+        await workers.on_messages(_stored(store, _fixes(lon, lat, INSIDE + 3, last, 2, PAIR[0])))
+        await wait_until(lambda: workers.workers[0].judged == INSIDE + 2, 20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    alarms, total = AlarmService(store.engine).find(AlarmQuery(state="active"))
+    assert sorted((a.type, a.vehicle_id, a.count) for a in alarms) == [
+        ("FORBIDDEN_ZONE", "TRK-1", 1),
+        ("FORBIDDEN_ZONE", "TRK-4", 1),
+    ]
+    assert total == 2
+    store.close()
+
+
+def _comm(pid: int | None) -> str:
+    """What `ps -o comm` shows for `pid`."""
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def _vehicles(store: Store, ids: list[int]) -> list[str]:
+    service = AlarmService(store.engine)
+    return [a.vehicle_id for a in (service.get(i, history=False) for i in ids) if a is not None]
 
 
 def test_a_priority_that_may_not_be_raised_is_said_once(

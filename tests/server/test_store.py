@@ -120,6 +120,10 @@ def test_open_trips_of_many_vehicles_as_one_by_one(store):
     vehicles = ["T1", "T2", "T3", "T9"] + [f"X{i}" for i in range(1200)]  # many, one query
     batch = store.open_trips_for_vehicles(vehicles)
     assert {v: t.trip_id for v, t in batch.items()} == {"T1": "D0", "T2": "D2"}
+    heads = store.open_trip_heads(vehicles)  # what the judge asks: the same trips
+    assert {v: h.trip_id for v, h in heads.items()} == {"T1": "D0", "T2": "D2"}
+    assert heads["T1"] == ("D0", "in_transit", True)
+    assert heads["T2"] == ("D2", "declared", False)
     for vehicle in vehicles[:4]:
         single = store.open_trip_for_vehicle(vehicle)
         assert batch.get(vehicle) == single

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import sqlalchemy
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion
@@ -130,9 +131,15 @@ class World:
     gate_seq: dict[str, int] = field(default_factory=dict)
     marker_seq: int = 0
     declared: int = 0
+    #: The store (default: SQLite in `root`), and settings of the server's `ingest`
+    #: beside the scenarios' own.
+    storage_url: str = ""
+    ingest: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.db = self.root / "server.db"
+        self.storage_url = self.storage_url or f"sqlite:///{self.db}"
+        self._engine: sqlalchemy.Engine | None = None
         key = generate_private_key()
         self.public_key: Ed25519PublicKey = key.public_key()
         self.key_file = self.root / "server.pem"
@@ -144,7 +151,7 @@ class World:
 
     # ---- start and stop ------------------------------------------------------------
     def start(self) -> World:
-        credentials = create_demo_accounts(f"sqlite:///{self.db}")
+        credentials = create_demo_accounts(self.storage_url)
         self.token = credentials.integration_token
         self.passwords = credentials.passwords
         lock_secrets = write_lock_secrets(self.root / "lock-secrets.yaml", SCENARIO_LOCK_SECRETS)
@@ -158,7 +165,7 @@ class World:
                         "client_id": f"srv-scenarios-{self.http_port}",
                     },
                     "http": {"host": "127.0.0.1", "port": self.http_port},
-                    "storage": {"url": f"sqlite:///{self.db}"},
+                    "storage": {"url": self.storage_url},
                     "signing_key_file": str(self.key_file),
                     "gates": {"lock_secrets_file": str(lock_secrets)},
                     "geography": {
@@ -169,7 +176,7 @@ class World:
                     # Simulated trucks play hours of a trip in seconds: their fixes are
                     # dated up to a day ahead of the server's clock, which a real device's
                     # never are (tests/hil/test_hostile_devices.py keeps the default).
-                    "ingest": {"batch_wait_ms": 5, "max_clock_ahead_s": 86_400},
+                    "ingest": {"batch_wait_ms": 5, "max_clock_ahead_s": 86_400, **self.ingest},
                 }
             ),
             encoding="utf-8",
@@ -206,6 +213,8 @@ class World:
                 client.close()
         if self.server is not None:
             self.server.stop()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def login(self, username: str) -> httpx.Client:
         client = httpx.Client(base_url=f"{self.base}/api/v1", timeout=20)
@@ -264,6 +273,17 @@ class World:
         return 0.0  # nothing handed to the judge yet
 
     def stored(self, node_id: str, seq: int) -> bool:
+        if not self.storage_url.startswith("sqlite"):
+            if self._engine is None:
+                self._engine = sqlalchemy.create_engine(self.storage_url)
+            with self._engine.connect() as conn:
+                found = conn.execute(
+                    sqlalchemy.text(
+                        "SELECT 1 FROM edge_messages WHERE node_id = :node AND seq = :seq"
+                    ),
+                    {"node": node_id, "seq": seq},
+                ).first()
+            return found is not None
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
             row = conn.execute(
                 "SELECT 1 FROM edge_messages WHERE node_id = ? AND seq = ?", (node_id, seq)
@@ -477,7 +497,8 @@ class World:
             try:
                 if check():
                     return
-            except (httpx.HTTPError, sqlite3.Error) as err:  # parts still starting
+            except (httpx.HTTPError, sqlite3.Error, sqlalchemy.exc.SQLAlchemyError) as err:
+                # parts still starting
                 last = err
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s (last error: {last})")

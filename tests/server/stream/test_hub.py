@@ -11,7 +11,7 @@ import pytest
 
 from contract.payloads import Position
 from server.store.database import IncomingMessage
-from server.stream.hub import DROPPED, Hub
+from server.stream.hub import DROPPED, Hub, position_event
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -142,3 +142,42 @@ async def test_ingest_batch_publishes_newest_fix_per_vehicle() -> None:
             },
         }
     ]
+
+
+async def test_ingest_fixes_held_as_fixes_and_sent_as_their_newest_message() -> None:
+    """A throttled vehicle's fix is held as the fix itself; the message sent at the
+    flush is the newest fix's, the same as `position_event` of it; a client that follows
+    other vehicles gets none, one that takes no positions holds none."""
+    hub = Hub(position_interval_s=1.0, flush_every_s=3600)
+    every = hub.connect("every")
+    trk2 = hub.connect("trk2", vehicles=frozenset({"TRK-2"}))
+    alarms = hub.connect("alarms", kinds=frozenset({"alarm"}))
+
+    def batch(*seqs: int) -> list[IncomingMessage]:
+        out = []
+        for seq in seqs:
+            msg = Position.model_validate(
+                {
+                    "node_id": "TRK-1",
+                    "seq": seq,
+                    "ts": T0.replace(second=seq),
+                    "lat": 23.0,
+                    "lon": 113.0 + seq / 1000,
+                    "fix": "3d",
+                }
+            )
+            out.append(IncomingMessage("position", msg, msg.model_dump_json(), T0))
+        return out
+
+    await hub.on_messages(batch(1))
+    assert [m["data"]["seq"] for m in drain(every)] == [1]
+    await hub.on_messages(batch(2, 3))
+    await hub.on_messages(batch(4))
+    assert drain(every) == []
+    held = every.pending["TRK-1"]
+    assert isinstance(held, Position) and held.seq == 4
+    assert trk2.pending == {} and alarms.pending == {}
+    hub.flush_pending(every.last_sent["TRK-1"] + 1.0)
+    assert drain(every) == [{"type": "position", "data": position_event(held)}]
+    assert every.pending == {}
+    assert drain(trk2) == [] and drain(alarms) == []

@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL server for the storage tests, from the distribution's package.
+"""A throw-away PostgreSQL server for the storage tests and the benchmarks, from the
+distribution's package.
 
 `BONDWATCH_TEST_POSTGRES_URL` (e.g. `postgresql+psycopg://user@host:5432/db`) names an
 existing server instead; each test run then works in its own fresh database.
