@@ -321,6 +321,11 @@ class ServerApp:
         metrics.describe(
             "bondwatch_judge_bad_rows_total", "stored messages the judge could not decode"
         )
+        metrics.describe(
+            "bondwatch_judge_workers_down",
+            "judge workers not running or not ready (their vehicles' messages are left "
+            "to the store until one is)",
+        )
         workers = JudgeWorkers(
             JudgeSpec(config, lock_secrets=world.lock_secrets, log_level=self._log_level),
             config.ingest.judge_workers,
@@ -328,6 +333,7 @@ class ServerApp:
             on_judged=lambda n: metrics.inc("bondwatch_judge_messages_total", n),
             on_bad_rows=lambda n: metrics.inc("bondwatch_judge_bad_rows_total", n),
             on_pending=lambda n: metrics.set("bondwatch_judge_pending_messages", n),
+            on_down=lambda n: metrics.set("bondwatch_judge_workers_down", n),
         )
         task = group.create_task(workers.run(), name="judge-workers")
         return Judging(workers.on_messages, Running((task,), workers.is_ready))

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -77,7 +78,9 @@ class ChildProcess:
         self._on_exit = on_exit
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
-        self.started = 0  # children started, for the log and the tests
+        #: children started, for the log and the tests; the number of the latest is its
+        #: generation (`send` says which one an event went to)
+        self.started = 0
         self.pid: int | None = None
 
     async def run(self) -> None:
@@ -94,9 +97,11 @@ class ChildProcess:
             )
             proc.start()
             theirs.close()
-            self.started += 1
+            with self._send_lock:
+                self.started += 1
+                self._conn = ours
             self.pid = proc.pid
-            self._conn = ours
+            began = time.monotonic()
             log.info("%s started (pid %s)", self.name, proc.pid)
             try:
                 await self._relay(ours)
@@ -108,6 +113,7 @@ class ChildProcess:
                 with self._send_lock:
                     self._conn = None
                 ours.close()
+            delay = restart_delay(delay, time.monotonic() - began)
             log.error(
                 "%s (pid %s) exited with code %s; starting another in %.0f s",
                 self.name,
@@ -118,17 +124,18 @@ class ChildProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
 
-    def send(self, event: ParentEvent) -> bool:
+    def send(self, event: ParentEvent) -> int | None:
         """Send an event to the child (blocks while its pipe is full: call it from a
-        worker thread); False when no child is running."""
+        worker thread): the generation of the child it went to (`started` then), or
+        None when no child is running."""
         with self._send_lock:
             if self._conn is None:
-                return False
+                return None
             try:
                 self._conn.send(event)
             except OSError:
-                return False
-            return True
+                return None
+            return self.started
 
     async def _relay(self, conn: Connection) -> None:
         """Hand the child's events on until its end of the pipe closes."""
@@ -152,6 +159,13 @@ class ChildProcess:
             await ended
         finally:
             loop.remove_reader(conn.fileno())
+
+
+def restart_delay(backoff: float, ran_s: float) -> float:
+    """The wait before starting a child again after one that ran `ran_s` seconds: the
+    backoff (1 s, doubled after each restart up to `RESTART_MAX_S`) for a child that
+    keeps dying, and 1 s again for one that had run a while (`RESTART_MAX_S` or more)."""
+    return 1.0 if ran_s >= RESTART_MAX_S else backoff
 
 
 def _child_main(

@@ -33,6 +33,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
@@ -92,22 +93,32 @@ class JudgeWorker:
         on_judged: Callable[[int], None] = lambda _: None,
         on_bad_rows: Callable[[int], None] = lambda _: None,
         on_pending: Callable[[int], None] = lambda _: None,
+        on_ready: Callable[[bool], None] = lambda _: None,
+        sender: Executor | None = None,
     ) -> None:
         """`on_bad_rows`: how many stored messages of a batch the child could not decode
         (it logs them and judges the rest). `on_pending`: how many messages are handed to
-        the child and not judged yet, each time that changes (the judge's lag)."""
+        the child and not judged yet, each time that changes (the judge's lag).
+        `on_ready`: the child is up (True) or gone (False). `sender`: the threads that
+        send the batches (they block while the pipe is full); None: the event loop's."""
         self._on_alarm = on_alarm
         self._on_judged = on_judged
         self._on_bad_rows = on_bad_rows
         self._on_pending = on_pending
+        self._on_ready = on_ready
+        self._sender = sender
         self.ready = asyncio.Event()  # the child has its geography and takes batches
         self.judged = 0  # messages judged by the children, for the metrics and the bench
         self.sent = 0  # messages handed to the children
         self._left = 0  # messages sent while no child ran, since the last log line
+        #: By the generation of the child they were handed to (`ChildProcess.send`):
+        #: messages not judged yet. A child's count goes with it when it exits (what it
+        #: had not judged is left to the store), so a batch handed to the next child
+        #: before it was ready is still counted until it is judged.
+        self._unjudged: dict[int, int] = {}
+        self._ended = 0  # the generation of the last child that exited
         self.name = spec.name
-        self._child = ChildProcess(
-            spec.name, run_child, spec, self._event, on_exit=self.ready.clear
-        )
+        self._child = ChildProcess(spec.name, run_child, spec, self._event, on_exit=self._exited)
 
     @property
     def pid(self) -> int | None:
@@ -122,37 +133,65 @@ class JudgeWorker:
         wire = [(m.channel, m.raw, m.received_at) for m in batch if m.channel in JUDGED_CHANNELS]
         if not wire:
             return
-        self.sent += len(wire)  # before the child can answer that it judged them
-        if await asyncio.to_thread(self._child.send, Batch(wire)):
+        count = len(wire)
+        # Counted before the child can answer that it judged them, against the child a
+        # send now reaches; moved if another took it meanwhile.
+        expected = self._child.started
+        self._count(expected, count)
+        loop = asyncio.get_running_loop()
+        went_to = await loop.run_in_executor(self._sender, self._child.send, Batch(wire))
+        if went_to != expected:
+            self._count(expected, -count)
+            if went_to is not None:
+                self._count(went_to, count)
+        if went_to is not None and went_to > self._ended:
+            self.sent += count
             self._on_pending(self.pending)
             if self._left:
                 log.info("judge worker back: %d messages were left to the store", self._left)
                 self._left = 0
             return
-        self.sent -= len(wire)
         if not self._left:
             log.warning(
                 "no judge worker running: messages are left to the store, and the next "
                 "worker judges them again from there"
             )
-        self._left += len(wire)
+        self._left += count
 
     @property
     def pending(self) -> int:
-        """Messages handed to the child and not judged yet."""
-        return self.sent - self.judged
+        """Messages handed to the running child and not judged yet."""
+        return sum(self._unjudged.values())
+
+    def _count(self, generation: int, count: int) -> None:
+        """`count` more (or fewer) messages handed to child `generation`, not judged; a
+        child that has exited has none."""
+        if generation <= self._ended:
+            return
+        left = self._unjudged.get(generation, 0) + count
+        if left:
+            self._unjudged[generation] = left
+        else:
+            self._unjudged.pop(generation, None)
+
+    def _exited(self) -> None:
+        # What the child had not judged, the next one judges from the store.
+        self._ended = self._child.started
+        self._unjudged.pop(self._ended, None)
+        self.ready.clear()
+        self._on_pending(self.pending)
+        self._on_ready(False)
 
     def _event(self, event: ChildEvent) -> None:
         match event:
             case Ready():
-                # What a child that died had not judged, the new one judges from the store.
-                self.sent = self.judged
-                self._on_pending(0)
                 self.ready.set()
+                self._on_ready(True)
             case AlarmChanged(alarm_id):
                 self._on_alarm(alarm_id)
             case Judged(count):
                 self.judged += count
+                self._count(self._child.started, -count)  # events come from the running child
                 self._on_judged(count)
                 self._on_pending(self.pending)
             case BadRows(count):
@@ -173,10 +212,18 @@ class JudgeWorkers:
         on_judged: Callable[[int], None] = lambda _: None,
         on_bad_rows: Callable[[int], None] = lambda _: None,
         on_pending: Callable[[int], None] = lambda _: None,
+        on_down: Callable[[int], None] = lambda _: None,
     ) -> None:
+        """`on_pending`: the messages handed to the children and not judged yet, all
+        together; `on_down`: how many children are not running or not ready yet, each
+        time that changes."""
         if count < 1:
             raise ValueError(f"judge workers: {count}; at least one")
         self._on_pending = on_pending
+        self._on_down = on_down
+        # Each child's sends block while its pipe is full: a thread each, so that a
+        # child that lags holds up neither the others' sends nor the event loop's pool.
+        self._sender = ThreadPoolExecutor(count, thread_name_prefix="judge-send")
         self.workers = [
             JudgeWorker(
                 replace(spec, part=part, parts=count),
@@ -184,6 +231,8 @@ class JudgeWorkers:
                 on_judged,
                 on_bad_rows,
                 lambda _: self._on_pending(self.pending),
+                lambda _: self._on_down(self.down),
+                sender=self._sender,
             )
             for part in range(count)
         ]
@@ -205,9 +254,14 @@ class JudgeWorkers:
         """Messages handed to the children and not judged yet."""
         return sum(worker.pending for worker in self.workers)
 
+    @property
+    def down(self) -> int:
+        """Children not running, or not ready yet."""
+        return sum(not worker.ready.is_set() for worker in self.workers)
+
     def is_ready(self) -> bool:
         """Every child has its geography and takes batches."""
-        return all(worker.ready.is_set() for worker in self.workers)
+        return not self.down
 
     async def wait_ready(self) -> None:
         for worker in self.workers:
@@ -215,9 +269,13 @@ class JudgeWorkers:
 
     async def run(self) -> None:
         """Run the children until cancelled; each that exits is replaced."""
-        async with asyncio.TaskGroup() as group:
-            for worker in self.workers:
-                group.create_task(worker.run(), name=worker.name)
+        self._on_down(self.down)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for worker in self.workers:
+                    group.create_task(worker.run(), name=worker.name)
+        finally:
+            self._sender.shutdown(wait=False)
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         """The ingest handler: each vehicle's messages of a stored batch to its child,

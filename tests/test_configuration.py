@@ -99,3 +99,21 @@ def test_a_removed_share_group_is_refused_with_its_reason(tmp_path):
     fixed.write_text(base + "ingest: {batch_max: 200}\n")
     ok = run("-m", "server", "--config", str(fixed), "--validate-config")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_several_judge_workers_are_processes(tmp_path):
+    """`ingest.judge_workers` above 1 needs the judge in processes, and is bounded."""
+    base = "storage: {url: 'sqlite:///s.db'}\n"
+    thread = tmp_path / "thread.yaml"
+    thread.write_text(base + "ingest: {judge: thread, judge_workers: 2}\n")
+    result = run("-m", "server", "--config", str(thread), "--validate-config")
+    assert result.returncode == 1
+    assert "judge_workers is 2 but judge is `thread`" in result.stderr
+    many = tmp_path / "many.yaml"
+    many.write_text(base + "ingest: {judge_workers: 17}\n")
+    result = run("-m", "server", "--config", str(many), "--validate-config")
+    assert result.returncode == 1 and "judge_workers" in result.stderr
+    two = tmp_path / "two.yaml"
+    two.write_text(base + "ingest: {judge_workers: 2}\n")
+    ok = run("-m", "server", "--config", str(two), "--validate-config")
+    assert ok.returncode == 0, ok.stderr

@@ -218,6 +218,30 @@ def test_tick_watches_a_trip_not_heard_from_since_it_started(store, geography):
     assert sink.effects[0][1].detail["last_heard_at"] == T0.isoformat()
 
 
+def test_a_judge_of_several_follows_only_the_trips_of_its_vehicles(store, geography):
+    """One of several judge workers (`owns`): its timers watch its vehicles' trips only —
+    another worker's silent truck is not DEVICE_OFFLINE here (it is heard there)."""
+    store.create_declaration(
+        {
+            "declaration_id": "D2",
+            "vehicle_id": "T2",
+            "route_id": "R-SZ-DG",
+            "time_limit_min": 24 * 60,
+            "enterprise": {"code": "1", "name": "x", "credit": "general"},
+        },
+        T0 - timedelta(hours=1),
+    )
+    store.start_trip("D2", T0)
+    silence = DEFAULT_PROFILES["general"].silence_s
+    raised = {}
+    for vehicle in ("T1", "T2"):
+        sink = RecordingSink()
+        judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, owns={vehicle}.__contains__)
+        judge.tick(T0 + timedelta(seconds=silence + 1))
+        raised[vehicle] = [(trip, e.alarm_type) for trip, e in sink.effects]
+    assert raised == {"T1": [("D1", "DEVICE_OFFLINE")], "T2": [("D2", "DEVICE_OFFLINE")]}
+
+
 def test_next_declaration_of_the_vehicle_does_not_stop_the_trip(store, geography):
     """The declaration system registers the truck's next transit while it is on the road."""
     store.create_declaration(

@@ -20,7 +20,7 @@ from contract.payloads import Position
 from server.alarms import AlarmService
 from server.alarms.service import AlarmQuery
 from server.assembly import load_lock_secrets
-from server.child import set_priority
+from server.child import RESTART_MAX_S, restart_delay, set_priority
 from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
 from server.judge_order import judge_part
@@ -166,6 +166,67 @@ async def test_a_killed_child_is_replaced_and_judges_again_from_the_store(
         await wait_until(lambda: bool(relayed.alarms), 20)
     assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
     store.close()
+
+
+@pytest.mark.timeout(180)
+async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_judged(
+    tmp_path: Path,
+) -> None:
+    """The lag (`pending`) counts a batch sent to a child still loading its geography —
+    at the start, and to the one that replaces a killed child — until it is judged; what
+    the killed child had not judged leaves the count (it is left to the store)."""
+    config = _config(tmp_path)
+    store, start = _trip_in_transit(config)
+    lon, lat = _forbidden_point()
+    relayed = Relayed()
+    states: list[bool] = []
+    worker = JudgeWorker(
+        JudgeSpec(config, load_lock_secrets(config)),
+        relayed.alarms.append,
+        relayed.judged.append,
+        on_ready=states.append,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: worker.pid is not None, 20)
+        assert not worker.ready.is_set()
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, 1, start + timedelta(seconds=1), 10))
+        )
+        assert worker.pending == 10
+        await wait_until(lambda: worker.ready.is_set() and worker.judged == 10, 60)
+        assert worker.pending == 0
+        # Killed with a batch unjudged: the count goes with it.
+        first = worker.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # it takes the batch and judges nothing
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, 11, start + timedelta(seconds=11), 5))
+        )
+        assert worker.pending == 5
+        os.kill(first, signal.SIGKILL)
+        await wait_until(lambda: not worker.ready.is_set(), 10)
+        assert worker.pending == 0
+        # The next child, started and not ready yet, is handed a batch.
+        await wait_until(lambda: worker.pid not in (None, first), 20)
+        assert not worker.ready.is_set()
+        await worker.on_messages(
+            _stored(store, _fixes(lon, lat, 16, start + timedelta(seconds=16), 4))
+        )
+        assert worker.pending == 4
+        await wait_until(lambda: worker.ready.is_set() and worker.judged == 14, 60)
+        assert worker.pending == 0
+        assert states == [True, False, True]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    store.close()
+
+
+def test_a_child_that_ran_a_while_is_restarted_after_a_second() -> None:
+    assert restart_delay(8.0, ran_s=2.0) == 8.0  # one that keeps dying waits longer
+    assert restart_delay(30.0, ran_s=RESTART_MAX_S) == 1.0
 
 
 #: Vehicles of both parts of two workers (`judge_part`): TRK-4 is the first's, TRK-1 the

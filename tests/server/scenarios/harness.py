@@ -259,18 +259,23 @@ class World:
                 },
             )
             self.wait_for(lambda s=seq: self.stored(MARKER_NODE, s), timeout)
-        # The rules run in the judge worker, behind the store: wait until it has judged
-        # everything handed to it (on a loaded machine it lags by a second or more).
-        self.wait_for(lambda: self.judge_pending() == 0, timeout)
+        # The rules run in the judge workers, behind the store: wait until every worker
+        # is up and has judged everything handed to it (on a loaded machine they lag by
+        # a second or more).
+        self.wait_for(lambda: self.judge_metrics() == (0.0, 0.0), timeout)
 
-    def judge_pending(self) -> float:
-        """Messages stored and handed to the judge worker, not judged yet (`/metrics`)."""
+    def judge_metrics(self) -> tuple[float, float]:
+        """Messages stored and handed to the judge workers, not judged yet, and judge
+        workers not running or not ready (`/metrics`)."""
         res = self.api.get("/metrics")
         assert res.status_code == 200, res.text
+        found = {"bondwatch_judge_pending_messages": 0.0, "bondwatch_judge_workers_down": 0.0}
         for line in res.text.splitlines():
-            if line.startswith("bondwatch_judge_pending_messages "):
-                return float(line.split()[1])
-        return 0.0  # nothing handed to the judge yet
+            name, _, value = line.partition(" ")
+            if name in found:
+                found[name] = float(value)
+        # absent: nothing handed to a judge yet, or no worker process (`judge: thread`)
+        return found["bondwatch_judge_pending_messages"], found["bondwatch_judge_workers_down"]
 
     def stored(self, node_id: str, seq: int) -> bool:
         if not self.storage_url.startswith("sqlite"):

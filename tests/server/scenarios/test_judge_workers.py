@@ -67,9 +67,10 @@ PLANS: dict[str, Callable[[Truck], None]] = dict(
 Fleet = dict[str, tuple[Truck, Declared]]
 
 
-def drive(world: World, kill: Callable[[], None]) -> Fleet:
+def drive(world: World, kill: Callable[[], None]) -> tuple[Fleet, tuple[str, list[str]]]:
     """Depart the fleet in `world` and send its trips, calling `kill` when half of the
-    messages are out; then a late truck departs."""
+    messages are out; a late truck departs right after it. The fleet, and the late
+    truck's command at its departure gate."""
     fleet: Fleet = {}
     for seed, node_id in enumerate(FLEET):
         truck, declared = world.begin(node_id, seed=60 + seed, start=START)
@@ -78,10 +79,24 @@ def drive(world: World, kill: Callable[[], None]) -> Fleet:
     sent = [truck.take() for truck, _ in fleet.values()]
     world.publish(m for messages in sent for m in messages[: len(messages) // 2])
     kill()
+    late = depart_now(world)
     world.publish(m for messages in sent for m in messages[len(messages) // 2 :])
-    fleet[LATE] = world.begin(LATE, seed=70, start=START)  # decided while a worker restarts
     world.settle()
-    return fleet
+    return fleet, late
+
+
+def depart_now(world: World) -> tuple[str, list[str]]:
+    """The late truck, sealed and declared, at its departure gate as soon as what it sent
+    is stored — without waiting for the judges (`World.begin` waits): its command."""
+    truck = Truck(LATE, "R-HP-BY", START, seed=70)
+    truck.lock("sealed", "sealed")
+    truck.park(60)
+    declared = world.declare(truck)
+    messages = truck.take()
+    world.publish(messages)
+    world.wait_for(lambda: world.stored(LATE, messages[-1].seq), 20)
+    command = world.pass_gate(declared, declared.origin_gate, truck.now)
+    return command.action, command.reasons
 
 
 def arrive(world: World, fleet: Fleet) -> dict[str, tuple[str, list[str]]]:
@@ -143,8 +158,10 @@ def test_a_judge_worker_killed_mid_trip_changes_no_alarm_and_no_gate_decision(
 
     def kill() -> None:
         os.kill(killed, signal.SIGKILL)
+        two.wait_for(lambda: two.judge_metrics()[1] == 1.0, 10)  # the server saw it
 
-    fleet = drive(one, lambda: None)
+    fleet, late = drive(one, lambda: None)
+    assert late == ("open", [])
     expected = {node_id: alarms_of(one, node_id) for node_id in (*FLEET, LATE)}
     assert {t for node_id in FLEET for (t, *_) in expected[node_id]} >= {
         "FORBIDDEN_ZONE",
@@ -154,7 +171,8 @@ def test_a_judge_worker_killed_mid_trip_changes_no_alarm_and_no_gate_decision(
     assert expected[LATE] == []
     commands = arrive(one, fleet)
 
-    fleet = drive(two, kill)
+    fleet, late_two = drive(two, kill)
+    assert late_two == late
     # The first worker is replaced (after a second's backoff); the second ran throughout.
     pid = server.proc.pid
     two.wait_for(lambda: children(pid).get("bw-judge-1") not in (None, killed), 30)
