@@ -160,11 +160,12 @@ class Route:
 
     def distance_m(self, lon: float, lat: float) -> float:
         """Metres from the point to the route line (scale of the projection divided out)."""
-        x, y = self.projection.forward(lon, lat)
+        proj = self.projection
+        x, y = proj.forward(lon, lat)
         d = self.segment_grid().distance(x, y)
         if d is None:
             d = float(self.line_m.distance(Point(x, y)))
-        return d / self.projection.scale_at(x)
+        return d / proj.scale_at(x)
 
     def corridor(self, corridor_m: float | None = None) -> Polygon:
         """The corridor polygon (lon/lat): the line buffered in metres by `corridor_m`."""

@@ -20,6 +20,7 @@ spanning 300 km east–west, and `scale_at` lets callers divide it out exactly
 from __future__ import annotations
 
 import math
+from math import atan2, atanh, cos, cosh, radians, sin, sinh, sqrt
 from typing import Final
 
 import numpy as np
@@ -36,6 +37,7 @@ _ALPHA: Final = (
     13.0 * _N**2 / 48.0 - 3.0 * _N**3 / 5.0,
     61.0 * _N**3 / 240.0,
 )
+_ALPHA1, _ALPHA2, _ALPHA3 = _ALPHA
 _BETA: Final = (
     _N / 2.0 - 2.0 * _N**2 / 3.0 + 37.0 * _N**3 / 96.0,
     _N**2 / 48.0 + _N**3 / 15.0,
@@ -67,18 +69,31 @@ class TransverseMercator:
         return f"TransverseMercator(lon0={self.lon0:.6f}, lat0={self.lat0:.6f})"
 
     def forward(self, lon: float, lat: float) -> tuple[float, float]:
-        """(x east, y north) in metres for one point (pure Python, no numpy overhead)."""
-        phi = math.radians(lat)
-        dlam = math.radians(lon) - self._lon0_rad
-        s = math.sin(phi)
-        t = math.sinh(math.atanh(s) - _C * math.atanh(_C * s))
-        xi_p = math.atan2(t, math.cos(dlam))
-        eta_p = math.atanh(math.sin(dlam) / math.sqrt(1.0 + t * t))
-        x = eta_p
-        y = xi_p
-        for j, alpha in enumerate(_ALPHA, start=1):
-            x += alpha * math.cos(2 * j * xi_p) * math.sinh(2 * j * eta_p)
-            y += alpha * math.sin(2 * j * xi_p) * math.cosh(2 * j * eta_p)
+        """(x east, y north) in metres for one point (pure Python, no numpy overhead).
+
+        Called for every fix: the series of `forward_many` is written out term by term
+        (the same operations in the same order, so the same bits), without a loop.
+        """
+        phi = radians(lat)
+        dlam = radians(lon) - self._lon0_rad
+        s = sin(phi)
+        t = sinh(atanh(s) - _C * atanh(_C * s))
+        xi_p = atan2(t, cos(dlam))
+        eta_p = atanh(sin(dlam) / sqrt(1.0 + t * t))
+        xi2, xi4, xi6 = 2.0 * xi_p, 4.0 * xi_p, 6.0 * xi_p
+        eta2, eta4, eta6 = 2.0 * eta_p, 4.0 * eta_p, 6.0 * eta_p
+        x = (
+            eta_p
+            + _ALPHA1 * cos(xi2) * sinh(eta2)
+            + _ALPHA2 * cos(xi4) * sinh(eta4)
+            + _ALPHA3 * cos(xi6) * sinh(eta6)
+        )
+        y = (
+            xi_p
+            + _ALPHA1 * sin(xi2) * cosh(eta2)
+            + _ALPHA2 * sin(xi4) * cosh(eta4)
+            + _ALPHA3 * sin(xi6) * cosh(eta6)
+        )
         return _A_RECT * x, _A_RECT * y - self._y0
 
     def forward_many(self, lons: FloatArray, lats: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -19,7 +19,10 @@ def heard(st: DeviceState, at: datetime, live: bool) -> tuple[DeviceState, list[
     last = at if st.last_heard_at is None else max(st.last_heard_at, at)
     if st.active and live:
         return DeviceState(last, False), [clear("DEVICE_OFFLINE", at, reason="message received")]
-    return replace(st, last_heard_at=last), []
+    if last is st.last_heard_at:
+        return st, []
+    # (on every message: the constructor, as `dataclasses.replace` costs three times as much)
+    return DeviceState(last, st.active), []
 
 
 def on_availability(

@@ -73,12 +73,15 @@ class TripContext:
     lock_secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     route: Route = field(init=False, repr=False, compare=False)
+    #: When the trip becomes overdue: start + time limit + the profile's grace (None: never).
+    deadline: datetime | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Both are asked on every event: worked out once, here.
         object.__setattr__(self, "route", self.geography.route(self.route_id))
+        object.__setattr__(self, "deadline", self._deadline())
 
-    @property
-    def deadline(self) -> datetime | None:
+    def _deadline(self) -> datetime | None:
         if self.started_at is None or self.time_limit_s is None:
             return None
         return self.started_at + timedelta(seconds=self.time_limit_s + self.profile.overdue_grace_s)

@@ -28,6 +28,10 @@ def is_plausible(prev: Fix, fix: Fix, p: CreditProfile) -> tuple[bool, float, fl
     return d - slack <= p.implausible_speed_kmh / 3.6 * dt, d, implied
 
 
+#: The state after an accepted fix (immutable, so one instance serves every trip).
+_CLEAN = PlausibilityState()
+
+
 @dataclass(frozen=True, slots=True)
 class PlausibilityVerdict:
     accept: bool
@@ -39,15 +43,15 @@ def check_plausibility(
     st: PlausibilityState, last: Fix | None, fix: Fix, p: CreditProfile
 ) -> PlausibilityVerdict:
     if last is None:
-        return PlausibilityVerdict(True, PlausibilityState(), [])
+        return PlausibilityVerdict(True, _CLEAN, [])
     ok, dist, implied = is_plausible(last, fix, p)
     if ok:
-        return PlausibilityVerdict(True, PlausibilityState(), [])
+        return PlausibilityVerdict(True, _CLEAN, [])
     consistent = 1
     if st.candidate is not None and is_plausible(st.candidate, fix, p)[0]:
         consistent = st.consistent + 1
     if consistent >= p.rebase_fixes:
-        return PlausibilityVerdict(True, PlausibilityState(), [])
+        return PlausibilityVerdict(True, _CLEAN, [])
     effects: list[Effect] = []
     if st.rejected == 0:
         effects.append(

@@ -15,8 +15,12 @@ from server.rules.state import SpeedState
 
 
 def speed_limit_kmh(obs: Observation) -> float:
-    limits = [obs.ctx.profile.speed_limit_kmh]
-    limits.extend(z.max_speed_kmh for z in obs.zones if z.max_speed_kmh is not None)
+    limit = obs.ctx.profile.speed_limit_kmh
+    zones = obs.zones
+    if not zones:  # most fixes: no zone, no list to build
+        return limit
+    limits = [limit]
+    limits.extend(z.max_speed_kmh for z in zones if z.max_speed_kmh is not None)
     return min(limits)
 
 

@@ -12,6 +12,9 @@ from server.rules.alarms import Effect, clear, raise_
 from server.rules.inputs import Observation
 from server.rules.state import ZoneState
 
+#: No forbidden zone entered (immutable, so one instance serves every trip and fix).
+_CLEAR = ZoneState()
+
 
 def check_forbidden_zones(st: ZoneState, obs: Observation) -> tuple[ZoneState, list[Effect]]:
     if not obs.usable:
@@ -36,11 +39,11 @@ def check_forbidden_zones(st: ZoneState, obs: Observation) -> tuple[ZoneState, l
                 return ZoneState(None, None, zone.zone_id, True), [effect]
             return replace(st, inside_since=since), []
         if not forbidden:
-            return ZoneState(), []
+            return _CLEAR, []
         return st, []
     if not forbidden:
         since = st.outside_since or ts
         if (ts - since).total_seconds() >= p.zone_clear_s:
-            return ZoneState(), [clear("FORBIDDEN_ZONE", ts, zone_id=st.zone_id)]
+            return _CLEAR, [clear("FORBIDDEN_ZONE", ts, zone_id=st.zone_id)]
         return replace(st, outside_since=since), []
     return replace(st, outside_since=None), []
