@@ -44,20 +44,25 @@ class RecordingSink:
         return [e.alarm_type for _, e in self.effects if isinstance(e, Clear)]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'judge.db'}")
-    s.create_declaration(
+def start_trip(store: Store, declaration_id: str, vehicle_id: str) -> None:
+    """A day-long trip of `vehicle_id` on R-SZ-DG, declared an hour before T0, started at T0."""
+    store.create_declaration(
         {
-            "declaration_id": "D1",
-            "vehicle_id": "T1",
+            "declaration_id": declaration_id,
+            "vehicle_id": vehicle_id,
             "route_id": "R-SZ-DG",
             "time_limit_min": 24 * 60,
             "enterprise": {"code": "1", "name": "x", "credit": "general"},
         },
         T0 - timedelta(hours=1),
     )
-    s.start_trip("D1", T0)
+    store.start_trip(declaration_id, T0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(f"sqlite:///{tmp_path / 'judge.db'}")
+    start_trip(s, "D1", "T1")
     yield s
     s.close()
 
@@ -221,17 +226,7 @@ def test_tick_watches_a_trip_not_heard_from_since_it_started(store, geography):
 def test_a_judge_of_several_follows_only_the_trips_of_its_vehicles(store, geography):
     """One of several judge workers (`owns`): its timers watch its vehicles' trips only —
     another worker's silent truck is not DEVICE_OFFLINE here (it is heard there)."""
-    store.create_declaration(
-        {
-            "declaration_id": "D2",
-            "vehicle_id": "T2",
-            "route_id": "R-SZ-DG",
-            "time_limit_min": 24 * 60,
-            "enterprise": {"code": "1", "name": "x", "credit": "general"},
-        },
-        T0 - timedelta(hours=1),
-    )
-    store.start_trip("D2", T0)
+    start_trip(store, "D2", "T2")
     silence = DEFAULT_PROFILES["general"].silence_s
     raised = {}
     for vehicle in ("T1", "T2"):
