@@ -142,7 +142,8 @@ class IngestSettings(BaseModel):
         default=1,
         ge=1,
         le=16,
-        description="child processes sharing the trip rules (`judge: process`): each "
+        description="child processes sharing the trip rules, 1 to 16; more than 1 needs "
+        "`judge: process` (refused with `judge: thread`): each "
         "vehicle's trips are judged by one of them, chosen from its id, so its messages "
         "are judged in fix-time order as on one; a killed child is replaced and judges "
         "its trips again from the store while the others go on. More than one pays on a "

@@ -293,11 +293,11 @@ async def test_two_workers_share_the_vehicles_and_a_killed_one_leaves_the_other_
         await wait_until(lambda: workers.workers[1].judged == INSIDE + 2, 20)
         await asyncio.wait_for(workers.wait_ready(), 60)
         assert workers.pids[0] not in (None, pids[0]) and workers.pids[1] == pids[1]
-        # The new first worker judges TRK-4 again: what it sent meanwhile is read from the
-        # store, and nothing is raised twice.
+        # The new first worker judges TRK-4 again (its trip from the store), and nothing
+        # is raised twice.
         last = later + timedelta(seconds=2)
         await workers.on_messages(_stored(store, _fixes(lon, lat, INSIDE + 3, last, 2, PAIR[0])))
-        await wait_until(lambda: workers.workers[0].judged == INSIDE + 2, 20)
+        await wait_until(lambda: workers.workers[0].judged >= INSIDE + 2, 20)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
