@@ -401,16 +401,21 @@ def _payload_error(err: ValidationError) -> PayloadError:
     return PayloadError(shown, field=field, errors=lines, reason=reason)
 
 
+def _edge_model(channel: str) -> type[EdgeMessage]:
+    """The payload model of an edge→server `channel`."""
+    try:
+        return EDGE_PAYLOADS[channel]
+    except KeyError:
+        raise PayloadError(f"channel {channel!r} carries no edge payload") from None
+
+
 def decode_stored(channel: str, raw: bytes | str) -> EdgeMessage:
     """An edge message as the server stored it, once `decode_edge` had accepted it:
     parsed and validated again (its model may have changed since), but not held to the
     byte bounds again, which it met when it came in (pydantic's own parser still refuses
     what is not JSON or nests too deep). The judge reads every stored position so; the
     bounds were a sixth of its time. Raises only `PayloadError`."""
-    try:
-        model = EDGE_PAYLOADS[channel]
-    except KeyError:
-        raise PayloadError(f"channel {channel!r} carries no edge payload") from None
+    model = _edge_model(channel)
     try:
         return model.model_validate_json(raw)
     except ValidationError as err:
@@ -421,11 +426,7 @@ def decode_edge(channel: str, raw: bytes | str, node_id: str | None = None) -> E
     """Parse an edge→server payload of `channel`, held to that channel's byte limit;
     with `node_id` (the topic's), a payload naming another node is refused too
     (`node_mismatch`)."""
-    try:
-        model = EDGE_PAYLOADS[channel]
-    except KeyError:
-        raise PayloadError(f"channel {channel!r} carries no edge payload") from None
-    message = decode(model, raw, MAX_PAYLOAD_BYTES[channel])
+    message = decode(_edge_model(channel), raw, MAX_PAYLOAD_BYTES[channel])
     if node_id is not None and message.node_id != node_id:
         raise PayloadError(
             f"payload node_id {message.node_id!r} is not the topic's {node_id!r}",

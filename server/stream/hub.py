@@ -138,17 +138,7 @@ class Hub:
         """
         if kind not in KINDS:
             raise ValueError(f"unknown stream event kind {kind!r}")
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # nobody has ever connected: nothing to do
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._deliver(kind, payload)
-        else:
-            loop.call_soon_threadsafe(self._deliver, kind, payload)
+        self._on_loop(self._deliver, kind, payload)
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         """Ingest handler: the newest stored fix of each vehicle in the batch, and every
@@ -168,25 +158,25 @@ class Hub:
             if isinstance(item.message, LaneStatus):
                 self.publish("lane", lane_event(item.message))
 
-    def _on_loop(self, deliver: Callable[[list[Position]], None], fixes: list[Position]) -> None:
-        """Call `deliver(fixes)` on the hub's event loop (`publish`'s hand-over)."""
+    def _on_loop(self, deliver: Callable[..., None], *args: Any) -> None:
+        """Call `deliver(*args)` on the hub's event loop: at once from it, else handed
+        over (the ingest's handlers may run in a worker thread)."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            return
+            return  # nobody has ever connected: nothing to do
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            deliver(fixes)
+            deliver(*args)
         else:
-            loop.call_soon_threadsafe(deliver, fixes)
+            loop.call_soon_threadsafe(deliver, *args)
 
     def _deliver_positions(self, fixes: list[Position]) -> None:
         """`_deliver` of each of `fixes` (one per vehicle), each message built only when
         a client is sent it now: the other clients keep the fix as pending."""
         now = time.monotonic()
-        interval = self.position_interval_s
         clients = [c for c in self._clients if "position" in c.kinds]
         for msg in fixes:
             self.published += 1
@@ -195,11 +185,8 @@ class Hub:
             for client in clients:
                 if client.vehicles is not None and vehicle not in client.vehicles:
                     continue
-                if now - client.last_sent.get(vehicle, -1e9) < interval:
-                    client.pending[vehicle] = msg
+                if self._held(client, vehicle, msg, now):
                     continue
-                client.last_sent[vehicle] = now
-                client.pending.pop(vehicle, None)
                 if built is None:
                     built = position_message(msg)
                 self._offer(client, built)
@@ -211,14 +198,24 @@ class Hub:
         for client in list(self._clients):
             if not client.wants(kind, payload):
                 continue
-            if kind == "position":
-                vehicle = str(payload.get("vehicle_id"))
-                if now - client.last_sent.get(vehicle, -1e9) < self.position_interval_s:
-                    client.pending[vehicle] = message
-                    continue
-                client.last_sent[vehicle] = now
-                client.pending.pop(vehicle, None)
+            if kind == "position" and self._held(
+                client, str(payload.get("vehicle_id")), message, now
+            ):
+                continue
             self._offer(client, message)
+
+    def _held(
+        self, client: Client, vehicle: str, position: dict[str, Any] | Position, now: float
+    ) -> bool:
+        """Whether `client` is sent `vehicle`'s position later: within its interval, the
+        position is held (the newest replaces the one held before); else the vehicle
+        counts as sent now."""
+        if now - client.last_sent.get(vehicle, -1e9) < self.position_interval_s:
+            client.pending[vehicle] = position
+            return True
+        client.last_sent[vehicle] = now
+        client.pending.pop(vehicle, None)
+        return False
 
     def _offer(self, client: Client, message: dict[str, Any]) -> None:
         if client.dropped:

@@ -177,7 +177,6 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
     the killed child had not judged leaves the count (it is left to the store)."""
     config = _config(tmp_path)
     store, start = _trip_in_transit(config)
-    lon, lat = _forbidden_point()
     relayed = Relayed()
     states: list[bool] = []
     worker = JudgeWorker(
@@ -190,9 +189,7 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
     try:
         await wait_until(lambda: worker.pid is not None, 20)
         assert not worker.ready.is_set()
-        await worker.on_messages(
-            _stored(store, _fixes(lon, lat, 1, start + timedelta(seconds=1), 10))
-        )
+        await worker.on_messages(_stored_inside(store, start, 1, 10))
         assert worker.pending == 10
         await wait_until(lambda: worker.ready.is_set() and worker.judged == 10, 60)
         assert worker.pending == 0
@@ -200,9 +197,7 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
         first = worker.pid
         assert first is not None
         os.kill(first, signal.SIGSTOP)  # it takes the batch and judges nothing
-        await worker.on_messages(
-            _stored(store, _fixes(lon, lat, 11, start + timedelta(seconds=11), 5))
-        )
+        await worker.on_messages(_stored_inside(store, start, 11, 5))
         assert worker.pending == 5
         os.kill(first, signal.SIGKILL)
         await wait_until(lambda: not worker.ready.is_set(), 10)
@@ -210,9 +205,7 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
         # The next child, started and not ready yet, is handed a batch.
         await wait_until(lambda: worker.pid not in (None, first), 20)
         assert not worker.ready.is_set()
-        await worker.on_messages(
-            _stored(store, _fixes(lon, lat, 16, start + timedelta(seconds=16), 4))
-        )
+        await worker.on_messages(_stored_inside(store, start, 16, 4))
         assert worker.pending == 4
         await wait_until(lambda: worker.ready.is_set() and worker.judged == 14, 60)
         assert worker.pending == 0
@@ -222,6 +215,13 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
         with contextlib.suppress(asyncio.CancelledError):
             await task
     store.close()
+
+
+def _stored_inside(store: Store, start: datetime, first: int, count: int) -> list[IncomingMessage]:
+    """Fixes `first` … of TRK-1 in the forbidden zone, a second apart from `start` +
+    `first` seconds, stored."""
+    lon, lat = _forbidden_point()
+    return _stored(store, _fixes(lon, lat, first, start + timedelta(seconds=first), count))
 
 
 def test_a_child_that_ran_a_while_is_restarted_after_a_second() -> None:
