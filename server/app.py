@@ -39,6 +39,7 @@ from server.console.web import mount_console
 from server.declared import DeclaredPublisher
 from server.evidence.service import EvidenceService
 from server.gates.commands import Publisher
+from server.gates.judged import JudgedAgain
 from server.gates.service import DROPPED_PASSAGES, GateService
 from server.gates.worker import GateWorker, WorkerSpec
 from server.geo import Geography
@@ -355,6 +356,8 @@ class ServerApp:
         tasks = [
             group.create_task(publisher.run(), name="command-publisher"),
             group.create_task(declared.run_forever(), name="declared-publisher"),
+            # arrivals held until the judge caught up: decided again (server.gates.judged)
+            group.create_task(JudgedAgain(service).run_forever(), name="judged-again"),
         ]
         if config.ingest.passages == "shared":
             return Gates(service, Running(tuple(tasks)), in_worker=False, declared=declared)

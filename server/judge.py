@@ -33,12 +33,14 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
+from contract.ids import utc_now
 from contract.payloads import EdgeMessage
+from server import judge_marks
 from server.geo import Geography
 from server.judge_order import (
     JUDGED_CHANNELS,
@@ -99,6 +101,8 @@ class Judge:
         #: silence (DEVICE_OFFLINE) is measured from, whatever the device's clock says
         self._received: dict[str, datetime] = {}
         self._windows: dict[str, SeqWindow] = {}
+        #: the mark last written of each vehicle followed (`server.judge_marks`)
+        self._marked: dict[str, int] = {}
         self.reruns = 0  # late data judged again: from memory, or from the store
         self.reruns_from_store = 0
         # The ingest (judge_batch) and the timers (tick) run in different worker
@@ -111,9 +115,10 @@ class Judge:
     def judge_batch(self, batch: Sequence[IncomingMessage], now: float | None = None) -> None:
         """Judge freshly stored messages (`now`: monotonic seconds, for the hold)."""
         with self._lock:
-            self._judge_batch(batch, now)
+            self._write_marks(self._judge_batch(batch, now))
 
-    def _judge_batch(self, batch: Sequence[IncomingMessage], now: float | None) -> None:
+    def _judge_batch(self, batch: Sequence[IncomingMessage], now: float | None) -> Iterable[str]:
+        """Judge the batch; the vehicles it had messages of."""
         clock = time.monotonic() if now is None else now
         by_node: dict[str, list[tuple[Key, EdgeMessage]]] = defaultdict(list)
         received = self._received
@@ -132,6 +137,7 @@ class Judge:
             for key, msg in messages:
                 window.add(key, msg, clock)
             self._judge(run, node_id, *window.release(clock, self._hold_s))
+        return by_node.keys()
 
     def _judge(
         self,
@@ -172,22 +178,51 @@ class Judge:
             if trip is not None and trip.status == "in_transit" and trip.started_at is not None:
                 return self._start_run(vehicle_id, trip), True
             # (it ended between the two reads)
-        self._runs.pop(vehicle_id, None)
-        self._windows.pop(vehicle_id, None)
+        self._forget(vehicle_id)
         return None, False
 
     def _start_run(self, vehicle_id: str, trip: Trip) -> TripRun:
         run = TripRun(trip=trip, ctx=self._context(trip))
         self._runs[vehicle_id] = run
         # A trip seen for the first time by this process: rebuild from the store. The
-        # sink ignores effects it had already applied before a restart.
+        # sink ignores effects it had already applied before a restart. Every message
+        # numbered up to `stored` is in the rebuild; one stored meanwhile, which the
+        # rebuild may have judged too, comes in a later batch and is judged again.
+        stored = self._store.max_seq(vehicle_id)
         self._replay(run, vehicle_id, (run.started_at, -1), upto=None)
-        self._windows[vehicle_id] = SeqWindow(upto=self._store.max_seq(vehicle_id))
-        stored = self._store.last_received_at(vehicle_id)
+        self._windows[vehicle_id] = SeqWindow(upto=stored)
+        self._marked.pop(vehicle_id, None)  # the new trip's mark is written
+        heard = self._store.last_received_at(vehicle_id)
         known = self._received.get(vehicle_id)
-        if stored is not None and (known is None or stored > known):
-            self._received[vehicle_id] = stored
+        if heard is not None and (known is None or heard > known):
+            self._received[vehicle_id] = heard
         return run
+
+    def _forget(self, vehicle_id: str) -> None:
+        """The vehicle's trip has ended (or gone to another worker): no run, no mark."""
+        self._runs.pop(vehicle_id, None)
+        self._windows.pop(vehicle_id, None)
+        self._marked.pop(vehicle_id, None)
+
+    def _write_marks(self, vehicles: Iterable[str] | None = None) -> None:
+        """Tell the gate how far the trips of `vehicles` (None: of every vehicle
+        followed) are judged (`server.judge_marks`): those whose mark moved since it was
+        last written, in one transaction."""
+        moved: dict[str, tuple[str, int]] = {}
+        marked = self._marked
+        windows = self._windows
+        for vehicle_id in windows if vehicles is None else vehicles:
+            window = windows.get(vehicle_id)
+            if window is None:
+                continue  # no trip in transit
+            upto = window.judged_upto
+            if marked.get(vehicle_id) != upto:
+                moved[vehicle_id] = (self._runs[vehicle_id].trip.trip_id, upto)
+        if not moved:
+            return
+        judge_marks.write(self._store.engine, moved, utc_now())
+        for vehicle_id, (_, upto) in moved.items():
+            marked[vehicle_id] = upto
 
     def _follow_trips(self) -> None:
         """Follow exactly the trips in transit: forget runs of trips that have ended (a
@@ -204,8 +239,7 @@ class Judge:
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
             if current is None or current.trip_id != run.trip.trip_id:
-                del self._runs[vehicle_id]
-                self._windows.pop(vehicle_id, None)
+                self._forget(vehicle_id)
                 self._received.pop(vehicle_id, None)
         silent = [v for v in in_transit if v not in self._runs][:ADOPT_PER_TICK]
         for vehicle_id in silent:
@@ -251,12 +285,20 @@ class Judge:
                 effects += run.advance(key, msg)
         self._emit(run, effects)
 
+    def follow_trips(self) -> None:
+        """Take up the trips that started since the last tick, forget those that ended
+        (the first part of `tick`)."""
+        with self._lock:
+            self._follow_trips()
+            self._write_marks()
+
     def tick(self, now: datetime, clock: float | None = None) -> None:
         """The trips in transit; held messages past their hold; then the timer rules
         (silence, time limit)."""
         with self._lock:
             self._follow_trips()
             self._tick(now, clock)
+            self._write_marks()
 
     def _tick(self, now: datetime, clock: float | None) -> None:
         monotonic = time.monotonic() if clock is None else clock
@@ -268,8 +310,6 @@ class Judge:
             self._emit(run, effects)
 
     async def tick_forever(self, interval_s: float = 5.0) -> None:
-        from contract.ids import utc_now
-
         while True:
             await asyncio.sleep(interval_s)
             try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from contract.payloads import EdgeMessage
+from contract.topics import EDGE_CHANNELS
 from server.rules.alarms import Effect
 from server.rules.engine import evaluate
 from server.rules.inputs import TripContext
@@ -25,6 +26,10 @@ from server.store.trip import Trip
 
 #: Channels whose messages the trip rules look at.
 JUDGED_CHANNELS = ("position", "lock", "availability", "health")
+#: Channels the judge is handed: every one a truck numbers (`command/result` besides the
+#: judged ones), so that its sequence window has no hole where a truck answered a
+#: command; it judges only `JUDGED_CHANNELS`.
+SEQUENCED_CHANNELS = tuple(EDGE_CHANNELS["truck"])
 
 
 def judge_part(vehicle_id: str, parts: int) -> int:
@@ -122,6 +127,14 @@ class SeqWindow:
     missing: set[int] = field(default_factory=set)
     late: list[tuple[Key, EdgeMessage]] = field(default_factory=list)
     late_since: float | None = None
+
+    @property
+    def judged_upto(self) -> int:
+        """Every message numbered this or below has been judged: up to the last without a
+        gap, short of the first late message not judged yet."""
+        if self.late:
+            return min(self.upto, min(m.seq for _, m in self.late) - 1)
+        return self.upto
 
     def add(self, key: Key, message: EdgeMessage, now: float) -> None:
         if message.seq <= self.upto:

@@ -48,7 +48,7 @@ from server.child import (
     stop_when_parent_gone,
 )
 from server.judge import Judge
-from server.judge_order import JUDGED_CHANNELS, judge_part
+from server.judge_order import SEQUENCED_CHANNELS, judge_part
 from server.pipe_events import (
     AlarmChanged,
     BadRows,
@@ -129,8 +129,9 @@ class JudgeWorker:
         await self._child.run()
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
-        """The ingest handler: the judged channels of a stored batch, to the child."""
-        wire = [(m.channel, m.raw, m.received_at) for m in batch if m.channel in JUDGED_CHANNELS]
+        """The ingest handler: the channels of a stored batch that trucks number, to
+        the child."""
+        wire = [(m.channel, m.raw, m.received_at) for m in batch if m.channel in SEQUENCED_CHANNELS]
         if not wire:
             return
         count = len(wire)

@@ -25,6 +25,15 @@ class GatesSettings(BaseModel):
     command_ttl_s: float = Field(
         default=30.0, gt=0, le=600, description="seconds a signed gate or lock command is valid"
     )
+    judge_wait_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="seconds an arrival waits for the judge to catch up with the truck's "
+        "stored messages before it is held with the reason `judging` (decided again by the "
+        "server once the judge has caught up); only where passages are taken by the gate "
+        "worker (ingest.passages: process)",
+    )
     lock_secrets_file: Path | None = Field(
         default=None,
         description="YAML file mapping lock id → the lock's secret (UTF-8 text of 16 "

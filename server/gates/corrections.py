@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, select, update
 
 from contract.ids import utc_now
-from contract.payloads import ContainerReading, LaneStatus, PlateReading
+from contract.payloads import ContainerReading, GateCommand, LaneStatus, PlateReading
 from devices.iso6346 import why_invalid
 from server.alarms import AlarmQuery
 from server.audit import append as audit_append
 from server.audit import write_transaction
 from server.gates.decide import MISMATCH_CODES, Decision, normalise_plate
 from server.gates.service import GATE_MISMATCH, SYSTEM, GateService
+from server.gates.store import decision_row
 from server.store import StoreError, schema
 
 log = logging.getLogger(__name__)
@@ -160,32 +162,7 @@ class PassageCorrections:
                     lane_state=lane_state,
                 )
             )
-            values: dict[str, Any] = {
-                "trip_id": decision.trip_id,
-                "phase": decision.phase,
-                "decision": decision.action,
-                "reasons": decision.reason_texts,
-                "reason_codes": decision.reason_codes,
-                "appointment_id": decision.appointment_id,
-                "decided_at": now,
-                "corrected_at": now,
-            }
-            if command is not None:
-                values["command_id"] = command.command_id
-                self.gates.gates.insert_command(
-                    conn, "gate", command, decision.action, actor, passage_id, decision.trip_id
-                )
-            p = schema.passages.c
-            changed = conn.execute(
-                update(schema.passages)
-                .where(p.passage_id == passage_id, p.decision == "hold")
-                .where(p.override_action.is_(None))
-                .values(**values)
-            ).rowcount
-            if changed != 1:  # another officer's correction or override came first
-                raise StoreError(
-                    "conflict", f"passage {passage_id} changed meanwhile: look again", "passage_id"
-                )
+            record_again(conn, self.gates, passage_id, decision, command, actor, now, True)
             self._follow(conn, passage_id, decision, waiting)
             audit_append(
                 conn,
@@ -276,6 +253,43 @@ class PassageCorrections:
                     continue
                 return status.state if status.passage_id == passage_id else "left"
         return None
+
+
+def record_again(
+    conn: Connection,
+    gates: GateService,
+    passage_id: str,
+    decision: Decision,
+    command: GateCommand | None,
+    actor: str,
+    now: datetime,
+    corrected: bool = False,
+    decided_at: datetime | None = None,
+) -> None:
+    """Record a held passage's new decision (and its command, if one is sent) in the
+    caller's transaction; `StoreError` conflict when the passage is no longer held as
+    it was (an officer's correction or override came first, or — `decided_at` — it was
+    decided again meanwhile)."""
+    values: dict[str, Any] = {**decision_row(decision), "decided_at": now}
+    if corrected:
+        values["corrected_at"] = now
+    if command is not None:
+        values["command_id"] = command.command_id
+        gates.gates.insert_command(
+            conn, "gate", command, decision.action, actor, passage_id, decision.trip_id
+        )
+    p = schema.passages.c
+    query = (
+        update(schema.passages)
+        .where(p.passage_id == passage_id, p.decision == "hold")
+        .where(p.override_action.is_(None))
+    )
+    if decided_at is not None:
+        query = query.where(p.decided_at == decided_at)
+    if conn.execute(query.values(**values)).rowcount != 1:
+        raise StoreError(
+            "conflict", f"passage {passage_id} changed meanwhile: look again", "passage_id"
+        )
 
 
 def _without_own_mismatch(decision: Decision, held_for: list[str]) -> tuple[Decision, bool]:

@@ -21,6 +21,9 @@ Phase = Literal["departure", "arrival"]
 #: Alarm types that mean the seal did not hold (any status: cleared or not, it happened).
 SEAL_ALARMS: Final = ("LOCK_OPENED", "LOCK_TAMPER", "LOCK_REPORT_FORGED")
 
+#: The reason code of an arrival whose trip's messages are not all judged yet.
+JUDGING: Final = "judging"
+
 #: Every reason code `decide` may give.
 REASON_CODES: Final = (
     "no_declaration",
@@ -41,6 +44,7 @@ REASON_CODES: Final = (
     "time_limit",
     "dishonest",
     "not_started",
+    JUDGING,
     # a passage on an appointment (server/gates/appointments.py)
     "appointment_window",
     "appointment_used",
@@ -94,6 +98,9 @@ class TripFacts:
     #: types of alarms of severity major or above not yet cleared and acknowledged.
     unresolved_alarms: tuple[str, ...] = ()
     release: ReleaseRecord | None = None
+    #: why the judging of the trip's messages is not complete yet (the judge lags the
+    #: store: `server.judge_marks`); None when it is, or the trip is not in transit.
+    unjudged: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +295,9 @@ def _arrival_reasons(trip: TripFacts, at: datetime) -> list[Reason]:
                     f"time limit of {trip.time_limit_min} min exceeded by {late:.0f} min",
                 )
             )
+    if trip.unjudged is not None:
+        text = f"the trip's alarms are not complete yet: {trip.unjudged}"
+        reasons.append(Reason(JUDGING, text))
     if trip.credit == "dishonest":
         reasons.append(Reason("dishonest", "the enterprise is in the dishonest class (失信)"))
     return reasons

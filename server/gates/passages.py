@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -37,6 +38,7 @@ from contract.payloads import (
     SignedCommand,
 )
 from contract.topics import Kind
+from server import judge_marks
 from server.alarms import AlarmService
 from server.audit import append as audit_append
 from server.audit import write_transaction
@@ -45,6 +47,7 @@ from server.gates.appointments import Direction, decide_appointment
 from server.gates.commands import CommandSigner, Publisher, SigningUnavailable
 from server.gates.config import GatesSettings
 from server.gates.decide import (
+    JUDGING,
     Decision,
     Reason,
     TripFacts,
@@ -64,6 +67,8 @@ SYSTEM = "system"
 DROPPED_PASSAGES = "bondwatch_passages_dropped_total"
 GATE_MISMATCH = "GATE_MISMATCH"
 MISMATCH_SEVERITY = "major"
+#: How often a passage held for the judge looks again whether it has caught up.
+JUDGE_POLL_S = 0.02
 #: The trip has arrived: "not arrived within the time limit" no longer holds (docs/rules.md).
 ENDS_AT_ARRIVAL = "TRANSIT_OVERDUE"
 
@@ -96,6 +101,10 @@ class PassageDecisions:
         self.publisher = publisher
         self.alarms = alarms
         self.lock_secrets = lock_secrets
+        # Waiting for the judge helps only where passages have an ingest of their own (the
+        # gate worker): on the server's one connection the truck's last positions may be
+        # in the passage's own batch, handed to the judge only after it is written.
+        self._judge_wait_s = settings.judge_wait_s if inline else 0.0
         self._node_to_gate = dict(settings.nodes)
         self._gate_to_node = {gate: node for node, gate in settings.nodes.items()}
         self._unknown_nodes: set[str] = set()
@@ -246,8 +255,12 @@ class PassageDecisions:
         states, unauthenticated = self.gates.lock_look(
             trip.vehicle_id, trip.lock_ids, self.lock_secrets, conn
         )
+        unjudged = None
+        if trip.status == "in_transit" and trip.started_at is not None:
+            unjudged = judge_marks.behind(conn, trip.vehicle_id, trip.trip_id, trip.started_at)
         return replace(
             trip,
+            unjudged=unjudged,
             lock_states=states,
             unauthenticated_locks=unauthenticated,
             seal_alarms=self.gates.seal_alarms(trip.trip_id, conn),
@@ -269,7 +282,7 @@ class PassageDecisions:
         if gate_id is None and msg.node_id not in self._unknown_nodes:
             self._unknown_nodes.add(msg.node_id)
             log.warning("passage %s from %s: not a configured gate", msg.passage_id, msg.node_id)
-        decision = self.decide_passage(msg, gate_id)
+        decision = self._judged_first(msg, gate_id, self.decide_passage(msg, gate_id))
         now = utc_now()
         command = self._sign_gate(msg.node_id, msg.passage_id, msg.lane, decision)
         cleared: int | None = None
@@ -354,6 +367,16 @@ class PassageDecisions:
             return True, None
         return True, command
 
+    def _judged_first(self, msg: Passage, gate_id: str | None, decision: Decision) -> Decision:
+        """A decision held only until the judge catches up with the truck's messages
+        (reason `judging`), decided again every `JUDGE_POLL_S` for up to
+        `gates.judge_wait_s`; what it is then."""
+        deadline = time.monotonic() + self._judge_wait_s
+        while JUDGING in decision.reason_codes and time.monotonic() < deadline:
+            time.sleep(JUDGE_POLL_S)
+            decision = self.decide_passage(msg, gate_id)
+        return decision
+
     def _use_appointment(self, conn: Connection, msg: Passage, decision: Decision) -> None:
         """An appointment that released the passage is used (not for a replayed passage:
         it was handled locally long ago, and its barrier stayed down)."""
@@ -387,6 +410,10 @@ class PassageDecisions:
                 conn, decision.trip_id, ("declared",), "in_transit", started_at=at
             ):
                 log.info("trip %s started at its departure gate at %s", decision.trip_id, at)
+        elif decision.phase == "arrival" and JUDGING in decision.reason_codes:
+            # held until its alarms are complete: still judged as in transit, and
+            # decided again then (`server.gates.judged`)
+            return
         elif decision.phase == "arrival":
             # arrived, and at once released or held (the decision is made on arrival)
             status = "released" if decision.action == "open" else "held"

@@ -124,6 +124,8 @@ MIGRATIONS: list[Migration] = [
     Migration(10, "passage corrections and appointments", _corrections_and_appointments),
     # ---- gate evidence: passage images (server/evidence) ----
     Migration(11, "passage images", _create_missing(schema.passage_images)),
+    # ---- how far the judge has judged each vehicle (server/judge_marks.py) ----
+    Migration(12, "judge marks", _create_missing(schema.judge_marks)),
 ]
 
 

@@ -246,6 +246,19 @@ rule_effects = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
+#: How far the judge has judged each vehicle's messages (server/judge_marks.py;
+#: migration 12): every message of `vehicle_id` numbered `seq` or below is judged for
+#: trip `trip_id`, its effects applied. A gate decides an arrival only once its trip's
+#: mark has caught up with what the store holds.
+judge_marks = Table(
+    "judge_marks",
+    metadata,
+    Column("vehicle_id", String(64), primary_key=True),
+    Column("trip_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("judged_at", DateTime(timezone=True), nullable=False),
+)
+
 # ---- gates: passages, release records, signed commands (server/gates; migration 5) ----
 
 #: One row per gate passage (`passage_id` from the gate controller) with the server's

@@ -323,6 +323,7 @@ const STRINGS = {
     "gates.reason.time_limit": "超过转关时限",
     "gates.reason.dishonest": "企业为失信企业",
     "gates.reason.not_started": "未在启运地卡口启运",
+    "gates.reason.judging": "途中数据尚未研判完毕",
     // corrections and appointments (gates.js, appointments.js)
     "gates.reason.appointment_window": "不在预约时段内",
     "gates.reason.appointment_used": "预约已使用",
@@ -337,6 +338,7 @@ const STRINGS = {
     "gates.corrected_reading": "更正后：",
     "gates.appointment": "预约",
     "audit.action.passage.correct": "更正过卡识别",
+    "audit.action.passage.decide_again": "研判完毕后重新判定",
     "audit.action.appointment.create": "登记车辆预约",
     "audit.action.appointment.cancel": "取消车辆预约",
     "audit.object.appointment": "预约",
@@ -734,6 +736,7 @@ const STRINGS = {
     "gates.reason.time_limit": "Time limit exceeded",
     "gates.reason.dishonest": "Enterprise in the dishonest class",
     "gates.reason.not_started": "Never started at the departure gate",
+    "gates.reason.judging": "The trip's data is not all judged yet",
     // corrections and appointments (gates.js, appointments.js)
     "gates.reason.appointment_window": "Outside the appointment's time window",
     "gates.reason.appointment_used": "Appointment already used",
@@ -748,6 +751,7 @@ const STRINGS = {
     "gates.corrected_reading": "Corrected:",
     "gates.appointment": "Appointment",
     "audit.action.passage.correct": "Passage reading corrected",
+    "audit.action.passage.decide_again": "Decided again once judged",
     "audit.action.appointment.create": "Appointment booked",
     "audit.action.appointment.cancel": "Appointment cancelled",
     "audit.object.appointment": "appointment",

@@ -18,8 +18,10 @@ from fastapi.testclient import TestClient
 from contract.ids import format_ts, utc_now
 from contract.payloads import EdgeMessage, decode_edge
 from contract.signing import load_private_key
+from server import assembly
 from server.app import create_app
 from server.gates.service import GateService
+from server.judge import Judge
 from server.services import Services
 from server.store.database import IncomingMessage
 from tests.server.assembled import Recorder, assemble, server_config
@@ -35,9 +37,13 @@ class GateWorld:
     recorder: Recorder
     public_key: Ed25519PublicKey
     seq: dict[str, int] = field(default_factory=dict)
+    judge: Judge | None = None
 
-    def feed(self, channel: str, node_id: str, ts: datetime, **fields: Any) -> EdgeMessage:
-        """Store an edge message as the ingest would and return it."""
+    def feed(
+        self, channel: str, node_id: str, ts: datetime, judged: bool = True, **fields: Any
+    ) -> EdgeMessage:
+        """Store an edge message as the ingest would, hand it to the server's judge (the
+        trip rules; not with `judged=False`: a judge that lags), and return it."""
         seq = self.seq.get(node_id, 0) + 1
         self.seq[node_id] = seq
         raw = json.dumps({"node_id": node_id, "seq": seq, "ts": format_ts(ts), **fields})
@@ -46,7 +52,19 @@ class GateWorld:
             [IncomingMessage(channel, message, raw, utc_now())]
         )
         assert len(fresh) == 1
+        if judged:
+            self.judge_them(fresh)
         return message
+
+    def judge_them(self, fresh: list[IncomingMessage]) -> None:
+        """The server's judge judges stored messages, and takes up trips that started."""
+        if self.judge is None:
+            svc = self.services
+            self.judge = assembly.judge(
+                svc.config, svc.store, svc.geography, svc.alarms, svc.lock_secrets
+            )
+        self.judge.judge_batch(fresh)
+        self.judge.follow_trips()  # as its timers do: a trip that started is taken up
 
 
 def passage_fields(

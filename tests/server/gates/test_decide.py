@@ -206,6 +206,7 @@ def test_arrival_lists_every_failing_reason() -> None:
         ({"credit": "dishonest"}, "dishonest"),
         ({"started_at": None}, "not_started"),
         ({"started_at": T0 - timedelta(minutes=121)}, "time_limit"),
+        ({"unjudged": "messages of V-1 stored up to no. 44, judged up to no. 40"}, "judging"),
     ],
 )
 def test_each_arrival_condition_alone_holds(over: dict[str, object], code: str) -> None:
@@ -231,6 +232,7 @@ def test_every_reason_code_is_exercised() -> None:
         "lock_not_sealed", "lock_unreported", "lock_unauthenticated", "seal_broken",
         "release_missing",
         "inspection_requested", "unresolved_alarm", "time_limit", "dishonest", "not_started",
+        "judging",
         # on an appointment: tests/server/gates/test_appointment_decide.py
         "appointment_window", "appointment_used", "appointment_direction",
         "appointment_containers",

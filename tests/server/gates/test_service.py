@@ -517,7 +517,7 @@ def test_arrival_clears_transit_overdue_after_counting_it(
     assert release(gate_api).status_code == 201
     command = pass_gate(gate_world, DEST, "P-ARR-8", 10)
     assert command is not None and "unresolved alarm TRANSIT_OVERDUE" in command.reasons
-    found, _ = alarms.find(AlarmQuery(trip_id="D-0001"))
+    found, _ = alarms.find(AlarmQuery(trip_id="D-0001", type="TRANSIT_OVERDUE"))
     assert [(a.type, a.status) for a in found] == [("TRANSIT_OVERDUE", "cleared_unack")]
     row = gate_world.gates.gates.get_passage("P-ARR-8")
     assert row is not None and found[0].cleared_at == row["ts"]

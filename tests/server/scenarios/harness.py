@@ -13,6 +13,7 @@ clients a fleet, its gates, the declaration system and an officer would be.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sqlite3
@@ -355,6 +356,7 @@ class World:
         containers: Sequence[str],
         plate: str | None,
         passage_id: str | None = None,
+        lane: str = "L1",
     ) -> str:
         """Publish a gate passage (reliable readings); its id."""
         self.gate_seq[gate] = seq = self.gate_seq.get(gate, 0) + 1
@@ -366,7 +368,7 @@ class World:
                 "seq": seq,
                 "ts": format_ts(at),
                 "passage_id": passage_id,
-                "lane": "L1",
+                "lane": lane,
                 "direction": "in",
                 "containers": [
                     {
@@ -384,6 +386,25 @@ class World:
             },
         )
         return passage_id
+
+    def lane_waiting(self, gate: str, lane: str, passage_id: str) -> None:
+        """The gate reports `lane` waiting for the decision of `passage_id` (its truck
+        at the barrier), as a gate agent does once it has published the passage; stored
+        when this returns."""
+        self.gate_seq[gate] = seq = self.gate_seq.get(gate, 0) + 1
+        self._publish_raw(
+            topics.lane(gate),
+            {
+                "node_id": gate,
+                "seq": seq,
+                "ts": format_ts(utc_now()),
+                "lane": lane,
+                "state": "waiting",
+                "passage_id": passage_id,
+                "signal": "red",
+            },
+        )
+        self.wait_for(lambda: self.stored(gate, seq), 20)
 
     def command_for(self, passage_id: str, timeout: float = 15.0) -> GateCommand:
         """The gate command for a passage, its signature verified; fails without one."""
@@ -492,6 +513,16 @@ class World:
         res = self.api.get(f"/alarms/{alarm_id}")
         assert res.status_code == 200, res.text
         found: dict[str, Any] = res.json()
+        return found
+
+    def children(self) -> dict[str, int]:
+        """The server's child processes, by name (`ps -o comm`)."""
+        assert self.server is not None and self.server.proc is not None
+        pid = self.server.proc.pid
+        found = {}
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # it exited meanwhile
+                found[Path(f"/proc/{child}/comm").read_text().strip()] = int(child)
         return found
 
     @staticmethod

@@ -116,15 +116,6 @@ def alarms_of(world: World, node_id: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(str(a.get(f)) for f in fields) for a in world.alarms(f"D-{node_id}"))
 
 
-def children(pid: int) -> dict[str, int]:
-    """The child processes of `pid`, by name (`ps -o comm`)."""
-    found = {}
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        with contextlib.suppress(FileNotFoundError):  # it exited meanwhile
-            found[Path(f"/proc/{child}/comm").read_text().strip()] = int(child)
-    return found
-
-
 @pytest.fixture
 def worlds(tmp_path: Path, postgres_server: str) -> Iterator[tuple[World, World]]:
     if find_mosquitto() is None:
@@ -152,9 +143,7 @@ def test_a_judge_worker_killed_mid_trip_changes_no_alarm_and_no_gate_decision(
 ) -> None:
     one, two = worlds
     assert [judge_part(v, 2) for v in FLEET] == [1, 1, 0, 0]
-    server = two.server
-    assert server is not None and server.proc is not None
-    workers = {name: pid for name, pid in children(server.proc.pid).items() if "judge" in name}
+    workers = {name: pid for name, pid in two.children().items() if "judge" in name}
     assert set(workers) == {process_name("bondwatch-judge-1"), process_name("bondwatch-judge-2")}
     killed = workers["bw-judge-1"]
 
@@ -179,9 +168,8 @@ def test_a_judge_worker_killed_mid_trip_changes_no_alarm_and_no_gate_decision(
     fleet, late_two = drive(two, start, kill)
     assert late_two == late
     # The first worker is replaced (after a second's backoff); the second ran throughout.
-    pid = server.proc.pid
-    two.wait_for(lambda: children(pid).get("bw-judge-1") not in (None, killed), 30)
-    assert children(pid)["bw-judge-2"] == workers["bw-judge-2"]
+    two.wait_for(lambda: two.children().get("bw-judge-1") not in (None, killed), 30)
+    assert two.children()["bw-judge-2"] == workers["bw-judge-2"]
     # The replacement takes its trips up from the store (at its first timer tick at most).
     with contextlib.suppress(AssertionError):  # the comparison below says what differs
         two.wait_for(

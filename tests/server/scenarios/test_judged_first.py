@@ -1,0 +1,136 @@
+"""A truck that arrives while the judge lags is not decided on incomplete alarms: every
+part real — a `bondwatch-server` process (its judge worker and gate worker), its own
+Mosquitto, SQLite.
+
+The judge worker is stopped (SIGSTOP: it hangs, as a worker does that is stuck or being
+replaced) just before two trucks send the last part of their trips: one leaves its
+route there, one does not. Both arrive while their messages are stored and not judged.
+Without the judge's mark the first would be released: its deviation has not been
+judged. Each is held with the reason `judging`, and its trip stays in transit; once the
+worker runs again and has judged them, the server decides both again and, the trucks
+still waiting at the barrier, sends the new commands: hold for the deviation, open for
+the other.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from tests.server.scenarios.harness import Declared, World
+from tests.server.scenarios.tracks import Truck
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+JUDGING = "the trip's alarms are not complete yet"
+
+
+@pytest.fixture
+def stopped_judge(world: World) -> Iterator[int]:
+    """The judge worker's pid; it is let go again at the end whatever happened."""
+    pid = world.children()["bw-judge"]
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def arrive_unjudged(
+    world: World, truck: Truck, declared: Declared, lane: str
+) -> tuple[str, list[str]]:
+    """The truck at its destination gate, its lane waiting: the first command."""
+    passage_id = f"P-{truck.node_id}"
+    world.lane_waiting(declared.destination_gate, lane, passage_id)
+    world.passage(
+        declared.destination_gate, truck.now, declared.containers, declared.plate,
+        passage_id=passage_id, lane=lane,
+    )  # fmt: skip
+    command = world.command_for(passage_id)
+    return command.action, command.reasons
+
+
+def test_an_arrival_waits_for_the_judge_and_is_decided_again(
+    world: World, stopped_judge: int
+) -> None:
+    strayed, strayed_trip = world.begin("TRK-JF1", seed=91)
+    kept, kept_trip = world.begin("TRK-JF2", seed=92)
+    for truck in (strayed, kept):
+        truck.along(2_000, 70)
+        world.run(truck)  # judged as usual
+    for truck, trip in ((strayed, strayed_trip), (kept, kept_trip)):
+        world.release(trip, truck.now)
+
+    os.kill(stopped_judge, signal.SIGSTOP)
+    strayed.sidestep(1_500, 1_000, 60)  # off the corridor: ROUTE_DEVIATION, once judged
+    kept.along(5_000, 70)
+    for truck in (strayed, kept):
+        sent = truck.take()
+        world.publish(sent)
+        world.wait_for(lambda t=truck, s=sent: world.stored(t.node_id, s[-1].seq), 30)
+
+    first = {
+        truck.node_id: arrive_unjudged(world, truck, trip, lane)
+        for truck, trip, lane in ((strayed, strayed_trip, "L1"), (kept, kept_trip, "L2"))
+    }
+    for action, reasons in first.values():
+        assert action == "hold"
+        assert len(reasons) == 1 and reasons[0].startswith(JUDGING), reasons
+    for trip in (strayed_trip, kept_trip):  # still judged as in transit
+        assert world.trip(trip.declaration_id)["status"] == "in_transit"
+    assert world.alarms(strayed_trip.declaration_id) == []  # nothing judged yet
+
+    os.kill(stopped_judge, signal.SIGCONT)
+    commands = {
+        truck.node_id: world.all_commands_for(f"P-{truck.node_id}", 1.0)
+        for truck in (strayed, kept)
+    }
+    world.wait_for(
+        lambda: all(len(world.all_commands_for(f"P-{n}", 0.1)) == 2 for n in commands), 60
+    )
+    commands = {n: world.all_commands_for(f"P-{n}", 0.0) for n in commands}
+    strayed_again = commands["TRK-JF1"][1]
+    assert strayed_again.action == "hold"
+    assert strayed_again.reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    assert [c.action for c in commands["TRK-JF1"]] == ["hold", "hold"]  # never open
+    assert [(c.action, c.reasons) for c in commands["TRK-JF2"][1:]] == [("open", [])]
+    assert world.trip(strayed_trip.declaration_id)["status"] == "held"
+    released = world.trip(kept_trip.declaration_id)
+    assert released["status"] == "released" and released["ended_at"] is not None
+    passage = world.api.get(f"/passages/P-{strayed.node_id}").json()
+    assert passage["decision"] == "hold"
+    assert passage["reason_codes"] == ["unresolved_alarm"]
+
+
+def test_an_arrival_while_the_judge_worker_is_replaced_never_opens_on_a_deviation(
+    world: World,
+) -> None:
+    """SIGKILL instead: the server starts a new worker after its backoff, which takes the
+    trip up from the store. However quick it is, the strayed truck is never let through,
+    and its deviation is found and holds it."""
+    truck, trip = world.begin("TRK-JF3", seed=93)
+    truck.along(2_000, 70)
+    world.run(truck)
+    world.release(trip, truck.now)
+    killed = world.children()["bw-judge"]
+    os.kill(killed, signal.SIGKILL)
+    truck.sidestep(1_500, 1_000, 60)
+    sent = truck.take()
+    world.publish(sent)
+    world.wait_for(lambda: world.stored(truck.node_id, sent[-1].seq), 30)
+    action, reasons = arrive_unjudged(world, truck, trip, "L3")
+    assert action == "hold", reasons
+    world.wait_for(lambda: world.children().get("bw-judge") not in (None, killed), 30)
+    passage_id = f"P-{truck.node_id}"
+    world.wait_for(
+        lambda: (
+            world.api.get(f"/passages/{passage_id}").json()["reason_codes"] == ["unresolved_alarm"]
+        ),
+        60,
+    )
+    commands = world.all_commands_for(passage_id, 1.0)
+    assert [c.action for c in commands] == ["hold"] * len(commands)
+    assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    assert world.trip(trip.declaration_id)["status"] == "held"

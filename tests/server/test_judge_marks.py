@@ -1,0 +1,131 @@
+"""How far the judge has judged each vehicle (`server.judge_marks`), as the gate reads it:
+written by a real `Judge` over a real store (SQLite), through gaps, late messages, a
+restart and a new trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from contract.payloads import CommandResult, Position
+from server import judge_marks
+from server.judge import Judge
+from server.judge_order import SEQUENCED_CHANNELS, SeqWindow
+from server.judge_worker import decode_rows
+from server.rules.profiles import DEFAULT_PROFILES
+from server.store import Store
+from server.store.database import IncomingMessage
+from tests.server.rules.trajectory import T0, clean_trip, world
+from tests.server.test_judge import RecordingSink, incoming, renumber, start_trip
+
+GEOGRAPHY = world()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'marks.db'}")
+    start_trip(s, "D1", "T1")
+    yield s
+    s.close()
+
+
+def judge_of(store: Store) -> Judge:
+    return Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), RecordingSink(), hold_s=30)
+
+
+def behind(store: Store, trip_id: str = "D1") -> str | None:
+    with store.engine.connect() as conn:
+        return judge_marks.behind(conn, "T1", trip_id, T0)
+
+
+def mark(store: Store) -> tuple[str, int] | None:
+    with store.engine.connect() as conn:
+        return judge_marks.read(conn, "T1")
+
+
+def positions(count: int, seed: int = 3) -> list[Position]:
+    return renumber(clean_trip(seed=seed))[:count]
+
+
+def test_the_mark_follows_each_batch_and_the_gate_sees_it(store: Store) -> None:
+    trip = positions(120)
+    judge = judge_of(store)
+    judge.judge_batch(store.store_messages(incoming(trip[:60])), now=0.0)
+    assert mark(store) == ("D1", 60) and behind(store) is None
+    store.store_messages(incoming(trip[60:]))  # stored, not judged yet
+    assert behind(store) == "messages of T1 stored up to no. 120, judged up to no. 60"
+    judge.judge_batch(store.store_messages(incoming(trip[60:])), now=1.0)  # (redelivered)
+    judge.judge_batch(incoming(trip[60:]), now=1.0)
+    assert mark(store) == ("D1", 120) and behind(store) is None
+
+
+def test_a_gap_holds_the_mark_until_it_fills_or_the_hold_passes(store: Store) -> None:
+    trip = positions(100)
+    judge = judge_of(store)
+    judge.judge_batch(store.store_messages(incoming(trip[:40])), now=0.0)
+    judge.judge_batch(store.store_messages(incoming(trip[50:])), now=0.0)
+    assert mark(store) == ("D1", 40)  # 41–50 are on their way: 51–100 wait for them
+    assert behind(store) == "messages of T1 stored up to no. 100, judged up to no. 40"
+    judge.judge_batch(store.store_messages(incoming(trip[40:45])), now=1.0)
+    assert mark(store) == ("D1", 45)
+    judge.tick(trip[-1].ts, clock=31.0)  # the hold passes: judged without 46–50
+    assert mark(store) == ("D1", 100) and behind(store) is None
+    # 46–50 come after all: below the mark, and not judged until judged again
+    late = store.store_messages(incoming(trip[45:50]))
+    assert behind(store) is None  # (the gate reads the store: stored below the mark)
+    window = SeqWindow(upto=100, missing={46, 47, 48, 49, 50})
+    for item in late[:2]:
+        msg = item.message
+        window.add((msg.ts, msg.seq), msg, 40.0)
+    assert window.judged_upto == 45  # late 46, 47 held while 48–50 are missing
+    judge.judge_batch(late, now=40.0)
+    assert mark(store) == ("D1", 100)
+
+
+def test_messages_before_the_trip_and_of_other_channels_do_not_count(store: Store) -> None:
+    trip = positions(10, 5)
+    early = [p.model_copy(update={"ts": T0 - timedelta(minutes=5)}) for p in trip[:3]]
+    store.store_messages(incoming(early))
+    assert behind(store) is None  # before its start: nothing of the trip to judge
+    judge = judge_of(store)
+    judge.judge_batch(store.store_messages(incoming(trip[3:6])), now=0.0)  # taken up
+    assert mark(store) == ("D1", 6)
+    # the truck answers a command (seq 7): numbered, stored, not a channel the rules
+    # look at; the judge is handed it too (SEQUENCED_CHANNELS), so it is no hole
+    answer = CommandResult(node_id="T1", seq=7, ts=trip[6].ts, command_id="c-1", result="done")
+    assert "command/result" in SEQUENCED_CHANNELS
+    wire = [("command/result", answer.to_json().decode(), T0)]
+    assert [m.message for m in decode_rows(wire)] == [answer]  # as a judge worker reads it
+    answered = [IncomingMessage("command/result", answer, wire[0][1], T0)]
+    assert behind(store) is None
+    judge.judge_batch(store.store_messages(answered + incoming(trip[7:])), now=1.0)
+    assert mark(store) == ("D1", 10) and behind(store) is None
+
+
+def test_a_restarted_judge_takes_the_trip_up_and_writes_its_mark(store: Store) -> None:
+    trip = positions(80)
+    judge_of(store).judge_batch(store.store_messages(incoming(trip[:30])), now=0.0)
+    store.store_messages(incoming(trip[30:]))  # stored while no judge ran
+    assert behind(store) is not None
+    again = judge_of(store)  # a new process: nothing in memory
+    again.follow_trips()  # its first timer tick
+    assert mark(store) == ("D1", 80) and behind(store) is None
+
+
+def test_a_mark_of_the_vehicle_s_last_trip_does_not_count(store: Store) -> None:
+    trip = positions(40)
+    judge = judge_of(store)
+    judge.judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
+    with store.engine.begin() as conn:  # the trip ends, and the next one starts
+        conn.exec_driver_sql("UPDATE trips SET status = 'released' WHERE trip_id = 'D1'")
+    start_trip(store, "D2", "T1")
+    store.store_messages(incoming(trip[20:]))
+    assert mark(store) == ("D1", 20)
+    with store.engine.connect() as conn:
+        why = judge_marks.behind(conn, "T1", "D2", T0)
+    assert why == "the judge has not taken the trip up yet (messages up to no. 40 stored)"
+    judge.follow_trips()
+    assert mark(store) == ("D2", 40)
