@@ -42,12 +42,15 @@ from contract.ids import utc_now
 from contract.payloads import EdgeMessage
 from server import judge_marks
 from server.geo import Geography
+from server.judge_marks import Mark
 from server.judge_order import (
     JUDGED_CHANNELS,
+    JUDGED_STATUSES,
     Key,
     SeqWindow,
     TripRun,
     events_to_judge,
+    holes,
     merged,
     rerun_from,
 )
@@ -102,7 +105,10 @@ class Judge:
         self._received: dict[str, datetime] = {}
         self._windows: dict[str, SeqWindow] = {}
         #: the mark last written of each vehicle followed (`server.judge_marks`)
-        self._marked: dict[str, int] = {}
+        self._marked: dict[str, Mark] = {}
+        #: vehicles whose trip has arrived, its decision waiting for the judge: their
+        #: messages are judged, their timers (silence, time limit) no longer run
+        self._arrived: set[str] = set()
         self.reruns = 0  # late data judged again: from memory, or from the store
         self.reruns_from_store = 0
         # The ingest (judge_batch) and the timers (tick) run in different worker
@@ -130,14 +136,24 @@ class Judge:
                 received[msg.node_id] = item.received_at
         trips = self._store.open_trip_heads(by_node)
         for node_id, messages in by_node.items():
-            run, rebuilt = self._run_for(node_id, trips.get(node_id))
-            if run is None or rebuilt:
-                continue  # no trip to judge, or the rebuild from the store included these
-            window = self._windows[node_id]
-            for key, msg in messages:
-                window.add(key, msg, clock)
-            self._judge(run, node_id, *window.release(clock, self._hold_s))
+            try:
+                run, rebuilt = self._run_for(node_id, trips.get(node_id))
+                if run is None or rebuilt:
+                    continue  # no trip to judge, or the rebuild from the store had these
+                window = self._windows[node_id]
+                for key, msg in messages:
+                    window.add(key, msg, clock)
+                self._judge(run, node_id, *window.release(clock, self._hold_s))
+            except Exception:
+                self._failed(node_id)
         return by_node.keys()
+
+    def _failed(self, vehicle_id: str) -> None:
+        """Judging a vehicle's messages failed (its effects may not all be applied):
+        its run is forgotten, so that its mark stays where it was, and the trip is taken
+        up again from the store with its next message or timer tick."""
+        log.exception("judging the messages of %s failed; its trip is judged again", vehicle_id)
+        self._forget(vehicle_id)
 
     def _judge(
         self,
@@ -171,11 +187,11 @@ class Judge:
         """The vehicle's run for its open trip (`head`), and whether it was just rebuilt
         from the store."""
         run = self._runs.get(vehicle_id)
-        if head is not None and head.status == "in_transit" and head.started:
+        if head is not None and head.status in JUDGED_STATUSES and head.started:
             if run is not None and run.trip.trip_id == head.trip_id:
                 return run, False
             trip = self._store.get_trip(head.trip_id)
-            if trip is not None and trip.status == "in_transit" and trip.started_at is not None:
+            if trip is not None and trip.status in JUDGED_STATUSES and trip.started_at:
                 return self._start_run(vehicle_id, trip), True
             # (it ended between the two reads)
         self._forget(vehicle_id)
@@ -187,10 +203,13 @@ class Judge:
         # A trip seen for the first time by this process: rebuild from the store. The
         # sink ignores effects it had already applied before a restart. Every message
         # numbered up to `stored` is in the rebuild; one stored meanwhile, which the
-        # rebuild may have judged too, comes in a later batch and is judged again.
+        # rebuild may have judged too, comes in a later batch and is judged again. The
+        # numbers the store lacks from the trip's first message on are still to come.
         stored = self._store.max_seq(vehicle_id)
-        self._replay(run, vehicle_id, (run.started_at, -1), upto=None)
-        self._windows[vehicle_id] = SeqWindow(upto=stored)
+        first = self._replay(run, vehicle_id, (run.started_at, -1), upto=None)
+        window = self._windows[vehicle_id] = SeqWindow(upto=stored)
+        if first is not None:
+            window.missing = holes(self._store.node_seqs(vehicle_id, first, stored), first)
         self._marked.pop(vehicle_id, None)  # the new trip's mark is written
         heard = self._store.last_received_at(vehicle_id)
         known = self._received.get(vehicle_id)
@@ -208,21 +227,22 @@ class Judge:
         """Tell the gate how far the trips of `vehicles` (None: of every vehicle
         followed) are judged (`server.judge_marks`): those whose mark moved since it was
         last written, in one transaction."""
-        moved: dict[str, tuple[str, int]] = {}
+        moved: dict[str, Mark] = {}
         marked = self._marked
         windows = self._windows
         for vehicle_id in windows if vehicles is None else vehicles:
             window = windows.get(vehicle_id)
             if window is None:
-                continue  # no trip in transit
+                continue  # no trip followed
             upto = window.judged_upto
-            if marked.get(vehicle_id) != upto:
-                moved[vehicle_id] = (self._runs[vehicle_id].trip.trip_id, upto)
+            gaps = judge_marks.gaps_of(window.missing, upto) if window.missing else ()
+            mark = Mark(self._runs[vehicle_id].trip.trip_id, upto, gaps)
+            if marked.get(vehicle_id) != mark:
+                moved[vehicle_id] = mark
         if not moved:
             return
         judge_marks.write(self._store.engine, moved, utc_now())
-        for vehicle_id, (_, upto) in moved.items():
-            marked[vehicle_id] = upto
+        marked.update(moved)
 
     def _follow_trips(self) -> None:
         """Follow exactly the trips in transit: forget runs of trips that have ended (a
@@ -231,11 +251,13 @@ class Judge:
         departure gate on is DEVICE_OFFLINE after `silence_s`)."""
         in_transit: dict[str, Trip] = {}
         owns = self._owns
-        for trip in self._store.list_trips("in_transit", limit=MAX_TRIPS_FOLLOWED):
-            if owns is not None and not owns(trip.vehicle_id):
-                continue  # another worker's
-            if trip.started_at is not None:  # newest first: keep the newest
-                in_transit.setdefault(trip.vehicle_id, trip)
+        for status in JUDGED_STATUSES:
+            for trip in self._store.list_trips(status, limit=MAX_TRIPS_FOLLOWED):
+                if owns is not None and not owns(trip.vehicle_id):
+                    continue  # another worker's
+                if trip.started_at is not None:  # newest first: keep the newest
+                    in_transit.setdefault(trip.vehicle_id, trip)
+        self._arrived = {v for v, trip in in_transit.items() if trip.status == "arrived"}
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
             if current is None or current.trip_id != run.trip.trip_id:
@@ -278,12 +300,17 @@ class Judge:
         )
         self._replay(run, vehicle_id, since, upto=None)
 
-    def _replay(self, run: TripRun, vehicle_id: str, after: Key, upto: Key | None) -> None:
+    def _replay(self, run: TripRun, vehicle_id: str, after: Key, upto: Key | None) -> int | None:
+        """Judge the stored messages after `after`; the lowest number among them."""
         effects: list[Effect] = []
+        lowest: int | None = None
         for key, msg in self._store.node_messages(vehicle_id, JUDGED_CHANNELS, after, upto):
+            if lowest is None or msg.seq < lowest:
+                lowest = msg.seq
             if run.last_key is None or key > run.last_key:
                 effects += run.advance(key, msg)
         self._emit(run, effects)
+        return lowest
 
     def follow_trips(self) -> None:
         """Take up the trips that started since the last tick, forget those that ended
@@ -303,11 +330,16 @@ class Judge:
     def _tick(self, now: datetime, clock: float | None) -> None:
         monotonic = time.monotonic() if clock is None else clock
         for node_id, run in list(self._runs.items()):
-            window = self._windows.get(node_id)
-            if window is not None and (window.ahead or window.late):
-                self._judge(run, node_id, *window.release(monotonic, self._hold_s))
-            run.state, effects = tick(run.state, now, run.ctx, self._received.get(node_id))
-            self._emit(run, effects)
+            try:
+                window = self._windows.get(node_id)
+                if window is not None and (window.ahead or window.late):
+                    self._judge(run, node_id, *window.release(monotonic, self._hold_s))
+                if node_id in self._arrived:
+                    continue  # at its destination gate: silence and time no longer count
+                run.state, effects = tick(run.state, now, run.ctx, self._received.get(node_id))
+                self._emit(run, effects)
+            except Exception:
+                self._failed(node_id)
 
     async def tick_forever(self, interval_s: float = 5.0) -> None:
         while True:

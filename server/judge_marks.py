@@ -3,84 +3,123 @@
 A gate decides an arrival on the alarms of the trip, and those are only as complete as
 the judging of the truck's messages. The judge runs beside the ingest (a child
 process, or several) and lags it by a moment, and by longer while a judge worker is
-being replaced. So after each batch the judge writes, per vehicle, the sequence number
-up to which every message is judged for its trip in transit, its effects applied
-(`write`: `server.judge.Judge`); the gate compares it with the messages the store
-holds of that trip (`behind`: `server.gates.passages`) and waits for it, or holds the
-truck with the reason and decides again once the judge has caught up
-(docs/gates.md#judged-first).
+being replaced. So after each batch the judge writes, per vehicle, a `Mark`: the
+sequence number up to which every message is judged for its trip, its effects applied,
+but for the numbers it has not seen — gaps it gave up waiting for, holes in what the
+store held when it took the trip up (`write`: `server.judge.Judge`). The gate compares
+it with the messages the store holds of that trip up to the passage's time (`behind`:
+`server.gates.passages`): one numbered beyond the mark, or stored in a gap, is not
+judged yet. It waits for the judge, or holds the truck with the reason and decides
+again once the judge has caught up (docs/gates.md#judged-first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.judge_order import JUDGED_CHANNELS
 from server.store import schema
-from server.store.writer_lock import BATCH_POLL_S, write_transaction
+from server.store.writer_lock import BATCH_POLL_S, let_urgent_first, write_transaction
 
-#: A trip the judge has not taken up (it does within a timer tick of its start): its
-#: truck's newest messages looked at for one of the trip.
-NEWEST_SCANNED = 10_000
+#: Gaps kept in a mark, the newest: a truck that lost more separate runs of numbers than
+#: this in one trip has its oldest not looked at by the gate (their rows, when they come,
+#: are still judged).
+MAX_GAPS: Final = 32
 
 _k = schema.judge_marks.c
 _m = schema.edge_messages.c
 
+Gap = tuple[int, int]
 
-def write(engine: Engine, marks: Mapping[str, tuple[str, int]], at: datetime) -> None:
-    """Store each vehicle's mark: vehicle id → (its trip in transit, the sequence number
-    up to which its messages are judged). One transaction; it lets a gate decision that
-    waits for the writer lock go first (SQLite)."""
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    trip_id: str
+    #: every message numbered this or below is judged, but for `gaps`
+    seq: int
+    #: [first, last] runs of numbers below `seq` the judge has not seen
+    gaps: tuple[Gap, ...] = ()
+
+
+def gaps_of(numbers: Iterable[int], below: int) -> tuple[Gap, ...]:
+    """The runs of `numbers` under `below` as [first, last] ranges, at most `MAX_GAPS`
+    (the newest)."""
+    runs: list[Gap] = []
+    for n in sorted(n for n in numbers if n < below):
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return tuple(runs[-MAX_GAPS:])
+
+
+def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
+    """Store each vehicle's mark, in one transaction, after any gate decision that waits
+    for SQLite's writer lock."""
     if not marks:
         return
     insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
     stmt = insert(schema.judge_marks)
+    new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=[_k.vehicle_id],
-        set_={"trip_id": stmt.excluded.trip_id, "seq": stmt.excluded.seq, "judged_at": at},
+        set_={"trip_id": new.trip_id, "seq": new.seq, "missing": new.missing, "judged_at": at},
     )
     rows = [
-        {"vehicle_id": vehicle, "trip_id": trip_id, "seq": seq, "judged_at": at}
-        for vehicle, (trip_id, seq) in marks.items()
+        {
+            "vehicle_id": vehicle,
+            "trip_id": mark.trip_id,
+            "seq": mark.seq,
+            "missing": [list(gap) for gap in mark.gaps],
+            "judged_at": at,
+        }
+        for vehicle, mark in marks.items()
     ]
+    let_urgent_first(engine)
     with write_transaction(engine, BATCH_POLL_S) as conn:
         conn.execute(stmt, rows)
 
 
-def read(conn: Connection, vehicle_id: str) -> tuple[str, int] | None:
-    """(trip id, sequence number) of the vehicle's mark, if the judge ever wrote one."""
-    row = conn.execute(select(_k.trip_id, _k.seq).where(_k.vehicle_id == vehicle_id)).first()
-    return None if row is None else (row.trip_id, int(row.seq))
-
-
-def behind(conn: Connection, vehicle_id: str, trip_id: str, started_at: datetime) -> str | None:
-    """Why the judging of trip `trip_id` is not complete — the store holds a message of
-    the vehicle that the rules look at, from the trip's start on, beyond the judge's mark
-    for that trip — or None when it is."""
-    mark = read(conn, vehicle_id)
-    judged = mark[1] if mark is not None and mark[0] == trip_id else None
-    if judged is not None:  # what lies beyond the mark: few rows, by the key's index
-        rows = select(_m.seq, _m.channel, _m.ts).where(_m.node_id == vehicle_id, _m.seq > judged)
-    else:  # not taken up (yet): the newest rows of a truck that may have a long history
-        rows = (
-            select(_m.seq, _m.channel, _m.ts)
-            .where(_m.node_id == vehicle_id)
-            .order_by(_m.seq.desc())
-            .limit(NEWEST_SCANNED)
-        )
-    recent = rows.subquery()
-    newest = conn.execute(
-        select(recent.c.seq)
-        .where(recent.c.channel.in_(JUDGED_CHANNELS), recent.c.ts >= started_at)
-        .order_by(recent.c.seq.desc())
-        .limit(1)
-    ).scalar()
-    if newest is None:
+def read(conn: Connection, vehicle_id: str) -> Mark | None:
+    """The vehicle's mark, if the judge ever wrote one."""
+    row = conn.execute(
+        select(_k.trip_id, _k.seq, _k.missing).where(_k.vehicle_id == vehicle_id)
+    ).first()
+    if row is None:
         return None
-    if judged is None:
-        return f"the judge has not taken the trip up yet (messages up to no. {newest} stored)"
-    return f"messages of {vehicle_id} stored up to no. {newest}, judged up to no. {judged}"
+    return Mark(row.trip_id, int(row.seq), tuple((int(a), int(b)) for a, b in row.missing))
+
+
+def behind(
+    conn: Connection, vehicle_id: str, trip_id: str, started_at: datetime, until: datetime
+) -> str | None:
+    """Why the judging of trip `trip_id` is not complete — the judge has not taken the
+    trip up, or the store holds a message of the vehicle that the rules look at, dated
+    from the trip's start to `until`, beyond the judge's mark or in one of its gaps — or
+    None when it is."""
+    mark = read(conn, vehicle_id)
+    if mark is None or mark.trip_id != trip_id:
+        return "the judge has not taken the trip up yet"
+    of_trip = (
+        select(_m.seq)
+        .where(_m.node_id == vehicle_id, _m.channel.in_(JUDGED_CHANNELS))
+        .where(_m.ts >= started_at, _m.ts <= until)
+    )
+    newest = conn.execute(
+        of_trip.where(_m.seq > mark.seq).order_by(_m.seq.desc()).limit(1)
+    ).scalar()
+    if newest is not None:
+        return f"messages of {vehicle_id} stored up to no. {newest}, judged up to no. {mark.seq}"
+    if mark.gaps:
+        late = conn.execute(
+            of_trip.where(or_(*(_m.seq.between(a, b) for a, b in mark.gaps))).limit(1)
+        ).scalar()
+        if late is not None:
+            return f"message no. {late} of {vehicle_id} came late and is not judged yet"
+    return None

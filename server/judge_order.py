@@ -26,6 +26,9 @@ from server.store.trip import Trip
 
 #: Channels whose messages the trip rules look at.
 JUDGED_CHANNELS = ("position", "lock", "availability", "health")
+#: Trip statuses whose messages are judged: in transit, and arrived at the destination
+#: gate with the decision waiting for the judge to catch up (server.gates.judged).
+JUDGED_STATUSES = ("in_transit", "arrived")
 #: Channels the judge is handed: every one a truck numbers (`command/result` besides the
 #: judged ones), so that its sequence window has no hole where a truck answered a
 #: command; it judges only `JUDGED_CHANNELS`.
@@ -173,6 +176,18 @@ class SeqWindow:
             if not holes_left or expired:
                 late, self.late, self.late_since = self.late, [], None
         return ready, late
+
+
+def holes(numbers: Iterable[int], first: int) -> set[int]:
+    """The numbers from `first` to the highest of `numbers` that `numbers` lacks (at most
+    100,000: a node that lost more is judged as it is)."""
+    have = sorted(n for n in numbers if n >= first)
+    missing: set[int] = set()
+    expected = first
+    for n in have:
+        missing.update(range(expected, min(n, expected + 100_000 - len(missing))))
+        expected = n + 1
+    return missing
 
 
 def events_to_judge(items: Iterable[Event], started: datetime) -> list[Event]:

@@ -36,7 +36,7 @@ from devices.iso6346 import why_invalid
 from server.alarms import AlarmQuery
 from server.audit import append as audit_append
 from server.audit import write_transaction
-from server.gates.decide import MISMATCH_CODES, Decision, normalise_plate
+from server.gates.decide import JUDGING, MISMATCH_CODES, Decision, normalise_plate
 from server.gates.service import GATE_MISMATCH, SYSTEM, GateService
 from server.gates.store import decision_row
 from server.store import StoreError, schema
@@ -216,10 +216,14 @@ class PassageCorrections:
             if decision.appointment_id is not None and decision.action == "open":
                 self.gates.appointments.mark_used(conn, decision.appointment_id, passage_id, now)
             return
-        # a clean arrival: the truck passes when it presents itself again
-        clean_arrival = (decision.phase, decision.action) == ("arrival", "open")
-        if decision.trip_id is not None and clean_arrival:
-            self.gates.gates.set_trip_status(conn, decision.trip_id, ("held",), "released")
+        trip_id = decision.trip_id
+        if trip_id is None or decision.phase != "arrival" or JUDGING in decision.reason_codes:
+            return  # (an arrival still waiting for the judge: server.gates.judged decides it)
+        if decision.action == "open":
+            # a clean arrival: the truck passes when it presents itself again
+            self.gates.gates.set_trip_status(conn, trip_id, ("held", "arrived"), "released")
+        else:
+            self.gates.gates.set_trip_status(conn, trip_id, ("arrived",), "held")
 
     def _resolve_mismatch(self, trip_id: str, passage_id: str, comment: str, actor: str) -> None:
         """The officer who showed the mismatch to be a misreading acknowledges and clears

@@ -125,14 +125,14 @@ class JudgedAgain:
         return decision
 
     def _follow(self, conn: Connection, decision: Decision, sent: bool, at: datetime) -> None:
-        """The trip, still in transit, follows the decision."""
+        """The trip, arrived and waiting for this decision, follows it."""
         if decision.trip_id is None:
             return
         if sent:
             self.gates.move_trip(conn, decision, at)
             return
         status = "released" if decision.action == "open" else "held"
-        self.gates.gates.set_trip_status(conn, decision.trip_id, ("in_transit",), status)
+        self.gates.gates.set_trip_status(conn, decision.trip_id, ("arrived",), status)
 
     def once(self) -> int:
         """Decide again each passage whose trip the judge has caught up with; how many."""
@@ -142,6 +142,8 @@ class JudgedAgain:
                 decided += self.decide_again(passage_id) is not None
             except StoreError as err:  # an officer came first
                 log.info("passage %s not decided again: %s", passage_id, err)
+            except Exception:  # the others are decided all the same
+                log.exception("passage %s: deciding it again failed", passage_id)
         return decided
 
     async def run_forever(self, every_s: float = 1.0) -> None:

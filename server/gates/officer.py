@@ -123,7 +123,7 @@ class OfficerActions:
             [ContainerReading.model_validate(c) for c in passage["containers"]],
             PlateReading.model_validate(passage["plate"]) if passage["plate"] else None,
             passage["ts"],
-            [replace(self._passages.enrich(facts, conn), release=record)],
+            [replace(self._passages.enrich(facts, conn, passage["ts"]), release=record)],
         )
         if decision.action == "hold" or decision.trip_id != trip_id:
             return "held", decision.reason_texts

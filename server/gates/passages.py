@@ -56,6 +56,7 @@ from server.gates.decide import (
 )
 from server.gates.store import GateStore, decision_row
 from server.geo import Geography
+from server.judge_order import JUDGED_STATUSES
 from server.lock_secrets import LockSecrets
 from server.store import Store
 from server.store.database import IncomingMessage
@@ -242,7 +243,7 @@ class PassageDecisions:
         with self.gates.reading() as conn:
             trips = self.gates.trips_at_gate(gate_id, conn)
             matched = {t.trip_id for t in match_candidates(gate_id, containers, plate, trips)}
-            enriched = [self.enrich(t, conn) if t.trip_id in matched else t for t in trips]
+            enriched = [self.enrich(t, conn, at) if t.trip_id in matched else t for t in trips]
             decision = decide(gate_id, containers, plate, at, enriched)
             if decision.trip_id is not None or "ambiguous" in decision.reason_codes:
                 return decision
@@ -251,13 +252,14 @@ class PassageDecisions:
         booked = decide_appointment(gate_id, direction, containers, plate, at, near)
         return booked if booked is not None else decision
 
-    def enrich(self, trip: TripFacts, conn: Connection) -> TripFacts:
+    def enrich(self, trip: TripFacts, conn: Connection, at: datetime) -> TripFacts:
+        """The facts of `trip` for a passage at `at`."""
         states, unauthenticated = self.gates.lock_look(
             trip.vehicle_id, trip.lock_ids, self.lock_secrets, conn
         )
         unjudged = None
-        if trip.status == "in_transit" and trip.started_at is not None:
-            unjudged = judge_marks.behind(conn, trip.vehicle_id, trip.trip_id, trip.started_at)
+        if trip.status in JUDGED_STATUSES and trip.started_at is not None:
+            unjudged = judge_marks.behind(conn, trip.vehicle_id, trip.trip_id, trip.started_at, at)
         return replace(
             trip,
             unjudged=unjudged,
@@ -411,9 +413,9 @@ class PassageDecisions:
             ):
                 log.info("trip %s started at its departure gate at %s", decision.trip_id, at)
         elif decision.phase == "arrival" and JUDGING in decision.reason_codes:
-            # held until its alarms are complete: still judged as in transit, and
-            # decided again then (`server.gates.judged`)
-            return
+            # arrived, held until its alarms are complete: still judged (its timers no
+            # longer run), and decided again then (`server.gates.judged`)
+            self.gates.set_trip_status(conn, decision.trip_id, ("in_transit",), "arrived")
         elif decision.phase == "arrival":
             # arrived, and at once released or held (the decision is made on arrival)
             status = "released" if decision.action == "open" else "held"

@@ -434,6 +434,15 @@ class Store:
             value = conn.execute(select(func.max(m.seq)).where(m.node_id == node_id)).scalar()
         return int(value or 0)
 
+    def node_seqs(self, node_id: str, first: int, last: int) -> list[int]:
+        """The sequence numbers stored for a node from `first` to `last` (its key's index)."""
+        m = schema.edge_messages.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(m.seq).where(m.node_id == node_id, m.seq.between(first, last))
+            ).scalars()
+            return [int(seq) for seq in rows]
+
     def last_received_at(self, node_id: str) -> datetime | None:
         """When the server last received a message of a node (its own clock), if ever."""
         m = schema.edge_messages.c

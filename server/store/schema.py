@@ -248,14 +248,16 @@ rule_effects = Table(
 
 #: How far the judge has judged each vehicle's messages (server/judge_marks.py;
 #: migration 12): every message of `vehicle_id` numbered `seq` or below is judged for
-#: trip `trip_id`, its effects applied. A gate decides an arrival only once its trip's
-#: mark has caught up with what the store holds.
+#: trip `trip_id`, its effects applied — but for the numbers in `missing` ([first, last]
+#: ranges), which the judge has not seen (still on their way, or given up). A gate
+#: decides an arrival only once its trip's mark has caught up with what the store holds.
 judge_marks = Table(
     "judge_marks",
     metadata,
     Column("vehicle_id", String(64), primary_key=True),
     Column("trip_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
+    Column("missing", JSON, nullable=False),
     Column("judged_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -4,22 +4,31 @@ restart and a new trip."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from contract.payloads import CommandResult, Position
 from server import judge_marks
 from server.judge import Judge
 from server.judge_order import SEQUENCED_CHANNELS, SeqWindow
 from server.judge_worker import decode_rows
+from server.rules.alarms import Effect
 from server.rules.profiles import DEFAULT_PROFILES
 from server.store import Store
 from server.store.database import IncomingMessage
+from server.store.trip import Trip
 from tests.server.rules.trajectory import T0, clean_trip, world
-from tests.server.test_judge import RecordingSink, incoming, renumber, start_trip
+from tests.server.test_judge import (
+    RecordingSink,
+    deviation_trip,
+    incoming,
+    renumber,
+    start_trip,
+)
 
 GEOGRAPHY = world()
 
@@ -37,13 +46,23 @@ def judge_of(store: Store) -> Judge:
 
 
 def behind(store: Store, trip_id: str = "D1") -> str | None:
+    """Why an arrival of the trip now would wait for the judge."""
     with store.engine.connect() as conn:
-        return judge_marks.behind(conn, "T1", trip_id, T0)
+        return judge_marks.behind(conn, "T1", trip_id, T0, T0 + timedelta(days=1))
 
 
 def mark(store: Store) -> tuple[str, int] | None:
+    """(trip, seq) of the vehicle's mark."""
     with store.engine.connect() as conn:
-        return judge_marks.read(conn, "T1")
+        found = judge_marks.read(conn, "T1")
+    return None if found is None else (found.trip_id, found.seq)
+
+
+def gaps(store: Store) -> tuple[tuple[int, int], ...]:
+    with store.engine.connect() as conn:
+        found = judge_marks.read(conn, "T1")
+    assert found is not None
+    return found.gaps
 
 
 def positions(count: int, seed: int = 3) -> list[Position]:
@@ -72,26 +91,29 @@ def test_a_gap_holds_the_mark_until_it_fills_or_the_hold_passes(store: Store) ->
     judge.judge_batch(store.store_messages(incoming(trip[40:45])), now=1.0)
     assert mark(store) == ("D1", 45)
     judge.tick(trip[-1].ts, clock=31.0)  # the hold passes: judged without 46–50
-    assert mark(store) == ("D1", 100) and behind(store) is None
-    # 46–50 come after all: below the mark, and not judged until judged again
+    assert mark(store) == ("D1", 100) and gaps(store) == ((46, 50),)
+    assert behind(store) is None
+    # 46–50 come after all (a backlog slower than the hold): stored in the gap, and not
+    # judged until the judge has them — however long that takes (a worker replaced)
     late = store.store_messages(incoming(trip[45:50]))
-    assert behind(store) is None  # (the gate reads the store: stored below the mark)
+    assert behind(store) == "message no. 46 of T1 came late and is not judged yet"
     window = SeqWindow(upto=100, missing={46, 47, 48, 49, 50})
     for item in late[:2]:
         msg = item.message
         window.add((msg.ts, msg.seq), msg, 40.0)
     assert window.judged_upto == 45  # late 46, 47 held while 48–50 are missing
-    judge.judge_batch(late, now=40.0)
-    assert mark(store) == ("D1", 100)
+    judge.judge_batch(late, now=40.0)  # all of them: judged again with the rest
+    assert mark(store) == ("D1", 100) and gaps(store) == () and behind(store) is None
 
 
 def test_messages_before_the_trip_and_of_other_channels_do_not_count(store: Store) -> None:
     trip = positions(10, 5)
     early = [p.model_copy(update={"ts": T0 - timedelta(minutes=5)}) for p in trip[:3]]
     store.store_messages(incoming(early))
-    assert behind(store) is None  # before its start: nothing of the trip to judge
     judge = judge_of(store)
-    judge.judge_batch(store.store_messages(incoming(trip[3:6])), now=0.0)  # taken up
+    judge.follow_trips()  # taken up: nothing of the trip yet (those are before its start)
+    assert mark(store) == ("D1", 3) and behind(store) is None
+    judge.judge_batch(store.store_messages(incoming(trip[3:6])), now=0.0)
     assert mark(store) == ("D1", 6)
     # the truck answers a command (seq 7): numbered, stored, not a channel the rules
     # look at; the judge is handed it too (SEQUENCED_CHANNELS), so it is no hole
@@ -108,11 +130,18 @@ def test_messages_before_the_trip_and_of_other_channels_do_not_count(store: Stor
 def test_a_restarted_judge_takes_the_trip_up_and_writes_its_mark(store: Store) -> None:
     trip = positions(80)
     judge_of(store).judge_batch(store.store_messages(incoming(trip[:30])), now=0.0)
-    store.store_messages(incoming(trip[30:]))  # stored while no judge ran
+    store.store_messages(incoming(trip[30:50] + trip[60:]))  # stored while no judge ran
     assert behind(store) is not None
     again = judge_of(store)  # a new process: nothing in memory
     again.follow_trips()  # its first timer tick
-    assert mark(store) == ("D1", 80) and behind(store) is None
+    # 51–60 are not in the store yet: a gap of the mark until they are judged
+    assert mark(store) == ("D1", 80) and gaps(store) == ((51, 60),)
+    assert behind(store) is None
+    store.store_messages(incoming(trip[50:60]))
+    assert behind(store) == "message no. 51 of T1 came late and is not judged yet"
+    again.judge_batch(incoming(trip[50:60]), now=0.0)
+    again.tick(trip[-1].ts, clock=31.0)  # (their hold: holes below them none left)
+    assert gaps(store) == () and behind(store) is None
 
 
 def test_a_mark_of_the_vehicle_s_last_trip_does_not_count(store: Store) -> None:
@@ -124,8 +153,54 @@ def test_a_mark_of_the_vehicle_s_last_trip_does_not_count(store: Store) -> None:
     start_trip(store, "D2", "T1")
     store.store_messages(incoming(trip[20:]))
     assert mark(store) == ("D1", 20)
-    with store.engine.connect() as conn:
-        why = judge_marks.behind(conn, "T1", "D2", T0)
-    assert why == "the judge has not taken the trip up yet (messages up to no. 40 stored)"
+    assert behind(store, "D2") == "the judge has not taken the trip up yet"
     judge.follow_trips()
     assert mark(store) == ("D2", 40)
+
+
+def test_a_trip_the_judge_never_took_up_waits_even_without_messages(store: Store) -> None:
+    """A truck silent since its departure, and no judge running: nothing says whether it
+    should be DEVICE_OFFLINE."""
+    assert behind(store) == "the judge has not taken the trip up yet"
+    judge_of(store).follow_trips()
+    assert mark(store) == ("D1", 0) and behind(store) is None
+
+
+def test_messages_after_the_passage_need_not_be_judged(store: Store) -> None:
+    """A truck waiting at the barrier goes on reporting: its arrival is decided on what
+    it sent up to the passage's time, so that a lagging judge cannot hold it forever."""
+    trip = positions(60)
+    judge = judge_of(store)
+    judge.judge_batch(store.store_messages(incoming(trip[:30])), now=0.0)
+    store.store_messages(incoming(trip[30:]))
+    with store.engine.connect() as conn:
+        at_passage = judge_marks.behind(conn, "T1", "D1", T0, trip[29].ts)
+        later = judge_marks.behind(conn, "T1", "D1", T0, trip[30].ts)
+    assert at_passage is None and later is not None
+
+
+class FailingOnce(RecordingSink):
+    """The alarm store refuses once (SQLite busy past its timeout, a dropped connection)."""
+
+    failed = False
+
+    def apply(self, trip: Trip, effects: Sequence[Effect]) -> None:
+        if effects and not self.failed:
+            self.failed = True
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        super().apply(trip, effects)
+
+
+def test_effects_that_were_not_applied_are_never_marked_judged(store: Store) -> None:
+    trip = deviation_trip()
+    sink = FailingOnce()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    marks = []
+    for i in range(0, len(trip), 20):
+        judge.judge_batch(store.store_messages(incoming(trip[i : i + 20])), now=0.0)
+        marks.append(mark(store))
+    assert sink.failed
+    # the batch whose effects failed is judged again from the store with the next one:
+    # the alarm is raised all the same, and the mark never covered it unapplied
+    assert sink.raised() == ["ROUTE_DEVIATION"]
+    assert mark(store) == ("D1", trip[-1].seq) and behind(store) is None

@@ -29,9 +29,11 @@ from contract.signing import (
 )
 from contract.version import TOPIC_PREFIX
 from devtools.broker import MosquittoBroker
+from server import judge_marks
 from server.app import serve
 from server.config import HttpSettings, ServerConfig, StorageSettings
 from server.gates.config import GatesSettings
+from server.store import Store
 from tests.lock_reports import signed_lock_fields, write_lock_secrets
 from tests.server.assembled import assemble
 from tests.server.conftest import declaration, demo_geography
@@ -94,6 +96,16 @@ async def wait_until(check: Any, within_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def judged(store: Store, trip_id: str) -> bool:
+    """The judge has taken the trip up and judged what the store holds of it."""
+    trip = store.get_trip(trip_id)
+    assert trip is not None and trip.started_at is not None
+    with store.engine.connect() as conn:
+        return (
+            judge_marks.behind(conn, trip.vehicle_id, trip_id, trip.started_at, utc_now()) is None
+        )
+
+
 @pytest.mark.timeout(60)
 async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path: Path) -> None:
     broker = own_broker  # a shared broker's retained messages would count as stored ones
@@ -152,6 +164,15 @@ async def test_passages_through_the_broker(own_broker: MosquittoBroker, tmp_path
                 assert outcome.command.action == "open" and outcome.command.reasons == []
                 trip = store.get_trip(declaration_id)
                 assert trip is not None and trip.status == "in_transit"
+            # on their way: each lock's next report, which the judge takes its trip up with
+            # (an arrival is decided once the judge has judged the trip: docs/gates.md)
+            for vehicle, _, _ in TRUCKS.values():
+                now = utc_now().replace(microsecond=0)
+                signed = signed_lock_fields(LOCK_SECRET, "EL-1", now, "sealed", "sealed", 89)
+                await gate.publish(
+                    "lock", vehicle, topics.lock(vehicle), ts=format_ts(now), **signed
+                )
+            await wait_until(lambda: all(judged(store, d) for d in TRUCKS))
             # the declaration system releases both; one truck left its corridor
             for declaration_id in TRUCKS:
                 svc.gates.record_release(declaration_id, f"R-{declaration_id}", utc_now(), False,

@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from contract.ids import utc_now
 from contract.payloads import EdgeMessage, GateCommand, Passage
 from server import assembly
+from server.alarms import AlarmQuery
+from server.gates.decide import Decision
 from server.gates.judged import JudgedAgain
 from server.gates.service import GateService
 from server.store.database import IncomingMessage
@@ -77,7 +79,8 @@ def test_an_arrival_is_held_while_its_trip_is_not_judged(
     row = gate_world.gates.gates.get_passage("P-ARR-J")
     assert row is not None and row["reason_codes"] == ["judging"]
     trip = gate_world.services.store.get_trip("D-0001")
-    assert trip is not None and trip.status == "in_transit"  # the judge follows it still
+    # arrived, its decision waiting: the judge judges it still, its timers stopped
+    assert trip is not None and trip.status == "arrived"
     again = JudgedAgain(gate_world.gates)
     assert again.waiting(utc_now()) == ["P-ARR-J"]
     assert again.once() == 0  # the judge has not caught up: nothing decided
@@ -175,3 +178,64 @@ def test_the_gate_worker_waits_at_most_judge_wait_s(
     assert wait_s <= waited < wait_s + 5
     row = gate_world.gates.gates.get_passage("P-ARR-J")
     assert row is not None and row["reason_codes"] == ["judging"]
+
+
+def test_the_time_limit_does_not_run_out_while_the_decision_waits(
+    gate_world: GateWorld, gate_api: TestClient
+) -> None:
+    """The truck arrived in time; the judge's timers must not count the wait against it."""
+    depart(gate_world, ago_min=119)  # the 120 min limit runs out a minute after arrival
+    gate_world.judge_them([])
+    assert release(gate_api).status_code == 201
+    fix = unjudged_fix(gate_world)
+    gate_world.gates.handle_passage(arrival(gate_world))
+    judge = gate_world.judge
+    assert judge is not None
+    judge.tick(utc_now() + timedelta(hours=1))  # long past the limit: no TRANSIT_OVERDUE
+    gate_world.judge_them([fix])
+    decision = JudgedAgain(gate_world.gates).decide_again("P-ARR-J")
+    assert decision is not None and (decision.action, decision.reasons) == ("open", ())
+    found, _ = gate_world.services.alarms.find(AlarmQuery(trip_id="D-0001"))
+    assert {"TRANSIT_OVERDUE", "DEVICE_OFFLINE"}.isdisjoint(a.type for a in found)
+
+
+def test_a_correction_once_judged_moves_the_waiting_trip(
+    gate_world: GateWorld, gate_api: TestClient
+) -> None:
+    departed(gate_world, gate_api)
+    fix = unjudged_fix(gate_world)
+    gate_world.gates.handle_passage(arrival(gate_world))
+    gate_world.judge_them([fix])
+    res = gate_api.post(
+        "/api/v1/passages/P-ARR-J/correct",
+        json={"plate": "粤A·D3K21", "comment": "plate read again by hand"},
+    )
+    assert res.status_code == 200, res.text
+    assert (res.json()["decision"], res.json()["reason_codes"]) == ("open", [])
+    trip = gate_world.services.store.get_trip("D-0001")
+    # the truck had left the lane: released, it passes when it presents itself again
+    assert trip is not None and trip.status == "released" and trip.ended_at is None
+    assert JudgedAgain(gate_world.gates).waiting(utc_now()) == []
+
+
+def test_one_passage_that_fails_leaves_the_others_decided(
+    gate_world: GateWorld, gate_api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    departed(gate_world, gate_api)
+    fix = unjudged_fix(gate_world)
+    gate_world.gates.handle_passage(arrival(gate_world, "P-ARR-J"))
+    gate_world.gates.handle_passage(arrival(gate_world, "P-ARR-K", lane="L2"))
+    gate_world.judge_them([fix])
+    again = JudgedAgain(gate_world.gates)
+    real = again.decide_again
+
+    def failing_first(passage_id: str) -> Decision | None:
+        if passage_id == "P-ARR-J":
+            raise RuntimeError("signing device unplugged")
+        return real(passage_id)
+
+    monkeypatch.setattr(again, "decide_again", failing_first)
+    assert again.waiting(utc_now()) == ["P-ARR-J", "P-ARR-K"]
+    assert again.once() == 1
+    row = gate_world.gates.gates.get_passage("P-ARR-K")
+    assert row is not None and row["decision"] == "open"

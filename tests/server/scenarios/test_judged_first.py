@@ -6,7 +6,7 @@ The judge worker is stopped (SIGSTOP: it hangs, as a worker does that is stuck o
 replaced) just before two trucks send the last part of their trips: one leaves its
 route there, one does not. Both arrive while their messages are stored and not judged.
 Without the judge's mark the first would be released: its deviation has not been
-judged. Each is held with the reason `judging`, and its trip stays in transit; once the
+judged. Each is held with the reason `judging`, its trip `arrived` and still judged; once the
 worker runs again and has judged them, the server decides both again and, the trucks
 still waiting at the barrier, sends the new commands: hold for the deviation, open for
 the other.
@@ -78,8 +78,8 @@ def test_an_arrival_waits_for_the_judge_and_is_decided_again(
     for action, reasons in first.values():
         assert action == "hold"
         assert len(reasons) == 1 and reasons[0].startswith(JUDGING), reasons
-    for trip in (strayed_trip, kept_trip):  # still judged as in transit
-        assert world.trip(trip.declaration_id)["status"] == "in_transit"
+    for trip in (strayed_trip, kept_trip):  # arrived, its decision waiting for the judge
+        assert world.trip(trip.declaration_id)["status"] == "arrived"
     assert world.alarms(strayed_trip.declaration_id) == []  # nothing judged yet
 
     os.kill(stopped_judge, signal.SIGCONT)
