@@ -38,7 +38,7 @@ from server.store import StoreError, schema
 
 log = logging.getLogger(__name__)
 
-#: How long after its decision a passage held for the judge is still decided again.
+#: How long after it was made a passage held for the judge is still decided again.
 DECIDE_AGAIN_WITHIN: Final = timedelta(hours=1)
 
 _p = schema.passages.c
@@ -55,8 +55,8 @@ class JudgedAgain:
             select(_p.passage_id, _p.reason_codes)
             .where(_p.decision == "hold", _p.phase == "arrival")
             .where(_p.override_action.is_(None))
-            .where(_p.decided_at >= now - DECIDE_AGAIN_WITHIN)
-            .order_by(_p.decided_at)
+            .where(_p.ts >= now - DECIDE_AGAIN_WITHIN)  # (by its index: an hour's passages)
+            .order_by(_p.ts)
         )
         with self.gates.store.engine.connect() as conn:
             return [row.passage_id for row in conn.execute(query) if JUDGING in row.reason_codes]
