@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from contract.ids import format_ts, parse_ts, utc_now
 from contract.payloads import EdgeMessage, Passage, decode_edge
 from devices.ocr.iso6346 import with_check_digit
+from server import assembly
 from server.alarms import AlarmService
 from server.gates.decide import Decision
 from server.gates.service import GateService
+from server.judge import Judge
 from server.services import Services
 from server.store.database import IncomingMessage
 from tests.lock_reports import signed_lock_fields
@@ -61,6 +63,7 @@ class Fleet:
     services: Services
     gates: GateService
     seq: dict[str, int] = field(default_factory=dict)
+    judge: Judge | None = None
 
     @property
     def alarms(self) -> AlarmService:
@@ -123,10 +126,21 @@ class Fleet:
             images=[f"gate://{passage_id}/front.jpg"],
         )  # fmt: skip
         assert isinstance(msg, Passage)
+        self.judge_ticks()
         self.gates.handle_passage(msg)
         row = self.gates.gates.get_passage(passage_id)
         assert row is not None
         return Decision(row["decision"], (), row["trip_id"], row["phase"])
+
+    def judge_ticks(self) -> None:
+        """The server's judge, at its timer tick, takes up the trips that started (an
+        arrival waits until it has: docs/gates.md#judged-first)."""
+        if self.judge is None:
+            svc = self.services
+            self.judge = assembly.judge(
+                svc.config, svc.store, svc.geography, svc.alarms, svc.lock_secrets
+            )
+        self.judge.follow_trips()
 
     def depart(self, ref: TripRef, ts: datetime) -> Decision:
         """The lock's signed `sealed` report 10 minutes before, then the departure gate."""
