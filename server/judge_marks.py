@@ -21,10 +21,10 @@ from datetime import datetime
 from typing import Final
 
 from sqlalchemy import Connection, Engine, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from server.judge_order import JUDGED_CHANNELS
 from server.store import schema
+from server.store.bulk import BulkInsert
 from server.store.writer_lock import BATCH_POLL_S, let_urgent_first, write_transaction
 
 #: Gaps kept in a mark, the newest: a truck that lost more separate runs of numbers than
@@ -61,29 +61,27 @@ def gaps_of(numbers: Iterable[int], below: int) -> tuple[Gap, ...]:
 
 def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
     """Store each vehicle's mark, in one transaction, after any gate decision that waits
-    for SQLite's writer lock."""
+    for SQLite's writer lock. (The driver's own `executemany`: a judged batch holds a
+    mark for each of its vehicles, and SQLAlchemy's per-row work would cost about what
+    judging the row costs.)"""
     if not marks:
         return
-    insert = (postgresql if engine.dialect.name == "postgresql" else sqlite).insert
-    stmt = insert(schema.judge_marks)
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_k.vehicle_id],
-        set_={"trip_id": new.trip_id, "seq": new.seq, "missing": new.missing, "judged_at": at},
-    )
-    rows = [
-        {
-            "vehicle_id": vehicle,
-            "trip_id": mark.trip_id,
-            "seq": mark.seq,
-            "missing": [list(gap) for gap in mark.gaps],
-            "judged_at": at,
-        }
+    upsert = _upserts.get(engine.dialect.name)
+    if upsert is None:
+        upsert = _upserts[engine.dialect.name] = BulkInsert(
+            schema.judge_marks, engine.dialect, _COLUMNS, ["vehicle_id"], replace=_COLUMNS[1:]
+        )
+    params = upsert.params(
+        (vehicle, mark.trip_id, mark.seq, [list(gap) for gap in mark.gaps], at)
         for vehicle, mark in marks.items()
-    ]
+    )
     let_urgent_first(engine)
     with write_transaction(engine, BATCH_POLL_S) as conn:
-        conn.execute(stmt, rows)
+        upsert.execute(conn, params)
+
+
+_COLUMNS: Final = ("vehicle_id", "trip_id", "seq", "missing", "judged_at")
+_upserts: dict[str, BulkInsert] = {}
 
 
 def read(conn: Connection, vehicle_id: str) -> Mark | None:

@@ -23,7 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 class BulkInsert:
     """`INSERT INTO table (columns…) VALUES (…)`, optionally `ON CONFLICT (keys) DO
-    NOTHING`, for one dialect."""
+    NOTHING` or, with `replace`, `ON CONFLICT (keys) DO UPDATE` those columns with the
+    new row's (an upsert), for one dialect."""
 
     def __init__(
         self,
@@ -31,6 +32,7 @@ class BulkInsert:
         dialect: Dialect,
         columns: Sequence[str],
         ignore_conflicts_on: Sequence[str] | None = None,
+        replace: Sequence[str] = (),
     ) -> None:
         self.columns = tuple(columns)
         stmt: Any
@@ -40,7 +42,12 @@ class BulkInsert:
             stmt = sqlite.insert(table)
         else:
             raise ValueError(f"no bulk insert for the {dialect.name} dialect")
-        if ignore_conflicts_on is not None:
+        if ignore_conflicts_on is not None and replace:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(ignore_conflicts_on),
+                set_={name: stmt.excluded[name] for name in replace},
+            )
+        elif ignore_conflicts_on is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(ignore_conflicts_on))
         compiled = stmt.compile(dialect=dialect, column_keys=list(self.columns))
         self.sql = compiled.string

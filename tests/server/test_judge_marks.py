@@ -1,12 +1,11 @@
 """How far the judge has judged each vehicle (`server.judge_marks`), as the gate reads it:
-written by a real `Judge` over a real store (SQLite), through gaps, late messages, a
-restart and a new trip."""
+written by a real `Judge` over a real store, through gaps, late messages, a
+restart and a new trip, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -34,8 +33,9 @@ GEOGRAPHY = world()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path / 'marks.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    """SQLite and PostgreSQL (tests/conftest.py)."""
+    s = Store.open(store_url)
     start_trip(s, "D1", "T1")
     yield s
     s.close()
