@@ -327,14 +327,25 @@ class ServerApp:
             "judge workers not running or not ready (their vehicles' messages are left "
             "to the store until one is)",
         )
+        metrics.describe(
+            "bondwatch_judge_workers_stalled_total",
+            "judge workers killed because they hung (silent for `ingest.judge_stall_s`)",
+        )
+        spec = JudgeSpec(
+            config,
+            lock_secrets=world.lock_secrets,
+            log_level=self._log_level,
+            stall_s=config.ingest.judge_stall_s,
+        )
         workers = JudgeWorkers(
-            JudgeSpec(config, lock_secrets=world.lock_secrets, log_level=self._log_level),
+            spec,
             config.ingest.judge_workers,
             on_alarm=lambda alarm_id: alarms.service.notify([alarm_id]),
             on_judged=lambda n: metrics.inc("bondwatch_judge_messages_total", n),
             on_bad_rows=lambda n: metrics.inc("bondwatch_judge_bad_rows_total", n),
             on_pending=lambda n: metrics.set("bondwatch_judge_pending_messages", n),
             on_down=lambda n: metrics.set("bondwatch_judge_workers_down", n),
+            on_stalled=lambda: metrics.inc("bondwatch_judge_workers_stalled_total"),
         )
         task = group.create_task(workers.run(), name="judge-workers")
         return Judging(workers.on_messages, Running((task,), workers.is_ready))

@@ -82,6 +82,7 @@ class ChildProcess:
         #: generation (`send` says which one an event went to)
         self.started = 0
         self.pid: int | None = None
+        self._proc: multiprocessing.process.BaseProcess | None = None
 
     async def run(self) -> None:
         """Run the child until cancelled; a child that exits is replaced after a backoff."""
@@ -101,6 +102,7 @@ class ChildProcess:
                 self.started += 1
                 self._conn = ours
             self.pid = proc.pid
+            self._proc = proc
             began = time.monotonic()
             log.info("%s started (pid %s)", self.name, proc.pid)
             try:
@@ -123,6 +125,13 @@ class ChildProcess:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
+
+    def kill(self) -> None:
+        """Kill the running child outright (SIGKILL), as one that hangs: it is replaced
+        as any child that exits."""
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
 
     def send(self, event: ParentEvent) -> int | None:
         """Send an event to the child (blocks while its pipe is full: call it from a

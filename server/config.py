@@ -150,6 +150,16 @@ class IngestSettings(BaseModel):
         "machine with cores to spare (docs/telemetry-and-stream.md#several-judge-workers)",
     )
 
+    judge_stall_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="a judge worker that says nothing this long (it says every second "
+        "that it is alive, while it waits for work or gets on with it) hangs: it is "
+        "killed and replaced, and the new one takes its trips up from the store; "
+        "meanwhile the gates hold its trucks `judging` (docs/gates.md#judged-first)",
+    )
+
     @model_validator(mode="after")
     def _workers_need_processes(self) -> IngestSettings:
         if self.judge == "thread" and self.judge_workers != 1:

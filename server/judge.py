@@ -55,7 +55,7 @@ from server.judge_order import (
     rerun_from,
 )
 from server.rules.alarms import Effect
-from server.rules.engine import tick
+from server.rules.engine import tick, timers_due
 from server.rules.inputs import TripContext
 from server.rules.profiles import CreditClass, CreditProfile
 from server.store import Store
@@ -106,14 +106,23 @@ class Judge:
         self._windows: dict[str, SeqWindow] = {}
         #: the mark last written of each vehicle followed (`server.judge_marks`)
         self._marked: dict[str, Mark] = {}
-        #: vehicles whose trip has arrived, its decision waiting for the judge: their
-        #: messages are judged, their timers (silence, time limit) no longer run
-        self._arrived: set[str] = set()
+        #: vehicles whose trip has arrived, its decision waiting for the judge: the trip,
+        #: and when it arrived (None: not known). Their messages are judged, their timers
+        #: (silence, time limit) run as at that time: waiting at the barrier counts for
+        #: neither.
+        self._arrived: dict[str, tuple[str, datetime | None]] = {}
+        #: goes up as the judge gets on with its work (for a worker's heartbeat)
+        self.progress = 0
         self.reruns = 0  # late data judged again: from memory, or from the store
         self.reruns_from_store = 0
         # The ingest (judge_batch) and the timers (tick) run in different worker
         # threads; both change the runs.
         self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Judging a batch or running the timers (`progress` counts the steps)."""
+        return self._lock.locked()
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         await asyncio.to_thread(self.judge_batch, batch)
@@ -136,6 +145,7 @@ class Judge:
                 received[msg.node_id] = item.received_at
         trips = self._store.open_trip_heads(by_node)
         for node_id, messages in by_node.items():
+            self.progress += 1
             try:
                 run, rebuilt = self._run_for(node_id, trips.get(node_id))
                 if run is None or rebuilt:
@@ -236,7 +246,9 @@ class Judge:
                 continue  # no trip followed
             upto = window.judged_upto
             gaps = judge_marks.gaps_of(window.missing, upto) if window.missing else ()
-            mark = Mark(self._runs[vehicle_id].trip.trip_id, upto, gaps)
+            run = self._runs[vehicle_id]
+            due = timers_due(run.state, run.ctx, self._received.get(vehicle_id))
+            mark = Mark(run.trip.trip_id, upto, gaps, due)
             if marked.get(vehicle_id) != mark:
                 moved[vehicle_id] = mark
         if not moved:
@@ -257,7 +269,16 @@ class Judge:
                     continue  # another worker's
                 if trip.started_at is not None:  # newest first: keep the newest
                     in_transit.setdefault(trip.vehicle_id, trip)
-        self._arrived = {v for v, trip in in_transit.items() if trip.status == "arrived"}
+        known = self._arrived
+        self._arrived = {}
+        for vehicle_id, trip in in_transit.items():
+            if trip.status != "arrived":
+                continue
+            before = known.get(vehicle_id)
+            if before is not None and before[0] == trip.trip_id and before[1] is not None:
+                self._arrived[vehicle_id] = before
+            else:
+                self._arrived[vehicle_id] = (trip.trip_id, self._store.arrived_at(trip.trip_id))
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
             if current is None or current.trip_id != run.trip.trip_id:
@@ -305,6 +326,7 @@ class Judge:
         effects: list[Effect] = []
         lowest: int | None = None
         for key, msg in self._store.node_messages(vehicle_id, JUDGED_CHANNELS, after, upto):
+            self.progress += 1
             if lowest is None or msg.seq < lowest:
                 lowest = msg.seq
             if run.last_key is None or key > run.last_key:
@@ -334,9 +356,14 @@ class Judge:
                 window = self._windows.get(node_id)
                 if window is not None and (window.ahead or window.late):
                     self._judge(run, node_id, *window.release(monotonic, self._hold_s))
-                if node_id in self._arrived:
-                    continue  # at its destination gate: silence and time no longer count
-                run.state, effects = tick(run.state, now, run.ctx, self._received.get(node_id))
+                self.progress += 1
+                at = now
+                if node_id in self._arrived:  # at its destination gate since `arrived`
+                    arrived = self._arrived[node_id][1]
+                    if arrived is None:
+                        continue
+                    at = min(now, arrived)
+                run.state, effects = tick(run.state, at, run.ctx, self._received.get(node_id))
                 self._emit(run, effects)
             except Exception:
                 self._failed(node_id)

@@ -6,11 +6,14 @@ process, or several) and lags it by a moment, and by longer while a judge worker
 being replaced. So after each batch the judge writes, per vehicle, a `Mark`: the
 sequence number up to which every message is judged for its trip, its effects applied,
 but for the numbers it has not seen — gaps it gave up waiting for, holes in what the
-store held when it took the trip up (`write`: `server.judge.Judge`). The gate compares
-it with the messages the store holds of that trip up to the passage's time (`behind`:
-`server.gates.passages`): one numbered beyond the mark, or stored in a gap, is not
-judged yet. It waits for the judge, or holds the truck with the reason and decides
-again once the judge has caught up (docs/gates.md#judged-first).
+store held when it took the trip up (`write`: `server.judge.Judge`) — and when the
+trip's timer rules next fall due (silence, time limit: `server.rules.engine.timers_due`).
+The gate compares it with the messages the store holds of that trip up to the passage's
+time (`behind`: `server.gates.passages`): one numbered beyond the mark, or stored in a
+gap, is not judged yet; a passage after the timers fell due waits for the judge's next
+tick (a judge worker that hangs or is being replaced runs none). It waits for the
+judge, or holds the truck with the reason and decides again once the judge has caught
+up (docs/gates.md#judged-first).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import Final
 
 from sqlalchemy import Connection, Engine, or_, select
 
+from contract.ids import utc_now
 from server.judge_order import JUDGED_CHANNELS
 from server.store import schema
 from server.store.bulk import BulkInsert
+from server.store.database import as_utc
 from server.store.writer_lock import BATCH_POLL_S, let_urgent_first, write_transaction
 
 #: Gaps kept in a mark, the newest: a truck that lost more separate runs of numbers than
@@ -45,6 +50,9 @@ class Mark:
     seq: int
     #: [first, last] runs of numbers below `seq` the judge has not seen
     gaps: tuple[Gap, ...] = ()
+    #: after this time a timer rule raises an alarm at the judge's next tick, unless a
+    #: message of the vehicle comes first; None: none would
+    due_at: datetime | None = None
 
 
 def gaps_of(numbers: Iterable[int], below: int) -> tuple[Gap, ...]:
@@ -72,7 +80,7 @@ def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
             schema.judge_marks, engine.dialect, _COLUMNS, ["vehicle_id"], replace=_COLUMNS[1:]
         )
     params = upsert.params(
-        (vehicle, mark.trip_id, mark.seq, [list(gap) for gap in mark.gaps], at)
+        (vehicle, mark.trip_id, mark.seq, [list(gap) for gap in mark.gaps], at, mark.due_at)
         for vehicle, mark in marks.items()
     )
     let_urgent_first(engine)
@@ -80,27 +88,35 @@ def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
         upsert.execute(conn, params)
 
 
-_COLUMNS: Final = ("vehicle_id", "trip_id", "seq", "missing", "judged_at")
+_COLUMNS: Final = ("vehicle_id", "trip_id", "seq", "missing", "judged_at", "due_at")
 _upserts: dict[str, BulkInsert] = {}
 
 
 def read(conn: Connection, vehicle_id: str) -> Mark | None:
     """The vehicle's mark, if the judge ever wrote one."""
     row = conn.execute(
-        select(_k.trip_id, _k.seq, _k.missing).where(_k.vehicle_id == vehicle_id)
+        select(_k.trip_id, _k.seq, _k.missing, _k.due_at).where(_k.vehicle_id == vehicle_id)
     ).first()
     if row is None:
         return None
-    return Mark(row.trip_id, int(row.seq), tuple((int(a), int(b)) for a, b in row.missing))
+    gaps = tuple((int(a), int(b)) for a, b in row.missing)
+    return Mark(row.trip_id, int(row.seq), gaps, as_utc(row.due_at))
 
 
 def behind(
-    conn: Connection, vehicle_id: str, trip_id: str, started_at: datetime, until: datetime
+    conn: Connection,
+    vehicle_id: str,
+    trip_id: str,
+    started_at: datetime,
+    until: datetime,
+    now: datetime | None = None,
 ) -> str | None:
-    """Why the judging of trip `trip_id` is not complete — the judge has not taken the
-    trip up, or the store holds a message of the vehicle that the rules look at, dated
-    from the trip's start to `until`, beyond the judge's mark or in one of its gaps — or
-    None when it is."""
+    """Why the judging of trip `trip_id` up to `until` is not complete — the judge has
+    not taken the trip up; the store holds a message of the vehicle that the rules look
+    at, dated from the trip's start to `until`, beyond the judge's mark or in one of its
+    gaps; its timer rules fell due before `until` and have not run — or None when it is.
+    (The timers run on the server's clock: a gate's clock ahead of it, `now`, does not
+    make them due early.)"""
     mark = read(conn, vehicle_id)
     if mark is None or mark.trip_id != trip_id:
         return "the judge has not taken the trip up yet"
@@ -120,4 +136,9 @@ def behind(
         ).scalar()
         if late is not None:
             return f"message no. {late} of {vehicle_id} came late and is not judged yet"
+    if mark.due_at is not None and mark.due_at < min(until, now or utc_now()):
+        return (
+            f"the timer rules of the trip (silence, time limit) fell due at "
+            f"{mark.due_at.isoformat(timespec='seconds')} and have not run yet"
+        )
     return None

@@ -11,6 +11,14 @@ With `ingest.judge_workers` above 1, several children share the rules
 and is judged in fix-time order as on one worker; a child's timers follow only its
 vehicles' trips. A child that dies is replaced while the others go on.
 
+A child that hangs is killed and replaced the same way. It says every second that it is
+alive (`Alive`): while it waits for work, and while its judge gets on with it (its
+progress — vehicles, stored messages, timers — moved since the last beat). One stuck in
+a step (a lock never granted, a loop, a stopped process) falls silent, and after
+`ingest.judge_stall_s` the parent kills it. Meanwhile the gates hold its trucks
+`judging` (docs/gates.md#judged-first). A long rebuild from the store is progress, not
+a hang.
+
 The parent hands each stored batch of the messages the rules look at to the child, as
 (channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the
 ingest's handlers); when the child falls behind, the pipe fills and the ingest waits
@@ -32,10 +40,12 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from typing import Final
 
 from contract.log_throttle import LogThrottle, and_more
 from server.child import (
@@ -51,6 +61,7 @@ from server.judge import Judge
 from server.judge_order import SEQUENCED_CHANNELS, judge_part
 from server.pipe_events import (
     AlarmChanged,
+    Alive,
     BadRows,
     Batch,
     ChildEvent,
@@ -61,6 +72,9 @@ from server.pipe_events import (
 from server.store.database import IncomingMessage
 
 log = logging.getLogger(__name__)
+
+#: How often a child says it is alive.
+BEAT_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,8 @@ class JudgeSpec(ChildSpec):
     #: This child judges the vehicles whose `judge_part` is `part`, of `parts`.
     part: int = 0
     parts: int = 1
+    #: A child silent this long (no `Alive`, no other event) hangs: it is killed.
+    stall_s: float = 60.0
 
     @property
     def name(self) -> str:
@@ -95,18 +111,24 @@ class JudgeWorker:
         on_pending: Callable[[int], None] = lambda _: None,
         on_ready: Callable[[bool], None] = lambda _: None,
         sender: Executor | None = None,
+        on_stalled: Callable[[], None] = lambda: None,
     ) -> None:
         """`on_bad_rows`: how many stored messages of a batch the child could not decode
         (it logs them and judges the rest). `on_pending`: how many messages are handed to
         the child and not judged yet, each time that changes (the judge's lag).
         `on_ready`: the child is up (True) or gone (False). `sender`: the threads that
-        send the batches (they block while the pipe is full); None: the event loop's."""
+        send the batches (they block while the pipe is full); None: the event loop's.
+        `on_stalled`: a child that hung is being killed."""
         self._on_alarm = on_alarm
         self._on_judged = on_judged
         self._on_bad_rows = on_bad_rows
         self._on_pending = on_pending
         self._on_ready = on_ready
+        self._on_stalled = on_stalled
         self._sender = sender
+        self._stall_s = spec.stall_s
+        self._heard = time.monotonic()  # the running child's last event
+        self.stalled = 0  # children killed because they hung
         self.ready = asyncio.Event()  # the child has its geography and takes batches
         self.judged = 0  # messages judged by the children, for the metrics and the bench
         self.sent = 0  # messages handed to the children
@@ -125,8 +147,32 @@ class JudgeWorker:
         return self._child.pid
 
     async def run(self) -> None:
-        """Run the child until cancelled; a child that exits is replaced after a backoff."""
-        await self._child.run()
+        """Run the child until cancelled; a child that exits, or hangs, is replaced after
+        a backoff."""
+        watchdog = asyncio.create_task(self._watch(), name=f"{self.name}-watchdog")
+        try:
+            await self._child.run()
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self) -> None:
+        """Kill a ready child that has said nothing for `stall_s`."""
+        while True:
+            await asyncio.sleep(min(self._stall_s / 4, BEAT_S * 5))
+            silent = time.monotonic() - self._heard
+            if not self.ready.is_set() or silent <= self._stall_s:
+                continue
+            self.stalled += 1
+            log.error(
+                "%s (pid %s) has been silent for %.0f s: it hangs; killing it (another "
+                "takes its trips up from the store)",
+                self.name,
+                self.pid,
+                silent,
+            )
+            self._heard = time.monotonic()
+            self._on_stalled()
+            self._child.kill()
 
     async def on_messages(self, batch: Sequence[IncomingMessage]) -> None:
         """The ingest handler: the channels of a stored batch that trucks number, to
@@ -184,7 +230,10 @@ class JudgeWorker:
         self._on_ready(False)
 
     def _event(self, event: ChildEvent) -> None:
+        self._heard = time.monotonic()
         match event:
+            case Alive():
+                pass
             case Ready():
                 self.ready.set()
                 self._on_ready(True)
@@ -214,10 +263,11 @@ class JudgeWorkers:
         on_bad_rows: Callable[[int], None] = lambda _: None,
         on_pending: Callable[[int], None] = lambda _: None,
         on_down: Callable[[int], None] = lambda _: None,
+        on_stalled: Callable[[], None] = lambda: None,
     ) -> None:
         """`on_pending`: the messages handed to the children and not judged yet, all
         together; `on_down`: how many children are not running or not ready yet, each
-        time that changes."""
+        time that changes; `on_stalled`: a child that hung is being killed."""
         if count < 1:
             raise ValueError(f"judge workers: {count}; at least one")
         self._on_pending = on_pending
@@ -234,6 +284,7 @@ class JudgeWorkers:
                 lambda _: self._on_pending(self.pending),
                 lambda _: self._on_down(self.down),
                 sender=self._sender,
+                on_stalled=on_stalled,
             )
             for part in range(count)
         ]
@@ -332,6 +383,7 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
         threading.Thread(
             target=_receive, args=(pipe, judge, loop, parent), name="judge", daemon=True
         ).start()
+        threading.Thread(target=_beat, args=(pipe, judge), name="heartbeat", daemon=True).start()
         pipe.send(Ready())
         async with asyncio.TaskGroup() as group:
             timers = group.create_task(judge.tick_forever(spec.tick_s), name="rule-timers")
@@ -353,6 +405,18 @@ def _owner(spec: JudgeSpec) -> Callable[[str], bool] | None:
 
 async def _wait(future: asyncio.Future[None]) -> None:
     await future
+
+
+def _beat(pipe: ParentPipe, judge: Judge) -> None:
+    """Every `BEAT_S`, `Alive` — unless the judge has been busy since the last beat
+    without getting any further."""
+    last = -1
+    while True:
+        time.sleep(BEAT_S)
+        progress = judge.progress
+        if progress != last or not judge.busy:
+            pipe.send(Alive())
+        last = progress
 
 
 def _receive(

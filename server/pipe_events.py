@@ -59,6 +59,12 @@ class Judged:
 
 
 @dataclass(frozen=True)
+class Alive:
+    """The judge worker gets on with its work, or waits for some (its heartbeat, every
+    second: `server.judge_worker`)."""
+
+
+@dataclass(frozen=True)
 class BadRows:
     """This many stored messages of a batch did not decode (logged, left out)."""
 
@@ -88,5 +94,13 @@ class Rejected:
 
 
 ChildEvent = (
-    Ready | Connected | AlarmChanged | Judged | BadRows | PassageDecided | PassageDropped | Rejected
+    Ready
+    | Connected
+    | AlarmChanged
+    | Judged
+    | Alive
+    | BadRows
+    | PassageDecided
+    | PassageDropped
+    | Rejected
 )

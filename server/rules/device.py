@@ -6,7 +6,7 @@ Cleared by `online` or by any live (not replayed) message.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from contract.payloads import AvailabilityState
 from server.rules.alarms import Effect, clear, raise_
@@ -46,7 +46,7 @@ def check_silence(
     receive time is unknown."""
     if st.active:
         return st, []
-    since = last_received_at or st.last_heard_at or ctx.started_at
+    since = _silent_since(st, ctx, last_received_at)
     if since is None:
         return replace(st, last_heard_at=now), []
     silent = (now - since).total_seconds()
@@ -61,3 +61,20 @@ def check_silence(
         last_heard_at=since.isoformat(),
     )
     return replace(st, active=True), [effect]
+
+
+def silence_due(
+    st: DeviceState, ctx: TripContext, last_received_at: datetime | None = None
+) -> datetime | None:
+    """The time after which `check_silence` raises DEVICE_OFFLINE unless the gateway is
+    heard from before; None while it is raised (or when nothing says since when)."""
+    if st.active:
+        return None
+    since = _silent_since(st, ctx, last_received_at)
+    return None if since is None else since + timedelta(seconds=ctx.profile.silence_s)
+
+
+def _silent_since(
+    st: DeviceState, ctx: TripContext, last_received_at: datetime | None
+) -> datetime | None:
+    return last_received_at or st.last_heard_at or ctx.started_at

@@ -21,7 +21,7 @@ from server.rules.deviation import check_deviation
 from server.rules.inputs import Fix, Observation, TripContext
 from server.rules.lock import check_lock
 from server.rules.lock_auth import check_lock_auth
-from server.rules.overdue import check_overdue
+from server.rules.overdue import check_overdue, overdue_due
 from server.rules.plausibility import check_plausibility
 from server.rules.speed import check_speed
 from server.rules.state import TripState
@@ -75,6 +75,23 @@ def tick(
     if dev is not state.device or raised != state.overdue_raised:
         state = replace(state, device=dev, overdue_raised=raised)
     return state, effects
+
+
+def timers_due(
+    state: TripState, ctx: TripContext, last_received_at: datetime | None = None
+) -> datetime | None:
+    """The earliest time after which a `tick` would raise an alarm — unless a message
+    comes first; None: none would. A gate deciding later than this waits for the tick
+    (`server.judge_marks`)."""
+    due = [
+        t
+        for t in (
+            device.silence_due(state.device, ctx, last_received_at),
+            overdue_due(state.overdue_raised, ctx),
+        )
+        if t is not None
+    ]
+    return min(due, default=None)
 
 
 def _on_lock_report(

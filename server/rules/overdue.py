@@ -13,8 +13,8 @@ from server.rules.inputs import TripContext
 
 
 def check_overdue(raised: bool, at: datetime, ctx: TripContext) -> tuple[bool, list[Effect]]:
-    deadline = ctx.deadline
-    if raised or deadline is None or at <= deadline:
+    deadline = overdue_due(raised, ctx)
+    if deadline is None or at <= deadline:
         return raised, []
     effect = raise_(
         "TRANSIT_OVERDUE",
@@ -25,3 +25,9 @@ def check_overdue(raised: bool, at: datetime, ctx: TripContext) -> tuple[bool, l
         overdue_s=round((at - deadline).total_seconds()),
     )
     return True, [effect]
+
+
+def overdue_due(raised: bool, ctx: TripContext) -> datetime | None:
+    """The time after which `check_overdue` raises TRANSIT_OVERDUE; None once it has
+    (or for a trip without a time limit)."""
+    return None if raised else ctx.deadline

@@ -452,6 +452,16 @@ class Store:
             ).scalar()
         return as_utc(value)
 
+    def arrived_at(self, trip_id: str) -> datetime | None:
+        """When the trip reached its destination gate — its first passage decided as its
+        arrival (on the gate's clock) — if it has."""
+        p = schema.passages.c
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.min(p.ts)).where(p.trip_id == trip_id, p.phase == "arrival")
+            ).scalar()
+        return as_utc(value)
+
     def node_messages(
         self,
         node_id: str,

@@ -250,7 +250,9 @@ rule_effects = Table(
 #: migration 12): every message of `vehicle_id` numbered `seq` or below is judged for
 #: trip `trip_id`, its effects applied — but for the numbers in `missing` ([first, last]
 #: ranges), which the judge has not seen (still on their way, or given up). A gate
-#: decides an arrival only once its trip's mark has caught up with what the store holds.
+#: decides an arrival only once its trip's mark has caught up with what the store holds —
+#: and, after `due_at` (migration 13), once the judge's timers (silence, time limit) have
+#: run for it.
 judge_marks = Table(
     "judge_marks",
     metadata,
@@ -259,6 +261,7 @@ judge_marks = Table(
     Column("seq", BigInteger, nullable=False),
     Column("missing", JSON, nullable=False),
     Column("judged_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True)),
 )
 
 # ---- gates: passages, release records, signed commands (server/gates; migration 5) ----

@@ -5,9 +5,10 @@ restart and a new trip, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from contract.payloads import CommandResult, Position
@@ -17,8 +18,8 @@ from server.judge_order import SEQUENCED_CHANNELS, SeqWindow
 from server.judge_worker import decode_rows
 from server.rules.alarms import Effect
 from server.rules.profiles import DEFAULT_PROFILES
-from server.store import Store
-from server.store.database import IncomingMessage
+from server.store import Store, schema
+from server.store.database import IncomingMessage, as_utc
 from server.store.trip import Trip
 from tests.server.rules.trajectory import T0, clean_trip, world
 from tests.server.test_judge import (
@@ -45,10 +46,18 @@ def judge_of(store: Store) -> Judge:
     return Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), RecordingSink(), hold_s=30)
 
 
-def behind(store: Store, trip_id: str = "D1") -> str | None:
-    """Why an arrival of the trip now would wait for the judge."""
+def behind(store: Store, trip_id: str = "D1", until: datetime | None = None) -> str | None:
+    """Why an arrival of the trip at `until` (default: as the newest message the store
+    holds of the truck was received) would wait for the judge."""
     with store.engine.connect() as conn:
-        return judge_marks.behind(conn, "T1", trip_id, T0, T0 + timedelta(days=1))
+        if until is None:
+            newest = conn.execute(
+                select(func.max(schema.edge_messages.c.received_at)).where(
+                    schema.edge_messages.c.node_id == "T1"
+                )
+            ).scalar()
+            until = as_utc(newest) or T0
+        return judge_marks.behind(conn, "T1", trip_id, T0, until)
 
 
 def mark(store: Store) -> tuple[str, int] | None:
@@ -204,3 +213,81 @@ def test_effects_that_were_not_applied_are_never_marked_judged(store: Store) -> 
     # the alarm is raised all the same, and the mark never covered it unapplied
     assert sink.raised() == ["ROUTE_DEVIATION"]
     assert mark(store) == ("D1", trip[-1].seq) and behind(store) is None
+
+
+# ---- the timer rules: silence and the time limit ---------------------------------------
+
+
+def silence_s() -> float:
+    return DEFAULT_PROFILES["general"].silence_s
+
+
+def due(store: Store) -> datetime | None:
+    with store.engine.connect() as conn:
+        found = judge_marks.read(conn, "T1")
+    assert found is not None
+    return found.due_at
+
+
+def test_a_passage_after_the_truck_fell_silent_waits_for_the_judge_s_timers(
+    store: Store,
+) -> None:
+    """A judge worker that hangs, or is being replaced, runs no timers: a truck silent
+    longer than `silence_s` would be decided before its DEVICE_OFFLINE is raised."""
+    trip = positions(30)
+    sink = RecordingSink()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(trip)), now=0.0)
+    heard = trip[-1].ts  # received then (`incoming`)
+    silent_until = heard + timedelta(seconds=silence_s())
+    assert due(store) == silent_until  # the time limit (a day) falls due later
+    assert behind(store, until=silent_until) is None  # not silent longer than allowed yet
+    arrival = silent_until + timedelta(seconds=1)
+    assert behind(store, until=arrival) == (
+        "the timer rules of the trip (silence, time limit) fell due at "
+        f"{silent_until.isoformat(timespec='seconds')} and have not run yet"
+    )
+    judge.tick(arrival + timedelta(seconds=3), clock=1.0)  # the judge's next tick
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+    assert due(store) == T0 + timedelta(days=1, seconds=DEFAULT_PROFILES["general"].overdue_grace_s)
+    assert behind(store, until=arrival) is None
+    # heard from again: its silence counts from then
+    more = positions(40)[30:]
+    judge.judge_batch(store.store_messages(incoming(more)), now=2.0)
+    assert due(store) == more[-1].ts + timedelta(seconds=silence_s())
+
+
+def arrived(store: Store, at: datetime) -> None:
+    """The truck at its destination gate at `at`, its decision waiting for the judge."""
+    with store.engine.begin() as conn:
+        conn.execute(schema.trips.update().values(status="arrived"))
+        conn.execute(
+            schema.passages.insert().values(
+                passage_id="P-1", gate_node="gate-1", lane="L1", direction="in",
+                containers=[], images=[], ts=at, seq=1, replayed=False, trip_id="D1",
+                phase="arrival", decision="hold", reasons=[], reason_codes=["judging"],
+                decided_at=at,
+            )
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("silent_at_the_gate", [False, True])
+def test_an_arrived_trip_s_timers_run_as_at_its_arrival(
+    store: Store, silent_at_the_gate: bool
+) -> None:
+    """Waiting at the barrier for the decision counts neither as silence nor against the
+    time limit; silence before the arrival still does, at the arrival's time."""
+    trip = positions(30)
+    sink = RecordingSink()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(trip)), now=0.0)
+    silent_until = trip[-1].ts + timedelta(seconds=silence_s())
+    at = silent_until + timedelta(seconds=60 if silent_at_the_gate else -60)
+    arrived(store, at)
+    judge.tick(T0 + timedelta(days=3), clock=1.0)  # long after: the time limit too
+    if silent_at_the_gate:
+        assert sink.raised() == ["DEVICE_OFFLINE"]
+        assert [e.at for _, e in sink.effects] == [at]
+    else:
+        assert sink.raised() == []
+    assert behind(store, until=at) is None

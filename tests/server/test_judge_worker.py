@@ -9,6 +9,8 @@ import contextlib
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from contract.ids import utc_now
 from contract.payloads import Position
+from server import judge_worker
 from server.alarms import AlarmService
 from server.alarms.service import AlarmQuery
 from server.assembly import load_lock_secrets
@@ -25,6 +28,7 @@ from server.config import ServerConfig, StorageSettings
 from server.geo import Geography
 from server.judge_order import judge_part
 from server.judge_worker import JudgeSpec, JudgeWorker, JudgeWorkers
+from server.pipe_events import Alive
 from server.store import Store
 from server.store.database import IncomingMessage
 from tests.server.conftest import declaration, demo_geography
@@ -215,6 +219,93 @@ async def test_batches_handed_to_a_child_before_it_is_ready_are_counted_until_ju
         with contextlib.suppress(asyncio.CancelledError):
             await task
     store.close()
+
+
+@pytest.mark.timeout(180)
+async def test_a_child_that_hangs_is_killed_and_replaced(tmp_path: Path) -> None:
+    """A stopped child (SIGSTOP: stuck as a process that hangs) says nothing: after
+    `stall_s` the parent kills it, and the next one judges what it had been handed."""
+    config = _config(tmp_path)
+    store, start = _trip_in_transit(config)
+    stalled: list[int] = []
+    spec = JudgeSpec(config, load_lock_secrets(config), tick_s=0.5, stall_s=4.0)
+    relayed = Relayed()
+    worker = JudgeWorker(
+        spec, relayed.alarms.append, relayed.judged.append, on_stalled=lambda: stalled.append(1)
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 60)
+        await asyncio.sleep(spec.stall_s + 2)  # idle, beating: left alone
+        assert worker.stalled == 0 and worker.pid is not None
+        hung = worker.pid
+        os.kill(hung, signal.SIGSTOP)
+        await worker.on_messages(_stored_inside(store, start, 1, INSIDE))
+        await wait_until(lambda: worker.stalled == 1, 30)
+        assert stalled == [1]
+        await wait_until(lambda: worker.pid not in (None, hung) and worker.ready.is_set(), 60)
+        with pytest.raises(ProcessLookupError):
+            os.kill(hung, 0)  # killed, and reaped
+        # the new child takes the trip up from the store: the batch the hung one held
+        await wait_until(lambda: bool(relayed.alarms), 30)
+        assert worker.stalled == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert _alarm_types(store, relayed.alarms) == ["FORBIDDEN_ZONE"]
+    store.close()
+
+
+class Busy:
+    """A judge as the heartbeat sees it."""
+
+    def __init__(self) -> None:
+        self.progress = 0
+        self.busy = False
+
+
+class Beats:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, event: object) -> None:
+        self.sent.append(event)
+
+
+def test_the_heartbeat_stops_only_while_the_judge_is_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiting for work, or busy and getting on (a long rebuild from the store): alive.
+    Busy without a step forward since the last beat: silent."""
+    monkeypatch.setattr(judge_worker, "BEAT_S", 0.02)
+    judge, pipe = Busy(), Beats()
+    threading.Thread(target=judge_worker._beat, args=(pipe, judge), daemon=True).start()
+
+    def beats_in(seconds: float) -> int:
+        before = len(pipe.sent)
+        time.sleep(seconds)
+        return len(pipe.sent) - before
+
+    assert beats_in(0.3) >= 5  # idle
+    judge.busy = True
+    stop = threading.Event()
+
+    def getting_on() -> None:
+        while not stop.is_set():
+            judge.progress += 1
+            time.sleep(0.005)
+
+    runner = threading.Thread(target=getting_on, daemon=True)
+    runner.start()
+    assert beats_in(0.3) >= 5  # busy, and moving
+    stop.set()
+    runner.join()
+    time.sleep(0.2)  # the beat that saw the last step, however late
+    assert beats_in(0.3) == 0  # busy, stuck
+    judge.busy = False
+    assert beats_in(0.3) >= 5
+    assert all(isinstance(event, Alive) for event in pipe.sent)
 
 
 def _stored_inside(store: Store, start: datetime, first: int, count: int) -> list[IncomingMessage]:

@@ -64,7 +64,9 @@ class GateWorld:
                 svc.config, svc.store, svc.geography, svc.alarms, svc.lock_secrets
             )
         self.judge.judge_batch(fresh)
-        self.judge.follow_trips()  # as its timers do: a trip that started is taken up
+        # as its timers do every few seconds: a trip that started is taken up, and the
+        # timer rules (silence, time limit) run
+        self.judge.tick(utc_now())
 
 
 def passage_fields(

@@ -222,6 +222,7 @@ def test_arrival_is_held_with_every_reason(gate_world: GateWorld, gate_api: Test
     assert command.reasons == [
         "the declaration system asks for inspection",
         "unresolved alarm ROUTE_DEVIATION",
+        "unresolved alarm TRANSIT_OVERDUE",  # the judge's timers (their grace passed too)
         "time limit of 120 min exceeded by 70 min",
     ]
     trip = gate_world.services.store.get_trip("D-0001")

@@ -136,6 +136,8 @@ class World:
     #: beside the scenarios' own.
     storage_url: str = ""
     ingest: dict[str, Any] = field(default_factory=dict)
+    #: The rule thresholds per credit class (default: the demo's).
+    profiles: Path = DEMO / "profiles.yaml"
 
     def __post_init__(self) -> None:
         self.db = self.root / "server.db"
@@ -170,7 +172,7 @@ class World:
                     "signing_key_file": str(self.key_file),
                     "gates": {"lock_secrets_file": str(lock_secrets)},
                     "geography": {
-                        "profiles": str(DEMO / "profiles.yaml"),
+                        "profiles": str(self.profiles),
                         "routes": [str(p) for p in sorted((DEMO / "routes").glob("*.geojson"))],
                         "zones": [str(DEMO / "zones.geojson")],
                     },

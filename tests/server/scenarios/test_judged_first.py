@@ -10,16 +10,28 @@ judged. Each is held with the reason `judging`, its trip `arrived` and still jud
 worker runs again and has judged them, the server decides both again and, the trucks
 still waiting at the barrier, sends the new commands: hold for the deviation, open for
 the other.
+
+A worker that hangs and is never let go is killed by the server after
+`ingest.judge_stall_s`, and its replacement decides the truck. A truck that falls silent
+while the worker hangs is held the same way: its messages are all judged, but the timer
+tick that raises DEVICE_OFFLINE has not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
+from contract.ids import utc_now
+from devtools.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
 from tests.server.scenarios.harness import Declared, World
 from tests.server.scenarios.tracks import Truck
 
@@ -133,4 +145,125 @@ def test_an_arrival_while_the_judge_worker_is_replaced_never_opens_on_a_deviatio
     commands = world.all_commands_for(passage_id, 1.0)
     assert [c.action for c in commands] == ["hold"] * len(commands)
     assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    assert world.trip(trip.declaration_id)["status"] == "held"
+
+
+# ---- a judge worker that hangs ------------------------------------------------------------
+
+#: `ingest.judge_stall_s` of the test world: a judge worker silent this long is killed.
+STALL_S = 5
+
+
+@pytest.fixture(scope="module")
+def watched_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    if find_mosquitto() is None:
+        pytest.fail(INSTALL_HINT)
+    root = tmp_path_factory.mktemp("watched")
+    with MosquittoBroker(root / "mosquitto") as broker:
+        running = World(root, broker, ingest={"judge_stall_s": STALL_S})
+        try:
+            yield running.start()
+        finally:
+            running.stop()
+
+
+def test_a_judge_worker_that_hangs_is_replaced_and_its_truck_decided(
+    watched_world: World,
+) -> None:
+    """The worker hangs (SIGSTOP) and nobody lets it go: the server kills it once it has
+    said nothing for `judge_stall_s`, and the new worker judges the truck's deviation.
+    The truck, held `judging` meanwhile, is then held for it."""
+    world = watched_world
+    truck, trip = world.begin("TRK-JF5", seed=95)
+    truck.along(2_000, 70)
+    world.run(truck)
+    world.release(trip, truck.now)
+    hung = world.children()["bw-judge"]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        truck.sidestep(1_500, 1_000, 60)
+        sent = truck.take()
+        world.publish(sent)
+        world.wait_for(lambda: world.stored(truck.node_id, sent[-1].seq), 30)
+        action, reasons = arrive_unjudged(world, truck, trip, "L1")
+        assert action == "hold" and reasons[0].startswith(JUDGING), reasons
+        world.wait_for(lambda: world.children().get("bw-judge") not in (None, hung), 60)
+        assert not Path(f"/proc/{hung}").exists()  # killed by the server, and reaped
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    passage_id = f"P-{truck.node_id}"
+    world.wait_for(
+        lambda: (
+            world.api.get(f"/passages/{passage_id}").json()["reason_codes"] == ["unresolved_alarm"]
+        ),
+        60,
+    )
+    commands = world.all_commands_for(passage_id, 1.0)
+    assert [c.action for c in commands] == ["hold"] * len(commands)
+    assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    metrics = world.api.get("/metrics").text.splitlines()
+    assert "bondwatch_judge_workers_stalled_total 1" in metrics
+
+
+# ---- the judge's timers: a truck that fell silent ---------------------------------------
+
+#: How long a truck of the test world may be silent (`silence_s`, every credit class):
+#: short, so that the test waits it out on the server's clock.
+SILENCE_S = 12
+
+
+@pytest.fixture(scope="module")
+def quiet_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A server whose trucks are DEVICE_OFFLINE after `SILENCE_S` of silence."""
+    if find_mosquitto() is None:
+        pytest.fail(INSTALL_HINT)
+    root = tmp_path_factory.mktemp("quiet")
+    profiles = root / "profiles.yaml"
+    classes = ("advanced", "general_certified", "general", "dishonest")
+    profiles.write_text(
+        yaml.safe_dump({"profiles": {c: {"silence_s": SILENCE_S} for c in classes}}),
+        encoding="utf-8",
+    )
+    with MosquittoBroker(root / "mosquitto") as broker:
+        running = World(root, broker, profiles=profiles)
+        try:
+            yield running.start()
+        finally:
+            running.stop()
+
+
+def test_a_truck_silent_while_the_judge_hangs_is_not_let_through(quiet_world: World) -> None:
+    """The judge worker hangs just after judging everything the truck sent; the truck
+    then says nothing for longer than `silence_s` and arrives. Every message is judged,
+    but the timer tick that would raise DEVICE_OFFLINE has not run: without the mark's
+    `due_at` the truck would be let through. It is held `judging`; once the worker runs
+    again its tick raises DEVICE_OFFLINE, and the server holds the truck for it."""
+    world = quiet_world
+    truck, trip = world.begin("TRK-JF4", seed=94)
+    truck.along(1_000, 70)
+    world.run(truck)
+    world.release(trip, truck.now)
+    judge = world.children()["bw-judge"]
+    os.kill(judge, signal.SIGSTOP)
+    try:
+        heard = utc_now()
+        time.sleep(SILENCE_S + 2)  # silent on the server's clock
+        assert world.alarms(trip.declaration_id) == []  # the worker hangs: no tick
+        action, reasons = arrive_unjudged(world, truck, trip, "L1")
+        assert action == "hold"
+        assert len(reasons) == 1 and reasons[0].startswith(JUDGING), reasons
+        assert "the timer rules of the trip" in reasons[0]
+        assert world.trip(trip.declaration_id)["status"] == "arrived"
+    finally:
+        os.kill(judge, signal.SIGCONT)
+    passage_id = f"P-{truck.node_id}"
+    world.wait_for(lambda: len(world.all_commands_for(passage_id, 0.1)) == 2, 60)
+    commands = world.all_commands_for(passage_id, 0.0)
+    assert [(c.action, c.reasons) for c in commands[1:]] == [
+        ("hold", ["unresolved alarm DEVICE_OFFLINE"])
+    ]
+    offline = [a for a in world.alarms(trip.declaration_id) if a["type"] == "DEVICE_OFFLINE"]
+    assert len(offline) == 1
+    assert utc_now() - heard > timedelta(seconds=SILENCE_S)
     assert world.trip(trip.declaration_id)["status"] == "held"
