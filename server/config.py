@@ -152,10 +152,11 @@ class IngestSettings(BaseModel):
 
     judge_stall_s: float = Field(
         default=60.0,
-        ge=5,
+        ge=10,
         le=3600,
         description="a judge worker that says nothing this long (it says every second "
-        "that it is alive, while it waits for work or gets on with it) hangs: it is "
+        "that it is alive, while it waits for work and its timers run, or gets on with "
+        "its work), 10 to 3600 s, hangs: it is "
         "killed and replaced, and the new one takes its trips up from the store; "
         "meanwhile the gates hold its trucks `judging` (docs/gates.md#judged-first)",
     )

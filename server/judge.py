@@ -32,8 +32,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
@@ -71,6 +71,19 @@ MAX_TRIPS_FOLLOWED = 1_000_000
 ADOPT_PER_TICK = 100
 
 
+@dataclass(slots=True)
+class Arrival:
+    """A trip that has arrived, its decision waiting for the judge."""
+
+    trip_id: str
+    #: when the server received its first arrival passage (None: not known)
+    at: datetime | None
+    #: when the server last received a message of the vehicle before that
+    heard: datetime | None
+    #: its timers have run as at `at`
+    ticked: bool = False
+
+
 class AlarmSink(Protocol):
     """Where effects go. Must be idempotent for an effect it has already applied."""
 
@@ -106,13 +119,13 @@ class Judge:
         self._windows: dict[str, SeqWindow] = {}
         #: the mark last written of each vehicle followed (`server.judge_marks`)
         self._marked: dict[str, Mark] = {}
-        #: vehicles whose trip has arrived, its decision waiting for the judge: the trip,
-        #: and when it arrived (None: not known). Their messages are judged, their timers
-        #: (silence, time limit) run as at that time: waiting at the barrier counts for
-        #: neither.
-        self._arrived: dict[str, tuple[str, datetime | None]] = {}
-        #: goes up as the judge gets on with its work (for a worker's heartbeat)
+        #: vehicles whose trip has arrived, its decision waiting for the judge: their
+        #: messages are judged, their timers (silence, time limit) run as at the arrival
+        self._arrived: dict[str, Arrival] = {}
+        #: goes up as the judge gets on with its work, and when its timers last ran
+        #: through (monotonic seconds): for a worker's heartbeat
         self.progress = 0
+        self.ticked = time.monotonic()
         self.reruns = 0  # late data judged again: from memory, or from the store
         self.reruns_from_store = 0
         # The ingest (judge_batch) and the timers (tick) run in different worker
@@ -135,14 +148,21 @@ class Judge:
     def _judge_batch(self, batch: Sequence[IncomingMessage], now: float | None) -> Iterable[str]:
         """Judge the batch; the vehicles it had messages of."""
         clock = time.monotonic() if now is None else now
-        by_node: dict[str, list[tuple[Key, EdgeMessage]]] = defaultdict(list)
+        by_node: dict[str, list[tuple[Key, EdgeMessage]]] = {}
+        #: by vehicle: when it was last heard from before this batch, and again in it
+        heard: dict[str, tuple[datetime | None, datetime]] = {}
         received = self._received
         for item in batch:
             msg = item.message
-            by_node[msg.node_id].append(((msg.ts, msg.seq), msg))
-            known = received.get(msg.node_id)
+            node_id = msg.node_id
+            known = received.get(node_id)
+            messages = by_node.get(node_id)
+            if messages is None:
+                messages = by_node[node_id] = []
+                heard[node_id] = (known, item.received_at)
+            messages.append(((msg.ts, msg.seq), msg))
             if known is None or item.received_at > known:
-                received[msg.node_id] = item.received_at
+                received[node_id] = item.received_at
         trips = self._store.open_trip_heads(by_node)
         for node_id, messages in by_node.items():
             self.progress += 1
@@ -150,6 +170,7 @@ class Judge:
                 run, rebuilt = self._run_for(node_id, trips.get(node_id))
                 if run is None or rebuilt:
                     continue  # no trip to judge, or the rebuild from the store had these
+                self._silence_ended(run, node_id, *heard[node_id])
                 window = self._windows[node_id]
                 for key, msg in messages:
                     window.add(key, msg, clock)
@@ -157,6 +178,17 @@ class Judge:
             except Exception:
                 self._failed(node_id)
         return by_node.keys()
+
+    def _silence_ended(
+        self, run: TripRun, vehicle_id: str, before: datetime | None, again: datetime
+    ) -> None:
+        """The timer rules as at the moment the vehicle was heard from `again`, silent
+        since `before`: a silence longer than allowed is DEVICE_OFFLINE even when no tick
+        ran during it (the judge hung, or lagged, meanwhile); its message clears it."""
+        if before is None or again <= before or vehicle_id in self._arrived:
+            return
+        run.state, effects = tick(run.state, again, run.ctx, before)
+        self._emit(run, effects)
 
     def _failed(self, vehicle_id: str) -> None:
         """Judging a vehicle's messages failed (its effects may not all be applied):
@@ -248,7 +280,9 @@ class Judge:
             gaps = judge_marks.gaps_of(window.missing, upto) if window.missing else ()
             run = self._runs[vehicle_id]
             due = timers_due(run.state, run.ctx, self._received.get(vehicle_id))
-            mark = Mark(run.trip.trip_id, upto, gaps, due)
+            arrival = self._arrived.get(vehicle_id)
+            arrived = arrival.at if arrival is not None and arrival.ticked else None
+            mark = Mark(run.trip.trip_id, upto, gaps, due, arrived)
             if marked.get(vehicle_id) != mark:
                 moved[vehicle_id] = mark
         if not moved:
@@ -274,11 +308,10 @@ class Judge:
         for vehicle_id, trip in in_transit.items():
             if trip.status != "arrived":
                 continue
-            before = known.get(vehicle_id)
-            if before is not None and before[0] == trip.trip_id and before[1] is not None:
-                self._arrived[vehicle_id] = before
-            else:
-                self._arrived[vehicle_id] = (trip.trip_id, self._store.arrived_at(trip.trip_id))
+            arrival = known.get(vehicle_id)
+            if arrival is None or arrival.trip_id != trip.trip_id or arrival.at is None:
+                arrival = self._arrival(vehicle_id, trip.trip_id)
+            self._arrived[vehicle_id] = arrival
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
             if current is None or current.trip_id != run.trip.trip_id:
@@ -292,6 +325,12 @@ class Judge:
                 vehicle_id,
             )
             self._start_run(vehicle_id, in_transit[vehicle_id])
+
+    def _arrival(self, vehicle_id: str, trip_id: str) -> Arrival:
+        with self._store.engine.connect() as conn:
+            at = judge_marks.arrived_at(conn, trip_id)
+        heard = None if at is None else self._store.last_received_at(vehicle_id, before=at)
+        return Arrival(trip_id, at, heard)
 
     def _context(self, trip: Trip) -> TripContext:
         credit = self._store.declaration_credit(trip.declaration_id) or "general"
@@ -348,6 +387,7 @@ class Judge:
             self._follow_trips()
             self._tick(now, clock)
             self._write_marks()
+            self.ticked = time.monotonic()
 
     def _tick(self, now: datetime, clock: float | None) -> None:
         monotonic = time.monotonic() if clock is None else clock
@@ -357,14 +397,17 @@ class Judge:
                 if window is not None and (window.ahead or window.late):
                     self._judge(run, node_id, *window.release(monotonic, self._hold_s))
                 self.progress += 1
-                at = now
-                if node_id in self._arrived:  # at its destination gate since `arrived`
-                    arrived = self._arrived[node_id][1]
-                    if arrived is None:
-                        continue
-                    at = min(now, arrived)
-                run.state, effects = tick(run.state, at, run.ctx, self._received.get(node_id))
+                arrival = self._arrived.get(node_id)
+                if arrival is None:
+                    at, heard = now, self._received.get(node_id)
+                elif arrival.at is not None:  # at its destination gate, since `at`
+                    at, heard = min(now, arrival.at), arrival.heard
+                else:
+                    continue
+                run.state, effects = tick(run.state, at, run.ctx, heard)
                 self._emit(run, effects)
+                if arrival is not None:
+                    arrival.ticked = True
             except Exception:
                 self._failed(node_id)
 

@@ -7,13 +7,19 @@ being replaced. So after each batch the judge writes, per vehicle, a `Mark`: the
 sequence number up to which every message is judged for its trip, its effects applied,
 but for the numbers it has not seen — gaps it gave up waiting for, holes in what the
 store held when it took the trip up (`write`: `server.judge.Judge`) — and when the
-trip's timer rules next fall due (silence, time limit: `server.rules.engine.timers_due`).
+trip's timer rules next fall due (silence, time limit: `server.rules.engine.timers_due`),
+and, once the trip has arrived, that its timers have run as at its arrival.
 The gate compares it with the messages the store holds of that trip up to the passage's
 time (`behind`: `server.gates.passages`): one numbered beyond the mark, or stored in a
-gap, is not judged yet; a passage after the timers fell due waits for the judge's next
+gap, is not judged yet; an arrival after the timers fell due waits for the judge's next
 tick (a judge worker that hangs or is being replaced runs none). It waits for the
 judge, or holds the truck with the reason and decides again once the judge has caught
 up (docs/gates.md#judged-first).
+
+The timers run on the server's clock: "now" for an arrival decided the first time, and
+for one decided again, when the server received its first arrival passage
+(`arrived_at`) — waiting at the barrier counts neither as silence nor against the time
+limit.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from contract.ids import utc_now
 from server.judge_order import JUDGED_CHANNELS
@@ -53,6 +59,8 @@ class Mark:
     #: after this time a timer rule raises an alarm at the judge's next tick, unless a
     #: message of the vehicle comes first; None: none would
     due_at: datetime | None = None
+    #: the trip's arrival (`arrived_at`) as at which the judge has run its timers
+    arrived_at: datetime | None = None
 
 
 def gaps_of(numbers: Iterable[int], below: int) -> tuple[Gap, ...]:
@@ -80,7 +88,15 @@ def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
             schema.judge_marks, engine.dialect, _COLUMNS, ["vehicle_id"], replace=_COLUMNS[1:]
         )
     params = upsert.params(
-        (vehicle, mark.trip_id, mark.seq, [list(gap) for gap in mark.gaps], at, mark.due_at)
+        (
+            vehicle,
+            mark.trip_id,
+            mark.seq,
+            [list(gap) for gap in mark.gaps],
+            at,
+            mark.due_at,
+            mark.arrived_at,
+        )
         for vehicle, mark in marks.items()
     )
     let_urgent_first(engine)
@@ -88,19 +104,45 @@ def write(engine: Engine, marks: Mapping[str, Mark], at: datetime) -> None:
         upsert.execute(conn, params)
 
 
-_COLUMNS: Final = ("vehicle_id", "trip_id", "seq", "missing", "judged_at", "due_at")
+_COLUMNS: Final = (
+    "vehicle_id",
+    "trip_id",
+    "seq",
+    "missing",
+    "judged_at",
+    "due_at",
+    "arrived_at",
+)
 _upserts: dict[str, BulkInsert] = {}
 
 
 def read(conn: Connection, vehicle_id: str) -> Mark | None:
     """The vehicle's mark, if the judge ever wrote one."""
     row = conn.execute(
-        select(_k.trip_id, _k.seq, _k.missing, _k.due_at).where(_k.vehicle_id == vehicle_id)
+        select(_k.trip_id, _k.seq, _k.missing, _k.due_at, _k.arrived_at).where(
+            _k.vehicle_id == vehicle_id
+        )
     ).first()
     if row is None:
         return None
     gaps = tuple((int(a), int(b)) for a, b in row.missing)
-    return Mark(row.trip_id, int(row.seq), gaps, as_utc(row.due_at))
+    return Mark(row.trip_id, int(row.seq), gaps, as_utc(row.due_at), as_utc(row.arrived_at))
+
+
+def arrived_at(conn: Connection, trip_id: str) -> datetime | None:
+    """When the server received the trip's first arrival passage (its own clock), if it
+    has decided one."""
+    p = schema.passages.c
+    value = conn.execute(
+        select(func.min(_m.received_at))
+        .select_from(
+            schema.passages.join(
+                schema.edge_messages, and_(_m.node_id == p.gate_node, _m.seq == p.seq)
+            )
+        )
+        .where(p.trip_id == trip_id, p.phase == "arrival")
+    ).scalar()
+    return as_utc(value)
 
 
 def behind(
@@ -111,12 +153,12 @@ def behind(
     until: datetime,
     now: datetime | None = None,
 ) -> str | None:
-    """Why the judging of trip `trip_id` up to `until` is not complete — the judge has
-    not taken the trip up; the store holds a message of the vehicle that the rules look
-    at, dated from the trip's start to `until`, beyond the judge's mark or in one of its
-    gaps; its timer rules fell due before `until` and have not run — or None when it is.
-    (The timers run on the server's clock: a gate's clock ahead of it, `now`, does not
-    make them due early.)"""
+    """Why the judging of trip `trip_id` up to `until` (the passage's time) is not
+    complete — the judge has not taken the trip up; the store holds a message of the
+    vehicle that the rules look at, dated from the trip's start to `until`, beyond the
+    judge's mark or in one of its gaps; its timer rules have not run as at its arrival,
+    or, before it has arrived, fell due before `now` (the server's clock) and have not
+    run — or None when it is."""
     mark = read(conn, vehicle_id)
     if mark is None or mark.trip_id != trip_id:
         return "the judge has not taken the trip up yet"
@@ -136,7 +178,13 @@ def behind(
         ).scalar()
         if late is not None:
             return f"message no. {late} of {vehicle_id} came late and is not judged yet"
-    if mark.due_at is not None and mark.due_at < min(until, now or utc_now()):
+    arrival = arrived_at(conn, trip_id)
+    if arrival is not None:
+        if mark.arrived_at is None or mark.arrived_at < arrival:
+            return (
+                "the timer rules of the trip (silence, time limit) have not run as at its arrival"
+            )
+    elif mark.due_at is not None and mark.due_at < (now or utc_now()):
         return (
             f"the timer rules of the trip (silence, time limit) fell due at "
             f"{mark.due_at.isoformat(timespec='seconds')} and have not run yet"

@@ -12,9 +12,10 @@ and is judged in fix-time order as on one worker; a child's timers follow only i
 vehicles' trips. A child that dies is replaced while the others go on.
 
 A child that hangs is killed and replaced the same way. It says every second that it is
-alive (`Alive`): while it waits for work, and while its judge gets on with it (its
-progress — vehicles, stored messages, timers — moved since the last beat). One stuck in
-a step (a lock never granted, a loop, a stopped process) falls silent, and after
+alive (`Alive`): while it waits for work and its timers run, and while its judge gets
+on with it (its progress — vehicles, stored messages, timers — moved since the last
+beat). One stuck in a step (a lock never granted, a loop, a stopped process, timers
+that no longer run) falls silent, and after
 `ingest.judge_stall_s` the parent kills it. Meanwhile the gates hold its trucks
 `judging` (docs/gates.md#judged-first). A long rebuild from the store is progress, not
 a hang.
@@ -383,7 +384,9 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
         threading.Thread(
             target=_receive, args=(pipe, judge, loop, parent), name="judge", daemon=True
         ).start()
-        threading.Thread(target=_beat, args=(pipe, judge), name="heartbeat", daemon=True).start()
+        threading.Thread(
+            target=_beat, args=(pipe, judge, spec.stall_s), name="heartbeat", daemon=True
+        ).start()
         pipe.send(Ready())
         async with asyncio.TaskGroup() as group:
             timers = group.create_task(judge.tick_forever(spec.tick_s), name="rule-timers")
@@ -407,14 +410,16 @@ async def _wait(future: asyncio.Future[None]) -> None:
     await future
 
 
-def _beat(pipe: ParentPipe, judge: Judge) -> None:
+def _beat(pipe: ParentPipe, judge: Judge, stall_s: float) -> None:
     """Every `BEAT_S`, `Alive` — unless the judge has been busy since the last beat
-    without getting any further."""
+    without getting any further, or, idle, has not run its timers for `stall_s` (the
+    loop that runs them is stuck)."""
     last = -1
     while True:
         time.sleep(BEAT_S)
         progress = judge.progress
-        if progress != last or not judge.busy:
+        busy = judge.busy
+        if (busy and progress != last) or (not busy and time.monotonic() - judge.ticked <= stall_s):
             pipe.send(Alive())
         last = progress
 

@@ -43,18 +43,20 @@ def check_silence(
     `last_received_at` — when the server last received a message of the gateway — never
     from the device's own `ts` (a clock behind would make a talking gateway look silent,
     a clock ahead a silent one look alive); `last_heard_at` (device time) only when the
-    receive time is unknown."""
+    receive time is unknown. Raised as at the moment the silence became too long, however
+    late a tick finds it (the alarm sink then knows it again)."""
     if st.active:
         return st, []
     since = _silent_since(st, ctx, last_received_at)
     if since is None:
         return replace(st, last_heard_at=now), []
-    silent = (now - since).total_seconds()
-    if silent <= ctx.profile.silence_s:
+    due = _due(since, ctx)
+    if now <= due:
         return st, []
-    effect = raise_(
+    silent = (now - since).total_seconds()
+    effect = raise_(  # at the moment it became too long: the same whenever it is found
         "DEVICE_OFFLINE",
-        now,
+        due,
         None,
         reason="silent",
         silent_s=round(silent),
@@ -71,10 +73,14 @@ def silence_due(
     if st.active:
         return None
     since = _silent_since(st, ctx, last_received_at)
-    return None if since is None else since + timedelta(seconds=ctx.profile.silence_s)
+    return None if since is None else _due(since, ctx)
 
 
 def _silent_since(
     st: DeviceState, ctx: TripContext, last_received_at: datetime | None
 ) -> datetime | None:
     return last_received_at or st.last_heard_at or ctx.started_at
+
+
+def _due(since: datetime, ctx: TripContext) -> datetime:
+    return since + timedelta(seconds=ctx.profile.silence_s)

@@ -443,23 +443,15 @@ class Store:
             ).scalars()
             return [int(seq) for seq in rows]
 
-    def last_received_at(self, node_id: str) -> datetime | None:
-        """When the server last received a message of a node (its own clock), if ever."""
+    def last_received_at(self, node_id: str, before: datetime | None = None) -> datetime | None:
+        """When the server last received a message of a node (its own clock), if ever
+        (`before`: up to that time)."""
         m = schema.edge_messages.c
+        query = select(func.max(m.received_at)).where(m.node_id == node_id)
+        if before is not None:
+            query = query.where(m.received_at <= before)
         with self.engine.connect() as conn:
-            value = conn.execute(
-                select(func.max(m.received_at)).where(m.node_id == node_id)
-            ).scalar()
-        return as_utc(value)
-
-    def arrived_at(self, trip_id: str) -> datetime | None:
-        """When the trip reached its destination gate — its first passage decided as its
-        arrival (on the gate's clock) — if it has."""
-        p = schema.passages.c
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(func.min(p.ts)).where(p.trip_id == trip_id, p.phase == "arrival")
-            ).scalar()
+            value = conn.execute(query).scalar()
         return as_utc(value)
 
     def node_messages(

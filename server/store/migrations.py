@@ -126,7 +126,9 @@ MIGRATIONS: list[Migration] = [
     Migration(11, "passage images", _create_missing(schema.passage_images)),
     # ---- how far the judge has judged each vehicle (server/judge_marks.py) ----
     Migration(12, "judge marks", _create_missing(schema.judge_marks)),
-    Migration(13, "judge marks: timers due", _add_columns(schema.judge_marks, "due_at")),
+    Migration(
+        13, "judge marks: timers due", _add_columns(schema.judge_marks, "due_at", "arrived_at")
+    ),
 ]
 
 

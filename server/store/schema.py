@@ -251,8 +251,8 @@ rule_effects = Table(
 #: trip `trip_id`, its effects applied — but for the numbers in `missing` ([first, last]
 #: ranges), which the judge has not seen (still on their way, or given up). A gate
 #: decides an arrival only once its trip's mark has caught up with what the store holds —
-#: and, after `due_at` (migration 13), once the judge's timers (silence, time limit) have
-#: run for it.
+#: and with the judge's timers (silence, time limit; migration 13): after `due_at` they
+#: have not run, and once the trip has arrived they have run as at `arrived_at`.
 judge_marks = Table(
     "judge_marks",
     metadata,
@@ -262,6 +262,7 @@ judge_marks = Table(
     Column("missing", JSON, nullable=False),
     Column("judged_at", DateTime(timezone=True), nullable=False),
     Column("due_at", DateTime(timezone=True)),
+    Column("arrived_at", DateTime(timezone=True)),
 )
 
 # ---- gates: passages, release records, signed commands (server/gates; migration 5) ----

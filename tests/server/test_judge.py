@@ -130,14 +130,17 @@ def test_deviation_during_a_gap_found_when_the_backlog_arrives(store, geography)
     judge = Judge(store, geography, dict(DEFAULT_PROFILES), sink, hold_s=60)
     feed(store, judge, before)
     feed(store, judge, after[:100])  # live again; the backlog is still on its way
-    assert sink.effects == []
+    # nothing received for longer than `silence_s` (a coverage gap): offline (cleared
+    # when the live messages, held for the backlog, are judged)
+    assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], [])
     feed(store, judge, gap)  # the backlog arrives, in several batches
     feed(store, judge, after[100:])
     assert judge.reruns == 0  # judged once, in order, when complete
     raises = [e for _, e in sink.effects if isinstance(e, Raise)]
-    assert [e.alarm_type for e in raises] == ["ROUTE_DEVIATION"]
+    assert [e.alarm_type for e in raises] == ["DEVICE_OFFLINE", "ROUTE_DEVIATION"]
+    raises = raises[1:]
     assert gap[0].ts <= raises[0].at <= gap[-1].ts  # at the fix time inside the gap
-    assert sink.cleared() == ["ROUTE_DEVIATION"]
+    assert sink.cleared() == ["DEVICE_OFFLINE", "ROUTE_DEVIATION"]
 
 
 def test_backlog_slower_than_the_hold_is_judged_again(store, geography):
@@ -150,11 +153,12 @@ def test_backlog_slower_than_the_hold_is_judged_again(store, geography):
         for i in range(0, len(chunk), 20):
             judge.judge_batch(store.store_messages(incoming(chunk[i : i + 20])), now=clock)
     judge.tick(after[99].ts, clock=clock + 31)  # the hold passes: judged without the gap
-    assert sink.effects == []
+    # nothing received for longer than `silence_s` (a coverage gap): offline, and back
+    assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], ["DEVICE_OFFLINE"])
     for i in range(0, len(gap), 20):  # the backlog turns up, batch by batch
         judge.judge_batch(store.store_messages(incoming(gap[i : i + 20])), now=clock + 40)
     assert judge.reruns == 1  # once, when the holes had filled
-    assert sink.raised() == ["ROUTE_DEVIATION"]
+    assert sink.raised() == ["DEVICE_OFFLINE", "ROUTE_DEVIATION"]
 
 
 def test_lost_sequence_number_delays_judging_at_most_the_hold(store, geography):

@@ -16,7 +16,7 @@ from server import judge_marks
 from server.judge import Judge
 from server.judge_order import SEQUENCED_CHANNELS, SeqWindow
 from server.judge_worker import decode_rows
-from server.rules.alarms import Effect
+from server.rules.alarms import Effect, Raise
 from server.rules.profiles import DEFAULT_PROFILES
 from server.store import Store, schema
 from server.store.database import IncomingMessage, as_utc
@@ -27,6 +27,7 @@ from tests.server.test_judge import (
     deviation_trip,
     incoming,
     renumber,
+    replace_seq,
     start_trip,
 )
 
@@ -48,7 +49,8 @@ def judge_of(store: Store) -> Judge:
 
 def behind(store: Store, trip_id: str = "D1", until: datetime | None = None) -> str | None:
     """Why an arrival of the trip at `until` (default: as the newest message the store
-    holds of the truck was received) would wait for the judge."""
+    holds of the truck was received), on the gate's clock as on the server's, would wait
+    for the judge."""
     with store.engine.connect() as conn:
         if until is None:
             newest = conn.execute(
@@ -57,7 +59,7 @@ def behind(store: Store, trip_id: str = "D1", until: datetime | None = None) -> 
                 )
             ).scalar()
             until = as_utc(newest) or T0
-        return judge_marks.behind(conn, "T1", trip_id, T0, until)
+        return judge_marks.behind(conn, "T1", trip_id, T0, until, now=until)
 
 
 def mark(store: Store) -> tuple[str, int] | None:
@@ -183,8 +185,8 @@ def test_messages_after_the_passage_need_not_be_judged(store: Store) -> None:
     judge.judge_batch(store.store_messages(incoming(trip[:30])), now=0.0)
     store.store_messages(incoming(trip[30:]))
     with store.engine.connect() as conn:
-        at_passage = judge_marks.behind(conn, "T1", "D1", T0, trip[29].ts)
-        later = judge_marks.behind(conn, "T1", "D1", T0, trip[30].ts)
+        at_passage = judge_marks.behind(conn, "T1", "D1", T0, trip[29].ts, trip[29].ts)
+        later = judge_marks.behind(conn, "T1", "D1", T0, trip[30].ts, trip[30].ts)
     assert at_passage is None and later is not None
 
 
@@ -257,16 +259,44 @@ def test_a_passage_after_the_truck_fell_silent_waits_for_the_judge_s_timers(
     assert due(store) == more[-1].ts + timedelta(seconds=silence_s())
 
 
+def test_a_silence_that_ended_before_any_tick_is_raised_all_the_same(store: Store) -> None:
+    """The judge hung (or lagged) through the whole of a truck's silence and no tick ran:
+    the first message after it is judged as at the moment it came, the silence first —
+    DEVICE_OFFLINE, then cleared by that message."""
+    trip = positions(40)
+    sink = RecordingSink()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
+    gap = timedelta(seconds=silence_s() + 60)
+    again = [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+    judge.judge_batch(store.store_messages(incoming(again)), now=1.0)
+    assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], ["DEVICE_OFFLINE"])
+    raised = next(e for _, e in sink.effects if isinstance(e, Raise))
+    assert raised.at == trip[19].ts + timedelta(seconds=silence_s())  # received then
+    # a pause within `silence_s` is nothing
+    short = timedelta(seconds=silence_s() - 1)
+    more = [replace_seq(p, 40 + i, ts=again[-1].ts + short) for i, p in enumerate(trip[:1])]
+    judge.judge_batch(store.store_messages(incoming(more)), now=2.0)
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+
+
 def arrived(store: Store, at: datetime) -> None:
-    """The truck at its destination gate at `at`, its decision waiting for the judge."""
+    """The truck at its destination gate, the passage received at `at` (dated a minute
+    later by the gate's clock, which runs ahead), its decision waiting for the judge."""
     with store.engine.begin() as conn:
         conn.execute(schema.trips.update().values(status="arrived"))
         conn.execute(
+            schema.edge_messages.insert().values(
+                node_id="gate-1", seq=7, channel="passage", ts=at + timedelta(minutes=1),
+                received_at=at, payload="{}",
+            )
+        )  # fmt: skip
+        conn.execute(
             schema.passages.insert().values(
                 passage_id="P-1", gate_node="gate-1", lane="L1", direction="in",
-                containers=[], images=[], ts=at, seq=1, replayed=False, trip_id="D1",
-                phase="arrival", decision="hold", reasons=[], reason_codes=["judging"],
-                decided_at=at,
+                containers=[], images=[], ts=at + timedelta(minutes=1), seq=7,
+                replayed=False, trip_id="D1", phase="arrival", decision="hold",
+                reasons=[], reason_codes=["judging"], decided_at=at,
             )
         )  # fmt: skip
 
@@ -284,10 +314,19 @@ def test_an_arrived_trip_s_timers_run_as_at_its_arrival(
     silent_until = trip[-1].ts + timedelta(seconds=silence_s())
     at = silent_until + timedelta(seconds=60 if silent_at_the_gate else -60)
     arrived(store, at)
-    judge.tick(T0 + timedelta(days=3), clock=1.0)  # long after: the time limit too
+    # the truck talks while it waits at the barrier: its silence before still counts
+    waiting = [
+        replace_seq(p, 31 + i, ts=at + timedelta(seconds=10 + i)) for i, p in enumerate(trip[:3])
+    ]
+    judge.judge_batch(store.store_messages(incoming(waiting)), now=1.0)
+    decided_again = waiting[-1].ts + timedelta(days=3)  # long after: the time limit too
+    assert behind(store, until=decided_again) == (
+        "the timer rules of the trip (silence, time limit) have not run as at its arrival"
+    )
+    judge.tick(decided_again, clock=2.0)
     if silent_at_the_gate:
         assert sink.raised() == ["DEVICE_OFFLINE"]
-        assert [e.at for _, e in sink.effects] == [at]
+        assert [e.at for _, e in sink.effects if isinstance(e, Raise)] == [silent_until]
     else:
         assert sink.raised() == []
-    assert behind(store, until=at) is None
+    assert behind(store, until=decided_again) is None

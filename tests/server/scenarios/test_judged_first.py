@@ -24,14 +24,12 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from contract.ids import utc_now
-from devtools.broker import INSTALL_HINT, MosquittoBroker, find_mosquitto
+from tests.server.scenarios.conftest import running_world
 from tests.server.scenarios.harness import Declared, World
 from tests.server.scenarios.tracks import Truck
 
@@ -151,20 +149,13 @@ def test_an_arrival_while_the_judge_worker_is_replaced_never_opens_on_a_deviatio
 # ---- a judge worker that hangs ------------------------------------------------------------
 
 #: `ingest.judge_stall_s` of the test world: a judge worker silent this long is killed.
-STALL_S = 5
+STALL_S = 10
 
 
 @pytest.fixture(scope="module")
 def watched_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if find_mosquitto() is None:
-        pytest.fail(INSTALL_HINT)
-    root = tmp_path_factory.mktemp("watched")
-    with MosquittoBroker(root / "mosquitto") as broker:
-        running = World(root, broker, ingest={"judge_stall_s": STALL_S})
-        try:
-            yield running.start()
-        finally:
-            running.stop()
+    with running_world(tmp_path_factory, "watched", ingest={"judge_stall_s": STALL_S}) as world:
+        yield world
 
 
 def test_a_judge_worker_that_hangs_is_replaced_and_its_truck_decided(
@@ -210,27 +201,20 @@ def test_a_judge_worker_that_hangs_is_replaced_and_its_truck_decided(
 
 #: How long a truck of the test world may be silent (`silence_s`, every credit class):
 #: short, so that the test waits it out on the server's clock.
-SILENCE_S = 12
+SILENCE_S = 20
 
 
 @pytest.fixture(scope="module")
 def quiet_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A server whose trucks are DEVICE_OFFLINE after `SILENCE_S` of silence."""
-    if find_mosquitto() is None:
-        pytest.fail(INSTALL_HINT)
-    root = tmp_path_factory.mktemp("quiet")
-    profiles = root / "profiles.yaml"
+    profiles = tmp_path_factory.mktemp("quiet-profiles") / "profiles.yaml"
     classes = ("advanced", "general_certified", "general", "dishonest")
     profiles.write_text(
         yaml.safe_dump({"profiles": {c: {"silence_s": SILENCE_S} for c in classes}}),
         encoding="utf-8",
     )
-    with MosquittoBroker(root / "mosquitto") as broker:
-        running = World(root, broker, profiles=profiles)
-        try:
-            yield running.start()
-        finally:
-            running.stop()
+    with running_world(tmp_path_factory, "quiet", profiles=profiles) as world:
+        yield world
 
 
 def test_a_truck_silent_while_the_judge_hangs_is_not_let_through(quiet_world: World) -> None:
@@ -247,7 +231,6 @@ def test_a_truck_silent_while_the_judge_hangs_is_not_let_through(quiet_world: Wo
     judge = world.children()["bw-judge"]
     os.kill(judge, signal.SIGSTOP)
     try:
-        heard = utc_now()
         time.sleep(SILENCE_S + 2)  # silent on the server's clock
         assert world.alarms(trip.declaration_id) == []  # the worker hangs: no tick
         action, reasons = arrive_unjudged(world, truck, trip, "L1")
@@ -265,5 +248,4 @@ def test_a_truck_silent_while_the_judge_hangs_is_not_let_through(quiet_world: Wo
     ]
     offline = [a for a in world.alarms(trip.declaration_id) if a["type"] == "DEVICE_OFFLINE"]
     assert len(offline) == 1
-    assert utc_now() - heard > timedelta(seconds=SILENCE_S)
     assert world.trip(trip.declaration_id)["status"] == "held"
