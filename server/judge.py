@@ -167,10 +167,12 @@ class Judge:
         for node_id, messages in by_node.items():
             self.progress += 1
             try:
-                run, rebuilt = self._run_for(node_id, trips.get(node_id))
+                head = trips.get(node_id)
+                run, rebuilt = self._run_for(node_id, head)
                 if run is None or rebuilt:
                     continue  # no trip to judge, or the rebuild from the store had these
-                self._silence_ended(run, node_id, *heard[node_id])
+                if head is not None and head.status != "arrived":
+                    self._silence_ended(run, *heard[node_id])
                 window = self._windows[node_id]
                 for key, msg in messages:
                     window.add(key, msg, clock)
@@ -179,13 +181,12 @@ class Judge:
                 self._failed(node_id)
         return by_node.keys()
 
-    def _silence_ended(
-        self, run: TripRun, vehicle_id: str, before: datetime | None, again: datetime
-    ) -> None:
+    def _silence_ended(self, run: TripRun, before: datetime | None, again: datetime) -> None:
         """The timer rules as at the moment the vehicle was heard from `again`, silent
         since `before`: a silence longer than allowed is DEVICE_OFFLINE even when no tick
-        ran during it (the judge hung, or lagged, meanwhile); its message clears it."""
-        if before is None or again <= before or vehicle_id in self._arrived:
+        ran during it (the judge hung, or lagged, meanwhile); its message clears it. (Not
+        for a trip that has arrived: its timers run as at the arrival, `_tick`.)"""
+        if before is None or again <= before:
             return
         run.state, effects = tick(run.state, again, run.ctx, before)
         self._emit(run, effects)

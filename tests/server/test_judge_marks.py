@@ -315,8 +315,10 @@ def test_an_arrived_trip_s_timers_run_as_at_its_arrival(
     at = silent_until + timedelta(seconds=60 if silent_at_the_gate else -60)
     arrived(store, at)
     # the truck talks while it waits at the barrier: its silence before still counts
+    # (two minutes after the arrival: silent longer than `silence_s` by then, in both
+    # cases — waiting at the barrier, which does not count)
     waiting = [
-        replace_seq(p, 31 + i, ts=at + timedelta(seconds=10 + i)) for i, p in enumerate(trip[:3])
+        replace_seq(p, 31 + i, ts=at + timedelta(seconds=120 + i)) for i, p in enumerate(trip[:3])
     ]
     judge.judge_batch(store.store_messages(incoming(waiting)), now=1.0)
     decided_again = waiting[-1].ts + timedelta(days=3)  # long after: the time limit too
