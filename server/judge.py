@@ -54,8 +54,9 @@ from server.judge_order import (
     merged,
     rerun_from,
 )
+from server.rules import device
 from server.rules.alarms import Effect
-from server.rules.engine import tick, timers_due
+from server.rules.engine import clears_silence, tick
 from server.rules.inputs import TripContext
 from server.rules.profiles import CreditClass, CreditProfile
 from server.store import Store
@@ -171,8 +172,8 @@ class Judge:
                 run, rebuilt = self._run_for(node_id, head)
                 if run is None or rebuilt:
                     continue  # no trip to judge, or the rebuild from the store had these
-                if head is not None and head.status != "arrived":
-                    self._silence_ended(run, *heard[node_id])
+                arrived = head is not None and head.status == "arrived"
+                self._silence_ended(run, node_id, messages, *heard[node_id], arrived=arrived)
                 window = self._windows[node_id]
                 for key, msg in messages:
                     window.add(key, msg, clock)
@@ -181,14 +182,31 @@ class Judge:
                 self._failed(node_id)
         return by_node.keys()
 
-    def _silence_ended(self, run: TripRun, before: datetime | None, again: datetime) -> None:
-        """The timer rules as at the moment the vehicle was heard from `again`, silent
-        since `before`: a silence longer than allowed is DEVICE_OFFLINE even when no tick
-        ran during it (the judge hung, or lagged, meanwhile); its message clears it. (Not
-        for a trip that has arrived: its timers run as at the arrival, `_tick`.)"""
+    def _silence_ended(
+        self,
+        run: TripRun,
+        vehicle_id: str,
+        messages: Sequence[tuple[Key, EdgeMessage]],
+        before: datetime | None,
+        again: datetime,
+        arrived: bool,
+    ) -> None:
+        """The vehicle, silent since `before`, heard from `again` (server receive times):
+        a silence longer than allowed is DEVICE_OFFLINE even when no tick ran during it
+        (the judge hung, or lagged, meanwhile), cleared by the first live message. (Not a
+        silence that ended after the trip arrived: its timers run as at the arrival.)"""
         if before is None or again <= before:
             return
-        run.state, effects = tick(run.state, again, run.ctx, before)
+        if arrived:
+            arrival = self._arrival_of(vehicle_id, run.trip.trip_id)
+            if arrival.at is None or again > arrival.at:
+                return
+        live = [msg.ts for _, msg in messages if clears_silence(msg)]
+        if live:
+            # (effects only: the state ends heard from, and a rewind cannot undo a raise)
+            effects = device.silence_ended(run.state.device, run.ctx, before, again, min(live))
+        else:  # raised, and cleared by the next live message
+            run.state, effects = tick(run.state, again, run.ctx, before)
         self._emit(run, effects)
 
     def _failed(self, vehicle_id: str) -> None:
@@ -253,12 +271,36 @@ class Judge:
         window = self._windows[vehicle_id] = SeqWindow(upto=stored)
         if first is not None:
             window.missing = holes(self._store.node_seqs(vehicle_id, first, stored), first)
-        self._marked.pop(vehicle_id, None)  # the new trip's mark is written
         heard = self._store.last_received_at(vehicle_id)
+        if heard is not None:
+            self._silence_unjudged(run, vehicle_id, heard)
+        self._marked.pop(vehicle_id, None)  # the new trip's mark is written
         known = self._received.get(vehicle_id)
         if heard is not None and (known is None or heard > known):
             self._received[vehicle_id] = heard
         return run
+
+    def _silence_unjudged(self, run: TripRun, vehicle_id: str, heard: datetime) -> None:
+        """Taking a trip up from the store (a new worker, a restart): a silence that fell
+        due while no judge ran — the last one's mark says when — and ended before this
+        one took over (the vehicle was last `heard` from later) is raised now, and
+        cleared by the message that ended it."""
+        with self._store.engine.connect() as conn:
+            last = judge_marks.read(conn, vehicle_id)
+        if last is None or last.trip_id != run.trip.trip_id or last.due_at is None:
+            return
+        if heard <= last.due_at:
+            return  # not heard from since it fell due: the timers find it
+        before = self._store.last_received_at(vehicle_id, before=last.due_at)
+        after = self._store.heard_after(vehicle_id, last.due_at)
+        if before is None or after is None:
+            return  # still silent: the timers find it
+        again, heard_at = after
+        if run.trip.status == "arrived":
+            arrival = self._arrival_of(vehicle_id, run.trip.trip_id)
+            if arrival.at is None or again > arrival.at:
+                return  # the timers as at the arrival find it
+        self._emit(run, device.silence_ended(run.state.device, run.ctx, before, again, heard_at))
 
     def _forget(self, vehicle_id: str) -> None:
         """The vehicle's trip has ended (or gone to another worker): no run, no mark."""
@@ -280,7 +322,7 @@ class Judge:
             upto = window.judged_upto
             gaps = judge_marks.gaps_of(window.missing, upto) if window.missing else ()
             run = self._runs[vehicle_id]
-            due = timers_due(run.state, run.ctx, self._received.get(vehicle_id))
+            due = device.silence_due(run.state.device, run.ctx, self._received.get(vehicle_id))
             arrival = self._arrived.get(vehicle_id)
             arrived = arrival.at if arrival is not None and arrival.ticked else None
             mark = Mark(run.trip.trip_id, upto, gaps, due, arrived)
@@ -304,15 +346,10 @@ class Judge:
                     continue  # another worker's
                 if trip.started_at is not None:  # newest first: keep the newest
                     in_transit.setdefault(trip.vehicle_id, trip)
-        known = self._arrived
-        self._arrived = {}
-        for vehicle_id, trip in in_transit.items():
-            if trip.status != "arrived":
-                continue
-            arrival = known.get(vehicle_id)
-            if arrival is None or arrival.trip_id != trip.trip_id or arrival.at is None:
-                arrival = self._arrival(vehicle_id, trip.trip_id)
-            self._arrived[vehicle_id] = arrival
+        arrived = {v: t.trip_id for v, t in in_transit.items() if t.status == "arrived"}
+        self._arrived = {v: a for v, a in self._arrived.items() if v in arrived}
+        for vehicle_id, trip_id in arrived.items():
+            self._arrival_of(vehicle_id, trip_id)
         for vehicle_id, run in list(self._runs.items()):
             current = in_transit.get(vehicle_id)
             if current is None or current.trip_id != run.trip.trip_id:
@@ -327,11 +364,15 @@ class Judge:
             )
             self._start_run(vehicle_id, in_transit[vehicle_id])
 
-    def _arrival(self, vehicle_id: str, trip_id: str) -> Arrival:
-        with self._store.engine.connect() as conn:
-            at = judge_marks.arrived_at(conn, trip_id)
-        heard = None if at is None else self._store.last_received_at(vehicle_id, before=at)
-        return Arrival(trip_id, at, heard)
+    def _arrival_of(self, vehicle_id: str, trip_id: str) -> Arrival:
+        """The arrival of the vehicle's trip `trip_id`, known or looked up."""
+        arrival = self._arrived.get(vehicle_id)
+        if arrival is None or arrival.trip_id != trip_id or arrival.at is None:
+            with self._store.engine.connect() as conn:
+                at = judge_marks.arrived_at(conn, trip_id)
+            heard = None if at is None else self._store.last_received_at(vehicle_id, before=at)
+            arrival = self._arrived[vehicle_id] = Arrival(trip_id, at, heard)
+        return arrival
 
     def _context(self, trip: Trip) -> TripContext:
         credit = self._store.declaration_credit(trip.declaration_id) or "general"
@@ -385,10 +426,12 @@ class Judge:
         """The trips in transit; held messages past their hold; then the timer rules
         (silence, time limit)."""
         with self._lock:
-            self._follow_trips()
-            self._tick(now, clock)
-            self._write_marks()
-            self.ticked = time.monotonic()
+            try:
+                self._follow_trips()
+                self._tick(now, clock)
+                self._write_marks()
+            finally:
+                self.ticked = time.monotonic()  # tried: the timer loop runs
 
     def _tick(self, now: datetime, clock: float | None) -> None:
         monotonic = time.monotonic() if clock is None else clock
@@ -399,16 +442,17 @@ class Judge:
                     self._judge(run, node_id, *window.release(monotonic, self._hold_s))
                 self.progress += 1
                 arrival = self._arrived.get(node_id)
-                if arrival is None:
-                    at, heard = now, self._received.get(node_id)
-                elif arrival.at is not None:  # at its destination gate, since `at`
-                    at, heard = min(now, arrival.at), arrival.heard
-                else:
+                if arrival is None or arrival.at is None or now < arrival.at:
+                    # in transit (or arrived after this tick's time was read)
+                    if arrival is None or arrival.at is not None:
+                        heard = self._received.get(node_id)
+                        run.state, effects = tick(run.state, now, run.ctx, heard)
+                        self._emit(run, effects)
                     continue
-                run.state, effects = tick(run.state, at, run.ctx, heard)
+                # at its destination gate since `arrival.at`
+                run.state, effects = tick(run.state, arrival.at, run.ctx, arrival.heard)
                 self._emit(run, effects)
-                if arrival is not None:
-                    arrival.ticked = True
+                arrival.ticked = True
             except Exception:
                 self._failed(node_id)
 

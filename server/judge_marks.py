@@ -7,11 +7,12 @@ being replaced. So after each batch the judge writes, per vehicle, a `Mark`: the
 sequence number up to which every message is judged for its trip, its effects applied,
 but for the numbers it has not seen — gaps it gave up waiting for, holes in what the
 store held when it took the trip up (`write`: `server.judge.Judge`) — and when the
-trip's timer rules next fall due (silence, time limit: `server.rules.engine.timers_due`),
-and, once the trip has arrived, that its timers have run as at its arrival.
+truck's silence would become DEVICE_OFFLINE at the judge's next timer tick
+(`server.rules.device.silence_due`), and, once the trip has arrived, that its timers have
+run as at its arrival. (The time limit needs no tick: the gate measures it itself.)
 The gate compares it with the messages the store holds of that trip up to the passage's
 time (`behind`: `server.gates.passages`): one numbered beyond the mark, or stored in a
-gap, is not judged yet; an arrival after the timers fell due waits for the judge's next
+gap, is not judged yet; an arrival after the silence fell due waits for the judge's next
 tick (a judge worker that hangs or is being replaced runs none). It waits for the
 judge, or holds the truck with the reason and decides again once the judge has caught
 up (docs/gates.md#judged-first).
@@ -157,7 +158,8 @@ def behind(
     complete — the judge has not taken the trip up; the store holds a message of the
     vehicle that the rules look at, dated from the trip's start to `until`, beyond the
     judge's mark or in one of its gaps; its timer rules have not run as at its arrival,
-    or, before it has arrived, fell due before `now` (the server's clock) and have not
+    or, before it has arrived, its silence fell due before `now` (the server's clock)
+    and they have not
     run — or None when it is."""
     mark = read(conn, vehicle_id)
     if mark is None or mark.trip_id != trip_id:
@@ -181,12 +183,11 @@ def behind(
     arrival = arrived_at(conn, trip_id)
     if arrival is not None:
         if mark.arrived_at is None or mark.arrived_at < arrival:
-            return (
-                "the timer rules of the trip (silence, time limit) have not run as at its arrival"
-            )
+            return "the judge's timers have not run for the trip as at its arrival"
     elif mark.due_at is not None and mark.due_at < (now or utc_now()):
         return (
-            f"the timer rules of the trip (silence, time limit) fell due at "
-            f"{mark.due_at.isoformat(timespec='seconds')} and have not run yet"
+            f"the truck has been silent too long since "
+            f"{mark.due_at.isoformat(timespec='seconds')} and the judge's timers have not "
+            "run since"
         )
     return None

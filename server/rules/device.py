@@ -56,7 +56,7 @@ def check_silence(
     silent = (now - since).total_seconds()
     effect = raise_(  # at the moment it became too long: the same whenever it is found
         "DEVICE_OFFLINE",
-        due,
+        _dated(due, ctx),
         None,
         reason="silent",
         silent_s=round(silent),
@@ -76,10 +76,44 @@ def silence_due(
     return None if since is None else _due(since, ctx)
 
 
+def silence_ended(
+    st: DeviceState, ctx: TripContext, since: datetime, again: datetime, heard_at: datetime
+) -> list[Effect]:
+    """The gateway, silent since `since` (server receive times), was heard from `again`
+    by a message dated `heard_at`: when no tick found the silence longer than allowed,
+    DEVICE_OFFLINE raised as `check_silence` would have, and cleared by that message.
+    The state is not changed: it ends heard from, as it began."""
+    if st.active:
+        return []
+    due = _due(since, ctx)
+    if again <= due:
+        return []
+    at = _dated(due, ctx)
+    silent = (again - since).total_seconds()
+    return [
+        raise_(
+            "DEVICE_OFFLINE",
+            at,
+            None,
+            reason="silent",
+            silent_s=round(silent),
+            last_heard_at=since.isoformat(),
+        ),
+        clear("DEVICE_OFFLINE", max(heard_at, at), reason="message received"),
+    ]
+
+
 def _silent_since(
     st: DeviceState, ctx: TripContext, last_received_at: datetime | None
 ) -> datetime | None:
     return last_received_at or st.last_heard_at or ctx.started_at
+
+
+def _dated(due: datetime, ctx: TripContext) -> datetime:
+    """When a silence that fell due at `due` is raised: then, or at the trip's start for a
+    silence that began before it (the vehicle's last message was of its trip before)."""
+    started = ctx.started_at
+    return started if started is not None and due < started else due
 
 
 def _due(since: datetime, ctx: TripContext) -> datetime:

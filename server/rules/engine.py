@@ -21,7 +21,7 @@ from server.rules.deviation import check_deviation
 from server.rules.inputs import Fix, Observation, TripContext
 from server.rules.lock import check_lock
 from server.rules.lock_auth import check_lock_auth
-from server.rules.overdue import check_overdue, overdue_due
+from server.rules.overdue import check_overdue
 from server.rules.plausibility import check_plausibility
 from server.rules.speed import check_speed
 from server.rules.state import TripState
@@ -77,21 +77,13 @@ def tick(
     return state, effects
 
 
-def timers_due(
-    state: TripState, ctx: TripContext, last_received_at: datetime | None = None
-) -> datetime | None:
-    """The earliest time after which a `tick` would raise an alarm — unless a message
-    comes first; None: none would. A gate deciding later than this waits for the tick
-    (`server.judge_marks`)."""
-    due = [
-        t
-        for t in (
-            device.silence_due(state.device, ctx, last_received_at),
-            overdue_due(state.overdue_raised, ctx),
-        )
-        if t is not None
-    ]
-    return min(due, default=None)
+def clears_silence(msg: EdgeMessage) -> bool:
+    """Whether `evaluate` takes the message as the gateway heard from live (which clears
+    DEVICE_OFFLINE): anything not replayed from its outbox, but availability other than
+    `online`."""
+    if isinstance(msg, Availability):
+        return msg.state == "online"
+    return not getattr(msg, "replayed", False)
 
 
 def _on_lock_report(

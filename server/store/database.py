@@ -454,6 +454,21 @@ class Store:
             value = conn.execute(query).scalar()
         return as_utc(value)
 
+    def heard_after(self, node_id: str, at: datetime) -> tuple[datetime, datetime] | None:
+        """When the server first received a message of a node after `at` (its own clock),
+        and the message's own time; None if it has not."""
+        m = schema.edge_messages.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(m.received_at, m.ts)
+                .where(m.node_id == node_id, m.received_at > at)
+                .order_by(m.received_at)
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return as_utc(row.received_at) or at, as_utc(row.ts) or at
+
     def node_messages(
         self,
         node_id: str,

@@ -242,16 +242,16 @@ def test_a_passage_after_the_truck_fell_silent_waits_for_the_judge_s_timers(
     judge.judge_batch(store.store_messages(incoming(trip)), now=0.0)
     heard = trip[-1].ts  # received then (`incoming`)
     silent_until = heard + timedelta(seconds=silence_s())
-    assert due(store) == silent_until  # the time limit (a day) falls due later
+    assert due(store) == silent_until
     assert behind(store, until=silent_until) is None  # not silent longer than allowed yet
     arrival = silent_until + timedelta(seconds=1)
     assert behind(store, until=arrival) == (
-        "the timer rules of the trip (silence, time limit) fell due at "
-        f"{silent_until.isoformat(timespec='seconds')} and have not run yet"
+        f"the truck has been silent too long since {silent_until.isoformat(timespec='seconds')}"
+        " and the judge's timers have not run since"
     )
     judge.tick(arrival + timedelta(seconds=3), clock=1.0)  # the judge's next tick
     assert sink.raised() == ["DEVICE_OFFLINE"]
-    assert due(store) == T0 + timedelta(days=1, seconds=DEFAULT_PROFILES["general"].overdue_grace_s)
+    assert due(store) is None  # raised: nothing more falls due until it is heard from
     assert behind(store, until=arrival) is None
     # heard from again: its silence counts from then
     more = positions(40)[30:]
@@ -323,7 +323,7 @@ def test_an_arrived_trip_s_timers_run_as_at_its_arrival(
     judge.judge_batch(store.store_messages(incoming(waiting)), now=1.0)
     decided_again = waiting[-1].ts + timedelta(days=3)  # long after: the time limit too
     assert behind(store, until=decided_again) == (
-        "the timer rules of the trip (silence, time limit) have not run as at its arrival"
+        "the judge's timers have not run for the trip as at its arrival"
     )
     judge.tick(decided_again, clock=2.0)
     if silent_at_the_gate:
@@ -332,3 +332,68 @@ def test_an_arrived_trip_s_timers_run_as_at_its_arrival(
     else:
         assert sink.raised() == []
     assert behind(store, until=decided_again) is None
+
+
+def test_a_silence_that_ended_before_the_arrival_is_raised_after_it(store: Store) -> None:
+    """The judge hung: the truck's first message after a long silence, received before
+    it arrived, is judged only once the trip is `arrived`. The silence is raised all the
+    same, and the arrival's own timers (measured up to that message) add nothing."""
+    trip = positions(40)
+    sink = RecordingSink()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
+    gap = timedelta(seconds=silence_s() + 60)
+    again = [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+    stored = store.store_messages(incoming(again))  # not judged yet: the judge hangs
+    arrived(store, again[-1].ts + timedelta(seconds=30))
+    judge.judge_batch(stored, now=1.0)
+    assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], ["DEVICE_OFFLINE"])
+    judge.tick(again[-1].ts + timedelta(days=3), clock=2.0)
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+    assert behind(store, until=again[-1].ts + timedelta(days=3)) is None
+
+
+def test_a_tick_whose_time_was_read_before_the_arrival_does_not_count_for_it(
+    store: Store,
+) -> None:
+    """A tick reads the clock, then waits for the judge's lock; the trip arrives
+    meanwhile. Its timers ran as at a time before the arrival: the mark does not say
+    they ran for it."""
+    trip = positions(30)
+    sink = RecordingSink()
+    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    judge.judge_batch(store.store_messages(incoming(trip)), now=0.0)
+    at = trip[-1].ts + timedelta(seconds=silence_s() + 2)  # silent too long, just
+    arrived(store, at)
+    judge.tick(at - timedelta(seconds=3), clock=1.0)  # read 3 s before the arrival
+    assert sink.raised() == []
+    with store.engine.connect() as conn:
+        found = judge_marks.read(conn, "T1")
+    assert found is not None and found.arrived_at is None
+    assert behind(store, until=at) == (
+        "the judge's timers have not run for the trip as at its arrival"
+    )
+    judge.tick(at + timedelta(seconds=2), clock=2.0)
+    assert sink.raised() == ["DEVICE_OFFLINE"]
+    assert behind(store, until=at) is None
+
+
+def test_a_new_judge_raises_the_silence_that_ended_while_none_ran(store: Store) -> None:
+    """The worker died (or hung and was killed) before the truck's silence became too
+    long, and the truck was heard from again before its replacement took the trip up:
+    the replacement finds the silence from the last one's mark."""
+    trip = positions(40)
+    judge_of(store).judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
+    gap = timedelta(seconds=silence_s() + 60)
+    again = [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+    stored = store.store_messages(incoming(again))  # no judge running
+    sink = RecordingSink()
+    replacement = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
+    replacement.judge_batch(stored, now=1.0)  # takes the trip up from the store
+    assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], ["DEVICE_OFFLINE"])
+    raised = next(e for _, e in sink.effects if isinstance(e, Raise))
+    assert raised.at == trip[19].ts + timedelta(seconds=silence_s())
+    # and the next one, after a restart, has nothing more to raise
+    later = RecordingSink()
+    Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), later, hold_s=30).follow_trips()
+    assert later.raised() == []

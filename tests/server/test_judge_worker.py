@@ -281,7 +281,7 @@ def test_the_heartbeat_stops_only_while_the_judge_is_stuck(
     the store): alive. Busy without a step forward since the last beat, or idle with
     timers that no longer run: silent."""
     monkeypatch.setattr(judge_worker, "BEAT_S", 0.02)
-    stall_s = 1.0
+    stall_s = 5.0
     judge, pipe = Busy(), Beats()
     threading.Thread(target=judge_worker._beat, args=(pipe, judge, stall_s), daemon=True).start()
 

@@ -21,9 +21,11 @@ from server.rules import (
     Raise,
     TripContext,
     TripState,
+    device,
     evaluate,
     tick,
 )
+from server.rules.state import DeviceState
 from tests.server.rules.trajectory import (
     FORBIDDEN_AT,
     FORBIDDEN_OFFSET_M,
@@ -480,6 +482,42 @@ def test_device_offline_by_last_will_and_by_silence(geo: Geography) -> None:
     live = Position(node_id="T1", seq=4, ts=T0 + timedelta(seconds=400), fix="none")
     state, out = evaluate(state, live, ctx)
     assert "DEVICE_OFFLINE" in [e.alarm_type for e in out if isinstance(e, Clear)]
+
+
+def test_timers_are_dated_when_they_fell_due_whoever_finds_them(geo: Geography) -> None:
+    """A tick late by minutes, or a judge that finds the silence only when the gateway is
+    heard again, date DEVICE_OFFLINE and TRANSIT_OVERDUE alike: when the silence became
+    longer than allowed, at the deadline. (The alarm sink then keeps one of each.)"""
+    ctx = ctx_for(geo, "general", time_limit_s=3600)
+    silence = timedelta(seconds=ctx.profile.silence_s)
+    heard = T0 + timedelta(seconds=100)
+    assert device.silence_due(TripState().device, ctx, heard) == heard + silence
+    late = T0 + timedelta(hours=3)
+    _, out = tick(TripState(), late, ctx, heard)
+    assert [(e.alarm_type, e.at) for e in out] == [
+        ("DEVICE_OFFLINE", heard + silence),
+        ("TRANSIT_OVERDUE", T0 + timedelta(seconds=3600)),
+    ]
+    found = device.silence_ended(TripState().device, ctx, heard, late, late)
+    assert [(type(e).__name__, e.alarm_type, e.at) for e in found] == [
+        ("Raise", "DEVICE_OFFLINE", heard + silence),
+        ("Clear", "DEVICE_OFFLINE", late),
+    ]
+    # not longer than allowed, or already raised: nothing
+    assert device.silence_ended(TripState().device, ctx, heard, heard + silence, late) == []
+    offline = DeviceState(heard, True)
+    assert device.silence_ended(offline, ctx, heard, late, late) == []
+
+
+def test_a_silence_begun_before_the_trip_is_dated_at_its_start(geo: Geography) -> None:
+    """The vehicle's last message may be of its trip before: silent since then, it is
+    DEVICE_OFFLINE from its departure on, not before the trip began."""
+    ctx = ctx_for(geo, "general")
+    before_the_trip = T0 - timedelta(hours=2)
+    _, out = tick(TripState(), T0 + timedelta(seconds=10), ctx, before_the_trip)
+    assert [(e.alarm_type, e.at) for e in out] == [("DEVICE_OFFLINE", T0)]
+    found = device.silence_ended(TripState().device, ctx, before_the_trip, T0, T0)
+    assert [(type(e).__name__, e.at) for e in found] == [("Raise", T0), ("Clear", T0)]
 
 
 def test_transit_overdue_raised_once(geo: Geography) -> None:
