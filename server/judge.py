@@ -195,8 +195,11 @@ class Judge:
         a silence longer than allowed is DEVICE_OFFLINE even when no tick ran during it
         (the judge hung, or lagged, meanwhile), cleared by the first live message. (Not a
         silence that ended after the trip arrived: its timers run as at the arrival.)"""
-        if before is None or again <= before:
+        if before is None:
             return
+        due = device.silence_due(run.state.device, run.ctx, before)
+        if due is None or again <= due:
+            return  # (in all but a silence too long: one comparison a vehicle a batch)
         if arrived:
             arrival = self._arrival_of(vehicle_id, run.trip.trip_id)
             if arrival.at is None or again > arrival.at:
