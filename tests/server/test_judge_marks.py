@@ -259,16 +259,24 @@ def test_a_passage_after_the_truck_fell_silent_waits_for_the_judge_s_timers(
     assert due(store) == more[-1].ts + timedelta(seconds=silence_s())
 
 
-def test_a_silence_that_ended_before_any_tick_is_raised_all_the_same(store: Store) -> None:
-    """The judge hung (or lagged) through the whole of a truck's silence and no tick ran:
-    the first message after it is judged as at the moment it came, the silence first —
-    DEVICE_OFFLINE, then cleared by that message."""
+def silent_for_too_long(
+    store: Store,
+) -> tuple[Judge, RecordingSink, list[Position], list[Position]]:
+    """A judge that judged the first 20 of a trip's 40 fixes, and the other 20, sent after
+    a silence longer than `silence_s` (received when dated: `incoming`)."""
     trip = positions(40)
     sink = RecordingSink()
     judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
     judge.judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
     gap = timedelta(seconds=silence_s() + 60)
-    again = [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+    return judge, sink, trip, [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+
+
+def test_a_silence_that_ended_before_any_tick_is_raised_all_the_same(store: Store) -> None:
+    """The judge hung (or lagged) through the whole of a truck's silence and no tick ran:
+    the first message after it is judged as at the moment it came, the silence first —
+    DEVICE_OFFLINE, then cleared by that message."""
+    judge, sink, trip, again = silent_for_too_long(store)
     judge.judge_batch(store.store_messages(incoming(again)), now=1.0)
     assert (sink.raised(), sink.cleared()) == (["DEVICE_OFFLINE"], ["DEVICE_OFFLINE"])
     raised = next(e for _, e in sink.effects if isinstance(e, Raise))
@@ -338,12 +346,7 @@ def test_a_silence_that_ended_before_the_arrival_is_raised_after_it(store: Store
     """The judge hung: the truck's first message after a long silence, received before
     it arrived, is judged only once the trip is `arrived`. The silence is raised all the
     same, and the arrival's own timers (measured up to that message) add nothing."""
-    trip = positions(40)
-    sink = RecordingSink()
-    judge = Judge(store, GEOGRAPHY, dict(DEFAULT_PROFILES), sink, hold_s=30)
-    judge.judge_batch(store.store_messages(incoming(trip[:20])), now=0.0)
-    gap = timedelta(seconds=silence_s() + 60)
-    again = [replace_seq(p, p.seq, ts=p.ts + gap) for p in trip[20:]]
+    judge, sink, _, again = silent_for_too_long(store)
     stored = store.store_messages(incoming(again))  # not judged yet: the judge hangs
     arrived(store, again[-1].ts + timedelta(seconds=30))
     judge.judge_batch(stored, now=1.0)

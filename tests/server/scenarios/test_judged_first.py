@@ -62,6 +62,32 @@ def arrive_unjudged(
     return command.action, command.reasons
 
 
+def released_on_its_way(
+    world: World, node_id: str, seed: int, metres: float
+) -> tuple[Truck, Declared]:
+    """A truck departed and `metres` along its route, judged as usual, its goods
+    released by the declaration system."""
+    truck, trip = world.begin(node_id, seed=seed)
+    truck.along(metres, 70)
+    world.run(truck)
+    world.release(trip, truck.now)
+    return truck, trip
+
+
+def held_for_its_deviation(world: World, passage_id: str) -> None:
+    """The passage, held `judging` first, is decided again once judged: held for the
+    deviation, and never opened."""
+    world.wait_for(
+        lambda: (
+            world.api.get(f"/passages/{passage_id}").json()["reason_codes"] == ["unresolved_alarm"]
+        ),
+        60,
+    )
+    commands = world.all_commands_for(passage_id, 1.0)
+    assert [c.action for c in commands] == ["hold"] * len(commands)
+    assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+
+
 def test_an_arrival_waits_for_the_judge_and_is_decided_again(
     world: World, stopped_judge: int
 ) -> None:
@@ -120,10 +146,7 @@ def test_an_arrival_while_the_judge_worker_is_replaced_never_opens_on_a_deviatio
     """SIGKILL instead: the server starts a new worker after its backoff, which takes the
     trip up from the store. However quick it is, the strayed truck is never let through,
     and its deviation is found and holds it."""
-    truck, trip = world.begin("TRK-JF3", seed=93)
-    truck.along(2_000, 70)
-    world.run(truck)
-    world.release(trip, truck.now)
+    truck, trip = released_on_its_way(world, "TRK-JF3", 93, 2_000)
     killed = world.children()["bw-judge"]
     os.kill(killed, signal.SIGKILL)
     truck.sidestep(1_500, 1_000, 60)
@@ -133,16 +156,7 @@ def test_an_arrival_while_the_judge_worker_is_replaced_never_opens_on_a_deviatio
     action, reasons = arrive_unjudged(world, truck, trip, "L3")
     assert action == "hold", reasons
     world.wait_for(lambda: world.children().get("bw-judge") not in (None, killed), 30)
-    passage_id = f"P-{truck.node_id}"
-    world.wait_for(
-        lambda: (
-            world.api.get(f"/passages/{passage_id}").json()["reason_codes"] == ["unresolved_alarm"]
-        ),
-        60,
-    )
-    commands = world.all_commands_for(passage_id, 1.0)
-    assert [c.action for c in commands] == ["hold"] * len(commands)
-    assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    held_for_its_deviation(world, f"P-{truck.node_id}")
     assert world.trip(trip.declaration_id)["status"] == "held"
 
 
@@ -165,10 +179,7 @@ def test_a_judge_worker_that_hangs_is_replaced_and_its_truck_decided(
     said nothing for `judge_stall_s`, and the new worker judges the truck's deviation.
     The truck, held `judging` meanwhile, is then held for it."""
     world = watched_world
-    truck, trip = world.begin("TRK-JF5", seed=95)
-    truck.along(2_000, 70)
-    world.run(truck)
-    world.release(trip, truck.now)
+    truck, trip = released_on_its_way(world, "TRK-JF5", 95, 2_000)
     hung = world.children()["bw-judge"]
     os.kill(hung, signal.SIGSTOP)
     try:
@@ -183,16 +194,7 @@ def test_a_judge_worker_that_hangs_is_replaced_and_its_truck_decided(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(hung, signal.SIGCONT)
-    passage_id = f"P-{truck.node_id}"
-    world.wait_for(
-        lambda: (
-            world.api.get(f"/passages/{passage_id}").json()["reason_codes"] == ["unresolved_alarm"]
-        ),
-        60,
-    )
-    commands = world.all_commands_for(passage_id, 1.0)
-    assert [c.action for c in commands] == ["hold"] * len(commands)
-    assert commands[-1].reasons == ["unresolved alarm ROUTE_DEVIATION"]
+    held_for_its_deviation(world, f"P-{truck.node_id}")
     metrics = world.api.get("/metrics").text.splitlines()
     assert "bondwatch_judge_workers_stalled_total 1" in metrics
 
@@ -224,10 +226,7 @@ def test_a_truck_silent_while_the_judge_hangs_is_not_let_through(quiet_world: Wo
     `due_at` the truck would be let through. It is held `judging`; once the worker runs
     again its tick raises DEVICE_OFFLINE, and the server holds the truck for it."""
     world = quiet_world
-    truck, trip = world.begin("TRK-JF4", seed=94)
-    truck.along(1_000, 70)
-    world.run(truck)
-    world.release(trip, truck.now)
+    truck, trip = released_on_its_way(world, "TRK-JF4", 94, 1_000)
     judge = world.children()["bw-judge"]
     os.kill(judge, signal.SIGSTOP)
     try:
