@@ -158,7 +158,8 @@ class IngestSettings(BaseModel):
         "that it is alive, while it waits for work and its timers run, or gets on with "
         "its work), 10 to 3600 s, hangs: it is "
         "killed and replaced, and the new one takes its trips up from the store; "
-        "meanwhile the gates hold its trucks `judging` (docs/gates.md#judged-first)",
+        "meanwhile an arrival of one of its trucks that it has not judged is held "
+        "`judging` (docs/gates.md#judged-first)",
     )
 
     @model_validator(mode="after")

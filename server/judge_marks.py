@@ -57,8 +57,8 @@ class Mark:
     seq: int
     #: [first, last] runs of numbers below `seq` the judge has not seen
     gaps: tuple[Gap, ...] = ()
-    #: after this time a timer rule raises an alarm at the judge's next tick, unless a
-    #: message of the vehicle comes first; None: none would
+    #: after this time the judge's next timer tick raises DEVICE_OFFLINE (silence),
+    #: unless a message of the vehicle comes first; None: it would not (raised already)
     due_at: datetime | None = None
     #: the trip's arrival (`arrived_at`) as at which the judge has run its timers
     arrived_at: datetime | None = None
@@ -157,10 +157,9 @@ def behind(
     """Why the judging of trip `trip_id` up to `until` (the passage's time) is not
     complete — the judge has not taken the trip up; the store holds a message of the
     vehicle that the rules look at, dated from the trip's start to `until`, beyond the
-    judge's mark or in one of its gaps; its timer rules have not run as at its arrival,
-    or, before it has arrived, its silence fell due before `now` (the server's clock)
-    and they have not
-    run — or None when it is."""
+    judge's mark or in one of its gaps; its timers have not run as at its arrival, or,
+    before it has arrived, its silence fell due before `now` (the server's clock) and
+    they have not run since — or None when it is."""
     mark = read(conn, vehicle_id)
     if mark is None or mark.trip_id != trip_id:
         return "the judge has not taken the trip up yet"
