@@ -16,9 +16,9 @@ alive (`Alive`): while it waits for work and its timers run, and while its judge
 on with it (its progress — vehicles, stored messages, timers — moved since the last
 beat). One stuck in a step (a lock never granted, a loop, a stopped process, timers
 that no longer run) falls silent, and after
-`ingest.judge_stall_s` the parent kills it. Meanwhile the gates hold its trucks
-`judging` (docs/gates.md#judged-first). A long rebuild from the store is progress, not
-a hang.
+`ingest.judge_stall_s` the parent kills it. Meanwhile an arrival of one of its trucks
+that it has not judged is held `judging` (docs/gates.md#judged-first). A long rebuild
+from the store is progress, not a hang.
 
 The parent hands each stored batch of the messages the rules look at to the child, as
 (channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the

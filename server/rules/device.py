@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from contract.payloads import AvailabilityState
-from server.rules.alarms import Effect, clear, raise_
+from server.rules.alarms import Effect, Raise, clear, raise_
 from server.rules.inputs import TripContext
 from server.rules.state import DeviceState
 
@@ -53,16 +53,7 @@ def check_silence(
     due = _due(since, ctx)
     if now <= due:
         return st, []
-    silent = (now - since).total_seconds()
-    effect = raise_(  # at the moment it became too long: the same whenever it is found
-        "DEVICE_OFFLINE",
-        _dated(due, ctx),
-        None,
-        reason="silent",
-        silent_s=round(silent),
-        last_heard_at=since.isoformat(),
-    )
-    return replace(st, active=True), [effect]
+    return replace(st, active=True), [_silent(since, due, now, ctx)]
 
 
 def silence_due(
@@ -88,19 +79,8 @@ def silence_ended(
     due = _due(since, ctx)
     if again <= due:
         return []
-    at = _dated(due, ctx)
-    silent = (again - since).total_seconds()
-    return [
-        raise_(
-            "DEVICE_OFFLINE",
-            at,
-            None,
-            reason="silent",
-            silent_s=round(silent),
-            last_heard_at=since.isoformat(),
-        ),
-        clear("DEVICE_OFFLINE", max(heard_at, at), reason="message received"),
-    ]
+    raised = _silent(since, due, again, ctx)
+    return [raised, clear("DEVICE_OFFLINE", max(heard_at, raised.at), reason="message received")]
 
 
 def _silent_since(
@@ -109,11 +89,19 @@ def _silent_since(
     return last_received_at or st.last_heard_at or ctx.started_at
 
 
-def _dated(due: datetime, ctx: TripContext) -> datetime:
-    """When a silence that fell due at `due` is raised: then, or at the trip's start for a
-    silence that began before it (the vehicle's last message was of its trip before)."""
+def _silent(since: datetime, due: datetime, found: datetime, ctx: TripContext) -> Raise:
+    """DEVICE_OFFLINE for a silence since `since`, too long from `due`, found at `found`:
+    dated `due` whoever finds it (the alarm sink then knows it again) — or the trip's
+    start, for a silence that began before it (the last message was of its trip before)."""
     started = ctx.started_at
-    return started if started is not None and due < started else due
+    return raise_(
+        "DEVICE_OFFLINE",
+        started if started is not None and due < started else due,
+        None,
+        reason="silent",
+        silent_s=round((found - since).total_seconds()),
+        last_heard_at=since.isoformat(),
+    )
 
 
 def _due(since: datetime, ctx: TripContext) -> datetime:
