@@ -137,10 +137,13 @@ class Camera:
                     async with self._new_frame:
                         self._new_frame.notify_all()
                     return
-            except TransportError as err:
+            except Exception as err:  # a source's own failure must not end the camera
                 self._connected = False
                 if not lost_logged:
-                    logger.warning("camera %s: lost (%s); reconnecting", self.config.name, err)
+                    if isinstance(err, TransportError):
+                        logger.warning("camera %s: lost (%s); reconnecting", self.config.name, err)
+                    else:
+                        logger.exception("camera %s: failed; reopening it", self.config.name)
                     lost_logged = True
                 if self._source is not None:
                     await self._call(self._source.close)

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 def sharpness(image: npt.NDArray[Any]) -> float:
     """Variance of the Laplacian of the grey image, measured at a fixed width of 640 px."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    if gray.shape[1] > 640:
-        scale = 640 / gray.shape[1]
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = gray.shape[:2]
+    if width > 640:  # a frame far wider than high keeps one row at least
+        size = (640, max(1, round(height * 640 / width)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy.typing as npt
 
 from devices.errors import TransportError
+from devices.image_file import ImageError, read_file
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +107,13 @@ class FolderSource:
             return None
         path = pending[0]
         self._seen.add(path.name)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        try:  # its declared size checked before any pixel is decoded
+            frame: Image = read_file(str(path))
+        except (ImageError, OSError) as err:
             logger.warning(
-                "camera folder %s: skipping unreadable image %s", self._folder, path.name
+                "camera folder %s: skipping unreadable image %s: %s", self._folder, path.name, err
             )
             return None
-        frame: Image = image
         return frame
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ Public API: `GateReader` (`read(image) -> ImageReading`), `fuse(readings) -> Pas
 `ImageError`, and the pure modules `iso6346` and `plates`.
 """
 
-from devices.ocr.reader import GateReader, ImageError, ReaderConfig, fuse, load_image
+from devices.image_file import ImageError
+from devices.ocr.reader import GateReader, ReaderConfig, fuse, load_image
 from devices.ocr.results import ContainerResult, ImageReading, PassageReading, PlateResult
 
 __all__ = [

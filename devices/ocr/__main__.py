@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from devices.image_file import ImageError
 from devices.ocr.accuracy import default_data_dir, run
-from devices.ocr.reader import GateReader, ImageError, load_image
+from devices.ocr.reader import GateReader, load_image
 
 
 def read_files(paths: list[str]) -> int:

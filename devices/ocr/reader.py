@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from devices.errors import DeviceError
+from devices.image_file import MAX_PIXELS, MIN_SIDE, ImageError, decode, read_file
 from devices.ocr import iso6346
 from devices.ocr.columns import find_columns
 from devices.ocr.containers import (
@@ -59,10 +59,11 @@ Rect = tuple[int, int, int, int]
 #: A check-digit region looked at, as it is (False) or with frames erased (True).
 Look = tuple[Rect, bool]
 
-MIN_SIDE = 16
-MAX_PIXELS = 40_000_000
 #: Images larger than this (longest side) are scaled down before detection.
 WORK_SIDE = 2048
+#: Longest side over shortest: beyond this, a frame scaled down to `WORK_SIDE` would be
+#: thinner than `MIN_SIDE` — no camera's frame.
+MAX_ASPECT = WORK_SIDE // MIN_SIDE
 #: Boxes thinner than this (pixels, at working size) are not recognised.
 MIN_TEXT_PX = 10
 #: Width / height of a text box that may be a plate's line (one of two on a
@@ -76,10 +77,6 @@ MIN_WORK_SIDE = 960
 LINE_ASPECT = 2.5
 #: Lines with the largest characters looked at face on when a frame reads no confident number.
 RECTIFY_LINES = 2
-
-
-class ImageError(DeviceError, ValueError):
-    """An image that cannot be read: empty, corrupt, too small or too large."""
 
 
 def check_image(image: object) -> Image:
@@ -101,25 +98,23 @@ def check_image(image: object) -> Image:
         raise ImageError(f"image too small: {width}x{height} (need at least {MIN_SIDE} px a side)")
     if height * width > MAX_PIXELS:
         raise ImageError(f"image too large: {width}x{height} (at most {MAX_PIXELS} pixels)")
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(
+            f"image too narrow: {width}x{height} (at most {MAX_ASPECT} times longer than wide)"
+        )
     checked: Image = np.ascontiguousarray(image)
     return checked
 
 
 def decode_image(data: bytes) -> Image:
-    """Decode JPEG/PNG/… bytes, or ImageError."""
-    if not data:
-        raise ImageError("empty image file")
-    array = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError("not a decodable image (corrupt or unknown format)")
-    return check_image(image)
+    """Decode JPEG/PNG/… bytes (their declared size checked first:
+    `devices.image_file`), or ImageError."""
+    return check_image(decode(data))
 
 
 def load_image(path: str) -> Image:
     """Read an image file, or ImageError (OSError for a missing file)."""
-    with open(path, "rb") as fh:
-        return decode_image(fh.read())
+    return check_image(read_file(path))
 
 
 class ReaderConfig(BaseModel):

@@ -27,4 +27,5 @@ def auth_code(secret: bytes, phone: str) -> str:
 
 def check_auth_code(secret: bytes, phone: str, code: str) -> bool:
     """True when `code` is the code of `phone` (compared in constant time)."""
-    return hmac.compare_digest(auth_code(secret, phone), code.strip().upper())
+    given = code.strip().upper().encode("utf-8")  # any text a terminal sends: compared as bytes
+    return hmac.compare_digest(auth_code(secret, phone).encode("ascii"), given)

@@ -89,11 +89,15 @@ class FrameReader:
         """Bytes of an unfinished frame held (a slow sender's partial frame)."""
         return len(self._splitter._buffer)  # read-only peek
 
-    def feed(self, data: bytes, now: float) -> list[Frame | BadFrame]:
+    def feed(self, data: bytes, now: float, reassemble: bool = True) -> list[Frame | BadFrame]:
+        """The frames and refusals in `data`. Without `reassemble` (a connection not yet
+        authenticated) a sub-package is not held for its message: it comes out as a frame
+        of its own, which the session refuses as it refuses any message before
+        authentication — a stranger parks no fragments here."""
         out: list[Frame | BadFrame] = []
         before = self._splitter.discarded_bytes
         for raw in self._splitter.feed(data):
-            out.append(self._one(raw, now))
+            out.append(self._one(raw, now, reassemble))
         dropped = self._splitter.discarded_bytes - before
         if dropped > self.max_frame:
             out.append(
@@ -103,7 +107,7 @@ class FrameReader:
             out.append(BadFrame("garbage", f"{dropped} bytes outside any frame", None, dropped))
         return out
 
-    def _one(self, raw: bytes, now: float) -> Frame | BadFrame:
+    def _one(self, raw: bytes, now: float, reassemble: bool) -> Frame | BadFrame:
         try:
             message = decode(raw)
         except FrameError as err:
@@ -111,7 +115,7 @@ class FrameReader:
         header = message.header
         if header.encryption:
             return BadFrame("encrypted", f"encryption {header.encryption}", header, len(raw))
-        if not header.is_subpackage:
+        if not header.is_subpackage or not reassemble:
             return Frame(header, message.body, (header,))
         data = message.body.encode(header.version)  # the fragment, kept raw by the codec
         try:

@@ -40,7 +40,7 @@ from edge.commands import CommandHandler, ExecOutcome, unseal_token
 from edge.jt808.config import GatewayConfig
 from edge.jt808.declared import DeclaredLists
 from edge.jt808.metrics import Metrics, metrics_text
-from edge.jt808.session import DeviceSession
+from edge.jt808.session import Closed, DeviceSession
 from edge.jt808.store import GatewayStore, GroupCommitter, Item, Message, Stored
 from edge.jt808.uplink import Uplink
 from edge.nonces import SqliteNonceStore
@@ -252,7 +252,13 @@ class Jt808Gateway:
                 trip_id=command.trip_id,
                 token=token,
             )
-        answer, attempts = await session.command(block)
+        try:
+            answer, attempts = await session.command(block)
+        except Closed as closed:
+            return "failed", (
+                f"the connection of lock {command.lock_id} closed ({closed.reason}) while the "
+                "command waited for its answer: whether the lock acted is unknown"
+            )
         if answer is None:
             return "failed", f"no answer from lock {command.lock_id} after {attempts} attempts"
         if isinstance(answer, TerminalResponse):

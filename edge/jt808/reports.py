@@ -48,7 +48,16 @@ def report_digest(phone: str, location: Location) -> int:
     position, items — a lock's counter and MAC among them): the same report sent again,
     alone or in a batch, has the same digest."""
     data = phone_key(phone).encode("ascii") + b"\0" + location.encode(None)
+    if location.time is None:  # an impossible time (month 13, a hex digit) re-encodes as
+        data += b"\0" + location.time_bcd  # zeros: the bytes sent tell such reports apart
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big", signed=True)
+
+
+def has_fix(location: Location) -> bool:
+    """The report says it is positioned, at a place that exists."""
+    return bool(location.status & STATUS_POSITIONED) and (
+        -90 <= location.lat <= 90 and -180 <= location.lon <= 180
+    )
 
 
 def position_payload(location: Location, moment: datetime, replayed: bool) -> dict[str, Any]:
@@ -60,11 +69,7 @@ def position_payload(location: Location, moment: datetime, replayed: bool) -> di
     }
     if replayed:  # a blind-area batch (0x0704 type 1); else the link flags a late send
         payload["replayed"] = True
-    if (
-        location.status & STATUS_POSITIONED
-        and -90 <= location.lat <= 90
-        and -180 <= location.lon <= 180
-    ):
+    if has_fix(location):
         payload.update(
             fix="3d",
             lat=round(location.lat, 7),
@@ -145,7 +150,7 @@ def _lock_fields(
     }
     if replayed:
         payload["replayed"] = True
-    if location.status & STATUS_POSITIONED:
+    if has_fix(location):  # a lock's place is not under its MAC: an impossible one is left out
         payload["lat"], payload["lon"] = round(location.lat, 7), round(location.lon, 7)
     return payload
 

@@ -187,7 +187,7 @@ class DeviceSession:
                 if not chunk:
                     break
                 now = time.monotonic()
-                for event in self.frames.feed(chunk, now):
+                for event in self.frames.feed(chunk, now, reassemble=self.authenticated):
                     if isinstance(event, BadFrame):
                         await self._bad(event)
                         continue
@@ -208,8 +208,10 @@ class DeviceSession:
             reason = self.close_reason or reason  # the reaper's reason first
             self.close_reason = reason
             self.hub.metrics.closed[reason] += 1
-            for pending in self._pending.values():
-                pending.future.cancel()
+            for pending in self._pending.values():  # its command fails with the reason
+                if not pending.future.done():
+                    gone = Closed(reason, f"the connection closed ({reason})")
+                    pending.future.set_exception(gone)
             if self.authenticated:
                 self.hub.detach(self, reason)
             self.writer.close()
@@ -409,8 +411,10 @@ class DeviceSession:
     async def command(self, block: BondWatchBlock) -> tuple[Answer | None, int]:
         """Send a lock command (0x8900); what ended it — the lock's result block, or its
         general response (0x0001) refusing the frame — (None: no answer after every
-        attempt) and the attempts made. A retry keeps the serial number, so a lock that
-        acted but whose answer was lost answers again without acting twice."""
+        attempt) and the attempts made; `Closed` when the connection closes (dropped,
+        or taken over by a new one) while the command waits. A retry keeps the serial
+        number, so a lock that acted but whose answer was lost answers again without
+        acting twice."""
         if block.command is None:
             raise ValueError("a lock command block needs its command code")
         async with self._command_lock:
@@ -429,5 +433,7 @@ class DeviceSession:
                         continue
             finally:
                 self._pending.pop(serial, None)
+                if future.done() and not future.cancelled():
+                    future.exception()  # seen here, whether or not it was awaited
                 future.cancel()
             return None, attempts

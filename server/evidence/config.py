@@ -87,8 +87,9 @@ class EvidenceSettings(BaseModel):
     max_pixels: int = Field(
         default=40_000_000,
         ge=10_000,
-        le=200_000_000,
-        description="largest image accepted (width × height, from the JPEG header)",
+        le=178_000_000,
+        description="largest image accepted (width × height, from the JPEG header; "
+        "Pillow, which reads it, refuses any image above 178,956,970 pixels)",
     )
     retention_days: int = Field(
         default=90,

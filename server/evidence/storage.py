@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Protocol
 
@@ -68,7 +69,9 @@ class FolderStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # A name of its own for each write: two requests storing the same key at once (a
+        # gate's retry while its first upload is still being stored) must not share it.
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
