@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Protocol
 
@@ -132,6 +132,11 @@ class Judge:
         # The ingest (judge_batch) and the timers (tick) run in different worker
         # threads; both change the runs.
         self._lock = threading.Lock()
+
+    @property
+    def shortest_silence(self) -> timedelta:
+        """The shortest silence (`silence_s`) any credit profile allows."""
+        return timedelta(seconds=min(p.silence_s for p in self._profiles.values()))
 
     @property
     def busy(self) -> bool:

@@ -22,8 +22,9 @@ from the store is progress, not a hang.
 
 The parent hands each stored batch of the messages the rules look at to the child, as
 (channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the
-ingest's handlers); when the child falls behind, the pipe fills and the ingest waits
-for it. The child decodes the batch, judges it (`server.judge.Judge`), applies the
+ingest's handlers); when the child falls behind, the batches that came meanwhile are
+judged as one step (`server.judge_inbox`), and once a step's worth waits the pipe fills
+and the ingest waits for it. The child decodes the batch, judges it (`server.judge.Judge`), applies the
 effects to the alarms in the store, runs the rule timers (silence, time limits), and
 tells the parent the id of every alarm it changed (for the console stream) and how
 many messages it judged.
@@ -59,6 +60,7 @@ from server.child import (
     stop_when_parent_gone,
 )
 from server.judge import Judge
+from server.judge_inbox import Inbox
 from server.judge_order import SEQUENCED_CHANNELS, judge_part
 from server.pipe_events import (
     AlarmChanged,
@@ -379,10 +381,12 @@ async def _serve(spec: JudgeSpec, conn: Connection) -> None:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         parent: asyncio.Future[None] = loop.create_future()
-        # A thread of its own, not the event loop's pool: it blocks in the pipe's recv,
-        # and a daemon thread does not hold the process up when it stops.
+        # Threads of their own, not the event loop's pool: the reader blocks in the
+        # pipe's recv, and a daemon thread does not hold the process up when it stops.
+        inbox = Inbox(pipe, judge.shortest_silence / 2)
+        threading.Thread(target=inbox.fill, name="judge-inbox", daemon=True).start()
         threading.Thread(
-            target=_receive, args=(pipe, judge, loop, parent), name="judge", daemon=True
+            target=_judge, args=(inbox, pipe, judge, loop, parent), name="judge", daemon=True
         ).start()
         threading.Thread(
             target=_beat, args=(pipe, judge, spec.stall_s), name="heartbeat", daemon=True
@@ -424,12 +428,16 @@ def _beat(pipe: ParentPipe, judge: Judge, stall_s: float) -> None:
         last = progress
 
 
-def _receive(
-    pipe: ParentPipe, judge: Judge, loop: asyncio.AbstractEventLoop, gone: asyncio.Future[None]
+def _judge(
+    inbox: Inbox,
+    pipe: ParentPipe,
+    judge: Judge,
+    loop: asyncio.AbstractEventLoop,
+    gone: asyncio.Future[None],
 ) -> None:
-    """Judge each batch the parent sends, until the parent is gone."""
-    while (event := pipe.receive()) is not None:
-        wire = event.messages
+    """Judge the parent's batches — those that came while the judge was busy as one step
+    (`server.judge_inbox`) — until the parent is gone."""
+    while (wire := inbox.take()) is not None:
         batch = decode_rows(wire)
         if len(batch) < len(wire):
             pipe.send(BadRows(len(wire) - len(batch)))
