@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from server.child import ParentPipe
@@ -92,15 +92,25 @@ class Inbox:
 Bounds = tuple[datetime, datetime] | None
 
 
+#: Bounds that join nothing (receive times that cannot be compared: never merged).
+_APART: Final = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
 def _bounds(wire: list[Wire]) -> Bounds:
     """The first and last receive time of `wire` (None: empty)."""
     if not wire:
         return None
-    received = [item[2] for item in wire]
-    return min(received), max(received)
+    try:
+        received = [item[2] for item in wire]
+        return min(received), max(received)
+    except TypeError:  # a naive time beside aware ones: a bug upstream, judged alone
+        return _APART
 
 
 def _join(a: Bounds, b: Bounds) -> Bounds:
     if a is None or b is None:
         return a or b
-    return min(a[0], b[0]), max(a[1], b[1])
+    try:
+        return min(a[0], b[0]), max(a[1], b[1])
+    except TypeError:
+        return _APART

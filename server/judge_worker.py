@@ -24,10 +24,10 @@ The parent hands each stored batch of the messages the rules look at to the chil
 (channel, stored JSON, received at), over a pipe (`JudgeWorker.on_messages`, one of the
 ingest's handlers); when the child falls behind, the batches that came meanwhile are
 judged as one step (`server.judge_inbox`), and once a step's worth waits the pipe fills
-and the ingest waits for it. The child decodes the batch, judges it (`server.judge.Judge`), applies the
-effects to the alarms in the store, runs the rule timers (silence, time limits), and
-tells the parent the id of every alarm it changed (for the console stream) and how
-many messages it judged.
+and the ingest waits for it. The child decodes the batch, judges it
+(`server.judge.Judge`), applies the effects to the alarms in the store, runs the rule
+timers (silence, time limits), and tells the parent the id of every alarm it changed
+(for the console stream) and how many messages it judged.
 
 Nothing is lost when the child dies: every message it is sent was stored first, and a
 new child rebuilds each trip in transit from the store — when its vehicle is next heard

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.client import AsyncModbusSerialClient
@@ -48,6 +48,12 @@ from devices.errors import DeviceError, TransportError
 from devices.lifecycle import DeviceLink, HealthCallback, renamed_keys
 
 logger = logging.getLogger(__name__)
+
+#: Modbus function codes of the requests the driver makes (Modbus Application Protocol
+#: Specification V1.1b3, section 6).
+FC_READ_DISCRETE_INPUTS: Final = 0x02
+FC_READ_INPUT_REGISTERS: Final = 0x04
+FC_WRITE_COIL: Final = 0x05
 
 PresenceCallback = Callable[[bool], Awaitable[None]]
 LampListener = Callable[[LampColour], None]
@@ -238,6 +244,7 @@ class BarrierDriver:
                     await self._request(
                         f"write lamp coil {address}",
                         lambda c: c.write_coil(address, on, device_id=cfg.unit_id),  # noqa: B023 (awaited at once)
+                        FC_WRITE_COIL,
                     )
                 self._lamp_written = colour
                 logger.info("%s: lane signal %s", self._ctx, colour)
@@ -388,6 +395,7 @@ class BarrierDriver:
             await self._request(
                 f"write coil {address}",
                 lambda c: c.write_coil(address, on, device_id=cfg.unit_id),  # noqa: B023 (awaited at once)
+                FC_WRITE_COIL,
             )
             if write.hold_s:
                 await asyncio.sleep(write.hold_s)
@@ -470,14 +478,20 @@ class BarrierDriver:
         reply = await self._request(
             "read discrete inputs",
             lambda c: c.read_discrete_inputs(start, count=count, device_id=cfg.unit_id),
+            FC_READ_DISCRETE_INPUTS,
         )
+        if len(reply.bits) < count:
+            raise DeviceError(f"read discrete inputs: {len(reply.bits)} inputs for {count} asked")
         word: int | None = None
         if (address := cfg.registers.status_register) is not None:
             regs = await self._request(
                 "read status register",
                 lambda c: c.read_input_registers(address, count=1, device_id=cfg.unit_id),
+                FC_READ_INPUT_REGISTERS,
             )
-            word = int(regs.registers[0]) if regs.registers else None
+            if len(regs.registers) != 1:
+                raise DeviceError(f"read status register: {len(regs.registers)} registers, not 1")
+            word = int(regs.registers[0])
         status = decode_status(list(reply.bits), start, cfg.registers, self._last_command, word)
         self._last_status = status
         return status, word
@@ -511,8 +525,14 @@ class BarrierDriver:
         return self._client
 
     async def _request(
-        self, what: str, send: Callable[[AsyncModbusSerialClient], Awaitable[Any]]
+        self,
+        what: str,
+        send: Callable[[AsyncModbusSerialClient], Awaitable[Any]],
+        function_code: int,
     ) -> Any:
+        """The module's reply to one request; DeviceError for an exception, for no valid
+        reply, or for a reply of another function than asked (pymodbus checks the unit id
+        and the CRC, not that)."""
         client = await self._connected()
         try:
             reply = await send(client)
@@ -526,6 +546,10 @@ class BarrierDriver:
             self._settle_exchange()
         if reply.isError():
             raise DeviceError(f"{what}: module answered with exception {reply.exception_code}")
+        if reply.function_code != function_code:
+            raise DeviceError(
+                f"{what}: module answered function {reply.function_code}, not {function_code}"
+            )
         self.retries += int(getattr(reply, "retries", 0) or 0)
         return reply
 

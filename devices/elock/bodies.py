@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from devices.elock.block import BondWatchBlock, decode_block, is_block
 from devices.elock.profile import TRANSPARENT_TYPE
@@ -30,6 +30,8 @@ MSG_TRANSPARENT_UP = 0x0900
 MSG_TRANSPARENT_DOWN = 0x8900
 MSG_PLATFORM_RESPONSE = 0x8001
 
+#: Status bit 1: the position is a fix (else the numbers are the last known or zeros).
+STATUS_POSITIONED: Final = 1 << 1
 STATUS_SOUTH = 1 << 2
 STATUS_WEST = 1 << 3
 
@@ -326,6 +328,16 @@ class Location:
     extras: tuple[Extra, ...] = ()
     trailing: bytes = b""
     time_bcd: bytes = field(default=b"", compare=False)
+
+    @property
+    def place(self) -> tuple[float, float] | None:
+        """(lat, lon) when the report says it is positioned at a place that exists (a
+        device's numbers beyond ±90° / ±180° are not one); else None."""
+        if not self.status & STATUS_POSITIONED:
+            return None
+        if not (-90 <= self.lat <= 90 and -180 <= self.lon <= 180):
+            return None
+        return self.lat, self.lon
 
     def encode(self, version: int | None = None) -> bytes:
         status = self.status & ~(STATUS_SOUTH | STATUS_WEST)

@@ -21,16 +21,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.elock import profile
 from devices.elock.block import Area, BondWatchBlock, CommandResult
 from devices.elock.bodies import (
+    MSG_BATCH_LOCATION,
+    MSG_LOCATION,
     MSG_REGISTRATION,
     MSG_TRANSPARENT_DOWN,
     BatchLocation,
@@ -56,6 +59,14 @@ from devices.lifecycle import DeviceLink, HealthCallback, renamed_keys
 from devices.serial_port import open_serial
 
 logger = logging.getLogger(__name__)
+
+#: Reports remembered by their frame, to know one the lock sends again, and for how long
+#: (a lock resends after its answer timeout, seconds; a signed report's counter makes
+#: every new one differ anyway, an unsigned lock's frame may repeat after a restart).
+RECENT_REPORTS: Final = 256
+REPEAT_WINDOW_S: Final = 60.0
+#: A dropped frame is logged at most this often (with a count of those not logged).
+BAD_LOG_EVERY_S: Final = 10.0
 
 LockId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Phone = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
@@ -185,8 +196,14 @@ class ElockDriver:
         self._bad_in_row = 0
         self._last_good = time.monotonic()
         self._ignored_ids: set[str] = set()
+        #: the newest reports' frames (and when they came), to know one the lock sent
+        #: again (it missed the answer): answered again, its events not given twice
+        self._recent: OrderedDict[bytes, float] = OrderedDict()
+        self._bad_logged_at = -BAD_LOG_EVERY_S
+        self._bad_unlogged = 0
         self.frames_ok = 0
         self.frames_bad = 0
+        self.frames_repeated = 0
 
     # --- running -------------------------------------------------------------------------
 
@@ -232,6 +249,11 @@ class ElockDriver:
                 raise EOFError("end of stream")
             for raw in splitter.feed(chunk):
                 await self._handle_raw(raw, on_event)
+            quiet = time.monotonic() - self._last_good
+            if quiet > self.config.silence_s:  # bytes, but no frame: line noise
+                await self.link.set_health(
+                    "degraded", f"no good frame from the locks for {quiet:.0f} s (bytes arriving)"
+                )
 
     async def _handle_raw(self, raw: bytes, on_event: EventCallback) -> None:
         try:
@@ -239,9 +261,7 @@ class ElockDriver:
         except FrameError as err:
             self.frames_bad += 1
             self._bad_in_row += 1
-            logger.warning(
-                "lock port %s: dropped frame (%s): %s", self.config.port, err, raw[:64].hex()
-            )
+            self._log_bad(err, raw)
             if self._bad_in_row >= self.config.bad_frames_degraded:
                 await self.link.set_health(
                     "degraded", f"{self._bad_in_row} bad frames in a row, last: {err}"
@@ -252,6 +272,8 @@ class ElockDriver:
         self._last_good = time.monotonic()
         await self.link.set_health("ok", "frames arriving")
         await self._answer(message)
+        if self._seen_before(message, raw):
+            return
         for event in self._events_of(message):
             if event.lock_id not in self.config.lock_ids:
                 if event.lock_id not in self._ignored_ids:
@@ -272,6 +294,39 @@ class ElockDriver:
                     self.config.port,
                     event.event,
                 )
+
+    def _seen_before(self, message: Message, raw: bytes) -> bool:
+        """A report whose very frame (same serial, same content) came among the newest
+        `RECENT_REPORTS`, at most `REPEAT_WINDOW_S` before: the lock sent it again because
+        it missed the answer. It is
+        answered again (above) and its events are not given twice — given twice, a signed
+        report's second copy would look replayed to the server (`LOCK_REPORT_FORGED`)."""
+        if message.msg_id not in (MSG_LOCATION, MSG_BATCH_LOCATION):
+            return False
+        now = time.monotonic()
+        first = self._recent.pop(raw, None)
+        self._recent[raw] = now if first is None else first
+        if len(self._recent) > RECENT_REPORTS:
+            self._recent.popitem(last=False)
+        if first is not None and now - first <= REPEAT_WINDOW_S:
+            self.frames_repeated += 1
+            return True
+        if first is not None:  # the same bytes long after: a lock without clock or
+            self._recent[raw] = now  # counter that started its serials again — new
+        return False
+
+    def _log_bad(self, err: FrameError, raw: bytes) -> None:
+        """A dropped frame, logged at most once every `BAD_LOG_EVERY_S` with how many were
+        dropped meanwhile (a noisy line would fill the log)."""
+        now = time.monotonic()
+        if now - self._bad_logged_at < BAD_LOG_EVERY_S:
+            self._bad_unlogged += 1
+            return
+        more = f" ({self._bad_unlogged} more since the last)" if self._bad_unlogged else ""
+        logger.warning(
+            "lock port %s: dropped frame (%s): %s%s", self.config.port, err, raw[:64].hex(), more
+        )
+        self._bad_logged_at, self._bad_unlogged = now, 0
 
     # --- answering the lock --------------------------------------------------------------
 
@@ -359,15 +414,16 @@ class ElockDriver:
                 continue
             self._phones[block.lock_id] = message.header.phone
             event = block.event_name or "status"
+            place = location.place  # not under the lock's MAC: an impossible one left out
             events.append(
                 LockEvent(
                     lock_id=block.lock_id,
                     state=block.state_name,
                     event=event,
-                    battery_pct=block.battery_pct,
+                    battery_pct=percent(block.battery_pct),
                     time=location.time or datetime.now(UTC),
-                    lat=location.lat if location.status & 0x2 else None,
-                    lon=location.lon if location.status & 0x2 else None,
+                    lat=place[0] if place else None,
+                    lon=place[1] if place else None,
                     raw_msg_id=message.msg_id,
                     counter=block.report_counter,
                     mac=block.report_mac,
@@ -523,10 +579,17 @@ def _reply_of(
     )
 
 
+def percent(value: int | None) -> int | None:
+    """A battery level a lock reported, if it is one (0–100 %): a byte of 0xFF is not."""
+    return value if value is not None and 0 <= value <= 100 else None
+
+
 def vendor_lock_events(location: Location, msg_id: int) -> list[LockEvent]:
-    """State of third-party locks from the common e-lock items (0x63, 0xD5), as `status`."""
+    """State of third-party locks from the common e-lock items (0x63, 0xD5), as `status`;
+    the report's place only when it is a fix (never 0, 0 for "no position")."""
     events = []
     moment = location.time or datetime.now(UTC)
+    lat, lon = location.place or (None, None)
     for item in location.extras:
         if item.name == "lock_list":
             for lock in item.value:
@@ -538,8 +601,8 @@ def vendor_lock_events(location: Location, msg_id: int) -> list[LockEvent]:
                         "status",
                         None,
                         moment,
-                        location.lat,
-                        location.lon,
+                        lat,
+                        lon,
                         msg_id,
                     )
                 )
@@ -551,10 +614,10 @@ def vendor_lock_events(location: Location, msg_id: int) -> list[LockEvent]:
                         lock["lock_id"],
                         state,
                         "status",
-                        lock["battery_pct"],
+                        percent(lock["battery_pct"]),
                         moment,
-                        location.lat,
-                        location.lon,
+                        lat,
+                        lon,
                         msg_id,
                     )
                 )

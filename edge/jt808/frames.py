@@ -10,6 +10,7 @@ read, so that the device can be answered "bad message" (0x8001 result 2) and sen
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,22 +91,27 @@ class FrameReader:
         return len(self._splitter._buffer)  # read-only peek
 
     def feed(self, data: bytes, now: float, reassemble: bool = True) -> list[Frame | BadFrame]:
-        """The frames and refusals in `data`. Without `reassemble` (a connection not yet
-        authenticated) a sub-package is not held for its message: it comes out as a frame
-        of its own, which the session refuses as it refuses any message before
-        authentication — a stranger parks no fragments here."""
-        out: list[Frame | BadFrame] = []
+        """The frames and refusals in `data` (`frames`, all at once)."""
+        return list(self.frames(data, now, lambda: reassemble))
+
+    def frames(
+        self, data: bytes, now: float, reassemble: Callable[[], bool]
+    ) -> Iterator[Frame | BadFrame]:
+        """The frames and refusals in `data`, each decoded as it is asked for, so that
+        what the one before it changed counts. Without `reassemble()` (a connection not
+        yet authenticated) a sub-package is not held for its message: it comes out as a
+        frame of its own, which the session refuses as it refuses any message before
+        authentication — a stranger parks no fragments here. (Asked frame by frame: a
+        terminal that sends its authentication and, without waiting, a fragment, in one
+        read, has the fragment held once the authentication before it is taken.)"""
         before = self._splitter.discarded_bytes
         for raw in self._splitter.feed(data):
-            out.append(self._one(raw, now, reassemble))
+            yield self._one(raw, now, reassemble())
         dropped = self._splitter.discarded_bytes - before
         if dropped > self.max_frame:
-            out.append(
-                BadFrame("oversize", f"{dropped} bytes without a closing flag", None, dropped)
-            )
+            yield BadFrame("oversize", f"{dropped} bytes without a closing flag", None, dropped)
         elif dropped:
-            out.append(BadFrame("garbage", f"{dropped} bytes outside any frame", None, dropped))
-        return out
+            yield BadFrame("garbage", f"{dropped} bytes outside any frame", None, dropped)
 
     def _one(self, raw: bytes, now: float, reassemble: bool) -> Frame | BadFrame:
         try:

@@ -23,8 +23,6 @@ from devices.elock.driver import vendor_lock_events
 from devices.errors import FrameError
 from edge.jt808.store import Item, Message
 
-#: Status bit 1 of a location report: the position is valid (JT/T 808-2019 table 25).
-STATUS_POSITIONED: Final = 1 << 1
 #: Status bits 18–21 → the contract's constellation names.
 SYSTEMS: Final = {
     "gps_used": "GPS",
@@ -53,13 +51,6 @@ def report_digest(phone: str, location: Location) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big", signed=True)
 
 
-def has_fix(location: Location) -> bool:
-    """The report says it is positioned, at a place that exists."""
-    return bool(location.status & STATUS_POSITIONED) and (
-        -90 <= location.lat <= 90 and -180 <= location.lon <= 180
-    )
-
-
 def position_payload(location: Location, moment: datetime, replayed: bool) -> dict[str, Any]:
     """The `position` payload (without node_id and seq) of one report."""
     payload: dict[str, Any] = {
@@ -69,7 +60,7 @@ def position_payload(location: Location, moment: datetime, replayed: bool) -> di
     }
     if replayed:  # a blind-area batch (0x0704 type 1); else the link flags a late send
         payload["replayed"] = True
-    if has_fix(location):
+    if location.place is not None:
         payload.update(
             fix="3d",
             lat=round(location.lat, 7),
@@ -129,7 +120,7 @@ def vendor_lock_payload(
             f"are not the registered {device.lock_id} of phone {device.phone}"
         )
     payload = _lock_fields(location, moment, replayed, mine.lock_id, mine.state, mine.event)
-    if mine.battery_pct is not None and 0 <= mine.battery_pct <= 100:
+    if mine.battery_pct is not None:  # a level (0–100 %) or None: `vendor_lock_events`
         payload["battery_pct"] = mine.battery_pct
     return payload, None
 
@@ -150,7 +141,7 @@ def _lock_fields(
     }
     if replayed:
         payload["replayed"] = True
-    if has_fix(location):  # a lock's place is not under its MAC: an impossible one is left out
+    if location.place is not None:  # not under the lock's MAC: an impossible one left out
         payload["lat"], payload["lon"] = round(location.lat, 7), round(location.lon, 7)
     return payload
 

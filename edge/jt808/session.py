@@ -151,6 +151,7 @@ class DeviceSession:
         self._pending: dict[int, _Pending] = {}
         self._command_lock = asyncio.Lock()
         self.close_reason = ""
+        self.closed = False  # the connection has ended (its reason: `close_reason`)
         self.started = self.last_frame = time.monotonic()
 
     def __repr__(self) -> str:
@@ -187,7 +188,7 @@ class DeviceSession:
                 if not chunk:
                     break
                 now = time.monotonic()
-                for event in self.frames.feed(chunk, now, reassemble=self.authenticated):
+                for event in self.frames.frames(chunk, now, lambda: self.authenticated):
                     if isinstance(event, BadFrame):
                         await self._bad(event)
                         continue
@@ -207,6 +208,7 @@ class DeviceSession:
         finally:
             reason = self.close_reason or reason  # the reaper's reason first
             self.close_reason = reason
+            self.closed = True  # a command still waiting for the lock's turn fails at once
             self.hub.metrics.closed[reason] += 1
             for pending in self._pending.values():  # its command fails with the reason
                 if not pending.future.done():
@@ -418,6 +420,9 @@ class DeviceSession:
         if block.command is None:
             raise ValueError("a lock command block needs its command code")
         async with self._command_lock:
+            if self.closed:
+                reason = self.close_reason or "closed"
+                raise Closed(reason, f"the connection closed ({reason})")
             body = Transparent(profile.TRANSPARENT_TYPE, block.encode(), downlink=True)
             serial = self._serials.next()
             future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()

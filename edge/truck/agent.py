@@ -13,11 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
+from pydantic import BaseModel
+
 from contract import topics
+from contract.fit import Groups, fit
 from contract.ids import format_ts
-from contract.payloads import HealthStatus, SignedCommand, TruckCommand
+from contract.log_throttle import LogThrottle, and_more
+from contract.payloads import HealthStatus, LockReport, Position, SignedCommand, TruckCommand
 from devices.elock.driver import ElockDriver, LockEvent
 from devices.gnss.codec import GnssFix
 from devices.gnss.driver import GnssDriver
@@ -31,6 +36,11 @@ from edge.truck.position import has_valid_fix, position_payload, sample_of
 log = logging.getLogger(__name__)
 
 
+#: What a truck's messages may lose rather than be refused whole.
+POSITION_FIT: Groups = (("alt_m",), ("speed_kmh",), ("course_deg",), ("sats",), ("hdop",))
+LOCK_FIT: Groups = (("lat", "lon"), ("battery_pct",))
+
+
 class TruckAgent:
     def __init__(self, config: TruckConfig) -> None:
         self.config = config
@@ -38,6 +48,9 @@ class TruckAgent:
         self.outbox, self.commands, self.link = plumbing.outbox, plumbing.commands, plumbing.link
         self.health = plumbing.health
         self.gnss = GnssDriver(config.gnss)
+        #: a device's values left out of a message because the contract refuses them
+        self.dropped_fields: Counter[str] = Counter()
+        self._drop_log = LogThrottle()
         self.lock = ElockDriver(config.lock) if config.lock is not None else None
         self._last: Sample | None = None
         self._last_fix: GnssFix | None = None
@@ -73,9 +86,8 @@ class TruckAgent:
         if not should_report(self.config.reporting, self._last, sample):
             return
         self._last = sample
-        self._publish(
-            topics.position(self.config.node_id), position_payload(self.config.node_id, fix)
-        )
+        payload = self._fitted(Position, position_payload(self.config.node_id, fix), POSITION_FIT)
+        self._publish(topics.position(self.config.node_id), payload)
 
     async def _on_lock(self, event: LockEvent) -> None:
         payload: dict[str, Any] = {
@@ -94,7 +106,27 @@ class TruckAgent:
             lat, lon = self._last_fix.lat, self._last_fix.lon
         if lat is not None and lon is not None:
             payload["lat"], payload["lon"] = round(lat, 7), round(lon, 7)
-        self._publish(topics.lock(self.config.node_id), payload)
+        self._publish(topics.lock(self.config.node_id), self._fitted(LockReport, payload, LOCK_FIT))
+
+    def _fitted(
+        self, model: type[BaseModel], payload: dict[str, Any], groups: Groups
+    ) -> dict[str, Any]:
+        """`payload` without a device's value the contract would refuse (`contract.fit`),
+        counted in `dropped_fields` and logged once a minute per field."""
+        fitted, dropped = fit(model, payload, groups)
+        for name in dropped:
+            self.dropped_fields[name] += 1
+            left_out = self._drop_log.admit(name)
+            if left_out is not None:
+                log.warning(
+                    "truck %s: %s %s=%r is out of the contract's bounds: left out%s",
+                    self.config.node_id,
+                    model.__name__,
+                    name,
+                    payload.get(name),
+                    and_more(left_out, self._drop_log.window_s),
+                )
+        return fitted
 
     async def _on_gnss_health(self, status: HealthStatus, detail: str) -> None:
         self.health.report("gnss", status, detail)

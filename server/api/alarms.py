@@ -13,6 +13,7 @@ from server.alarms import SEVERITIES, STATUSES, AlarmQuery, AlarmService
 from server.api.actor import current_actor
 from server.api.errors import ApiError
 from server.api.params import DB_INT_MAX, Offset
+from server.auth.dependencies import auth_context
 
 router = APIRouter(prefix=API_PREFIX, tags=["alarms"])
 
@@ -152,10 +153,20 @@ async def clear_alarm(
 
 @router.post("/alarms/{alarm_id}/assign", response_model=AlarmOut)
 async def assign_alarm(
-    alarm_id: AlarmId, body: AssignIn, alarms: Alarms, actor: Actor
+    alarm_id: AlarmId, body: AssignIn, alarms: Alarms, actor: Actor, request: Request
 ) -> dict[str, Any]:
-    """Give the alarm to an account (refused once it is cleared and acknowledged)."""
+    """Give the alarm to an enabled officer or supervisor account, or take it back with an
+    empty assignee (refused once it is cleared and acknowledged)."""
     assignee = body.assignee or None
+    if assignee is not None:
+        account = await asyncio.to_thread(auth_context(request).accounts.get, assignee)
+        if account is None or not account.takes_alarms:
+            raise ApiError(
+                422,
+                "invalid",
+                f"{assignee!r} is not an enabled officer or supervisor account",
+                "assignee",
+            )
     found = await asyncio.to_thread(alarms.assign, alarm_id, actor, assignee, body.comment)
     return found.as_json()
 

@@ -14,7 +14,7 @@ from contract.ids import Timestamp
 from contract.version import API_PREFIX
 from server.api.errors import ApiError
 from server.api.gates import Actor, Comment, Gates
-from server.api.params import Offset
+from server.api.params import Offset, since_utc
 from server.gates.appointment_book import AppointmentQuery, NewAppointment
 from server.gates.appointments import AppointmentStatus, Direction
 
@@ -121,9 +121,7 @@ async def list_appointments(
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     """Appointments, latest window first."""
-    if since is not None and since.tzinfo is None:
-        raise ApiError(422, "invalid", "since needs a time zone (append Z for UTC)", "since")
-    query = AppointmentQuery(gate, status, plate, since, limit, offset)
+    query = AppointmentQuery(gate, status, plate, since_utc(since), limit, offset)
     return await asyncio.to_thread(gates.appointments.find, query)
 
 

@@ -171,7 +171,7 @@ async def assignees(request: Request) -> list[dict[str, Any]]:
     return [
         {"username": a.username, "display_name": a.display_name, "role": a.role}
         for a in accounts
-        if not a.disabled and a.role in ("officer", "supervisor")
+        if a.takes_alarms
     ]
 
 

@@ -15,7 +15,7 @@ from contract.version import API_PREFIX
 from server.api.actor import current_actor
 from server.api.errors import ApiError
 from server.api.evidence_models import Evidence, ImageOut, image_out
-from server.api.params import Offset
+from server.api.params import Offset, since_utc
 from server.gates.commands import SigningUnavailable
 from server.gates.corrections import PassageCorrections
 from server.gates.service import GateService
@@ -229,9 +229,7 @@ async def list_passages(
     offset: Offset = 0,
 ) -> list[PassageOut]:
     """Gate passages, newest first, with the decision, every reason and the images."""
-    if since is not None and since.tzinfo is None:
-        raise ApiError(422, "invalid", "since needs a time zone (append Z for UTC)", "since")
-    query = PassageQuery(gate, lane, decision, since, trip_id, limit, offset)
+    query = PassageQuery(gate, lane, decision, since_utc(since), trip_id, limit, offset)
     rows = await asyncio.to_thread(gates.passages, query)
     images = await asyncio.to_thread(evidence.images_of, [r["passage_id"] for r in rows])
     return [passage_out(r, images[r["passage_id"]]) for r in rows]

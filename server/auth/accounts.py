@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from server.auth.roles import PERSON_ROLES, TOKEN_ROLES, Role
 from server.auth.zones import zone_problem
 from server.store import StoreError, schema
 from server.store.database import as_utc
+from server.store.writer_lock import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ TOUCH_EVERY = timedelta(seconds=30)
 
 #: Names no account may take: `system` signs the rules' own alarm entries.
 RESERVED_NAMES = frozenset({"system"})
+
+
+#: The roles an alarm may be assigned to.
+ALARM_ROLES: Final = ("officer", "supervisor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,11 @@ class Account:
     session_id: str | None = None
     csrf_token: str | None = None
     token_id: str | None = None
+
+    @property
+    def takes_alarms(self) -> bool:
+        """An alarm may be assigned to it: an enabled officer or supervisor."""
+        return not self.disabled and self.role in ALARM_ROLES
 
     def public(self) -> dict[str, Any]:
         return {
@@ -251,15 +261,17 @@ class AccountStore:
         losing_admin = current.role == "admin" and (
             values.get("role", "admin") != "admin" or values.get("disabled") is True
         )
-        with self.engine.begin() as conn:
+        # The writer lock (SQLite) and the active admins' rows locked (PostgreSQL): two
+        # admins demoting each other at once must not both see the other still there.
+        with write_transaction(self.engine) as conn:
             if losing_admin:
                 admins = conn.execute(
-                    select(func.count())
-                    .select_from(schema.accounts)
+                    select(A.username)
                     .where(A.role == "admin")
                     .where(A.disabled.is_(False))
-                ).scalar_one()
-                if admins <= 1:
+                    .with_for_update()
+                ).all()
+                if len(admins) <= 1:
                     raise StoreError(
                         "conflict",
                         f"{username} is the last active admin: make another admin first",

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from contract.ids import format_ts
+from contract.payloads import ContainerReading, PlateReading
 from server.store import schema
 from server.store.database import as_utc
 
@@ -44,3 +45,14 @@ def newest_corrections(conn: Connection, passage_ids: list[str]) -> dict[str, di
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def readings_in_force(
+    passage: dict[str, Any],
+) -> tuple[list[ContainerReading], PlateReading | None]:
+    """The readings a passage (as `GateStore.list_passages` gives it) is decided on: its
+    newest correction's, else the camera's."""
+    readings = passage.get("correction") or passage
+    containers = [ContainerReading.model_validate(c) for c in readings["containers"]]
+    plate = PlateReading.model_validate(readings["plate"]) if readings["plate"] else None
+    return containers, plate

@@ -36,6 +36,7 @@ from devices.iso6346 import why_invalid
 from server.alarms import AlarmQuery
 from server.audit import append as audit_append
 from server.audit import write_transaction
+from server.gates.correction_rows import readings_in_force
 from server.gates.decide import JUDGING, MISMATCH_CODES, Decision, normalise_plate
 from server.gates.service import GATE_MISMATCH, SYSTEM, GateService
 from server.gates.store import decision_row
@@ -118,9 +119,8 @@ class PassageCorrections:
             )
         if found["decision"] != "hold":
             raise StoreError("conflict", f"passage {passage_id} is not held: nothing to correct")
-        before = found.get("correction") or found
-        before_containers = [ContainerReading.model_validate(c) for c in before["containers"]]
-        before_plate = PlateReading.model_validate(before["plate"]) if before["plate"] else None
+        before = found.get("correction") or found  # as the audit shows it
+        before_containers, before_plate = readings_in_force(found)
         after_containers = new_containers if new_containers is not None else before_containers
         after_plate = new_plate if new_plate is not None else before_plate
         decision = self.gates.decide_readings(

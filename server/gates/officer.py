@@ -14,9 +14,9 @@ from typing import Any, Literal
 from sqlalchemy import update
 
 from contract.ids import format_ts, utc_now
-from contract.payloads import ContainerReading, PlateReading
 from server.audit import append as audit_append
 from server.audit import write_transaction
+from server.gates.correction_rows import readings_in_force
 from server.gates.decide import ReleaseRecord, decide
 from server.gates.passages import SYSTEM, PassageDecisions
 from server.gates.store import PassageQuery
@@ -118,10 +118,11 @@ class OfficerActions:
         )
         if facts is None:
             return "held", []
+        containers, plate = readings_in_force(passage)  # an officer's correction first
         decision = decide(
             passage["gate_id"],
-            [ContainerReading.model_validate(c) for c in passage["containers"]],
-            PlateReading.model_validate(passage["plate"]) if passage["plate"] else None,
+            containers,
+            plate,
             passage["ts"],
             [replace(self._passages.enrich(facts, conn, passage["ts"]), release=record)],
         )
@@ -206,6 +207,7 @@ class OfficerActions:
                     ("in_transit", "arrived", "held", "released"),
                     status,
                     ended_at=now if status == "released" else None,
+                    reopen=status == "held",
                 )
             audit_append(
                 conn,

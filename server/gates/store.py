@@ -299,13 +299,18 @@ class GateStore:
         status: str,
         started_at: datetime | None = None,
         ended_at: datetime | None = None,
+        reopen: bool = False,
     ) -> bool:
+        """Move the trip from one of `from_statuses` to `status`; `reopen`: it has not
+        ended after all (an officer's hold after an open), its `ended_at` is cleared."""
         t = schema.trips.c
         values: dict[str, Any] = {"status": status}
         if started_at is not None:
             values["started_at"] = started_at
         if ended_at is not None:
             values["ended_at"] = ended_at
+        elif reopen:
+            values["ended_at"] = None
         changed = conn.execute(
             update(schema.trips)
             .where(t.trip_id == trip_id, t.status.in_(from_statuses))

@@ -35,9 +35,9 @@ def ends() -> Iterator[tuple[Connection, Connection]]:
 
 
 @pytest.fixture
-def pipe(ends: tuple[Connection, Connection]) -> tuple[ParentPipe, ParentPipe]:
-    """(the parent's end, the child's end)."""
-    return ParentPipe(ends[0]), ParentPipe(ends[1])
+def pipe(ends: tuple[Connection, Connection]) -> tuple[Connection, ParentPipe]:
+    """(the parent's end, as `ChildProcess` sends on it; the child's end)."""
+    return ends[0], ParentPipe(ends[1])
 
 
 def filled(inbox: Inbox, held: int) -> None:
@@ -54,7 +54,7 @@ def seqs(wire: list[Wire] | None) -> list[int]:
 
 
 def test_batches_waiting_are_one_step_in_the_order_sent(
-    pipe: tuple[ParentPipe, ParentPipe],
+    pipe: tuple[Connection, ParentPipe],
 ) -> None:
     parent, child = pipe
     inbox = Inbox(child, timedelta(seconds=60))
@@ -67,7 +67,7 @@ def test_batches_waiting_are_one_step_in_the_order_sent(
 
 
 def test_batches_further_apart_than_the_span_are_steps_of_their_own(
-    pipe: tuple[ParentPipe, ParentPipe],
+    pipe: tuple[Connection, ParentPipe],
 ) -> None:
     """At 0 s, 20 s and 45 s with a span of 30 s: the first two together, the third alone
     (45 s after the first: a silence of 30 s could hide between them)."""
@@ -82,17 +82,19 @@ def test_batches_further_apart_than_the_span_are_steps_of_their_own(
 
 
 def test_a_step_and_the_messages_held_keep_within_the_limit(
-    pipe: tuple[ParentPipe, ParentPipe],
+    pipe: tuple[Connection, ParentPipe],
 ) -> None:
     """With a limit of 25 and batches of 10, the reader stops at 30 held (it waits for the
     judge, so the pipe fills and the sender waits too), and a step takes 20."""
     parent, child = pipe
     inbox = Inbox(child, timedelta(seconds=60), merge_max=25)
     threading.Thread(target=inbox.fill, daemon=True).start()
-    sender = threading.Thread(
-        target=lambda: [parent.send(Batch(batch(k * 10, 10))) for k in range(6)],
-        daemon=True,
-    )
+
+    def send_six() -> None:
+        for k in range(6):
+            parent.send(Batch(batch(k * 10, 10)))
+
+    sender = threading.Thread(target=send_six, daemon=True)
     sender.start()
     filled(inbox, 30)
     time.sleep(0.2)
@@ -108,7 +110,7 @@ def test_a_step_and_the_messages_held_keep_within_the_limit(
 
 
 def test_nothing_once_the_parent_is_gone_and_all_is_taken(
-    ends: tuple[Connection, Connection], pipe: tuple[ParentPipe, ParentPipe]
+    ends: tuple[Connection, Connection], pipe: tuple[Connection, ParentPipe]
 ) -> None:
     parent, child = pipe
     inbox = Inbox(child, timedelta(seconds=60))
@@ -117,3 +119,19 @@ def test_nothing_once_the_parent_is_gone_and_all_is_taken(
     inbox.fill()  # returns once the pipe is closed
     assert seqs(inbox.take()) == [0, 1, 2]
     assert inbox.take() is None
+
+
+def test_receive_times_that_cannot_be_compared_are_never_joined(
+    pipe: tuple[Connection, ParentPipe],
+) -> None:
+    """A naive time beside aware ones (a bug upstream) must not stop the judge's thread:
+    the batches are judged one by one."""
+    parent, child = pipe
+    inbox = Inbox(child, timedelta(seconds=60))
+    threading.Thread(target=inbox.fill, daemon=True).start()
+    naive = [("position", '{"seq": 5}', T0.replace(tzinfo=None))]
+    parent.send(Batch(batch(0, 5)))
+    parent.send(Batch(naive))
+    filled(inbox, 6)
+    assert seqs(inbox.take()) == list(range(5))
+    assert seqs(inbox.take()) == [5]

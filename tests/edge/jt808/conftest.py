@@ -16,7 +16,7 @@ from contract.cellular_registry import CellularRegistry
 from contract.signing import generate_private_key, private_key_to_pem, public_key_to_pem
 from devices.elock import profile
 from devices.elock.block import BondWatchBlock
-from devices.elock.bodies import Authentication, Body, Location, PlatformResponse
+from devices.elock.bodies import Authentication, Body, Location, PlatformResponse, RawBody
 from devices.elock.codec import Message, decode, encode
 from devices.elock.framing import FrameSplitter
 from devices.elock.header import Header
@@ -186,6 +186,19 @@ class Raw:
             while await self.reader.read(4096):
                 pass
         return True
+
+    def fragments(self, msg_id: int, body: bytes, size: int = 100) -> list[bytes]:
+        """`body` as sub-packages of `size` bytes, on the next serials."""
+        parts = [body[i : i + size] for i in range(0, len(body), size)]
+        first = self.serial + 1
+        self.serial += len(parts)
+        return [
+            encode(
+                Header(msg_id, LOCK_PHONE, first + i, packet_total=len(parts), packet_index=i + 1),
+                RawBody(msg_id, part),
+            )
+            for i, part in enumerate(parts)
+        ]
 
     async def login(self, gateway: Jt808Gateway, phone: str = LOCK_PHONE) -> None:
         code = auth_code(gateway.secret, phone)

@@ -27,13 +27,11 @@ from devices.elock.bodies import (
     Body,
     Heartbeat,
     PlatformResponse,
-    RawBody,
     Registration,
     RegistrationResponse,
     TerminalResponse,
     Transparent,
 )
-from devices.elock.codec import encode
 from devices.elock.header import Header
 from devtools.broker import PROJECT_ROOT, MosquittoBroker
 from edge.jt808.auth import auth_code
@@ -230,20 +228,12 @@ async def test_subpackages_are_reassembled_in_any_order_and_answered_after_stori
     raw = await Raw.connect(running.port)
     await raw.login(running.gateway)
     body = BatchLocation(0, tuple(lock_report(c) for c in range(20, 26))).encode(None)
-    parts = [body[i : i + 100] for i in range(0, len(body), 100)]
     first = raw.serial + 1
-    frames = [
-        encode(
-            Header(0x0704, LOCK_PHONE, first + i, packet_total=len(parts), packet_index=i + 1),
-            RawBody(0x0704, part),
-        )
-        for i, part in enumerate(parts)
-    ]
-    raw.serial += len(parts)
+    frames = raw.fragments(0x0704, body)
     await raw.send(b"".join(reversed(frames)))
-    answers = [(await raw.answer()).body for _ in parts]
+    answers = [(await raw.answer()).body for _ in frames]
     assert sorted(a.reply_serial for a in answers if isinstance(a, PlatformResponse)) == [
-        first + i for i in range(len(parts))
+        first + i for i in range(len(frames))
     ]
     await collector.wait_for(lambda: len(collector.on("lock")) == 6)
     assert [p["counter"] for p in collector.on("lock")] == list(range(20, 26))

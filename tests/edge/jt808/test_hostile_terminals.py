@@ -11,11 +11,17 @@ import json
 from datetime import UTC, datetime
 
 from contract import topics
-from devices.elock.bodies import PlatformResponse, RawBody, Transparent
+from devices.elock.bodies import (
+    Authentication,
+    BatchLocation,
+    PlatformResponse,
+    RawBody,
+    Transparent,
+)
 from devices.elock.codec import encode
 from devices.elock.header import Header
 from devtools.broker import MosquittoBroker
-from edge.jt808.auth import check_auth_code
+from edge.jt808.auth import auth_code, check_auth_code
 from edge.jt808.reports import report_digest
 from tests.edge.conftest import Collector
 from tests.edge.jt808.conftest import LOCK_ID, LOCK_PHONE, GatewayFactory, Raw, lock_report
@@ -43,6 +49,24 @@ async def test_fragments_before_authentication_are_refused_not_held(
     metrics = running.gateway.metrics
     assert metrics.refused["unauthenticated"] == 3
     assert metrics.closed["unauthenticated"] == 1
+
+
+async def test_a_fragment_sent_with_the_authentication_in_one_write_is_held(
+    start_gateway: GatewayFactory, collector: Collector
+) -> None:
+    """A terminal that sends its authentication and, without waiting for the answer, the
+    fragments of a batch, in one write: the fragments are held and the batch stored."""
+    running = await start_gateway()
+    raw = await Raw.connect(running.port)
+    body = BatchLocation(0, tuple(lock_report(c) for c in range(30, 34))).encode(None)
+    auth = raw.frame(Authentication(auth_code(running.gateway.secret, LOCK_PHONE)))
+    fragments = raw.fragments(0x0704, body)
+    await raw.send(auth + b"".join(fragments))
+    answers = [(await raw.answer()).body for _ in range(1 + len(fragments))]
+    assert all(isinstance(a, PlatformResponse) and a.result == 0 for a in answers), answers
+    await collector.wait_for(lambda: len(collector.on("lock")) == 4)
+    assert [p["counter"] for p in collector.on("lock")] == [30, 31, 32, 33]
+    assert running.gateway.metrics.refused["unsupported"] == 0
 
 
 async def test_an_authentication_code_in_any_bytes_is_a_wrong_code(

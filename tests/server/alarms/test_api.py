@@ -141,9 +141,10 @@ def test_officer_actions_with_history_and_audit(api, raised, client_as):
 
 @pytest.mark.parametrize("action", ["ack", "clear", "assign", "comment"])
 @pytest.mark.parametrize("body", [{}, {"comment": ""}, {"comment": "   "}])
-def test_comment_required(api, raised, action, body):
+def test_comment_required(api, raised, services, action, body):
     a = raised["dev"]
     if action == "assign":
+        add_account(services, "officer.wang", "officer")
         body = {**body, "assignee": "officer.wang"}
     res = api.post(f"/api/v1/alarms/{a}/{action}", json=body)
     assert res.status_code == 422, res.text
@@ -153,7 +154,7 @@ def test_comment_required(api, raised, action, body):
     assert api.get("/api/v1/audit", params={"object_type": "alarm"}).json() == []
 
 
-def test_refused_transition_is_409_and_changes_nothing(api, raised):
+def test_refused_transition_is_409_and_changes_nothing(api, raised, services):
     a = raised["battery"]  # cleared_unack
     before = api.get(f"/api/v1/alarms/{a}").json()
     res = api.post(f"/api/v1/alarms/{a}/clear", json={"comment": "again"})
@@ -164,7 +165,10 @@ def test_refused_transition_is_409_and_changes_nothing(api, raised):
     assert api.get(f"/api/v1/alarms/{a}").json() == before
     assert api.get("/api/v1/audit", params={"object_type": "alarm"}).json() == []
     assert api.post(f"/api/v1/alarms/{a}/ack", json={"comment": "seen"}).status_code == 200
-    res = api.post(f"/api/v1/alarms/{a}/assign", json={"assignee": "x", "comment": "late"})
+    add_account(services, "officer.wang", "officer")
+    res = api.post(
+        f"/api/v1/alarms/{a}/assign", json={"assignee": "officer.wang", "comment": "late"}
+    )
     assert res.status_code == 409 and "closed" in res.json()["error"]["message"]
 
 
@@ -186,9 +190,11 @@ def test_unknown_alarm_and_the_acting_account(api, raised, services):
     assert res.json()["history"][-1]["actor"] == "test-supervisor"
 
 
-def test_unassign_with_null(api, raised):
+def test_unassign_with_null(api, raised, services):
     a = raised["tamper"]
-    api.post(f"/api/v1/alarms/{a}/assign", json={"assignee": "officer.wang", "comment": "x"})
+    add_account(services, "officer.wang", "officer")
+    res = api.post(f"/api/v1/alarms/{a}/assign", json={"assignee": "officer.wang", "comment": "x"})
+    assert res.status_code == 200, res.text
     res = api.post(f"/api/v1/alarms/{a}/assign", json={"assignee": None, "comment": "back"})
     assert res.status_code == 200 and res.json()["assignee"] is None
     assert res.json()["history"][-1]["detail"] == "assignee officer.wang → -"
