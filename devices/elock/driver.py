@@ -60,9 +60,9 @@ from devices.serial_port import open_serial
 
 logger = logging.getLogger(__name__)
 
-#: Reports remembered by their frame, to know one the lock sends again, and for how long
-#: (a lock resends after its answer timeout, seconds; a signed report's counter makes
-#: every new one differ anyway, an unsigned lock's frame may repeat after a restart).
+#: Reports remembered by their frame, to know one the lock sends again, and how long after
+#: it was last seen (a lock resends after its answer timeout, seconds; a signed report's
+#: counter makes every new one differ anyway, an unsigned lock's may repeat after a restart).
 RECENT_REPORTS: Final = 256
 REPEAT_WINDOW_S: Final = 60.0
 #: A dropped frame is logged at most this often (with a count of those not logged).
@@ -297,22 +297,22 @@ class ElockDriver:
 
     def _seen_before(self, message: Message, raw: bytes) -> bool:
         """A report whose very frame (same serial, same content) came among the newest
-        `RECENT_REPORTS`, at most `REPEAT_WINDOW_S` before: the lock sent it again because
-        it missed the answer. It is
-        answered again (above) and its events are not given twice — given twice, a signed
-        report's second copy would look replayed to the server (`LOCK_REPORT_FORGED`)."""
+        `RECENT_REPORTS`, the last time at most `REPEAT_WINDOW_S` before: the lock sent it
+        again because it missed the answer. It is answered again (above) and its events
+        are not given twice — given twice, a signed report's second copy would look
+        replayed to the server (`LOCK_REPORT_FORGED`). The same bytes after a longer
+        quiet are a new report (a lock without clock or counter that started its serials
+        again)."""
         if message.msg_id not in (MSG_LOCATION, MSG_BATCH_LOCATION):
             return False
         now = time.monotonic()
-        first = self._recent.pop(raw, None)
-        self._recent[raw] = now if first is None else first
+        last = self._recent.pop(raw, None)
+        self._recent[raw] = now
         if len(self._recent) > RECENT_REPORTS:
             self._recent.popitem(last=False)
-        if first is not None and now - first <= REPEAT_WINDOW_S:
+        if last is not None and now - last <= REPEAT_WINDOW_S:
             self.frames_repeated += 1
             return True
-        if first is not None:  # the same bytes long after: a lock without clock or
-            self._recent[raw] = now  # counter that started its serials again — new
         return False
 
     def _log_bad(self, err: FrameError, raw: bytes) -> None:

@@ -147,3 +147,25 @@ async def test_bad_frames_are_counted_each_and_logged_once_in_a_while(
         assert harness.driver.frames_bad == 50
     dropped = [r for r in caplog.records if "dropped frame" in r.getMessage()]
     assert len(dropped) == 1
+
+
+async def test_the_same_frame_after_a_long_quiet_is_a_new_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock without clock or counter that started its serials again after a restart may
+    send a frame byte for byte like one of long ago: that one is given."""
+    import devices.elock.driver as driver_module
+
+    monkeypatch.setattr(driver_module, "REPEAT_WINDOW_S", 0.3)
+    async with driving() as (harness, line):
+        report = frame(lock_report(7), 9)
+        line.write(report)
+        await harness.wait_for(lambda e: e.counter == 7)
+        line.write(report)  # at once: a resend
+        await line.answers(2)
+        await asyncio.sleep(0.5)
+        line.write(report)  # after the window: new
+        await line.answers(1)
+        await asyncio.sleep(0.1)
+        assert [e.counter for e in harness.events] == [7, 7]
+        assert harness.driver.frames_repeated == 1
