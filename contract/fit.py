@@ -60,11 +60,31 @@ def _nested(annotation: Any) -> Iterator[Any]:
             yield from _nested(arg)
 
 
+@cache
+def _whole(model: type[BaseModel], name: str) -> bool:
+    """The field takes whole numbers only (`int`, not `float`)."""
+    kinds = set(_types(model.model_fields[name].annotation))
+    return int in kinds and float not in kinds
+
+
+def _types(annotation: Any) -> Iterator[Any]:
+    if get_origin(annotation) is Annotated:
+        yield from _types(get_args(annotation)[0])
+    elif args := get_args(annotation):
+        for arg in args:
+            yield from _types(arg)
+    else:
+        yield annotation
+
+
 def within(model: type[BaseModel], name: str, value: Any) -> bool:
-    """`value` is a finite number within the bounds of `model`'s field `name`."""
+    """`value` is a finite number of the field's kind (a whole one for a count) within
+    the bounds of `model`'s field `name`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if not math.isfinite(value):
+        return False
+    if _whole(model, name) and not isinstance(value, int):
         return False
     return all(compare(value, bound) for compare, bound in _checks(model, name))
 

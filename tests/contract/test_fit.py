@@ -35,7 +35,7 @@ def test_a_fitted_position_is_valid_and_keeps_every_value_within_bounds(
         "alt_m": alt,
         "speed_kmh": speed,
         "course_deg": course,
-        "sats": sats if not isinstance(sats, float) else int(sats) if math.isfinite(sats) else 0,
+        "sats": sats,
         "hdop": hdop,
     }
     fitted, dropped = fit(Position, payload, POSITION_FIT)
@@ -76,3 +76,5 @@ def test_the_bounds_are_the_contracts() -> None:
     assert not within(LockReport, "battery_pct", 255) and within(LockReport, "battery_pct", 0)
     assert not within(Position, "sats", True)  # a bool is not a count
     assert not within(Position, "alt_m", math.nan)
+    assert not within(Position, "sats", 3.5) and within(Position, "sats", 3)  # a count
+    assert within(Position, "hdop", 3)  # a whole number is a number
